@@ -1,0 +1,412 @@
+//! Target-side connectivity generation.
+//!
+//! Every shard generates only the synapses onto its own neurons. The random
+//! decisions about a target neuron come from streams keyed by (seed, projection,
+//! target gid) — structure and values in separate streams, so that the counting
+//! pass can skip the values — never by the shard, which makes the network the same
+//! whatever the partition. Two rules are not naturally target-side:
+//!
+//! - `fixed_outdegree`: each source's stream draws its targets; every shard replays
+//!   all sources and keeps the synapses onto its own neurons (cost: all synapses per
+//!   shard, documented in docs/architecture.md);
+//! - `fixed_total_number`: the per-target counts are a multinomial split of `n`,
+//!   drawn as conditional binomials from one stream keyed by the projection (every
+//!   shard draws all counts: one binomial per target); the sources of each target
+//!   then come from the target's own stream. Same distribution as NEST's
+//!   per-process split, without depending on the number of processes.
+
+use crate::network::{Gid, Network, Rule};
+use crate::rng::{purpose, Stream};
+use rand_distr::{Binomial, Distribution};
+
+/// Which neurons a shard owns: round-robin over global ids (gid % count == index),
+/// which spreads every population evenly over the shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// This shard's index.
+    pub index: u32,
+    /// Number of shards.
+    pub count: u32,
+}
+
+impl Layout {
+    /// Whether this shard owns `gid`.
+    #[inline]
+    pub fn owns(&self, gid: Gid) -> bool {
+        gid % self.count == self.index
+    }
+
+    /// Local index of an owned gid.
+    #[inline]
+    pub fn local(&self, gid: Gid) -> u32 {
+        gid / self.count
+    }
+
+    /// Global id of local index `l`.
+    #[inline]
+    pub fn gid(&self, l: u32) -> Gid {
+        l * self.count + self.index
+    }
+
+    /// Number of owned neurons among gids `0..total`.
+    pub fn n_local(&self, total: u32) -> u32 {
+        if total > self.index {
+            (total - self.index).div_ceil(self.count)
+        } else {
+            0
+        }
+    }
+
+    /// First owned gid at or after `from`.
+    pub fn first_owned_from(&self, from: Gid) -> u64 {
+        let r = from % self.count;
+        let add = (self.index + self.count - r) % self.count;
+        from as u64 + add as u64
+    }
+
+    /// Local index range of the owned gids in `[first, first + size)`.
+    pub fn local_range(&self, first: Gid, size: u32) -> std::ops::Range<u32> {
+        let lo = self.first_owned_from(first);
+        let end = first as u64 + size as u64;
+        let lo_l = (lo / self.count as u64) as u32;
+        let n = if lo < end { ((end - 1 - lo) / self.count as u64 + 1) as u32 } else { 0 };
+        lo_l..lo_l + n
+    }
+}
+
+/// Visit every synapse of projection `pi` whose target this shard owns, calling
+/// `f(source gid, local target, weight, delay steps)`. With `values == false` the
+/// weight and delay are not drawn (0 is passed), which keeps the counting pass cheap.
+/// Per target (and per source for `fixed_outdegree`), synapses come in a fixed order.
+pub fn visit_projection(
+    net: &Network,
+    pi: usize,
+    layout: Layout,
+    values: bool,
+    f: &mut impl FnMut(Gid, u32, f32, u16),
+) {
+    let proj = &net.projections[pi];
+    let pre = &net.populations[proj.source];
+    let post = &net.populations[proj.target];
+    let seed = net.seed;
+    let key = pi as u64;
+    let draw = |v: &mut Stream| -> (f32, u16) {
+        let w = proj.weight.sample(v);
+        let d = net.delay_steps(proj.delay_ms.sample(v));
+        (w as f32, d)
+    };
+    // Index of the target itself among the sources, if autapses must be skipped.
+    let self_index = |g: Gid| -> Option<u32> {
+        (!proj.autapses && g >= pre.first_gid && g < pre.end_gid()).then(|| g - pre.first_gid)
+    };
+    let mut mark = Vec::new();
+    let mut chosen = Vec::new();
+
+    match proj.rule {
+        Rule::FixedOutdegree { k } => {
+            mark.resize(post.size as usize, false);
+            for s in pre.first_gid..pre.end_gid() {
+                let mut srng = Stream::new(seed, &[purpose::CONN_STRUCTURE, key, s as u64]);
+                let mut vrng = Stream::new(seed, &[purpose::CONN_VALUES, key, s as u64]);
+                let excluded = (!proj.autapses && s >= post.first_gid && s < post.end_gid()).then(|| s - post.first_gid);
+                choose(&mut srng, post.size, k, excluded, proj.multapses, &mut mark, &mut chosen);
+                for &t in &chosen {
+                    let g = post.first_gid + t;
+                    let (w, d) = if values { draw(&mut vrng) } else { (0.0, 0) };
+                    if layout.owns(g) {
+                        f(s, layout.local(g), w, d);
+                    }
+                }
+            }
+        }
+        Rule::FixedTotalNumber { n } => {
+            let mut crng = Stream::new(seed, &[purpose::CONN_COUNTS, key]);
+            let mut remaining = n;
+            for i in 0..post.size {
+                let left = (post.size - i) as f64;
+                let c = if remaining == 0 {
+                    0
+                } else if i + 1 == post.size {
+                    remaining
+                } else {
+                    Binomial::new(remaining, 1.0 / left).map(|b| b.sample(&mut crng)).unwrap_or(0)
+                };
+                remaining -= c;
+                let g = post.first_gid + i;
+                if c == 0 || !layout.owns(g) {
+                    continue;
+                }
+                let mut srng = Stream::new(seed, &[purpose::CONN_STRUCTURE, key, g as u64]);
+                let mut vrng = Stream::new(seed, &[purpose::CONN_VALUES, key, g as u64]);
+                let excluded = self_index(g);
+                let l = layout.local(g);
+                for _ in 0..c {
+                    let s = draw_index(&mut srng, pre.size, excluded);
+                    let (w, d) = if values { draw(&mut vrng) } else { (0.0, 0) };
+                    f(pre.first_gid + s, l, w, d);
+                }
+            }
+        }
+        rule => {
+            if let Rule::FixedIndegree { .. } = rule {
+                mark.resize(pre.size as usize, false);
+            }
+            let range = layout.local_range(post.first_gid, post.size);
+            for l in range {
+                let g = layout.gid(l);
+                let mut srng = Stream::new(seed, &[purpose::CONN_STRUCTURE, key, g as u64]);
+                let mut vrng = Stream::new(seed, &[purpose::CONN_VALUES, key, g as u64]);
+                let excluded = self_index(g);
+                let mut emit = |s: u32, vrng: &mut Stream| {
+                    let (w, d) = if values { draw(vrng) } else { (0.0, 0) };
+                    f(pre.first_gid + s, l, w, d);
+                };
+                match rule {
+                    Rule::OneToOne => {
+                        let s = g - post.first_gid;
+                        if excluded != Some(s) {
+                            emit(s, &mut vrng);
+                        }
+                    }
+                    Rule::AllToAll => {
+                        for s in 0..pre.size {
+                            if excluded != Some(s) {
+                                emit(s, &mut vrng);
+                            }
+                        }
+                    }
+                    Rule::PairwiseBernoulli { p } => {
+                        if p >= 1.0 {
+                            for s in 0..pre.size {
+                                if excluded != Some(s) {
+                                    emit(s, &mut vrng);
+                                }
+                            }
+                        } else if p > 0.0 {
+                            // Geometric skipping: O(connections), not O(sources).
+                            let log_q = (-p).ln_1p();
+                            let mut j: f64 = -1.0;
+                            loop {
+                                j += 1.0 + (srng.uniform_open0().ln() / log_q).floor();
+                                if j >= pre.size as f64 {
+                                    break;
+                                }
+                                let s = j as u32;
+                                if excluded != Some(s) {
+                                    emit(s, &mut vrng);
+                                }
+                            }
+                        }
+                    }
+                    Rule::FixedIndegree { k } => {
+                        choose(&mut srng, pre.size, k, excluded, proj.multapses, &mut mark, &mut chosen);
+                        for &s in &chosen {
+                            emit(s, &mut vrng);
+                        }
+                    }
+                    Rule::FixedOutdegree { .. } | Rule::FixedTotalNumber { .. } => unreachable!(),
+                }
+            }
+        }
+    }
+}
+
+/// Uniform index in `[0, n)` other than `excluded`.
+#[inline]
+fn draw_index(rng: &mut Stream, n: u32, excluded: Option<u32>) -> u32 {
+    match excluded {
+        None => rng.below(n as u64) as u32,
+        Some(x) => {
+            debug_assert!(n > 1);
+            let r = rng.below(n as u64 - 1) as u32;
+            if r >= x {
+                r + 1
+            } else {
+                r
+            }
+        }
+    }
+}
+
+/// `k` indices from `[0, n)` minus `excluded`, with or without repetition, into
+/// `chosen` (sorted when drawn without repetition). `mark` is scratch of length ≥ n,
+/// all false on entry and on return.
+fn choose(
+    rng: &mut Stream,
+    n: u32,
+    k: u32,
+    excluded: Option<u32>,
+    multapses: bool,
+    mark: &mut [bool],
+    chosen: &mut Vec<u32>,
+) {
+    chosen.clear();
+    let candidates = n - excluded.map_or(0, |_| 1);
+    if candidates == 0 {
+        return;
+    }
+    if multapses {
+        for _ in 0..k {
+            chosen.push(draw_index(rng, n, excluded));
+        }
+        return;
+    }
+    // Floyd's algorithm over the candidate set, then map past the excluded index.
+    let k = k.min(candidates);
+    for j in (candidates - k)..candidates {
+        let r = rng.below(j as u64 + 1) as u32;
+        let pick = if mark[r as usize] { j } else { r };
+        mark[pick as usize] = true;
+        chosen.push(pick);
+    }
+    for &c in chosen.iter() {
+        mark[c as usize] = false;
+    }
+    chosen.sort_unstable();
+    if let Some(x) = excluded {
+        for c in chosen.iter_mut() {
+            if *c >= x {
+                *c += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distribution::Dist;
+    use crate::models::ModelKind;
+    use crate::network::{Population, Projection};
+
+    fn net(rule: Rule, n_pre: u32, n_post: u32, same: bool, autapses: bool, multapses: bool) -> Network {
+        let pop = |name: &str, first, size| Population {
+            name: name.into(),
+            size,
+            first_gid: first,
+            model: ModelKind::Parrot,
+            params: vec![],
+            initial: vec![],
+        };
+        let mut populations = vec![pop("a", 0, n_pre)];
+        if !same {
+            populations.push(pop("b", n_pre, n_post));
+        }
+        Network {
+            dt_ms: 0.1,
+            seed: 42,
+            projections: vec![Projection {
+                source: 0,
+                target: if same { 0 } else { 1 },
+                rule,
+                weight: Dist::Uniform { low: 1.0, high: 2.0 },
+                delay_ms: Dist::Uniform { low: 0.1, high: 3.0 },
+                autapses,
+                multapses,
+            }],
+            record_spikes: vec![true; populations.len()],
+            populations,
+            stimuli: vec![],
+            samplers: vec![],
+        }
+    }
+
+    /// All synapses as (source, target gid, weight bits, delay), sorted.
+    fn synapses(net: &Network, shards: u32) -> Vec<(u32, u32, u32, u16)> {
+        let mut all = Vec::new();
+        for index in 0..shards {
+            let layout = Layout { index, count: shards };
+            visit_projection(net, 0, layout, true, &mut |s, l, w, d| all.push((s, layout.gid(l), w.to_bits(), d)));
+        }
+        all.sort_unstable();
+        all
+    }
+
+    #[test]
+    fn every_rule_is_partition_independent() {
+        let rules = [
+            Rule::OneToOne,
+            Rule::AllToAll,
+            Rule::PairwiseBernoulli { p: 0.1 },
+            Rule::FixedIndegree { k: 7 },
+            Rule::FixedOutdegree { k: 9 },
+            Rule::FixedTotalNumber { n: 1234 },
+        ];
+        for rule in rules {
+            for (auto, multi) in [(true, true), (false, false)] {
+                if matches!(rule, Rule::FixedTotalNumber { .. }) && !multi {
+                    continue;
+                }
+                let n = net(rule, 60, 60, true, auto, multi);
+                let one = synapses(&n, 1);
+                assert!(!one.is_empty() || (rule == Rule::OneToOne && !auto), "{rule:?}");
+                for shards in [2, 3, 7] {
+                    assert_eq!(one, synapses(&n, shards), "{rule:?} autapses={auto} shards={shards}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn counts_and_switches_hold() {
+        let count = |rule, auto, multi| synapses(&net(rule, 50, 50, true, auto, multi), 3);
+        assert_eq!(count(Rule::AllToAll, false, true).len(), 50 * 49);
+        assert_eq!(count(Rule::AllToAll, true, true).len(), 50 * 50);
+        assert!(count(Rule::OneToOne, false, true).is_empty());
+        assert_eq!(count(Rule::FixedIndegree { k: 10 }, true, true).len(), 500);
+        assert_eq!(count(Rule::FixedOutdegree { k: 10 }, true, true).len(), 500);
+        assert_eq!(count(Rule::FixedTotalNumber { n: 777 }, true, true).len(), 777);
+        // Without autapses and multapses: no self connection, no repeated pair.
+        for rule in [Rule::FixedIndegree { k: 49 }, Rule::FixedOutdegree { k: 49 }, Rule::PairwiseBernoulli { p: 0.5 }] {
+            let syn = count(rule, false, false);
+            assert!(syn.iter().all(|s| s.0 != s.1), "{rule:?}");
+            let mut pairs: Vec<_> = syn.iter().map(|s| (s.0, s.1)).collect();
+            pairs.dedup();
+            assert_eq!(pairs.len(), syn.len(), "{rule:?}");
+        }
+        // In-degree 49 of 49 candidates: complete graph without self loops.
+        assert_eq!(count(Rule::FixedIndegree { k: 49 }, false, false).len(), 50 * 49);
+    }
+
+    #[test]
+    fn pairwise_bernoulli_has_binomial_count() {
+        let syn = synapses(&net(Rule::PairwiseBernoulli { p: 0.1 }, 400, 300, false, true, true), 2);
+        let mean = 0.1 * 400.0 * 300.0;
+        let sd = (mean * 0.9f64).sqrt();
+        assert!((syn.len() as f64 - mean).abs() < 4.0 * sd, "{} vs {mean}", syn.len());
+        // Sources spread over the whole population.
+        let first_half = syn.iter().filter(|s| s.0 < 200).count() as f64;
+        assert!((first_half / syn.len() as f64 - 0.5).abs() < 0.02);
+    }
+
+    #[test]
+    fn fixed_total_number_spreads_uniformly() {
+        let syn = synapses(&net(Rule::FixedTotalNumber { n: 100_000 }, 100, 100, false, true, true), 3);
+        assert_eq!(syn.len(), 100_000);
+        let mut indeg = [0u32; 100];
+        for s in &syn {
+            indeg[(s.1 - 100) as usize] += 1;
+        }
+        // Multinomial: each count ~ Binomial(1e5, 0.01): sd ≈ 31.5.
+        assert!(indeg.iter().all(|&c| (850..1150).contains(&c)), "{indeg:?}");
+    }
+
+    #[test]
+    fn layout_ranges_partition_populations() {
+        for count in [1, 2, 3, 7] {
+            let mut seen = vec![0u32; 100];
+            for index in 0..count {
+                let layout = Layout { index, count };
+                for (first, size) in [(0, 13), (13, 50), (63, 37)] {
+                    for l in layout.local_range(first, size) {
+                        let g = layout.gid(l);
+                        assert!(g >= first && g < first + size);
+                        seen[g as usize] += 1;
+                    }
+                }
+                assert_eq!(layout.n_local(100), (0..100).filter(|g| layout.owns(*g)).count() as u32);
+            }
+            assert!(seen.iter().all(|&c| c == 1));
+        }
+    }
+}

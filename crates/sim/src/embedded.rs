@@ -1,0 +1,243 @@
+//! The embedded runtime: shards on local threads, exchanging spikes through shared
+//! memory once per epoch. The cluster runtime runs the same shards in actors.
+//!
+//! Each thread owns a fixed set of shards. Per epoch a thread merges every shard's
+//! spikes of the previous epoch into the canonical order, advances its shards, and
+//! publishes their spikes into a double-buffered outbox; one barrier per epoch
+//! separates publishing from reading (a thread can only overwrite an outbox slot two
+//! epochs later, after everyone has passed the next barrier).
+
+use crate::connectivity::Layout;
+use crate::network::{Network, Spike};
+use crate::shard::{Sample, Shard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// How to run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunConfig {
+    /// Worker threads (at most `shards` are used).
+    pub threads: usize,
+    /// Number of shards; results do not depend on it.
+    pub shards: usize,
+    /// Steps to simulate (rounded up to whole epochs).
+    pub steps: u64,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutput {
+    /// Spikes of the recorded populations, in canonical order.
+    pub spikes: Vec<Spike>,
+    /// Spike counts per population (all populations, recorded or not).
+    pub spike_counts: Vec<u64>,
+    /// Samples, ordered by (step, sampler, gid, var).
+    pub samples: Vec<Sample>,
+    /// Figures.
+    pub stats: RunStats,
+}
+
+/// Figures of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunStats {
+    /// Synapses built.
+    pub synapses: u64,
+    /// Bytes of synapse storage over all shards.
+    pub synapse_bytes: u64,
+    /// Wall time to build all shards, s.
+    pub build_s: f64,
+    /// Wall time of the simulation loop, s.
+    pub simulate_s: f64,
+    /// Synaptic events delivered.
+    pub synaptic_events: u64,
+    /// Steps simulated.
+    pub steps: u64,
+}
+
+/// Progress of a run, for progress bars and metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Steps done.
+    pub steps_done: u64,
+    /// Steps in total.
+    pub steps_total: u64,
+    /// Spikes so far.
+    pub spikes: u64,
+}
+
+/// A sense-reversing barrier that spins briefly before yielding: epochs can be a
+/// single 0.1 ms step, so the futex round trip of `std::sync::Barrier` would cost
+/// more than the work.
+struct SpinBarrier {
+    n: usize,
+    count: AtomicUsize,
+    generation: AtomicUsize,
+}
+
+impl SpinBarrier {
+    fn new(n: usize) -> Self {
+        SpinBarrier { n, count: AtomicUsize::new(0), generation: AtomicUsize::new(0) }
+    }
+
+    fn wait(&self) {
+        let gen = self.generation.load(Ordering::Acquire);
+        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
+            self.count.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == gen {
+            if spins < 2_000 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+fn merge(outboxes: &[[Mutex<Vec<Spike>>; 2]], parity: usize, into: &mut Vec<Spike>) {
+    into.clear();
+    for ob in outboxes {
+        let guard = ob[parity].lock().unwrap_or_else(|e| e.into_inner());
+        into.extend_from_slice(&guard);
+    }
+    into.sort_unstable();
+}
+
+/// Run `net` on local threads. `progress` is called from one worker thread after
+/// every epoch; `cancel` stops the run at the next epoch boundary.
+pub fn run(
+    net: &Network,
+    cfg: RunConfig,
+    progress: &(dyn Fn(Progress) + Sync),
+    cancel: &AtomicBool,
+) -> RunOutput {
+    let n_shards = cfg.shards.max(1);
+    let threads = cfg.threads.clamp(1, n_shards);
+    let epoch = net.epoch_steps() as u64;
+    let epochs = cfg.steps.div_ceil(epoch);
+    let steps_total = epochs * epoch;
+
+    let build_start = Instant::now();
+    let shards: Vec<Mutex<Option<Shard>>> = (0..n_shards).map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let shards = &shards;
+            scope.spawn(move || {
+                for s in (t..n_shards).step_by(threads) {
+                    let shard = Shard::build(net, Layout { index: s as u32, count: n_shards as u32 });
+                    *shards[s].lock().unwrap_or_else(|e| e.into_inner()) = Some(shard);
+                }
+            });
+        }
+    });
+    let mut shards: Vec<Shard> =
+        shards.into_iter().filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
+    let build_s = build_start.elapsed().as_secs_f64();
+
+    let outboxes: Vec<[Mutex<Vec<Spike>>; 2]> =
+        (0..n_shards).map(|_| [Mutex::new(Vec::new()), Mutex::new(Vec::new())]).collect();
+    let barrier = SpinBarrier::new(threads);
+    let spikes_so_far = AtomicU64::new(0);
+    let done_epochs = AtomicU64::new(epochs);
+    let recorded = Mutex::new((Vec::<Spike>::new(), vec![0u64; net.populations.len()]));
+
+    let sim_start = Instant::now();
+    // Hand each thread its shards.
+    let mut per_thread: Vec<Vec<(usize, Shard)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (s, shard) in shards.drain(..).enumerate() {
+        per_thread[s % threads].push((s, shard));
+    }
+    let per_thread: Vec<Vec<(usize, Shard)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = per_thread
+            .into_iter()
+            .enumerate()
+            .map(|(t, mut mine)| {
+                let outboxes = &outboxes;
+                let barrier = &barrier;
+                let recorded = &recorded;
+                let spikes_so_far = &spikes_so_far;
+                let done_epochs = &done_epochs;
+                scope.spawn(move || {
+                    let mut incoming = Vec::new();
+                    let mut out = Vec::new();
+                    let mut leader_rec = (Vec::new(), vec![0u64; net.populations.len()]);
+                    for e in 0..=epochs {
+                        if e > 0 {
+                            merge(outboxes, ((e - 1) % 2) as usize, &mut incoming);
+                            if t == 0 {
+                                for sp in &incoming {
+                                    let p = net.population_of(sp.gid);
+                                    leader_rec.1[p] += 1;
+                                    if net.record_spikes[p] {
+                                        leader_rec.0.push(*sp);
+                                    }
+                                }
+                                let total = spikes_so_far.fetch_add(incoming.len() as u64, Ordering::Relaxed)
+                                    + incoming.len() as u64;
+                                progress(Progress { steps_done: e * epoch, steps_total, spikes: total });
+                            }
+                        }
+                        if e == epochs {
+                            break;
+                        }
+                        // Every thread sees the same flag value at the same epoch because it
+                        // is read between two barriers only by the leader and published here.
+                        if e > 0 && done_epochs.load(Ordering::Acquire) <= e {
+                            break;
+                        }
+                        for (s, shard) in mine.iter_mut() {
+                            out.clear();
+                            shard.advance(&incoming, &mut out);
+                            let mut slot = outboxes[*s][(e % 2) as usize].lock().unwrap_or_else(|x| x.into_inner());
+                            slot.clear();
+                            slot.extend_from_slice(&out);
+                        }
+                        if t == 0 && cancel.load(Ordering::Relaxed) {
+                            done_epochs.store(e + 1, Ordering::Release);
+                        }
+                        barrier.wait();
+                    }
+                    if t == 0 {
+                        *recorded.lock().unwrap_or_else(|x| x.into_inner()) = leader_rec;
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    let simulate_s = sim_start.elapsed().as_secs_f64();
+
+    let mut stats = RunStats { build_s, simulate_s, ..Default::default() };
+    let mut samples = Vec::new();
+    let mut steps_done = 0;
+    for (_, mut shard) in per_thread.into_iter().flatten() {
+        stats.synapses += shard.n_synapses();
+        stats.synapse_bytes += shard.synapse_bytes();
+        stats.synaptic_events += shard.synaptic_events();
+        steps_done = shard.step();
+        samples.extend(shard.take_samples());
+    }
+    stats.steps = steps_done;
+    samples.sort_by(|a, b| (a.step, a.sampler, a.gid, a.var).cmp(&(b.step, b.sampler, b.gid, b.var)));
+    let (spikes, spike_counts) = recorded.into_inner().unwrap_or_else(|e| e.into_inner());
+    RunOutput { spikes, spike_counts, samples, stats }
+}
+
+/// FNV-1a hash of the spikes in canonical order, each as (gid u32 LE, step u64 LE):
+/// two runs with the same hash produced the same spikes.
+pub fn spike_hash(spikes: &[Spike]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for sp in spikes {
+        for b in sp.gid.to_le_bytes().iter().chain(sp.step.to_le_bytes().iter()) {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}

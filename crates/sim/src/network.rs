@@ -1,0 +1,225 @@
+//! The kernel's description of a network: what to build, in the kernel's units
+//! (steps, pA, global neuron ids). Produced by `neuropil-spec` from an experiment
+//! file; read by every shard, which builds only its own part.
+
+use crate::distribution::Dist;
+use crate::models::ModelKind;
+
+/// Global neuron id: populations are numbered consecutively in spec order.
+pub type Gid = u32;
+
+/// A spike: the step in which neuron `gid` crossed threshold. Ordered by step, then
+/// gid — the canonical order in which every shard delivers spikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Spike {
+    /// Step index (the spike's time is `(step + 1) * dt`, as NEST stamps it).
+    pub step: u64,
+    /// Global id of the neuron.
+    pub gid: Gid,
+}
+
+/// A population of identical model neurons.
+#[derive(Debug, Clone)]
+pub struct Population {
+    /// Name from the spec.
+    pub name: String,
+    /// Number of neurons.
+    pub size: u32,
+    /// Global id of the first neuron.
+    pub first_gid: Gid,
+    /// Neuron model.
+    pub model: ModelKind,
+    /// Parameter values in [`ModelKind::params`] order.
+    pub params: Vec<f64>,
+    /// Initial state: (state variable index, distribution), drawn per neuron.
+    pub initial: Vec<(usize, Dist)>,
+}
+
+impl Population {
+    /// One past the last global id.
+    pub fn end_gid(&self) -> Gid {
+        self.first_gid + self.size
+    }
+}
+
+/// How sources are chosen for targets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rule {
+    /// Source i to target i.
+    OneToOne,
+    /// Every source to every target.
+    AllToAll,
+    /// Each pair independently with probability `p`.
+    PairwiseBernoulli {
+        /// Connection probability.
+        p: f64,
+    },
+    /// Each target draws `k` sources.
+    FixedIndegree {
+        /// In-degree.
+        k: u32,
+    },
+    /// Each source draws `k` targets.
+    FixedOutdegree {
+        /// Out-degree.
+        k: u32,
+    },
+    /// `n` (source, target) pairs drawn uniformly.
+    FixedTotalNumber {
+        /// Total number of synapses.
+        n: u64,
+    },
+}
+
+impl Rule {
+    /// Expected number of synapses (for memory estimates).
+    pub fn expected_synapses(&self, n_pre: u64, n_post: u64) -> f64 {
+        match *self {
+            Rule::OneToOne => n_post as f64,
+            Rule::AllToAll => (n_pre * n_post) as f64,
+            Rule::PairwiseBernoulli { p } => p * (n_pre * n_post) as f64,
+            Rule::FixedIndegree { k } => k as f64 * n_post as f64,
+            Rule::FixedOutdegree { k } => k as f64 * n_pre as f64,
+            Rule::FixedTotalNumber { n } => n as f64,
+        }
+    }
+}
+
+/// Static synapses from one population onto another.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    /// Source population index.
+    pub source: usize,
+    /// Target population index.
+    pub target: usize,
+    /// Connection rule.
+    pub rule: Rule,
+    /// Weight distribution (pA for current synapses, nS for conductance, mV for
+    /// izhikevich); the sign picks the excitatory or inhibitory channel, as in NEST.
+    pub weight: Dist,
+    /// Delay distribution in ms; drawn values are rounded to the dt grid (≥ 1 step).
+    pub delay_ms: Dist,
+    /// Whether a neuron may connect to itself.
+    pub autapses: bool,
+    /// Whether a pair may be connected more than once.
+    pub multapses: bool,
+}
+
+/// An input device.
+#[derive(Debug, Clone)]
+pub enum Stimulus {
+    /// Independent Poisson spike trains, one per target neuron.
+    Poisson {
+        /// Target population index.
+        target: usize,
+        /// Total rate per target neuron, Hz.
+        rate_hz: f64,
+        /// Weight of each spike.
+        weight: f64,
+        /// Delay in steps (≥ 1).
+        delay_steps: u32,
+        /// First emission step.
+        start_step: u64,
+        /// One past the last emission step.
+        stop_step: u64,
+    },
+    /// A constant current to every neuron of a population.
+    Dc {
+        /// Target population index.
+        target: usize,
+        /// Amplitude, pA.
+        amplitude_pa: f64,
+        /// First step with the current on.
+        start_step: u64,
+        /// First step with the current off again.
+        stop_step: u64,
+    },
+    /// Spikes at given times to every chosen neuron of a population.
+    SpikeTrain {
+        /// Target population index.
+        target: usize,
+        /// Indices within the population; `None` = all.
+        neurons: Option<Vec<u32>>,
+        /// Emission steps (a spike at time T ms is emitted in step T/dt - 1).
+        steps: Vec<u64>,
+        /// Weight.
+        weight: f64,
+        /// Delay in steps (≥ 1).
+        delay_steps: u32,
+    },
+}
+
+/// Periodic samples of state variables of chosen neurons.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    /// Population index.
+    pub population: usize,
+    /// Indices within the population.
+    pub neurons: Vec<u32>,
+    /// State variable indices.
+    pub variables: Vec<usize>,
+    /// Sampling interval in steps.
+    pub interval_steps: u32,
+}
+
+/// A whole network plus its inputs and what to record.
+#[derive(Debug, Clone)]
+pub struct Network {
+    /// Time step, ms.
+    pub dt_ms: f64,
+    /// Master seed.
+    pub seed: u64,
+    /// Populations in gid order.
+    pub populations: Vec<Population>,
+    /// Projections; their index keys their random streams.
+    pub projections: Vec<Projection>,
+    /// Input devices.
+    pub stimuli: Vec<Stimulus>,
+    /// Per population: record its spikes.
+    pub record_spikes: Vec<bool>,
+    /// State samplers.
+    pub samplers: Vec<Sampler>,
+}
+
+impl Network {
+    /// Total number of neurons.
+    pub fn total_neurons(&self) -> u32 {
+        self.populations.last().map_or(0, |p| p.end_gid())
+    }
+
+    /// A delay in ms as steps on the dt grid (at least one step).
+    pub fn delay_steps(&self, delay_ms: f64) -> u16 {
+        ((delay_ms / self.dt_ms).round()).clamp(1.0, u16::MAX as f64) as u16
+    }
+
+    /// Steps per epoch: the smallest delay any projection can produce. Within an
+    /// epoch no spike can reach another neuron, so shards advance independently.
+    /// Capped at 1 ms worth of steps (progress and exchange granularity) and 1 step
+    /// at least.
+    pub fn epoch_steps(&self) -> u32 {
+        let cap = ((1.0 / self.dt_ms).round() as u32).max(1);
+        self.projections
+            .iter()
+            .map(|p| self.delay_steps(p.delay_ms.lower()) as u32)
+            .min()
+            .unwrap_or(cap)
+            .clamp(1, cap)
+    }
+
+    /// Index of the population that holds `gid`.
+    pub fn population_of(&self, gid: Gid) -> usize {
+        self.populations.partition_point(|p| p.end_gid() <= gid)
+    }
+
+    /// Expected number of synapses of every projection.
+    pub fn expected_synapses(&self) -> f64 {
+        self.projections
+            .iter()
+            .map(|p| {
+                let pre = self.populations[p.source].size as u64;
+                let post = self.populations[p.target].size as u64;
+                p.rule.expected_synapses(pre, post)
+            })
+            .sum()
+    }
+}
