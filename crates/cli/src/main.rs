@@ -1,1 +1,164 @@
-fn main(){}
+//! `neuropil`: the one binary. `run` simulates an experiment embedded (no etcd, no
+//! network), `validate` checks a file, `plot` draws a raster, `bench` measures.
+
+mod bench;
+mod columnar;
+mod plot;
+mod progress;
+mod run;
+mod summary;
+mod system;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "neuropil", version, about = "A partition-independent spiking network simulator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an experiment embedded and write summary.json, spikes.parquet (and state.parquet).
+    Run {
+        /// Experiment file (.toml or .json).
+        experiment: PathBuf,
+        /// Output directory (default: out/<experiment name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads (default: the file's run.threads, else one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Shards (default: the file's run.shards, else one per thread). Results do not depend on it.
+        #[arg(long)]
+        shards: Option<usize>,
+        /// Override a field: --set scaling.neurons=0.1 --set populations.E.size=100
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+        /// Also render raster.png into the output directory.
+        #[arg(long)]
+        plot: bool,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check an experiment file without running it.
+    Validate {
+        /// Experiment file (.toml or .json).
+        experiment: PathBuf,
+        /// Override a field, as for run.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+    },
+    /// Render raster.png (raster, population activity, rate histograms) from a run's output directory.
+    Plot {
+        /// Output directory of a run.
+        dir: PathBuf,
+        /// PNG to write (default: DIR/raster.png).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run the microcircuit without recording and print performance figures.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { experiment, out, threads, shards, set, plot, quiet } => {
+            let req = run::RunRequest { experiment, set, threads, shards };
+            cmd_run(req, out, plot, quiet)
+        }
+        Command::Validate { experiment, set } => {
+            let req = run::RunRequest { experiment, set, ..Default::default() };
+            match run::prepare(&req) {
+                Ok(p) => {
+                    let c = &p.compiled;
+                    println!(
+                        "ok: {} populations, {} neurons, ~{:.3e} synapses, {} steps, estimated memory {:.2} GiB",
+                        c.network.populations.len(),
+                        c.network.total_neurons(),
+                        c.expected_synapses,
+                        c.steps,
+                        c.estimated_bytes as f64 / (1u64 << 30) as f64
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => spec_error(&e),
+            }
+        }
+        Command::Plot { dir, out } => {
+            let png = out.unwrap_or_else(|| dir.join("raster.png"));
+            match plot::render_dir(&dir, &png) {
+                Ok(()) => {
+                    println!("wrote {}", png.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Bench(args) => match bench::run(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn spec_error(e: &neuropil_spec::SpecError) -> ExitCode {
+    for line in e.to_string().lines() {
+        eprintln!("error: {line}");
+    }
+    ExitCode::from(2)
+}
+
+fn cmd_run(req: run::RunRequest, out: Option<PathBuf>, plot: bool, quiet: bool) -> ExitCode {
+    let prepared = match run::prepare(&req) {
+        Ok(p) => p,
+        Err(e) => return spec_error(&e),
+    };
+    let name = if prepared.experiment.name.is_empty() {
+        req.experiment.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into())
+    } else {
+        prepared.experiment.name.clone()
+    };
+    let out_dir = out.unwrap_or_else(|| PathBuf::from("out").join(&name));
+    let staging = match run::Staging::new(&out_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let (output, summary) = run::simulate(&prepared, !quiet);
+    let result = run::write_results(staging.dir(), &prepared, &output, &summary).and_then(|()| {
+        if plot {
+            plot::render(&summary, &columnar_spikes(&output, &prepared), &staging.dir().join("raster.png"))?;
+        }
+        staging.commit()
+    });
+    match result {
+        Ok(()) => {
+            print!("{}", summary::render(&summary));
+            println!("results in {}", out_dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn columnar_spikes(out: &neuropil_sim::embedded::RunOutput, p: &run::Prepared) -> Vec<(u32, f64)> {
+    let dt = p.compiled.network.dt_ms;
+    out.spikes.iter().map(|s| (s.gid, (s.step + 1) as f64 * dt)).collect()
+}

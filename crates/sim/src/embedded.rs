@@ -23,6 +23,9 @@ pub struct RunConfig {
     pub shards: usize,
     /// Steps to simulate (rounded up to whole epochs).
     pub steps: u64,
+    /// Spikes from this step on count in [`RunOutput::counted_spikes`] (the
+    /// transient before it is left out of rates).
+    pub count_from_step: u64,
 }
 
 /// What a run produced.
@@ -32,6 +35,10 @@ pub struct RunOutput {
     pub spikes: Vec<Spike>,
     /// Spike counts per population (all populations, recorded or not).
     pub spike_counts: Vec<u64>,
+    /// Spike counts per population from `count_from_step` on.
+    pub counted_spikes: Vec<u64>,
+    /// [`SpikeHasher`] digest of all spikes of all populations.
+    pub spike_hash: u64,
     /// Samples, ordered by (step, sampler, gid, var).
     pub samples: Vec<Sample>,
     /// Figures.
@@ -144,7 +151,7 @@ pub fn run(
     let barrier = SpinBarrier::new(threads);
     let spikes_so_far = AtomicU64::new(0);
     let done_epochs = AtomicU64::new(epochs);
-    let recorded = Mutex::new((Vec::<Spike>::new(), vec![0u64; net.populations.len()]));
+    let recorded = Mutex::new(Recorded::new(net.populations.len()));
 
     let sim_start = Instant::now();
     // Hand each thread its shards.
@@ -165,16 +172,20 @@ pub fn run(
                 scope.spawn(move || {
                     let mut incoming = Vec::new();
                     let mut out = Vec::new();
-                    let mut leader_rec = (Vec::new(), vec![0u64; net.populations.len()]);
+                    let mut leader_rec = Recorded::new(net.populations.len());
                     for e in 0..=epochs {
                         if e > 0 {
                             merge(outboxes, ((e - 1) % 2) as usize, &mut incoming);
                             if t == 0 {
                                 for sp in &incoming {
                                     let p = net.population_of(sp.gid);
-                                    leader_rec.1[p] += 1;
+                                    leader_rec.counts[p] += 1;
+                                    if sp.step >= cfg.count_from_step {
+                                        leader_rec.counted[p] += 1;
+                                    }
+                                    leader_rec.hasher.update(sp);
                                     if net.record_spikes[p] {
-                                        leader_rec.0.push(*sp);
+                                        leader_rec.spikes.push(*sp);
                                     }
                                 }
                                 let total = spikes_so_far.fetch_add(incoming.len() as u64, Ordering::Relaxed)
@@ -225,19 +236,66 @@ pub fn run(
     }
     stats.steps = steps_done;
     samples.sort_by(|a, b| (a.step, a.sampler, a.gid, a.var).cmp(&(b.step, b.sampler, b.gid, b.var)));
-    let (spikes, spike_counts) = recorded.into_inner().unwrap_or_else(|e| e.into_inner());
-    RunOutput { spikes, spike_counts, samples, stats }
+    let rec = recorded.into_inner().unwrap_or_else(|e| e.into_inner());
+    RunOutput {
+        spikes: rec.spikes,
+        spike_counts: rec.counts,
+        counted_spikes: rec.counted,
+        spike_hash: rec.hasher.finish(),
+        samples,
+        stats,
+    }
 }
 
-/// FNV-1a hash of the spikes in canonical order, each as (gid u32 LE, step u64 LE):
-/// two runs with the same hash produced the same spikes.
-pub fn spike_hash(spikes: &[Spike]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for sp in spikes {
+/// What the leader thread accumulates from the merged spike lists.
+struct Recorded {
+    spikes: Vec<Spike>,
+    counts: Vec<u64>,
+    counted: Vec<u64>,
+    hasher: SpikeHasher,
+}
+
+impl Recorded {
+    fn new(n_pops: usize) -> Self {
+        Recorded { spikes: Vec::new(), counts: vec![0; n_pops], counted: vec![0; n_pops], hasher: SpikeHasher::new() }
+    }
+}
+
+/// FNV-1a over the spikes in canonical (step, gid) order, each fed as gid (u32 LE)
+/// then step (u64 LE): two runs with the same digest produced the same spikes.
+#[derive(Debug, Clone, Copy)]
+pub struct SpikeHasher(u64);
+
+impl Default for SpikeHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SpikeHasher {
+    /// Empty digest.
+    pub fn new() -> Self {
+        SpikeHasher(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// Feed one spike.
+    #[inline]
+    pub fn update(&mut self, sp: &Spike) {
         for b in sp.gid.to_le_bytes().iter().chain(sp.step.to_le_bytes().iter()) {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
-    h
+
+    /// The digest.
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// [`SpikeHasher`] digest of spikes given in canonical order.
+pub fn spike_hash(spikes: &[Spike]) -> u64 {
+    let mut h = SpikeHasher::new();
+    spikes.iter().for_each(|s| h.update(s));
+    h.finish()
 }

@@ -1,0 +1,149 @@
+//! `neuropil run`: load, validate, build, simulate embedded, write results.
+
+use crate::progress::ProgressBar;
+use crate::summary::{self, Summary};
+use anyhow::{bail, Context as _, Result};
+use neuropil_sim::embedded::{self, RunConfig, RunOutput};
+use neuropil_spec::{Compiled, Experiment, Limits, SpecError};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+/// What to run and how.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// Experiment file.
+    pub experiment: PathBuf,
+    /// `path=value` overrides.
+    pub set: Vec<String>,
+    /// Threads (overrides the file).
+    pub threads: Option<usize>,
+    /// Shards (overrides the file).
+    pub shards: Option<usize>,
+}
+
+/// A validated experiment with its resolved parallelism.
+pub struct Prepared {
+    /// The experiment as read (after overrides).
+    pub experiment: Experiment,
+    /// The compiled network.
+    pub compiled: Compiled,
+    /// Threads to use.
+    pub threads: usize,
+    /// Shards to use.
+    pub shards: usize,
+}
+
+/// Read and validate; every problem is a [`SpecError`] (exit code 2).
+pub fn prepare(req: &RunRequest) -> Result<Prepared, SpecError> {
+    let experiment = neuropil_spec::load(&req.experiment, &req.set)?;
+    let limits = Limits { memory_bytes: crate::system::available_memory_bytes() };
+    let compiled = neuropil_spec::compile(&experiment, &limits)?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = req.threads.unwrap_or(compiled.threads as usize);
+    let threads = if threads == 0 { cores } else { threads };
+    let shards = req.shards.unwrap_or(compiled.shards as usize);
+    let shards = if shards == 0 { threads } else { shards };
+    for (name, v) in [("--threads", threads), ("--shards", shards)] {
+        if v > 65_536 {
+            return Err(SpecError::Invalid(vec![neuropil_spec::FieldError {
+                path: name.into(),
+                message: format!("{v} is too many; at most 65536"),
+            }]));
+        }
+    }
+    Ok(Prepared { experiment, compiled, threads, shards })
+}
+
+/// Simulate a prepared experiment.
+pub fn simulate(p: &Prepared, show_progress: bool) -> (RunOutput, Summary) {
+    let net = &p.compiled.network;
+    let bar = ProgressBar::new(net.dt_ms, show_progress);
+    let cancel = AtomicBool::new(false);
+    let cfg = RunConfig {
+        threads: p.threads,
+        shards: p.shards,
+        steps: p.compiled.steps,
+        count_from_step: p.compiled.transient_steps,
+    };
+    let out = embedded::run(net, cfg, &|pr| bar.update(pr.steps_done, pr.steps_total, pr.spikes), &cancel);
+    let name = if p.experiment.name.is_empty() { "experiment" } else { p.experiment.name.as_str() };
+    let ctx = summary::Context {
+        experiment: name,
+        net,
+        steps: out.stats.steps,
+        transient_steps: p.compiled.transient_steps,
+        threads: p.threads.min(p.shards),
+        shards: p.shards,
+        dc_pa: &p.compiled.dc_compensation_pa,
+    };
+    let s = summary::summarize(&ctx, &out);
+    (out, s)
+}
+
+/// An output directory written in full or not at all: files go to a sibling
+/// staging directory that replaces the target only when everything is written.
+pub struct Staging {
+    target: PathBuf,
+    staging: PathBuf,
+    done: bool,
+}
+
+impl Staging {
+    /// Create the staging directory (fails early if the location is not writable,
+    /// or if `target` exists and is not a neuropil output directory).
+    pub fn new(target: &Path) -> Result<Staging> {
+        if target.exists() {
+            let is_ours = target.join("summary.json").exists()
+                || std::fs::read_dir(target).map(|mut d| d.next().is_none()).unwrap_or(false);
+            if !target.is_dir() || !is_ours {
+                bail!(
+                    "--out {}: exists and is not a neuropil output directory (no summary.json); choose another path",
+                    target.display()
+                );
+            }
+        }
+        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir(&staging).with_context(|| format!("creating {}", staging.display()))?;
+        Ok(Staging { target: target.to_path_buf(), staging, done: false })
+    }
+
+    /// Where to write files.
+    pub fn dir(&self) -> &Path {
+        &self.staging
+    }
+
+    /// Replace the target with the staged files.
+    pub fn commit(mut self) -> Result<()> {
+        if self.target.exists() {
+            std::fs::remove_dir_all(&self.target).with_context(|| format!("replacing {}", self.target.display()))?;
+        }
+        std::fs::rename(&self.staging, &self.target)
+            .with_context(|| format!("moving results into {}", self.target.display()))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+/// Write summary.json, spikes.parquet and (if anything was sampled) state.parquet.
+pub fn write_results(dir: &Path, p: &Prepared, out: &RunOutput, s: &Summary) -> Result<()> {
+    let net = &p.compiled.network;
+    let json = serde_json::to_string_pretty(s)?;
+    std::fs::write(dir.join("summary.json"), json + "\n").context("writing summary.json")?;
+    crate::columnar::write_spikes(&dir.join("spikes.parquet"), net, &out.spikes)?;
+    if !net.samplers.is_empty() {
+        crate::columnar::write_samples(&dir.join("state.parquet"), net, &out.samples)?;
+    }
+    Ok(())
+}

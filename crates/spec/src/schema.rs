@@ -1,0 +1,274 @@
+//! The experiment schema. Field for field the same as the messages in
+//! `proto/neuropil/v1/experiment.proto` (a test checks that); experiment files in
+//! TOML or JSON are these structures.
+
+use crate::dist::DistSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A whole experiment: network, inputs, recorders and run settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Short name, used in outputs.
+    #[serde(default)]
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Duration, resolution, seed, parallelism.
+    pub run: RunSpec,
+    /// Down-scaling of sizes and in-degrees for small runs.
+    #[serde(default)]
+    pub scaling: ScalingSpec,
+    /// Neuron populations, in id order.
+    pub populations: Vec<PopulationSpec>,
+    /// Input devices.
+    #[serde(default)]
+    pub stimuli: Vec<StimulusSpec>,
+    /// Synaptic projections.
+    #[serde(default)]
+    pub projections: Vec<ProjectionSpec>,
+    /// What to record.
+    #[serde(default)]
+    pub recorders: Vec<RecorderSpec>,
+}
+
+/// Run settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// Biological time to simulate, ms.
+    pub duration_ms: f64,
+    /// Time step, ms.
+    #[serde(default = "default_dt")]
+    pub dt_ms: f64,
+    /// Master seed: same seed, same spikes, on any number of shards.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Worker threads (0 = one per core).
+    #[serde(default)]
+    pub threads: u32,
+    /// Shards (0 = one per thread); results do not depend on it.
+    #[serde(default)]
+    pub shards: u32,
+    /// Initial period left out of rates and CVs in the summary, ms.
+    #[serde(default)]
+    pub transient_ms: f64,
+}
+
+impl Default for RunSpec {
+    fn default() -> Self {
+        RunSpec { duration_ms: 1000.0, dt_ms: 0.1, seed: 1, threads: 0, shards: 0, transient_ms: 0.0 }
+    }
+}
+
+fn default_dt() -> f64 {
+    0.1
+}
+fn default_seed() -> u64 {
+    1
+}
+fn default_one() -> f64 {
+    1.0
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Scaling as in the Potjans & Diesmann example: `neurons` multiplies population
+/// sizes; `synapses` multiplies in-degrees (and Poisson in-degrees), divides weights
+/// by √synapses and, with `dc_compensation`, adds to every population the DC
+/// current that restores its mean input at full scale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingSpec {
+    /// Factor on population sizes.
+    #[serde(default = "default_one")]
+    pub neurons: f64,
+    /// Factor on in-degrees.
+    #[serde(default = "default_one")]
+    pub synapses: f64,
+    /// Compensate the lost mean input with a DC current (needs `full_scale_rate_hz`
+    /// on every population).
+    #[serde(default = "default_true")]
+    pub dc_compensation: bool,
+}
+
+impl Default for ScalingSpec {
+    fn default() -> Self {
+        ScalingSpec { neurons: 1.0, synapses: 1.0, dc_compensation: true }
+    }
+}
+
+/// A population of identical neurons.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PopulationSpec {
+    /// Unique name.
+    pub name: String,
+    /// Number of neurons at scaling 1.
+    pub size: u64,
+    /// Model name (`iaf_psc_exp`, `iaf_psc_alpha`, `izhikevich`, `aeif_cond_exp`, `parrot_neuron`).
+    pub model: String,
+    /// Parameters by NEST name; unspecified ones take the model's defaults.
+    #[serde(default)]
+    pub params: BTreeMap<String, f64>,
+    /// Initial values of state variables, by name: a number or a distribution.
+    #[serde(default)]
+    pub initial: BTreeMap<String, DistSpec>,
+    /// Mean rate at full scale, Hz (for DC compensation when synapses are scaled).
+    #[serde(default)]
+    pub full_scale_rate_hz: Option<f64>,
+}
+
+/// An input device.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StimulusSpec {
+    /// `poisson_generator`, `dc_generator` or `spike_generator`.
+    pub kind: String,
+    /// Target population name.
+    pub target: String,
+    /// Poisson: rate of each independent source, Hz.
+    #[serde(default)]
+    pub rate_hz: Option<f64>,
+    /// Poisson: independent sources per target neuron, merged into one train
+    /// (scaled by `scaling.synapses`). Default 1.
+    #[serde(default)]
+    pub indegree: Option<f64>,
+    /// Poisson and spike generator: weight of each spike.
+    #[serde(default)]
+    pub weight: Option<f64>,
+    /// Poisson and spike generator: delay, ms (default dt).
+    #[serde(default)]
+    pub delay_ms: Option<f64>,
+    /// DC: amplitude, pA.
+    #[serde(default)]
+    pub amplitude_pa: Option<f64>,
+    /// Start of activity, ms (default 0).
+    #[serde(default)]
+    pub start_ms: Option<f64>,
+    /// End of activity, ms (default: end of run).
+    #[serde(default)]
+    pub stop_ms: Option<f64>,
+    /// Spike generator: spike times, ms (on the dt grid, ≥ dt).
+    #[serde(default)]
+    pub spike_times_ms: Vec<f64>,
+    /// Spike generator: indices within the target population (default all).
+    #[serde(default)]
+    pub neurons: Option<Vec<u32>>,
+}
+
+/// Connections from one population to another.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectionSpec {
+    /// Source population name.
+    pub source: String,
+    /// Target population name.
+    pub target: String,
+    /// Connection rule and its parameters.
+    pub conn: ConnSpec,
+    /// Synapse model, weight, delay, receptor.
+    pub syn: SynSpec,
+}
+
+/// Connection rule (NEST's conn_spec).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnSpec {
+    /// `one_to_one`, `all_to_all`, `pairwise_bernoulli`, `fixed_indegree`,
+    /// `fixed_outdegree` or `fixed_total_number`.
+    pub rule: String,
+    /// pairwise_bernoulli: probability in [0, 1].
+    #[serde(default)]
+    pub p: Option<f64>,
+    /// fixed_indegree: sources per target.
+    #[serde(default)]
+    pub indegree: Option<u64>,
+    /// fixed_outdegree: targets per source.
+    #[serde(default)]
+    pub outdegree: Option<u64>,
+    /// fixed_total_number: synapses in total (at scaling 1).
+    #[serde(default)]
+    pub n: Option<u64>,
+    /// Allow a neuron to connect to itself.
+    #[serde(default = "default_true")]
+    pub allow_autapses: bool,
+    /// Allow a pair to be connected more than once.
+    #[serde(default = "default_true")]
+    pub allow_multapses: bool,
+}
+
+impl Default for ConnSpec {
+    fn default() -> Self {
+        ConnSpec {
+            rule: "all_to_all".into(),
+            p: None,
+            indegree: None,
+            outdegree: None,
+            n: None,
+            allow_autapses: true,
+            allow_multapses: true,
+        }
+    }
+}
+
+/// Synapse specification (NEST's syn_spec).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SynSpec {
+    /// Synapse model; `static_synapse` for now.
+    #[serde(default = "default_synapse")]
+    pub model: String,
+    /// Weight: pA (current-based), nS (conductance-based), mV (izhikevich).
+    pub weight: DistSpec,
+    /// Delay, ms; values are rounded to the dt grid.
+    pub delay_ms: DistSpec,
+    /// `auto` (the weight's sign picks the channel, as in NEST), `excitatory`
+    /// (weights must be ≥ 0) or `inhibitory` (weights must be ≤ 0).
+    #[serde(default = "default_receptor")]
+    pub receptor: String,
+}
+
+impl Default for SynSpec {
+    fn default() -> Self {
+        SynSpec {
+            model: default_synapse(),
+            weight: DistSpec::constant(1.0),
+            delay_ms: DistSpec::constant(1.0),
+            receptor: default_receptor(),
+        }
+    }
+}
+
+fn default_synapse() -> String {
+    "static_synapse".into()
+}
+fn default_receptor() -> String {
+    "auto".into()
+}
+
+/// A recorder.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecorderSpec {
+    /// `spike_recorder` or `multimeter`.
+    pub kind: String,
+    /// spike_recorder: populations to record (empty = all).
+    #[serde(default)]
+    pub populations: Vec<String>,
+    /// multimeter: population to sample.
+    #[serde(default)]
+    pub population: Option<String>,
+    /// multimeter: neuron indices within the population (default: the first one).
+    #[serde(default)]
+    pub neurons: Option<Vec<u32>>,
+    /// multimeter: state variables by name.
+    #[serde(default)]
+    pub variables: Vec<String>,
+    /// multimeter: sampling interval, ms (default dt).
+    #[serde(default)]
+    pub interval_ms: Option<f64>,
+}
