@@ -1,0 +1,40 @@
+//! Helpers shared by the reference tests.
+#![allow(dead_code)]
+
+use neuropil_sim::embedded::{self, RunConfig, RunOutput};
+use neuropil_spec::{Compiled, Limits};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `../shared/reference` beside the repository.
+pub fn reference(rel: &str) -> PathBuf {
+    root().join("../shared/reference").join(rel)
+}
+
+/// Load and compile an example with overrides.
+pub fn compile_example(name: &str, set: &[&str]) -> Compiled {
+    let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+    let exp = neuropil_spec::load(&root().join("examples").join(name), &set).expect("example loads");
+    neuropil_spec::compile(&exp, &Limits::default()).expect("example compiles")
+}
+
+/// Run compiled network on `threads` threads and `shards` shards.
+pub fn run(c: &Compiled, threads: usize, shards: usize) -> RunOutput {
+    let cfg = RunConfig { threads, shards, steps: c.steps, count_from_step: c.transient_steps };
+    embedded::run(&c.network, cfg, &|_| {}, &AtomicBool::new(false))
+}
+
+/// Numbers of a whitespace-separated text file, skipping `#` comments.
+pub fn numbers(path: &PathBuf) -> Vec<Vec<f64>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(|x| x.parse::<f64>().expect("number")).collect())
+        .collect()
+}
