@@ -24,7 +24,7 @@ struct Cli {
 enum Command {
     /// Run an experiment embedded and write summary.json, spikes.parquet (and state.parquet).
     Run {
-        /// Experiment file (.toml or .json).
+        /// Experiment file (.toml, .json or .yaml).
         experiment: PathBuf,
         /// Output directory (default: out/<experiment name>).
         #[arg(long)]
@@ -47,7 +47,7 @@ enum Command {
     },
     /// Check an experiment file without running it.
     Validate {
-        /// Experiment file (.toml or .json).
+        /// Experiment file (.toml, .json or .yaml).
         experiment: PathBuf,
         /// Override a field, as for run.
         #[arg(long = "set", value_name = "PATH=VALUE")]

@@ -6,6 +6,7 @@
 
 pub mod aeif_cond_exp;
 pub mod iaf_psc_alpha;
+pub mod iaf_psc_delta;
 pub mod iaf_psc_exp;
 pub mod izhikevich;
 pub mod parrot;
@@ -48,6 +49,8 @@ pub enum ModelKind {
     IafPscExp,
     /// Leaky integrate-and-fire, alpha PSCs, exact integration.
     IafPscAlpha,
+    /// Leaky integrate-and-fire, delta synapses (voltage jumps), exact integration.
+    IafPscDelta,
     /// Izhikevich (2003), forward Euler as NEST's `consistent_integration`.
     Izhikevich,
     /// Adaptive exponential integrate-and-fire, conductance-based exponential synapses.
@@ -58,9 +61,10 @@ pub enum ModelKind {
 
 impl ModelKind {
     /// All models, in documentation order.
-    pub const ALL: [ModelKind; 5] = [
+    pub const ALL: [ModelKind; 6] = [
         ModelKind::IafPscExp,
         ModelKind::IafPscAlpha,
+        ModelKind::IafPscDelta,
         ModelKind::Izhikevich,
         ModelKind::AeifCondExp,
         ModelKind::Parrot,
@@ -71,6 +75,7 @@ impl ModelKind {
         match self {
             ModelKind::IafPscExp => "iaf_psc_exp",
             ModelKind::IafPscAlpha => "iaf_psc_alpha",
+            ModelKind::IafPscDelta => "iaf_psc_delta",
             ModelKind::Izhikevich => "izhikevich",
             ModelKind::AeifCondExp => "aeif_cond_exp",
             ModelKind::Parrot => "parrot_neuron",
@@ -95,6 +100,7 @@ impl ModelKind {
         match self {
             ModelKind::IafPscExp => iaf_psc_exp::PARAMS,
             ModelKind::IafPscAlpha => iaf_psc_alpha::PARAMS,
+            ModelKind::IafPscDelta => iaf_psc_delta::PARAMS,
             ModelKind::Izhikevich => izhikevich::PARAMS,
             ModelKind::AeifCondExp => aeif_cond_exp::PARAMS,
             ModelKind::Parrot => &[],
@@ -106,6 +112,7 @@ impl ModelKind {
         match self {
             ModelKind::IafPscExp => iaf_psc_exp::STATE,
             ModelKind::IafPscAlpha => iaf_psc_alpha::STATE,
+            ModelKind::IafPscDelta => iaf_psc_delta::STATE,
             ModelKind::Izhikevich => izhikevich::STATE,
             ModelKind::AeifCondExp => aeif_cond_exp::STATE,
             ModelKind::Parrot => &[],
@@ -140,6 +147,7 @@ impl ModelKind {
         match self {
             ModelKind::IafPscExp => iaf_psc_exp::check(p, dt_ms),
             ModelKind::IafPscAlpha => iaf_psc_alpha::check(p, dt_ms),
+            ModelKind::IafPscDelta => iaf_psc_delta::check(p, dt_ms),
             ModelKind::Izhikevich => izhikevich::check(p),
             ModelKind::AeifCondExp => aeif_cond_exp::check(p, dt_ms),
             ModelKind::Parrot => Ok(()),
@@ -193,6 +201,8 @@ pub enum Group {
     IafPscExp(iaf_psc_exp::IafPscExp),
     /// See [`iaf_psc_alpha::IafPscAlpha`].
     IafPscAlpha(iaf_psc_alpha::IafPscAlpha),
+    /// See [`iaf_psc_delta::IafPscDelta`].
+    IafPscDelta(iaf_psc_delta::IafPscDelta),
     /// See [`izhikevich::Izhikevich`].
     Izhikevich(izhikevich::Izhikevich),
     /// See [`aeif_cond_exp::AeifCondExp`].
@@ -208,6 +218,7 @@ impl Group {
         match kind {
             ModelKind::IafPscExp => Group::IafPscExp(iaf_psc_exp::IafPscExp::new(p, n, dt_ms)),
             ModelKind::IafPscAlpha => Group::IafPscAlpha(iaf_psc_alpha::IafPscAlpha::new(p, n, dt_ms)),
+            ModelKind::IafPscDelta => Group::IafPscDelta(iaf_psc_delta::IafPscDelta::new(p, n, dt_ms)),
             ModelKind::Izhikevich => Group::Izhikevich(izhikevich::Izhikevich::new(p, n, dt_ms)),
             ModelKind::AeifCondExp => Group::AeifCondExp(aeif_cond_exp::AeifCondExp::new(p, n, dt_ms)),
             ModelKind::Parrot => Group::Parrot(parrot::Parrot::new(n)),
@@ -220,6 +231,7 @@ impl Group {
         match self {
             Group::IafPscExp(g) => g.update(input, spikes),
             Group::IafPscAlpha(g) => g.update(input, spikes),
+            Group::IafPscDelta(g) => g.update(input, spikes),
             Group::Izhikevich(g) => g.update(input, spikes),
             Group::AeifCondExp(g) => g.update(input, spikes),
             Group::Parrot(g) => g.update(input, spikes),
@@ -231,6 +243,7 @@ impl Group {
         match self {
             Group::IafPscExp(g) => g.state(var, i),
             Group::IafPscAlpha(g) => g.state(var, i),
+            Group::IafPscDelta(g) => g.state(var, i),
             Group::Izhikevich(g) => g.state(var, i),
             Group::AeifCondExp(g) => g.state(var, i),
             Group::Parrot(_) => 0.0,
@@ -242,6 +255,7 @@ impl Group {
         match self {
             Group::IafPscExp(g) => g.set_state(var, i, value),
             Group::IafPscAlpha(g) => g.set_state(var, i, value),
+            Group::IafPscDelta(g) => g.set_state(var, i, value),
             Group::Izhikevich(g) => g.set_state(var, i, value),
             Group::AeifCondExp(g) => g.set_state(var, i, value),
             Group::Parrot(_) => {}

@@ -1,4 +1,4 @@
-//! Reading experiment files (TOML or JSON) and applying `--set path=value` overrides.
+//! Reading experiment files (TOML, JSON or YAML) and applying `--set path=value` overrides.
 
 use crate::error::{FieldError, SpecError};
 use crate::schema::Experiment;
@@ -14,6 +14,8 @@ pub enum Format {
     Toml,
     /// JSON.
     Json,
+    /// YAML.
+    Yaml,
 }
 
 impl Format {
@@ -22,10 +24,11 @@ impl Format {
         match path.extension().and_then(|e| e.to_str()) {
             Some("toml") => Ok(Format::Toml),
             Some("json") => Ok(Format::Json),
+            Some("yaml") | Some("yml") => Ok(Format::Yaml),
             other => Err(SpecError::Io {
                 path: path.display().to_string(),
                 message: format!(
-                    "unknown experiment file extension {:?}; use .toml or .json",
+                    "unknown experiment file extension {:?}; use .toml, .json or .yaml",
                     other.unwrap_or("(none)")
                 ),
             }),
@@ -71,10 +74,20 @@ pub fn to_document(text: &str, format: Format) -> Result<toml::Value, SpecError>
         Format::Json => {
             let v: serde_json::Value = serde_json::from_str(text)
                 .map_err(|e| syntax("(file)", format!("invalid JSON at line {} column {}: {e}", e.line(), e.column())))?;
-            toml::Value::try_from(v)
-                .map_err(|e| syntax("(file)", format!("{e}; JSON null is not allowed, leave the field out instead")))
+            json_to_document(v)
+        }
+        Format::Yaml => {
+            let v: serde_json::Value =
+                serde_yaml::from_str(text).map_err(|e| syntax("(file)", format!("invalid YAML: {e}")))?;
+            json_to_document(v)
         }
     }
+}
+
+fn json_to_document(v: serde_json::Value) -> Result<toml::Value, SpecError> {
+    toml::Value::try_from(v).map_err(|e| {
+        syntax("(file)", format!("{e}; null (and NaN in JSON/YAML) is not allowed, leave the field out instead"))
+    })
 }
 
 /// Deserialize a document, reporting the path of a wrong type or unknown field.
@@ -204,5 +217,7 @@ mod tests {
         assert_eq!(parse(json, Format::Json, &[]).unwrap(), parse(MINI, Format::Toml, &[]).unwrap());
         let err = parse(r#"{"run": null}"#, Format::Json, &[]).unwrap_err();
         assert!(err.to_string().contains("null"), "{err}");
+        let yaml = "run:\n  duration_ms: 10.0\npopulations:\n  - name: E\n    size: 10\n    model: iaf_psc_exp\n";
+        assert_eq!(parse(yaml, Format::Yaml, &[]).unwrap(), parse(MINI, Format::Toml, &[]).unwrap());
     }
 }

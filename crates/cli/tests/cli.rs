@@ -1,0 +1,222 @@
+//! End-to-end tests of the `neuropil` binary: real processes, real files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_neuropil"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("neuropil-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const VALID: &str = r#"
+name = "tiny"
+[run]
+duration_ms = 50.0
+seed = 3
+[[populations]]
+name = "E"
+size = 40
+model = "iaf_psc_exp"
+params = { I_e = 400.0 }
+[[populations]]
+name = "I"
+size = 10
+model = "iaf_psc_alpha"
+[[stimuli]]
+kind = "poisson_generator"
+target = "E"
+rate_hz = 8000.0
+weight = 20.0
+[[projections]]
+source = "E"
+target = "I"
+conn = { rule = "pairwise_bernoulli", p = 0.2 }
+syn = { weight = 50.0, delay_ms = 1.0 }
+[[projections]]
+source = "I"
+target = "E"
+conn = { rule = "fixed_indegree", indegree = 5 }
+syn = { weight = { dist = "normal", mean = -40.0, std = 4.0, max = 0.0 }, delay_ms = { dist = "uniform", low = 0.5, high = 2.0 } }
+[[recorders]]
+kind = "spike_recorder"
+"#;
+
+#[test]
+fn run_writes_summary_columns_and_plot() {
+    let dir = scratch("run");
+    let out = dir.join("out");
+    let o = bin()
+        .args(["run", "--quiet", "--plot", "--out"])
+        .arg(&out)
+        .arg(root().join("examples/single_neuron.toml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("spike hash"), "{stdout}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["populations"][0]["spikes"], 63);
+    assert_eq!(summary["populations"][0]["rate_hz"], 63.0);
+    for key in ["neurons", "synapses", "timings", "peak_rss_bytes", "bytes_per_synapse", "seed", "spike_hash"] {
+        assert!(summary.get(key).is_some(), "summary.json lacks {key}");
+    }
+    assert_eq!(summary["timings"]["rtf"].as_f64().map(|r| r >= 0.0), Some(true));
+    for f in ["spikes.parquet", "state.parquet", "raster.png"] {
+        let bytes = std::fs::read(out.join(f)).unwrap();
+        assert!(bytes.len() > 100, "{f} is {} bytes", bytes.len());
+    }
+    assert_eq!(&std::fs::read(out.join("spikes.parquet")).unwrap()[..4], b"PAR1");
+    assert_eq!(&std::fs::read(out.join("raster.png")).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    // `plot` re-renders from the files alone.
+    let png = dir.join("again.png");
+    let o = bin().arg("plot").arg(&out).arg("--out").arg(&png).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+    // No staging directory is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("partial")).collect();
+    assert!(leftovers.is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn same_seed_same_hash_across_shards_and_threads() {
+    let dir = scratch("hash");
+    let file = dir.join("tiny.toml");
+    std::fs::write(&file, VALID).unwrap();
+    let mut hashes = Vec::new();
+    for (threads, shards) in [("1", "1"), ("2", "3"), ("2", "7")] {
+        let out = dir.join(format!("o{threads}{shards}"));
+        let o = bin().args(["run", "-q", "--threads", threads, "--shards", shards, "--out"]).arg(&out).arg(&file).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        assert!(s["populations"][0]["spikes"].as_u64().unwrap() > 0);
+        hashes.push(s["spike_hash"].as_str().unwrap().to_string());
+    }
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Run `neuropil run` on `text` (with overrides) and expect exit code 2, a message
+/// naming `path` and containing `hint`, and no output directory.
+fn expect_refused(name: &str, text: &str, set: &[&str], path: &str, hint: &str) {
+    let dir = scratch(name);
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, text).unwrap();
+    let out = dir.join("out");
+    let mut cmd = bin();
+    cmd.args(["run", "-q", "--out"]).arg(&out).arg(&file);
+    for s in set {
+        cmd.args(["--set", s]);
+    }
+    let o = cmd.output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{name}: exit code; stderr: {err}");
+    assert!(err.contains(path), "{name}: stderr should name {path}: {err}");
+    assert!(err.contains(hint), "{name}: stderr should say {hint:?}: {err}");
+    assert!(!err.contains("panicked"), "{name}: {err}");
+    assert!(!out.exists(), "{name}: output directory must not be created");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "{name}: nothing but the input may exist");
+    // `validate` refuses the same file the same way.
+    let mut cmd = bin();
+    cmd.arg("validate").arg(&file);
+    for s in set {
+        cmd.args(["--set", s]);
+    }
+    let v = cmd.output().unwrap();
+    assert_eq!(v.status.code(), Some(2), "{name}: validate exit code");
+    assert!(stderr(&v).contains(path), "{name}: validate: {}", stderr(&v));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unknown_model_is_refused() {
+    expect_refused("model", &VALID.replace("\"iaf_psc_alpha\"", "\"lif\""), &[], "populations[1].model", "available: iaf_psc_exp");
+}
+
+#[test]
+fn unknown_parameter_is_refused() {
+    expect_refused("param", &VALID.replace("I_e = 400.0", "I_ext = 400.0"), &[], "populations[0].params.I_ext", "its parameters are C_m");
+}
+
+#[test]
+fn missing_population_is_refused() {
+    expect_refused("missing", &VALID.replace("target = \"I\"", "target = \"X\""), &[], "projections[0].target", "no population named \"X\"");
+}
+
+#[test]
+fn negative_delay_is_refused() {
+    expect_refused("negdelay", &VALID.replace("delay_ms = 1.0", "delay_ms = -1.0"), &[], "projections[0].syn.delay_ms", "delays must be >= dt");
+}
+
+#[test]
+fn sub_dt_delay_is_refused() {
+    expect_refused("subdt", &VALID.replace("delay_ms = 1.0", "delay_ms = 0.05"), &[], "projections[0].syn.delay_ms", "below dt (0.1 ms)");
+    expect_refused("subdt-dist", &VALID.replace("low = 0.5", "low = 0.01"), &[], "projections[1].syn.delay_ms", "min = 0.05");
+}
+
+#[test]
+fn nan_and_infinity_are_refused() {
+    expect_refused("nan", &VALID.replace("weight = 50.0", "weight = nan"), &[], "projections[0].syn.weight.value", "finite");
+    expect_refused("inf", &VALID.replace("I_e = 400.0", "I_e = inf"), &[], "populations[0].params.I_e", "finite");
+    expect_refused("inf-set", VALID, &["run.duration_ms=inf"], "run.duration_ms", "positive");
+}
+
+#[test]
+fn probability_outside_unit_interval_is_refused() {
+    expect_refused("p", &VALID.replace("p = 0.2", "p = 1.5"), &[], "projections[0].conn.p", "[0, 1]");
+    expect_refused("p-neg", &VALID.replace("p = 0.2", "p = -0.1"), &[], "projections[0].conn.p", "[0, 1]");
+}
+
+#[test]
+fn networks_that_do_not_fit_in_memory_are_refused_before_allocating() {
+    let huge = VALID.replace("rule = \"pairwise_bernoulli\", p = 0.2", "rule = \"all_to_all\"").replace("size = 40", "size = 2000000000");
+    expect_refused("huge", &huge, &[], "populations", "GiB are available");
+    expect_refused("huge-set", VALID, &["populations.I.size=1000000", "populations.E.size=1000000"], "populations", "lower scaling.neurons");
+}
+
+#[test]
+fn malformed_files_and_fields_are_refused() {
+    expect_refused("syntax", "[run\nduration_ms = 1", &[], "(file)", "invalid TOML");
+    expect_refused("field", &VALID.replace("seed = 3", "sead = 3"), &[], "run", "unknown field `sead`");
+    expect_refused("type", &VALID.replace("size = 40", "size = \"forty\""), &[], "populations[0].size", "invalid type");
+    expect_refused("rule", &VALID.replace("fixed_indegree\", indegree", "fixed_degree\", indegree"), &[], "projections[1].conn.rule", "use one_to_one");
+    expect_refused("setpath", VALID, &["populations.Z.size=3"], "--set", "no element named \"Z\"");
+}
+
+#[test]
+fn existing_foreign_directory_is_not_replaced() {
+    let dir = scratch("foreign");
+    let file = dir.join("tiny.toml");
+    std::fs::write(&file, VALID).unwrap();
+    let out = dir.join("mine");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("thesis.tex"), "precious").unwrap();
+    let o = bin().args(["run", "-q", "--out"]).arg(&out).arg(&file).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a neuropil output directory"));
+    assert_eq!(std::fs::read_to_string(out.join("thesis.tex")).unwrap(), "precious");
+    // A previous neuropil output is replaced as a whole.
+    let prev = dir.join("prev");
+    for _ in 0..2 {
+        let o = bin().args(["run", "-q", "--out"]).arg(&prev).arg(&file).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert!(Path::new(&prev.join("summary.json")).exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
