@@ -24,7 +24,8 @@ enum Col<'a> {
 
 /// Write `spikes` (canonical order) as `neuron_id: int32, population: string, time_ms: double`.
 pub fn write_spikes(path: &Path, net: &Network, spikes: &[Spike]) -> Result<()> {
-    let schema = "message spikes { REQUIRED INT32 neuron_id; REQUIRED BYTE_ARRAY population (UTF8); REQUIRED DOUBLE time_ms; }";
+    let schema =
+        "message spikes { REQUIRED INT32 neuron_id; REQUIRED BYTE_ARRAY population (UTF8); REQUIRED DOUBLE time_ms; }";
     let names: Vec<ByteArray> = net.populations.iter().map(|p| ByteArray::from(p.name.as_str())).collect();
     let mut w = open(path, schema)?;
     for chunk in spikes.chunks(ROWS_PER_GROUP) {
@@ -97,7 +98,8 @@ fn row_group(w: &mut SerializedFileWriter<File>, cols: &[Col<'_>]) -> Result<()>
 /// Read `neuron_id` and `time_ms` back from a spikes file.
 pub fn read_spikes(path: &Path) -> Result<Vec<(u32, f64)>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let reader = SerializedFileReader::new(file).with_context(|| format!("{} is not a Parquet file", path.display()))?;
+    let reader =
+        SerializedFileReader::new(file).with_context(|| format!("{} is not a Parquet file", path.display()))?;
     let mut out = Vec::new();
     for g in 0..reader.num_row_groups() {
         let rg = reader.get_row_group(g)?;

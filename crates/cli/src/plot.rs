@@ -65,7 +65,11 @@ impl Canvas {
     fn text(&mut self, x: i64, y: i64, s: &str, scale: i64, c: [u8; 3]) {
         for (k, ch) in s.chars().enumerate() {
             let code = ch as usize;
-            let glyph = if code < 128 { font8x8::legacy::BASIC_LEGACY[code] } else { font8x8::legacy::BASIC_LEGACY[b'?' as usize] };
+            let glyph = if code < 128 {
+                font8x8::legacy::BASIC_LEGACY[code]
+            } else {
+                font8x8::legacy::BASIC_LEGACY[b'?' as usize]
+            };
             for (row, bits) in glyph.iter().enumerate() {
                 for col in 0..8 {
                     if bits >> col & 1 == 1 {
@@ -118,8 +122,9 @@ fn fmt_num(v: f64) -> String {
 
 /// Read `summary.json` and `spikes.parquet` from `dir` and render `png`.
 pub fn render_dir(dir: &Path, png: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(dir.join("summary.json"))
-        .with_context(|| format!("{}: no summary.json; is it the output directory of `neuropil run`?", dir.display()))?;
+    let text = std::fs::read_to_string(dir.join("summary.json")).with_context(|| {
+        format!("{}: no summary.json; is it the output directory of `neuropil run`?", dir.display())
+    })?;
     let summary: Summary = serde_json::from_str(&text).context("summary.json is not a neuropil summary")?;
     let spikes = crate::columnar::read_spikes(&dir.join("spikes.parquet"))?;
     render(&summary, &spikes, png)
@@ -191,9 +196,7 @@ pub fn render(s: &Summary, spikes: &[(u32, f64)], png: &Path) -> Result<()> {
         let pts: Vec<(f64, f64)> = row
             .iter()
             .enumerate()
-            .map(|(b, v)| {
-                (sx(t0 + (b as f64 + 0.5) * bin), ay1 as f64 - v / ymax * (ay1 - ay0) as f64)
-            })
+            .map(|(b, v)| (sx(t0 + (b as f64 + 0.5) * bin), ay1 as f64 - v / ymax * (ay1 - ay0) as f64))
             .collect();
         for w in pts.windows(2) {
             c.line(w[0], w[1], color);
@@ -244,7 +247,13 @@ pub fn render(s: &Summary, spikes: &[(u32, f64)], png: &Path) -> Result<()> {
         let bw = (hx1 - hx0) as f64 / nbins as f64;
         for (k, &v) in h.iter().enumerate() {
             let top = y1 as f64 - v as f64 / hmax * (y1 - y0) as f64;
-            c.rect((hx0 as f64 + k as f64 * bw) as i64 + 1, top as i64, (hx0 as f64 + (k + 1) as f64 * bw) as i64 - 1, y1, color);
+            c.rect(
+                (hx0 as f64 + k as f64 * bw) as i64 + 1,
+                top as i64,
+                (hx0 as f64 + (k + 1) as f64 * bw) as i64 - 1,
+                y1,
+                color,
+            );
         }
         c.rect(hx0, y1, hx1, y1, black);
         c.text(hx0 + 4, y0, &format!("{} {:.2} Hz", p.name, p.rate_hz), 1, black);

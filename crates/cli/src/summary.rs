@@ -125,8 +125,7 @@ pub fn summarize(ctx: &Context<'_>, out: &RunOutput) -> Summary {
             rtf: if bio_s > 0.0 { out.stats.simulate_s / bio_s } else { 0.0 },
         },
         peak_rss_bytes: crate::system::peak_rss_bytes(),
-        bytes_per_synapse: (out.stats.synapses > 0)
-            .then(|| out.stats.synapse_bytes as f64 / out.stats.synapses as f64),
+        bytes_per_synapse: (out.stats.synapses > 0).then(|| out.stats.synapse_bytes as f64 / out.stats.synapses as f64),
         spike_hash: format!("{:016x}", out.spike_hash),
     }
 }

@@ -89,7 +89,11 @@ fn run_writes_summary_columns_and_plot() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(std::fs::metadata(&png).unwrap().len() > 1000);
     // No staging directory is left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains("partial")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
     assert!(leftovers.is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -102,9 +106,15 @@ fn same_seed_same_hash_across_shards_and_threads() {
     let mut hashes = Vec::new();
     for (threads, shards) in [("1", "1"), ("2", "3"), ("2", "7")] {
         let out = dir.join(format!("o{threads}{shards}"));
-        let o = bin().args(["run", "-q", "--threads", threads, "--shards", shards, "--out"]).arg(&out).arg(&file).output().unwrap();
+        let o = bin()
+            .args(["run", "-q", "--threads", threads, "--shards", shards, "--out"])
+            .arg(&out)
+            .arg(&file)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
-        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
         assert!(s["populations"][0]["spikes"].as_u64().unwrap() > 0);
         hashes.push(s["spike_hash"].as_str().unwrap().to_string());
     }
@@ -146,33 +156,75 @@ fn expect_refused(name: &str, text: &str, set: &[&str], path: &str, hint: &str) 
 
 #[test]
 fn unknown_model_is_refused() {
-    expect_refused("model", &VALID.replace("\"iaf_psc_alpha\"", "\"lif\""), &[], "populations[1].model", "available: iaf_psc_exp");
+    expect_refused(
+        "model",
+        &VALID.replace("\"iaf_psc_alpha\"", "\"lif\""),
+        &[],
+        "populations[1].model",
+        "available: iaf_psc_exp",
+    );
 }
 
 #[test]
 fn unknown_parameter_is_refused() {
-    expect_refused("param", &VALID.replace("I_e = 400.0", "I_ext = 400.0"), &[], "populations[0].params.I_ext", "its parameters are C_m");
+    expect_refused(
+        "param",
+        &VALID.replace("I_e = 400.0", "I_ext = 400.0"),
+        &[],
+        "populations[0].params.I_ext",
+        "its parameters are C_m",
+    );
 }
 
 #[test]
 fn missing_population_is_refused() {
-    expect_refused("missing", &VALID.replace("target = \"I\"", "target = \"X\""), &[], "projections[0].target", "no population named \"X\"");
+    expect_refused(
+        "missing",
+        &VALID.replace("target = \"I\"", "target = \"X\""),
+        &[],
+        "projections[0].target",
+        "no population named \"X\"",
+    );
 }
 
 #[test]
 fn negative_delay_is_refused() {
-    expect_refused("negdelay", &VALID.replace("delay_ms = 1.0", "delay_ms = -1.0"), &[], "projections[0].syn.delay_ms", "delays must be >= dt");
+    expect_refused(
+        "negdelay",
+        &VALID.replace("delay_ms = 1.0", "delay_ms = -1.0"),
+        &[],
+        "projections[0].syn.delay_ms",
+        "delays must be >= dt",
+    );
 }
 
 #[test]
 fn sub_dt_delay_is_refused() {
-    expect_refused("subdt", &VALID.replace("delay_ms = 1.0", "delay_ms = 0.05"), &[], "projections[0].syn.delay_ms", "below dt (0.1 ms)");
-    expect_refused("subdt-dist", &VALID.replace("low = 0.5", "low = 0.01"), &[], "projections[1].syn.delay_ms", "min = 0.05");
+    expect_refused(
+        "subdt",
+        &VALID.replace("delay_ms = 1.0", "delay_ms = 0.05"),
+        &[],
+        "projections[0].syn.delay_ms",
+        "below dt (0.1 ms)",
+    );
+    expect_refused(
+        "subdt-dist",
+        &VALID.replace("low = 0.5", "low = 0.01"),
+        &[],
+        "projections[1].syn.delay_ms",
+        "min = 0.05",
+    );
 }
 
 #[test]
 fn nan_and_infinity_are_refused() {
-    expect_refused("nan", &VALID.replace("weight = 50.0", "weight = nan"), &[], "projections[0].syn.weight.value", "finite");
+    expect_refused(
+        "nan",
+        &VALID.replace("weight = 50.0", "weight = nan"),
+        &[],
+        "projections[0].syn.weight.value",
+        "finite",
+    );
     expect_refused("inf", &VALID.replace("I_e = 400.0", "I_e = inf"), &[], "populations[0].params.I_e", "finite");
     expect_refused("inf-set", VALID, &["run.duration_ms=inf"], "run.duration_ms", "positive");
 }
@@ -185,9 +237,17 @@ fn probability_outside_unit_interval_is_refused() {
 
 #[test]
 fn networks_that_do_not_fit_in_memory_are_refused_before_allocating() {
-    let huge = VALID.replace("rule = \"pairwise_bernoulli\", p = 0.2", "rule = \"all_to_all\"").replace("size = 40", "size = 2000000000");
+    let huge = VALID
+        .replace("rule = \"pairwise_bernoulli\", p = 0.2", "rule = \"all_to_all\"")
+        .replace("size = 40", "size = 2000000000");
     expect_refused("huge", &huge, &[], "populations", "GiB are available");
-    expect_refused("huge-set", VALID, &["populations.I.size=1000000", "populations.E.size=1000000"], "populations", "lower scaling.neurons");
+    expect_refused(
+        "huge-set",
+        VALID,
+        &["populations.I.size=1000000", "populations.E.size=1000000"],
+        "populations",
+        "lower scaling.neurons",
+    );
 }
 
 #[test]
@@ -195,7 +255,13 @@ fn malformed_files_and_fields_are_refused() {
     expect_refused("syntax", "[run\nduration_ms = 1", &[], "(file)", "invalid TOML");
     expect_refused("field", &VALID.replace("seed = 3", "sead = 3"), &[], "run", "unknown field `sead`");
     expect_refused("type", &VALID.replace("size = 40", "size = \"forty\""), &[], "populations[0].size", "invalid type");
-    expect_refused("rule", &VALID.replace("fixed_indegree\", indegree", "fixed_degree\", indegree"), &[], "projections[1].conn.rule", "use one_to_one");
+    expect_refused(
+        "rule",
+        &VALID.replace("fixed_indegree\", indegree", "fixed_degree\", indegree"),
+        &[],
+        "projections[1].conn.rule",
+        "use one_to_one",
+    );
     expect_refused("setpath", VALID, &["populations.Z.size=3"], "--set", "no element named \"Z\"");
 }
 

@@ -108,7 +108,8 @@ pub fn visit_projection(
             for s in pre.first_gid..pre.end_gid() {
                 let mut srng = Stream::new(seed, &[purpose::CONN_STRUCTURE, key, s as u64]);
                 let mut vrng = Stream::new(seed, &[purpose::CONN_VALUES, key, s as u64]);
-                let excluded = (!proj.autapses && s >= post.first_gid && s < post.end_gid()).then(|| s - post.first_gid);
+                let excluded =
+                    (!proj.autapses && s >= post.first_gid && s < post.end_gid()).then(|| s - post.first_gid);
                 choose(&mut srng, post.size, k, excluded, proj.multapses, &mut mark, &mut chosen);
                 for &t in &chosen {
                     let g = post.first_gid + t;
@@ -357,7 +358,8 @@ mod tests {
         assert_eq!(count(Rule::FixedOutdegree { k: 10 }, true, true).len(), 500);
         assert_eq!(count(Rule::FixedTotalNumber { n: 777 }, true, true).len(), 777);
         // Without autapses and multapses: no self connection, no repeated pair.
-        for rule in [Rule::FixedIndegree { k: 49 }, Rule::FixedOutdegree { k: 49 }, Rule::PairwiseBernoulli { p: 0.5 }] {
+        for rule in [Rule::FixedIndegree { k: 49 }, Rule::FixedOutdegree { k: 49 }, Rule::PairwiseBernoulli { p: 0.5 }]
+        {
             let syn = count(rule, false, false);
             assert!(syn.iter().all(|s| s.0 != s.1), "{rule:?}");
             let mut pairs: Vec<_> = syn.iter().map(|s| (s.0, s.1)).collect();

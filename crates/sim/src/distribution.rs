@@ -99,20 +99,12 @@ impl Dist {
         match *self {
             Dist::Constant(v) => Dist::Constant(v * factor),
             Dist::Uniform { low, high } => Dist::Uniform { low: low * factor, high: high * factor },
-            Dist::Normal { mean, std, min, max, bound } => Dist::Normal {
-                mean: mean * factor,
-                std: std * factor,
-                min: min * factor,
-                max: max * factor,
-                bound,
-            },
-            Dist::Lognormal { mu, sigma, min, max, bound } => Dist::Lognormal {
-                mu: mu + factor.ln(),
-                sigma,
-                min: min * factor,
-                max: max * factor,
-                bound,
-            },
+            Dist::Normal { mean, std, min, max, bound } => {
+                Dist::Normal { mean: mean * factor, std: std * factor, min: min * factor, max: max * factor, bound }
+            }
+            Dist::Lognormal { mu, sigma, min, max, bound } => {
+                Dist::Lognormal { mu: mu + factor.ln(), sigma, min: min * factor, max: max * factor, bound }
+            }
         }
     }
 }

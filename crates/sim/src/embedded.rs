@@ -117,12 +117,7 @@ fn merge(outboxes: &[[Mutex<Vec<Spike>>; 2]], parity: usize, into: &mut Vec<Spik
 
 /// Run `net` on local threads. `progress` is called from one worker thread after
 /// every epoch; `cancel` stops the run at the next epoch boundary.
-pub fn run(
-    net: &Network,
-    cfg: RunConfig,
-    progress: &(dyn Fn(Progress) + Sync),
-    cancel: &AtomicBool,
-) -> RunOutput {
+pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), cancel: &AtomicBool) -> RunOutput {
     let n_shards = cfg.shards.max(1);
     let threads = cfg.threads.clamp(1, n_shards);
     let epoch = net.epoch_steps() as u64;
@@ -235,7 +230,7 @@ pub fn run(
         samples.extend(shard.take_samples());
     }
     stats.steps = steps_done;
-    samples.sort_by(|a, b| (a.step, a.sampler, a.gid, a.var).cmp(&(b.step, b.sampler, b.gid, b.var)));
+    samples.sort_by_key(|a| (a.step, a.sampler, a.gid, a.var));
     let rec = recorded.into_inner().unwrap_or_else(|e| e.into_inner());
     RunOutput {
         spikes: rec.spikes,

@@ -137,11 +137,8 @@ impl ModelKind {
     /// Check a full parameter vector for values the model cannot use.
     pub fn check(self, p: &[f64], dt_ms: f64) -> Result<(), ParamError> {
         for (info, v) in self.params().iter().zip(p) {
-            if !v.is_finite() && !(info.name == "V_min" && *v == f64::NEG_INFINITY) {
-                return Err(ParamError {
-                    param: info.name,
-                    message: format!("must be a finite number, got {v}"),
-                });
+            if !(v.is_finite() || (info.name == "V_min" && *v == f64::NEG_INFINITY)) {
+                return Err(ParamError { param: info.name, message: format!("must be a finite number, got {v}") });
             }
         }
         match self {
@@ -165,10 +162,7 @@ pub(crate) fn positive(p: &[f64], idx: usize, info: &'static [ParamInfo]) -> Res
     if p[idx] > 0.0 {
         Ok(())
     } else {
-        Err(ParamError {
-            param: info[idx].name,
-            message: format!("must be > 0 {}, got {}", info[idx].unit, p[idx]),
-        })
+        Err(ParamError { param: info[idx].name, message: format!("must be > 0 {}, got {}", info[idx].unit, p[idx]) })
     }
 }
 
@@ -177,10 +171,7 @@ pub(crate) fn non_negative(p: &[f64], idx: usize, info: &'static [ParamInfo]) ->
     if p[idx] >= 0.0 {
         Ok(())
     } else {
-        Err(ParamError {
-            param: info[idx].name,
-            message: format!("must be >= 0 {}, got {}", info[idx].unit, p[idx]),
-        })
+        Err(ParamError { param: info[idx].name, message: format!("must be >= 0 {}, got {}", info[idx].unit, p[idx]) })
     }
 }
 

@@ -198,12 +198,7 @@ impl Network {
     /// at least.
     pub fn epoch_steps(&self) -> u32 {
         let cap = ((1.0 / self.dt_ms).round() as u32).max(1);
-        self.projections
-            .iter()
-            .map(|p| self.delay_steps(p.delay_ms.lower()) as u32)
-            .min()
-            .unwrap_or(cap)
-            .clamp(1, cap)
+        self.projections.iter().map(|p| self.delay_steps(p.delay_ms.lower()) as u32).min().unwrap_or(cap).clamp(1, cap)
     }
 
     /// Index of the population that holds `gid`.

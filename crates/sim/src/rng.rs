@@ -48,18 +48,13 @@ impl Stream {
             acc = splitmix64(&mut x) ^ splitmix64(&mut h);
         }
         let mut st = acc;
-        let s = [
-            splitmix64(&mut st),
-            splitmix64(&mut st),
-            splitmix64(&mut st),
-            splitmix64(&mut st),
-        ];
+        let s = [splitmix64(&mut st), splitmix64(&mut st), splitmix64(&mut st), splitmix64(&mut st)];
         Stream { s }
     }
 
     /// Next 64 random bits.
     #[inline]
-    pub fn next(&mut self) -> u64 {
+    pub fn bits(&mut self) -> u64 {
         let s = &mut self.s;
         let result = (s[0].wrapping_add(s[3])).rotate_left(23).wrapping_add(s[0]);
         let t = s[1] << 17;
@@ -75,25 +70,25 @@ impl Stream {
     /// Uniform in [0, 1) with 53 random bits.
     #[inline]
     pub fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        (self.bits() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// Uniform in (0, 1], safe for `ln`.
     #[inline]
     pub fn uniform_open0(&mut self) -> f64 {
-        ((self.next() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64)
+        ((self.bits() >> 11) + 1) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// Uniform integer in [0, n) (Lemire's multiply-shift with rejection). `n > 0`.
     #[inline]
     pub fn below(&mut self, n: u64) -> u64 {
         debug_assert!(n > 0);
-        let mut m = (self.next() as u128) * (n as u128);
+        let mut m = (self.bits() as u128) * (n as u128);
         let mut lo = m as u64;
         if lo < n {
             let threshold = n.wrapping_neg() % n;
             while lo < threshold {
-                m = (self.next() as u128) * (n as u128);
+                m = (self.bits() as u128) * (n as u128);
                 lo = m as u64;
             }
         }
@@ -119,14 +114,14 @@ impl Stream {
 
 impl RngCore for Stream {
     fn next_u32(&mut self) -> u32 {
-        (self.next() >> 32) as u32
+        (self.bits() >> 32) as u32
     }
     fn next_u64(&mut self) -> u64 {
-        self.next()
+        self.bits()
     }
     fn fill_bytes(&mut self, dst: &mut [u8]) {
         for chunk in dst.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
+            let v = self.bits().to_le_bytes();
             chunk.copy_from_slice(&v[..chunk.len()]);
         }
     }
@@ -138,11 +133,11 @@ mod tests {
 
     #[test]
     fn streams_differ_by_key_and_repeat_by_key() {
-        let a: Vec<u64> = (0..4).map(|_| Stream::new(1, &[1, 2]).next()).collect();
+        let a: Vec<u64> = (0..4).map(|_| Stream::new(1, &[1, 2]).bits()).collect();
         assert!(a.windows(2).all(|w| w[0] == w[1]));
-        assert_ne!(Stream::new(1, &[1, 2]).next(), Stream::new(1, &[2, 1]).next());
-        assert_ne!(Stream::new(1, &[1, 2]).next(), Stream::new(2, &[1, 2]).next());
-        assert_ne!(Stream::new(1, &[1]).next(), Stream::new(1, &[1, 0]).next());
+        assert_ne!(Stream::new(1, &[1, 2]).bits(), Stream::new(1, &[2, 1]).bits());
+        assert_ne!(Stream::new(1, &[1, 2]).bits(), Stream::new(2, &[1, 2]).bits());
+        assert_ne!(Stream::new(1, &[1]).bits(), Stream::new(1, &[1, 0]).bits());
     }
 
     #[test]
@@ -159,8 +154,8 @@ mod tests {
     #[test]
     fn poisson_mean_and_variance() {
         let mut r = Stream::new(3, &[9]);
-        let lambda = 1.6;
-        let e = (-lambda as f64).exp();
+        let lambda: f64 = 1.6;
+        let e = (-lambda).exp();
         let n = 200_000;
         let xs: Vec<f64> = (0..n).map(|_| r.poisson_small(lambda, e) as f64).collect();
         let mean = xs.iter().sum::<f64>() / n as f64;

@@ -104,7 +104,10 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         if p.name.is_empty() {
             errs.add(format!("{path}.name"), "must not be empty");
         } else if by_name.insert(p.name.as_str(), i).is_some() {
-            errs.add(format!("{path}.name"), format!("\"{}\" is used by an earlier population; names must be unique", p.name));
+            errs.add(
+                format!("{path}.name"),
+                format!("\"{}\" is used by an earlier population; names must be unique", p.name),
+            );
         }
         let size = (p.size as f64 * n_scale).round_ties_even();
         if p.size == 0 || size < 1.0 {
@@ -114,7 +117,10 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
             );
         }
         if size >= MAX_NEURONS as f64 {
-            errs.add(format!("{path}.size"), format!("{size} neurons is more than the {MAX_NEURONS} a network can hold"));
+            errs.add(
+                format!("{path}.size"),
+                format!("{size} neurons is more than the {MAX_NEURONS} a network can hold"),
+            );
         }
         let Some(model) = ModelKind::from_name(&p.model) else {
             errs.add(
@@ -217,7 +223,10 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         let weight = pr.syn.weight.compile(&format!("{path}.syn.weight"), &mut errs);
         let delay = pr.syn.delay_ms.compile(&format!("{path}.syn.delay_ms"), &mut errs);
         if pr.syn.model != "static_synapse" {
-            errs.add(format!("{path}.syn.model"), format!("unknown synapse model \"{}\"; available: static_synapse", pr.syn.model));
+            errs.add(
+                format!("{path}.syn.model"),
+                format!("unknown synapse model \"{}\"; available: static_synapse", pr.syn.model),
+            );
         }
         if let Some(d) = &delay {
             check_delay(d, dt, &format!("{path}.syn.delay_ms"), &mut errs);
@@ -318,7 +327,10 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
             let Some(tau_k) = post.model.param_index("tau_syn_ex") else {
                 errs.add(
                     format!("populations[{t}].model"),
-                    format!("{} has no tau_syn_ex, so DC compensation is undefined; set scaling.dc_compensation = false", post.model.name()),
+                    format!(
+                        "{} has no tau_syn_ex, so DC compensation is undefined; set scaling.dc_compensation = false",
+                        post.model.name()
+                    ),
                 );
                 continue;
             };
@@ -394,14 +406,21 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
                 }
                 let interval = r.interval_ms.unwrap_or(dt);
                 let interval_steps = (interval / dt).round();
-                if !(interval.is_finite() && interval_steps >= 1.0 && ((interval_steps * dt) - interval).abs() < 1e-9 * interval.max(1.0)) {
-                    errs.add(format!("{path}.interval_ms"), format!("must be a positive multiple of dt ({dt} ms), got {interval}"));
+                if !(interval.is_finite()
+                    && interval_steps >= 1.0
+                    && ((interval_steps * dt) - interval).abs() < 1e-9 * interval.max(1.0))
+                {
+                    errs.add(
+                        format!("{path}.interval_ms"),
+                        format!("must be a positive multiple of dt ({dt} ms), got {interval}"),
+                    );
                     continue;
                 }
                 sample_count += (steps as f64 / interval_steps) * (neurons.len() * variables.len()) as f64;
                 samplers.push(Sampler { population: p, neurons, variables, interval_steps: interval_steps as u32 });
             }
-            other => errs.add(format!("{path}.kind"), format!("unknown recorder \"{other}\"; use spike_recorder or multimeter")),
+            other => errs
+                .add(format!("{path}.kind"), format!("unknown recorder \"{other}\"; use spike_recorder or multimeter")),
         }
     }
     if sample_count > MAX_SAMPLES {
@@ -412,7 +431,8 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         return Err(SpecError::Invalid(errs.0));
     }
     // Population indices shift if any failed; none did here, so indices are stable.
-    let network = Network { dt_ms: dt, seed: run.seed, populations: pops, projections, stimuli, record_spikes, samplers };
+    let network =
+        Network { dt_ms: dt, seed: run.seed, populations: pops, projections, stimuli, record_spikes, samplers };
     let expected_synapses = network.expected_synapses();
     let estimated_bytes = estimate_bytes(&network, run.shards.max(run.threads).max(1) as u64, sample_count);
     if let Some(avail) = limits.memory_bytes {
@@ -453,7 +473,8 @@ pub fn estimate_bytes(net: &Network, shards: u64, samples: f64) -> u64 {
     let n = net.total_neurons() as f64;
     let syn = net.expected_synapses() * BYTES_PER_SYNAPSE;
     let rows = shards as f64 * (n + 1.0) * 8.0 * 2.0;
-    let max_delay = net.projections.iter().map(|p| (p.delay_ms.upper().min(100.0) / net.dt_ms).max(1.0)).fold(16.0, f64::max);
+    let max_delay =
+        net.projections.iter().map(|p| (p.delay_ms.upper().min(100.0) / net.dt_ms).max(1.0)).fold(16.0, f64::max);
     let ring = n * 16.0 * (max_delay + 16.0).log2().ceil().exp2();
     let state: f64 = net.populations.iter().map(|p| p.size as f64 * p.model.bytes_per_neuron() as f64).sum();
     let poisson = net.stimuli.len() as f64 * n * 32.0;
@@ -490,8 +511,12 @@ fn compile_rule(
     path: &str,
     errs: &mut Errors,
 ) -> Option<(Rule, f64)> {
-    let given: [(&str, bool); 4] =
-        [("p", c.p.is_some()), ("indegree", c.indegree.is_some()), ("outdegree", c.outdegree.is_some()), ("n", c.n.is_some())];
+    let given: [(&str, bool); 4] = [
+        ("p", c.p.is_some()),
+        ("indegree", c.indegree.is_some()),
+        ("outdegree", c.outdegree.is_some()),
+        ("n", c.n.is_some()),
+    ];
     let wants: &[&str] = match c.rule.as_str() {
         "one_to_one" | "all_to_all" => &[],
         "pairwise_bernoulli" => &["p"],
@@ -531,7 +556,10 @@ fn compile_rule(
             if pre.size != post.size {
                 errs.add(
                     format!("{path}.rule"),
-                    format!("one_to_one needs equal sizes, but source has {} and target {} neurons", pre.size, post.size),
+                    format!(
+                        "one_to_one needs equal sizes, but source has {} and target {} neurons",
+                        pre.size, post.size
+                    ),
                 );
                 return None;
             }
@@ -582,7 +610,10 @@ fn compile_rule(
         _ => {
             let n = c.n.unwrap_or(0);
             if !c.allow_multapses {
-                errs.add(format!("{path}.allow_multapses"), "fixed_total_number draws pairs independently; set allow_multapses = true");
+                errs.add(
+                    format!("{path}.allow_multapses"),
+                    "fixed_total_number draws pairs independently; set allow_multapses = true",
+                );
                 return None;
             }
             if n > 0 && same && !c.allow_autapses && pre.size < 2 {
@@ -642,7 +673,14 @@ fn compile_stimulus(
     };
     let out = match st.kind.as_str() {
         "poisson_generator" => {
-            unused(&[("amplitude_pa", st.amplitude_pa.is_some()), ("spike_times_ms", !st.spike_times_ms.is_empty()), ("neurons", st.neurons.is_some())], errs);
+            unused(
+                &[
+                    ("amplitude_pa", st.amplitude_pa.is_some()),
+                    ("spike_times_ms", !st.spike_times_ms.is_empty()),
+                    ("neurons", st.neurons.is_some()),
+                ],
+                errs,
+            );
             let rate = st.rate_hz.unwrap_or(f64::NAN);
             if st.rate_hz.is_none() {
                 errs.add(format!("{path}.rate_hz"), "required for a poisson_generator");
@@ -661,7 +699,10 @@ fn compile_stimulus(
             }
             let total_rate = rate * indegree * k_scale;
             if total_rate * dt * 1e-3 > 1e6 {
-                errs.add(format!("{path}.rate_hz"), format!("{total_rate} Hz per neuron is more than 1e6 spikes per step"));
+                errs.add(
+                    format!("{path}.rate_hz"),
+                    format!("{total_rate} Hz per neuron is more than 1e6 spikes per step"),
+                );
             }
             (
                 Stimulus::Poisson {
@@ -676,7 +717,17 @@ fn compile_stimulus(
             )
         }
         "dc_generator" => {
-            unused(&[("rate_hz", st.rate_hz.is_some()), ("indegree", st.indegree.is_some()), ("weight", st.weight.is_some()), ("delay_ms", st.delay_ms.is_some()), ("spike_times_ms", !st.spike_times_ms.is_empty()), ("neurons", st.neurons.is_some())], errs);
+            unused(
+                &[
+                    ("rate_hz", st.rate_hz.is_some()),
+                    ("indegree", st.indegree.is_some()),
+                    ("weight", st.weight.is_some()),
+                    ("delay_ms", st.delay_ms.is_some()),
+                    ("spike_times_ms", !st.spike_times_ms.is_empty()),
+                    ("neurons", st.neurons.is_some()),
+                ],
+                errs,
+            );
             let amp = st.amplitude_pa.unwrap_or(f64::NAN);
             if st.amplitude_pa.is_none() {
                 errs.add(format!("{path}.amplitude_pa"), "required for a dc_generator");
@@ -686,7 +737,14 @@ fn compile_stimulus(
             (Stimulus::Dc { target, amplitude_pa: amp, start_step: to_step(start), stop_step }, None)
         }
         "spike_generator" => {
-            unused(&[("rate_hz", st.rate_hz.is_some()), ("indegree", st.indegree.is_some()), ("amplitude_pa", st.amplitude_pa.is_some())], errs);
+            unused(
+                &[
+                    ("rate_hz", st.rate_hz.is_some()),
+                    ("indegree", st.indegree.is_some()),
+                    ("amplitude_pa", st.amplitude_pa.is_some()),
+                ],
+                errs,
+            );
             let weight = st.weight.unwrap_or(1.0);
             errs.finite(format!("{path}.weight"), weight);
             if post.model == ModelKind::Parrot && weight != 1.0 {
@@ -712,7 +770,10 @@ fn compile_stimulus(
             if let Some(list) = &st.neurons {
                 for (k, &n) in list.iter().enumerate() {
                     if n >= post.size {
-                        errs.add(format!("{path}.neurons[{k}]"), format!("index {n} is outside population \"{}\" (size {})", post.name, post.size));
+                        errs.add(
+                            format!("{path}.neurons[{k}]"),
+                            format!("index {n} is outside population \"{}\" (size {})", post.name, post.size),
+                        );
                     }
                 }
             }
@@ -728,7 +789,10 @@ fn compile_stimulus(
             )
         }
         other => {
-            errs.add(format!("{path}.kind"), format!("unknown stimulus \"{other}\"; use poisson_generator, dc_generator or spike_generator"));
+            errs.add(
+                format!("{path}.kind"),
+                format!("unknown stimulus \"{other}\"; use poisson_generator, dc_generator or spike_generator"),
+            );
             return None;
         }
     };

@@ -72,8 +72,9 @@ pub fn to_document(text: &str, format: Format) -> Result<toml::Value, SpecError>
             .map(toml::Value::Table)
             .map_err(|e| syntax("(file)", format!("invalid TOML: {}", e.message().trim_end_matches('\n')))),
         Format::Json => {
-            let v: serde_json::Value = serde_json::from_str(text)
-                .map_err(|e| syntax("(file)", format!("invalid JSON at line {} column {}: {e}", e.line(), e.column())))?;
+            let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                syntax("(file)", format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()))
+            })?;
             json_to_document(v)
         }
         Format::Yaml => {
@@ -213,7 +214,8 @@ mod tests {
 
     #[test]
     fn json_is_the_same_schema() {
-        let json = r#"{"run": {"duration_ms": 10.0}, "populations": [{"name": "E", "size": 10, "model": "iaf_psc_exp"}]}"#;
+        let json =
+            r#"{"run": {"duration_ms": 10.0}, "populations": [{"name": "E", "size": 10, "model": "iaf_psc_exp"}]}"#;
         assert_eq!(parse(json, Format::Json, &[]).unwrap(), parse(MINI, Format::Toml, &[]).unwrap());
         let err = parse(r#"{"run": null}"#, Format::Json, &[]).unwrap_err();
         assert!(err.to_string().contains("null"), "{err}");

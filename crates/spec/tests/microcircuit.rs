@@ -44,6 +44,7 @@ fn ks(a: &mut [f64], b: &mut [f64]) -> f64 {
 }
 
 #[test]
+#[allow(clippy::needless_range_loop)]
 fn rates_agree_with_nest_over_seeds() {
     let seeds = [1u64, 2, 3];
     let mut mean = [0.0f64; 8];

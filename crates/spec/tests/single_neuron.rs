@@ -9,7 +9,8 @@ fn iaf_psc_exp_reproduces_nest_exactly() {
     let c = compile_example("single_neuron.toml", &[]);
     for shards in [1, 3] {
         let out = run(&c, 1, shards);
-        let ref_spikes: Vec<f64> = numbers(&reference("iaf_psc_exp_single/spikes_nest3.10.txt")).into_iter().map(|r| r[0]).collect();
+        let ref_spikes: Vec<f64> =
+            numbers(&reference("iaf_psc_exp_single/spikes_nest3.10.txt")).into_iter().map(|r| r[0]).collect();
         assert_eq!(ref_spikes.len(), 63);
         let ours: Vec<f64> = out.spikes.iter().map(|s| (s.step + 1) as f64 * c.network.dt_ms).collect();
         assert_eq!(ours.len(), ref_spikes.len(), "spike count");

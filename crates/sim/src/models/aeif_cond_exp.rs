@@ -48,7 +48,10 @@ pub fn check(p: &[f64], _dt_ms: f64) -> Result<(), ParamError> {
     non_negative(p, 4, PARAMS)?;
     non_negative(p, 9, PARAMS)?;
     if p[10] <= p[3] && p[4] > 0.0 {
-        return Err(ParamError { param: "V_peak", message: format!("must be above V_th ({} mV), got {} mV", p[3], p[10]) });
+        return Err(ParamError {
+            param: "V_peak",
+            message: format!("must be above V_th ({} mV), got {} mV", p[3], p[10]),
+        });
     }
     if p[8] >= p[10] {
         return Err(ParamError {
@@ -102,11 +105,8 @@ fn deriv(p: &P, y: &[f64; 4], refractory: bool, i_stim: f64) -> [f64; 4] {
     let i_ex = y[1] * (v - p.e_ex);
     let i_in = y[2] * (v - p.e_in);
     let i_spike = if p.delta_t == 0.0 { 0.0 } else { p.g_l * p.delta_t * ((v - p.v_th) / p.delta_t).exp() };
-    let dv = if refractory {
-        0.0
-    } else {
-        (-p.g_l * (v - p.e_l) + i_spike - i_ex - i_in - y[3] + p.i_e + i_stim) / p.c_m
-    };
+    let dv =
+        if refractory { 0.0 } else { (-p.g_l * (v - p.e_l) + i_spike - i_ex - i_in - y[3] + p.i_e + i_stim) / p.c_m };
     [dv, -y[1] / p.tau_ex, -y[2] / p.tau_in, (p.a * (v - p.e_l) - y[3]) / p.tau_w]
 }
 
@@ -135,10 +135,7 @@ fn rkf45(p: &P, y: &[f64; 4], h: f64, refr: bool, i_stim: f64) -> ([f64; 4], f64
     );
     let k5 = deriv(
         p,
-        &axpy(
-            y,
-            &[(h * 439.0 / 216.0, &k1), (h * -8.0, &k2), (h * 3680.0 / 513.0, &k3), (h * -845.0 / 4104.0, &k4)],
-        ),
+        &axpy(y, &[(h * 439.0 / 216.0, &k1), (h * -8.0, &k2), (h * 3680.0 / 513.0, &k3), (h * -845.0 / 4104.0, &k4)]),
         refr,
         i_stim,
     );
@@ -305,7 +302,9 @@ mod tests {
         let (times, g) = run(i_e, 3000.0);
         assert!(times.is_empty());
         let p = g.p;
-        let f = |v: f64| -p.g_l * (v - p.e_l) + p.g_l * p.delta_t * ((v - p.v_th) / p.delta_t).exp() - p.a * (v - p.e_l) + i_e;
+        let f = |v: f64| {
+            -p.g_l * (v - p.e_l) + p.g_l * p.delta_t * ((v - p.v_th) / p.delta_t).exp() - p.a * (v - p.e_l) + i_e
+        };
         // Bisection on the stable (lower) root.
         let (mut lo, mut hi) = (p.e_l, p.v_th);
         for _ in 0..100 {

@@ -26,7 +26,10 @@ pub fn check(p: &[f64], _dt_ms: f64) -> Result<(), ParamError> {
     positive(p, 1, PARAMS)?;
     non_negative(p, 2, PARAMS)?;
     if p[4] >= p[5] {
-        return Err(ParamError { param: "V_reset", message: format!("must be below V_th ({} mV), got {} mV", p[5], p[4]) });
+        return Err(ParamError {
+            param: "V_reset",
+            message: format!("must be below V_th ({} mV), got {} mV", p[5], p[4]),
+        });
     }
     Ok(())
 }

@@ -67,10 +67,8 @@ impl Izhikevich {
         let syn = &mut input.syn[..2 * n];
         for i in 0..n {
             let (v_old, u_old) = (self.v[i], self.u[i]);
-            let mut v = v_old
-                + h * (0.04 * v_old * v_old + 5.0 * v_old + 140.0 - u_old + i_ext)
-                + syn[2 * i]
-                + syn[2 * i + 1];
+            let mut v =
+                v_old + h * (0.04 * v_old * v_old + 5.0 * v_old + 140.0 - u_old + i_ext) + syn[2 * i] + syn[2 * i + 1];
             let mut u = u_old + h * self.a * (self.b * v_old - u_old);
             syn[2 * i] = 0.0;
             syn[2 * i + 1] = 0.0;
