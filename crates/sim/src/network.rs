@@ -188,8 +188,11 @@ impl Network {
     }
 
     /// A delay in ms as steps on the dt grid (at least one step).
+    #[inline]
     pub fn delay_steps(&self, delay_ms: f64) -> u16 {
-        ((delay_ms / self.dt_ms).round()).clamp(1.0, u16::MAX as f64) as u16
+        // Round half up by truncation (delays are positive; avoids a libm call per
+        // synapse); saturating casts map NaN and huge values into range.
+        ((delay_ms / self.dt_ms + 0.5) as u32).clamp(1, u16::MAX as u32) as u16
     }
 
     /// Steps per epoch: the smallest delay any projection can produce. Within an

@@ -94,21 +94,51 @@ impl Stream {
         }
         (m >> 64) as u64
     }
+}
 
-    /// Poisson-distributed count with mean `lambda`; `exp_neg_lambda` = e^-lambda.
-    /// Inversion by sequential search: one uniform per draw, fast for small lambda.
-    #[inline]
-    pub fn poisson_small(&mut self, lambda: f64, exp_neg_lambda: f64) -> u32 {
-        let u = self.uniform();
-        let mut k = 0u32;
-        let mut p = exp_neg_lambda;
-        let mut cdf = p;
-        while u > cdf && k < 1000 {
-            k += 1;
+/// Poisson sampler by inversion against a precomputed CDF table: one uniform and a
+/// few comparisons per draw, no arithmetic in the loop. Used for the small per-step
+/// means of Poisson generators (rate × dt).
+#[derive(Debug, Clone)]
+pub struct PoissonTable {
+    cdf: Vec<f64>,
+}
+
+impl PoissonTable {
+    /// Largest count the table can return.
+    pub const MAX_COUNT: usize = 1000;
+
+    /// Table for mean `lambda` (meant for lambda up to ~20; the CDF is built by the
+    /// recurrence p_k = p_{k-1} λ / k from p_0 = e^-λ).
+    pub fn new(lambda: f64) -> Self {
+        let mut cdf = Vec::new();
+        let mut p = (-lambda).exp();
+        let mut c = p;
+        cdf.push(c);
+        for k in 1..=Self::MAX_COUNT {
             p *= lambda / k as f64;
-            cdf += p;
+            c += p;
+            cdf.push(c);
+            if p == 0.0 && k > lambda as usize {
+                break;
+            }
         }
-        k
+        PoissonTable { cdf }
+    }
+
+    /// One count: the smallest k with u <= CDF(k).
+    #[inline]
+    pub fn sample(&self, rng: &mut Stream) -> u32 {
+        let u = rng.uniform();
+        let mut k = 0;
+        let last = self.cdf.len() - 1;
+        while k < last && u > self.cdf[k] {
+            k += 1;
+        }
+        if k == last && u > self.cdf[k] {
+            k = Self::MAX_COUNT;
+        }
+        k as u32
     }
 }
 
@@ -155,9 +185,9 @@ mod tests {
     fn poisson_mean_and_variance() {
         let mut r = Stream::new(3, &[9]);
         let lambda: f64 = 1.6;
-        let e = (-lambda).exp();
+        let table = PoissonTable::new(lambda);
         let n = 200_000;
-        let xs: Vec<f64> = (0..n).map(|_| r.poisson_small(lambda, e) as f64).collect();
+        let xs: Vec<f64> = (0..n).map(|_| table.sample(&mut r) as f64).collect();
         let mean = xs.iter().sum::<f64>() / n as f64;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
         assert!((mean - lambda).abs() < 0.02, "mean {mean}");

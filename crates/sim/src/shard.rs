@@ -1,11 +1,20 @@
-//! A shard: a set of neurons, the synapses onto them, their ring buffers, local
-//! input devices and samplers. [`Shard::advance`] runs one epoch; it is pure and
-//! deterministic and knows nothing of threads, actors or networks.
+//! A shard: a set of neurons, the synapses onto them, local input devices and
+//! samplers. [`Shard::advance`] runs one epoch; it is pure and deterministic and
+//! knows nothing of threads, actors or networks.
+//!
+//! Spike delivery happens at *arrival* time: the synapses of every source are sorted
+//! by delay into sections, and a spike stays pending until its last section has been
+//! delivered. In each step the sections whose delay has just elapsed add into one
+//! input buffer of two channels per neuron — a buffer small enough to stay in cache,
+//! where a ring buffer over all delays (NEST's scheme) would be scattered over
+//! max_delay × neurons × 16 bytes. The additions into a neuron happen in the same
+//! canonical order (spike step, source gid, synapse order) as a ring buffer would
+//! receive them, whatever the partition.
 
 use crate::connectivity::{visit_projection, Layout};
 use crate::models::{Group, StepInput};
 use crate::network::{Gid, Network, Spike, Stimulus};
-use crate::rng::{purpose, Stream};
+use crate::rng::{purpose, PoissonTable, Stream};
 use rand_distr::Distribution;
 use std::ops::Range;
 
@@ -34,10 +43,23 @@ struct GroupSlot {
 
 #[derive(Debug, Clone)]
 enum Draw {
-    /// Inversion with e^-lambda precomputed.
-    Small { lambda: f64, exp_neg: f64 },
+    /// Inversion against a CDF table.
+    Small(PoissonTable),
     /// rand_distr's PTRS sampler for large means.
     Large(rand_distr::Poisson<f64>),
+}
+
+/// A spike whose synapses have not all been delivered yet.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// Step at which the next section arrives.
+    arrival: u64,
+    /// Step in which the spike was emitted.
+    emitted: u64,
+    /// Next section to deliver.
+    next: u32,
+    /// One past the source's last section.
+    end: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -69,14 +91,18 @@ pub struct Shard {
     epoch_steps: u32,
     n_local: usize,
     groups: Vec<GroupSlot>,
-    /// CSR by source gid: the synapses of source `s` are `row_start[s]..row_start[s+1]`.
-    row_start: Vec<u64>,
+    /// Sections of source `s`: `row_sec[s]..row_sec[s+1]`; ascending delays.
+    row_sec: Vec<u32>,
+    /// Delay (steps) of each section.
+    sec_delay: Vec<u16>,
+    /// Synapses of section `j`: `sec_start[j]..sec_start[j+1]` (one sentinel at the end).
+    sec_start: Vec<u64>,
     syn_target: Vec<u32>,
     syn_weight: Vec<f32>,
-    syn_delay: Vec<u16>,
-    /// Ring buffer: `[slot][local neuron][channel]`, slot = step & ring_mask.
-    ring: Vec<f64>,
-    ring_mask: u64,
+    /// Spikes with undelivered sections, in canonical (step, gid) order.
+    pending: Vec<Pending>,
+    /// Input of the current step: `[local neuron][channel]`.
+    input: Vec<f64>,
     poisson: Vec<PoissonSource>,
     /// Spike-generator events (arrival step, local target, weight), by arrival.
     trains: Vec<(u64, u32, f64)>,
@@ -113,7 +139,8 @@ impl Shard {
             groups.push(GroupSlot { local, group, dc: Vec::new() });
         }
 
-        // Synapses: count per source, then fill (the generator is replayed).
+        // Synapses: count per source, then fill (the generator is replayed), then sort
+        // each source's row by delay (stable) into sections.
         let mut row_start = vec![0u64; total as usize + 1];
         for pi in 0..net.projections.len() {
             visit_projection(net, pi, layout, false, &mut |s, _, _, _| row_start[s as usize + 1] += 1);
@@ -136,7 +163,9 @@ impl Shard {
             });
         }
         drop(cursor);
-        let mut max_delay = syn_delay.iter().copied().max().unwrap_or(1) as u64;
+        let (row_sec, sec_delay, sec_start) =
+            sort_rows_by_delay(&row_start, &mut syn_target, &mut syn_weight, &syn_delay);
+        drop(syn_delay);
 
         // Devices.
         let mut poisson = Vec::new();
@@ -155,15 +184,14 @@ impl Shard {
                         .collect();
                     let lambda = rate_hz * net.dt_ms * 1e-3;
                     let draw = if lambda <= 20.0 {
-                        Draw::Small { lambda, exp_neg: (-lambda).exp() }
+                        Draw::Small(PoissonTable::new(lambda))
                     } else {
                         match rand_distr::Poisson::new(lambda) {
                             Ok(p) => Draw::Large(p),
-                            Err(_) => Draw::Small { lambda: 0.0, exp_neg: 1.0 },
+                            Err(_) => Draw::Small(PoissonTable::new(0.0)),
                         }
                     };
                     let d = *delay_steps as u64;
-                    max_delay = max_delay.max(d);
                     poisson.push(PoissonSource {
                         local,
                         streams,
@@ -182,7 +210,6 @@ impl Shard {
                 Stimulus::SpikeTrain { target, neurons, steps, weight, delay_steps } => {
                     let pop = &net.populations[*target];
                     let d = *delay_steps as u64;
-                    max_delay = max_delay.max(d);
                     let targets: Vec<u32> = match neurons {
                         Some(list) => list.clone(),
                         None => (0..pop.size).collect(),
@@ -229,19 +256,19 @@ impl Shard {
             .collect();
 
         let epoch_steps = net.epoch_steps();
-        let slots = (max_delay + epoch_steps as u64 + 1).next_power_of_two();
         Shard {
             layout,
             step: 0,
             epoch_steps,
             n_local,
             groups,
-            row_start,
+            row_sec,
+            sec_delay,
+            sec_start,
             syn_target,
             syn_weight,
-            syn_delay,
-            ring: vec![0.0; slots as usize * n_local * 2],
-            ring_mask: slots - 1,
+            pending: Vec::new(),
+            input: vec![0.0; n_local * 2],
             poisson,
             trains,
             train_cursor: 0,
@@ -252,55 +279,47 @@ impl Shard {
         }
     }
 
-    /// Deliver `incoming` (all spikes of the previous epoch, in canonical order),
-    /// then advance one epoch, appending this shard's spikes to `out` in canonical
-    /// order.
+    /// Take `incoming` (all spikes of the previous epoch, in canonical order), then
+    /// advance one epoch, appending this shard's spikes to `out` in canonical order.
     pub fn advance(&mut self, incoming: &[Spike], out: &mut Vec<Spike>) {
         debug_assert!(incoming.windows(2).all(|w| w[0] < w[1]));
-        let n2 = 2 * self.n_local;
-        let mask = self.ring_mask;
         for sp in incoming {
-            let row = self.row_start[sp.gid as usize] as usize..self.row_start[sp.gid as usize + 1] as usize;
-            self.events += row.len() as u64;
-            let targets = &self.syn_target[row.clone()];
-            let weights = &self.syn_weight[row.clone()];
-            let delays = &self.syn_delay[row];
-            for ((&t, &w), &d) in targets.iter().zip(weights).zip(delays) {
-                let slot = ((sp.step + d as u64) & mask) as usize;
-                let idx = slot * n2 + 2 * t as usize + usize::from(w < 0.0);
-                self.ring[idx] += w as f64;
+            let (next, end) = (self.row_sec[sp.gid as usize], self.row_sec[sp.gid as usize + 1]);
+            if next < end {
+                let arrival = sp.step + self.sec_delay[next as usize] as u64;
+                self.pending.push(Pending { arrival, emitted: sp.step, next, end });
             }
         }
         let end = self.step + self.epoch_steps as u64;
-        while let Some(&(arrival, l, w)) = self.trains.get(self.train_cursor) {
-            if arrival >= end {
-                break;
-            }
-            let slot = (arrival & mask) as usize;
-            self.ring[slot * n2 + 2 * l as usize + usize::from(w < 0.0)] += w;
-            self.train_cursor += 1;
-        }
         for t in self.step..end {
-            let base = (t & mask) as usize * n2;
+            self.deliver(t);
+            while let Some(&(arrival, l, w)) = self.trains.get(self.train_cursor) {
+                if arrival > t {
+                    break;
+                }
+                self.input[2 * l as usize + usize::from(w < 0.0)] += w;
+                self.train_cursor += 1;
+            }
             for src in &mut self.poisson {
                 if !src.active.contains(&t) {
                     continue;
                 }
                 let lo = src.local.start as usize;
+                let input = &mut self.input[2 * lo..];
                 for (k, rng) in src.streams.iter_mut().enumerate() {
                     let n = match &src.draw {
-                        Draw::Small { lambda, exp_neg } => rng.poisson_small(*lambda, *exp_neg) as f64,
+                        Draw::Small(table) => table.sample(rng) as f64,
                         Draw::Large(p) => p.sample(rng),
                     };
                     if n > 0.0 {
-                        self.ring[base + 2 * (lo + k) + src.channel] += n * src.weight;
+                        input[2 * k + src.channel] += n * src.weight;
                     }
                 }
             }
             for slot in &mut self.groups {
                 let i_stim_pa: f64 = slot.dc.iter().filter(|d| (d.1..d.2).contains(&t)).map(|d| d.0).sum();
                 let (lo, hi) = (slot.local.start as usize, slot.local.end as usize);
-                let syn = &mut self.ring[base + 2 * lo..base + 2 * hi];
+                let syn = &mut self.input[2 * lo..2 * hi];
                 slot.group.update(StepInput { syn, i_stim_pa }, &mut self.fired);
                 for &f in &self.fired {
                     out.push(Spike { step: t, gid: self.layout.gid(slot.local.start + f) });
@@ -328,6 +347,35 @@ impl Shard {
         self.step = end;
     }
 
+    /// Add every pending section that arrives at step `t` into the input buffer, in
+    /// pending (canonical) order, and drop spikes that are fully delivered.
+    #[inline]
+    fn deliver(&mut self, t: u64) {
+        let mut any_done = false;
+        for p in self.pending.iter_mut() {
+            if p.arrival != t {
+                continue;
+            }
+            let j = p.next as usize;
+            let range = self.sec_start[j] as usize..self.sec_start[j + 1] as usize;
+            self.events += range.len() as u64;
+            let targets = &self.syn_target[range.clone()];
+            let weights = &self.syn_weight[range];
+            for (&tg, &w) in targets.iter().zip(weights) {
+                self.input[2 * tg as usize + usize::from(w < 0.0)] += w as f64;
+            }
+            p.next += 1;
+            if p.next < p.end {
+                p.arrival = p.emitted + self.sec_delay[p.next as usize] as u64;
+            } else {
+                any_done = true;
+            }
+        }
+        if any_done {
+            self.pending.retain(|p| p.next < p.end);
+        }
+    }
+
     /// The next step this shard will compute.
     pub fn step(&self) -> u64 {
         self.step
@@ -343,10 +391,13 @@ impl Shard {
         self.syn_target.len() as u64
     }
 
-    /// Bytes of synapse storage: per-synapse arrays plus the row index.
+    /// Bytes of synapse storage: per-synapse arrays, the delay sections and the row index.
     pub fn synapse_bytes(&self) -> u64 {
-        (self.syn_target.len() * 4 + self.syn_weight.len() * 4 + self.syn_delay.len() * 2 + self.row_start.len() * 8)
-            as u64
+        (self.syn_target.len() * 4
+            + self.syn_weight.len() * 4
+            + self.sec_delay.len() * 2
+            + self.sec_start.len() * 8
+            + self.row_sec.len() * 4) as u64
     }
 
     /// Synaptic events delivered so far (spike × synapse).
@@ -358,4 +409,60 @@ impl Shard {
     pub fn n_neurons(&self) -> usize {
         self.n_local
     }
+}
+
+/// Sort every row (stably) by delay and cut it into sections of equal delay.
+/// Returns (sections per row, section delays, section starts with a sentinel).
+fn sort_rows_by_delay(
+    row_start: &[u64],
+    target: &mut [u32],
+    weight: &mut [f32],
+    delay: &[u16],
+) -> (Vec<u32>, Vec<u16>, Vec<u64>) {
+    let n_rows = row_start.len() - 1;
+    let mut row_sec = Vec::with_capacity(row_start.len());
+    let mut sec_delay = Vec::new();
+    let mut sec_start = Vec::new();
+    let mut hist: Vec<u32> = Vec::new();
+    let (mut tmp_t, mut tmp_w) = (Vec::new(), Vec::new());
+    for r in 0..n_rows {
+        row_sec.push(sec_delay.len() as u32);
+        let (a, b) = (row_start[r] as usize, row_start[r + 1] as usize);
+        if a == b {
+            continue;
+        }
+        let d = &delay[a..b];
+        let max = *d.iter().max().unwrap_or(&0) as usize;
+        hist.clear();
+        hist.resize(max + 2, 0);
+        for &x in d {
+            hist[x as usize + 1] += 1;
+        }
+        for x in 0..=max {
+            if hist[x + 1] > 0 {
+                sec_delay.push(x as u16);
+                sec_start.push((a as u64) + hist[x] as u64);
+            }
+            hist[x + 1] += hist[x];
+        }
+        // Already sorted (the common case for constant delays): nothing to move.
+        if d.windows(2).all(|w| w[0] <= w[1]) {
+            continue;
+        }
+        tmp_t.clear();
+        tmp_t.resize(b - a, 0u32);
+        tmp_w.clear();
+        tmp_w.resize(b - a, 0f32);
+        for (i, &x) in d.iter().enumerate() {
+            let pos = hist[x as usize] as usize;
+            hist[x as usize] += 1;
+            tmp_t[pos] = target[a + i];
+            tmp_w[pos] = weight[a + i];
+        }
+        target[a..b].copy_from_slice(&tmp_t);
+        weight[a..b].copy_from_slice(&tmp_w);
+    }
+    row_sec.push(sec_delay.len() as u32);
+    sec_start.push(row_start[n_rows]);
+    (row_sec, sec_delay, sec_start)
 }
