@@ -17,9 +17,9 @@ pub struct BenchArgs {
     /// Scale of neurons and synapses (sets scaling.neurons and scaling.synapses).
     #[arg(long, default_value_t = 0.1)]
     scale: f64,
-    /// Biological time to simulate, ms (after the file's transient).
-    #[arg(long, default_value_t = 1000.0)]
-    duration_ms: f64,
+    /// Biological time to simulate, ms, including the file's transient (default: the file's duration).
+    #[arg(long)]
+    duration_ms: Option<f64>,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -36,10 +36,11 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
     let mut set = vec![
         format!("scaling.neurons={}", a.scale),
         format!("scaling.synapses={}", a.scale),
-        format!("run.duration_ms={}", a.duration_ms),
-        "run.transient_ms=0".to_string(),
         "recorders=[]".to_string(),
     ];
+    if let Some(d) = a.duration_ms {
+        set.push(format!("run.duration_ms={d}"));
+    }
     set.extend(a.set.iter().cloned());
     let req = RunRequest { experiment: a.experiment.clone(), set, threads: Some(a.threads), shards: None };
     let prepared = match run::prepare(&req) {

@@ -68,6 +68,23 @@ pub struct Timings {
     pub simulate_s: f64,
     /// Real-time factor: simulate_s / simulated seconds.
     pub rtf: f64,
+    /// Where the simulation loop's thread time went, seconds summed over threads.
+    pub profile: Profile,
+}
+
+/// Thread time per phase of the simulation loop, seconds summed over threads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Profile {
+    /// Synaptic input delivery.
+    pub deliver_s: f64,
+    /// Poisson input.
+    pub poisson_s: f64,
+    /// Neuron updates.
+    pub update_s: f64,
+    /// Spike exchange: merging all shards' spikes and waiting at the epoch barrier.
+    pub exchange_s: f64,
+    /// Everything else (sampling, bookkeeping).
+    pub other_s: f64,
 }
 
 /// Everything the summary needs besides the run output.
@@ -123,6 +140,13 @@ pub fn summarize(ctx: &Context<'_>, out: &RunOutput) -> Summary {
             build_s: out.stats.build_s,
             simulate_s: out.stats.simulate_s,
             rtf: if bio_s > 0.0 { out.stats.simulate_s / bio_s } else { 0.0 },
+            profile: Profile {
+                deliver_s: out.stats.phases.deliver_ns as f64 * 1e-9,
+                poisson_s: out.stats.phases.poisson_ns as f64 * 1e-9,
+                update_s: out.stats.phases.update_ns as f64 * 1e-9,
+                exchange_s: out.stats.exchange_ns as f64 * 1e-9,
+                other_s: out.stats.phases.other_ns as f64 * 1e-9,
+            },
         },
         peak_rss_bytes: crate::system::peak_rss_bytes(),
         bytes_per_synapse: (out.stats.synapses > 0).then(|| out.stats.synapse_bytes as f64 / out.stats.synapses as f64),
@@ -185,6 +209,16 @@ pub fn render(s: &Summary) -> String {
         s.timings.simulate_s,
         s.timings.rtf,
         s.synaptic_events as f64 / s.timings.simulate_s.max(1e-9)
+    ));
+    let p = &s.timings.profile;
+    let total = (p.deliver_s + p.poisson_s + p.update_s + p.exchange_s + p.other_s).max(1e-12);
+    t.push_str(&format!(
+        "thread time: delivery {:.0}%, Poisson input {:.0}%, neuron update {:.0}%, exchange {:.0}%, other {:.0}%\n",
+        100.0 * p.deliver_s / total,
+        100.0 * p.poisson_s / total,
+        100.0 * p.update_s / total,
+        100.0 * p.exchange_s / total,
+        100.0 * p.other_s / total
     ));
     if let Some(rss) = s.peak_rss_bytes {
         t.push_str(&format!("peak RSS {:.1} MiB", rss as f64 / (1u64 << 20) as f64));

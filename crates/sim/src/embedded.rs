@@ -9,7 +9,7 @@
 
 use crate::connectivity::Layout;
 use crate::network::{Network, Spike};
-use crate::shard::{Sample, Shard};
+use crate::shard::{PhaseTimes, Sample, Shard};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -60,6 +60,11 @@ pub struct RunStats {
     pub synaptic_events: u64,
     /// Steps simulated.
     pub steps: u64,
+    /// Thread time per phase, summed over shards.
+    pub phases: PhaseTimes,
+    /// Thread time spent merging spikes and waiting at the epoch barrier, summed
+    /// over threads, ns.
+    pub exchange_ns: u64,
 }
 
 /// Progress of a run, for progress bars and metrics.
@@ -146,6 +151,7 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
     let barrier = SpinBarrier::new(threads);
     let spikes_so_far = AtomicU64::new(0);
     let done_epochs = AtomicU64::new(epochs);
+    let exchange_ns = AtomicU64::new(0);
     let recorded = Mutex::new(Recorded::new(net.populations.len()));
 
     let sim_start = Instant::now();
@@ -164,11 +170,14 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
                 let recorded = &recorded;
                 let spikes_so_far = &spikes_so_far;
                 let done_epochs = &done_epochs;
+                let exchange_ns = &exchange_ns;
                 scope.spawn(move || {
+                    let mut waited = std::time::Duration::ZERO;
                     let mut incoming = Vec::new();
                     let mut out = Vec::new();
                     let mut leader_rec = Recorded::new(net.populations.len());
                     for e in 0..=epochs {
+                        let merge_start = Instant::now();
                         if e > 0 {
                             merge(outboxes, ((e - 1) % 2) as usize, &mut incoming);
                             if t == 0 {
@@ -196,6 +205,7 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
                         if e > 0 && done_epochs.load(Ordering::Acquire) <= e {
                             break;
                         }
+                        waited += merge_start.elapsed();
                         for (s, shard) in mine.iter_mut() {
                             out.clear();
                             shard.advance(&incoming, &mut out);
@@ -206,8 +216,11 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
                         if t == 0 && cancel.load(Ordering::Relaxed) {
                             done_epochs.store(e + 1, Ordering::Release);
                         }
+                        let wait_start = Instant::now();
                         barrier.wait();
+                        waited += wait_start.elapsed();
                     }
+                    exchange_ns.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
                     if t == 0 {
                         *recorded.lock().unwrap_or_else(|x| x.into_inner()) = leader_rec;
                     }
@@ -226,10 +239,12 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
         stats.synapses += shard.n_synapses();
         stats.synapse_bytes += shard.synapse_bytes();
         stats.synaptic_events += shard.synaptic_events();
+        stats.phases.add(&shard.phase_times());
         steps_done = shard.step();
         samples.extend(shard.take_samples());
     }
     stats.steps = steps_done;
+    stats.exchange_ns = exchange_ns.load(Ordering::Relaxed);
     samples.sort_by_key(|a| (a.step, a.sampler, a.gid, a.var));
     let rec = recorded.into_inner().unwrap_or_else(|e| e.into_inner());
     RunOutput {

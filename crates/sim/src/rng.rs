@@ -102,7 +102,13 @@ impl Stream {
 #[derive(Debug, Clone)]
 pub struct PoissonTable {
     cdf: Vec<f64>,
+    /// Number of leading entries (8 or 16, 0 = none) holding nearly all the mass,
+    /// so that a branch-free count of `u > cdf[k]` over them answers almost every
+    /// draw (a data-dependent loop exit mispredicts about once per draw).
+    branchless: usize,
 }
+
+const BRANCHLESS: usize = 16;
 
 impl PoissonTable {
     /// Largest count the table can return.
@@ -123,14 +129,48 @@ impl PoissonTable {
                 break;
             }
         }
-        PoissonTable { cdf }
+        // Past a truncation the CDF is constant: padding keeps the semantics.
+        while cdf.len() < BRANCHLESS + 1 {
+            cdf.push(c);
+        }
+        let branchless = if 1.0 - cdf[7] < 1e-6 {
+            8
+        } else if 1.0 - cdf[15] < 1e-6 {
+            16
+        } else {
+            0
+        };
+        PoissonTable { cdf, branchless }
+    }
+
+    #[inline]
+    fn count_below<const K: usize>(&self, u: f64) -> usize {
+        let head: &[f64; K] = self.cdf[..K].try_into().expect("table has at least 16 entries");
+        head.iter().map(|&c| usize::from(u > c)).sum()
     }
 
     /// One count: the smallest k with u <= CDF(k).
     #[inline]
     pub fn sample(&self, rng: &mut Stream) -> u32 {
-        let u = rng.uniform();
+        self.sample_with(rng.uniform())
+    }
+
+    /// The count for a given uniform `u` in [0, 1).
+    #[inline]
+    pub fn sample_with(&self, u: f64) -> u32 {
         let mut k = 0;
+        // The CDF is monotone, so #{k < K : u > cdf[k]} is the answer when < K.
+        let count = match self.branchless {
+            8 => self.count_below::<8>(u),
+            16 => self.count_below::<16>(u),
+            _ => usize::MAX,
+        };
+        if count < self.branchless {
+            return count as u32;
+        }
+        if self.branchless > 0 {
+            k = self.branchless;
+        }
         let last = self.cdf.len() - 1;
         while k < last && u > self.cdf[k] {
             k += 1;
@@ -139,6 +179,39 @@ impl PoissonTable {
             k = Self::MAX_COUNT;
         }
         k as u32
+    }
+
+    /// One count conditioned on being at least 1 (zero-truncated Poisson), by
+    /// inversion of u uniform on (P(0), 1].
+    #[inline]
+    pub fn sample_nonzero(&self, rng: &mut Stream) -> u32 {
+        let p0 = self.cdf[0];
+        let u = p0 + (1.0 - p0) * rng.uniform_open0();
+        let mut k = 1;
+        let last = self.cdf.len() - 1;
+        while k < last && u > self.cdf[k] {
+            k += 1;
+        }
+        if k == last && u > self.cdf[k] {
+            k = Self::MAX_COUNT;
+        }
+        k as u32
+    }
+}
+
+/// Steps until the next step with a nonzero Poisson count, for per-step mean
+/// `lambda`: floor(Exp(lambda)), i.e. 0 with probability 1 - e^-lambda. Skipping
+/// the empty steps makes sparse input cost per input spike, not per step.
+#[inline]
+pub fn poisson_gap(rng: &mut Stream, lambda: f64) -> u64 {
+    use rand_distr::Distribution;
+    // Ziggurat exponential: a few ns, where -ln(U) costs a libm logarithm.
+    let e: f64 = rand_distr::Exp1.sample(rng);
+    let g = e / lambda;
+    if g >= 1e15 {
+        u64::MAX / 2
+    } else {
+        g as u64
     }
 }
 
@@ -192,6 +265,30 @@ mod tests {
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
         assert!((mean - lambda).abs() < 0.02, "mean {mean}");
         assert!((var - lambda).abs() < 0.04, "var {var}");
+    }
+
+    #[test]
+    fn sparse_poisson_by_gaps_has_poisson_counts() {
+        // Counts per step built from gaps + zero-truncated draws must be Poisson.
+        let lambda = 0.16;
+        let table = PoissonTable::new(lambda);
+        let mut r = Stream::new(11, &[]);
+        let steps = 400_000u64;
+        let mut counts = vec![0u32; steps as usize];
+        let mut next = poisson_gap(&mut r, lambda);
+        while next < steps {
+            counts[next as usize] = table.sample_nonzero(&mut r);
+            next += 1 + poisson_gap(&mut r, lambda);
+        }
+        let n = steps as f64;
+        let mean = counts.iter().map(|&c| c as f64).sum::<f64>() / n;
+        let var = counts.iter().map(|&c| (c as f64 - mean).powi(2)).sum::<f64>() / n;
+        let p0 = counts.iter().filter(|&&c| c == 0).count() as f64 / n;
+        let p2 = counts.iter().filter(|&&c| c == 2).count() as f64 / n;
+        assert!((mean - lambda).abs() < 0.003, "mean {mean}");
+        assert!((var - lambda).abs() < 0.004, "var {var}");
+        assert!((p0 - (-lambda).exp()).abs() < 0.002, "P(0) {p0}");
+        assert!((p2 - (-lambda).exp() * lambda * lambda / 2.0).abs() < 0.001, "P(2) {p2}");
     }
 
     #[test]

@@ -14,9 +14,33 @@
 use crate::connectivity::{visit_projection, Layout};
 use crate::models::{Group, StepInput};
 use crate::network::{Gid, Network, Spike, Stimulus};
-use crate::rng::{purpose, PoissonTable, Stream};
+use crate::rng::{poisson_gap, purpose, PoissonTable, Stream};
 use rand_distr::Distribution;
 use std::ops::Range;
+use std::time::Instant;
+
+/// Where a shard's time went, in nanoseconds of wall-clock time on its thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhaseTimes {
+    /// Delivering synaptic input (pending sections and spike generators).
+    pub deliver_ns: u64,
+    /// Drawing Poisson input.
+    pub poisson_ns: u64,
+    /// Updating neurons (including DC input).
+    pub update_ns: u64,
+    /// Sampling state variables and taking in incoming spikes.
+    pub other_ns: u64,
+}
+
+impl PhaseTimes {
+    /// Element-wise sum.
+    pub fn add(&mut self, o: &PhaseTimes) {
+        self.deliver_ns += o.deliver_ns;
+        self.poisson_ns += o.poisson_ns;
+        self.update_ns += o.update_ns;
+        self.other_ns += o.other_ns;
+    }
+}
 
 /// One sampled value of a state variable.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,10 +67,13 @@ struct GroupSlot {
 
 #[derive(Debug, Clone)]
 enum Draw {
-    /// Inversion against a CDF table.
-    Small(PoissonTable),
-    /// rand_distr's PTRS sampler for large means.
-    Large(rand_distr::Poisson<f64>),
+    /// Mostly empty steps (lambda < 0.5): per neuron, the step of the next nonzero
+    /// count, found by geometric skipping; counts there are zero-truncated Poisson.
+    Sparse { table: PoissonTable, lambda: f64, streams: Vec<Stream>, next: Vec<u64> },
+    /// A count every step, by inversion against a CDF table.
+    Dense { table: PoissonTable, streams: Vec<Stream> },
+    /// rand_distr's PTRS sampler for large means (lambda > 20).
+    Large { poisson: rand_distr::Poisson<f64>, streams: Vec<Stream> },
 }
 
 /// A spike whose synapses have not all been delivered yet.
@@ -65,7 +92,6 @@ struct Pending {
 #[derive(Debug, Clone)]
 struct PoissonSource {
     local: Range<u32>,
-    streams: Vec<Stream>,
     draw: Draw,
     weight: f64,
     channel: usize,
@@ -111,6 +137,7 @@ pub struct Shard {
     samples: Vec<Sample>,
     fired: Vec<u32>,
     events: u64,
+    times: PhaseTimes,
 }
 
 impl Shard {
@@ -178,23 +205,24 @@ impl Shard {
                         continue;
                     }
                     let local = groups[gi].local.clone();
-                    let streams = local
+                    let mut streams: Vec<Stream> = local
                         .clone()
                         .map(|l| Stream::new(net.seed, &[purpose::POISSON, si as u64, layout.gid(l) as u64]))
                         .collect();
                     let lambda = rate_hz * net.dt_ms * 1e-3;
-                    let draw = if lambda <= 20.0 {
-                        Draw::Small(PoissonTable::new(lambda))
-                    } else {
-                        match rand_distr::Poisson::new(lambda) {
-                            Ok(p) => Draw::Large(p),
-                            Err(_) => Draw::Small(PoissonTable::new(0.0)),
-                        }
-                    };
                     let d = *delay_steps as u64;
+                    let large = rand_distr::Poisson::new(lambda).ok().filter(|_| lambda > 20.0);
+                    let draw = if lambda > 0.0 && lambda < 0.5 {
+                        let first = start_step + d;
+                        let next = streams.iter_mut().map(|r| first.saturating_add(poisson_gap(r, lambda))).collect();
+                        Draw::Sparse { table: PoissonTable::new(lambda), lambda, streams, next }
+                    } else if let Some(poisson) = large {
+                        Draw::Large { poisson, streams }
+                    } else {
+                        Draw::Dense { table: PoissonTable::new(lambda.min(20.0)), streams }
+                    };
                     poisson.push(PoissonSource {
                         local,
-                        streams,
                         draw,
                         weight: *weight,
                         channel: usize::from(*weight < 0.0),
@@ -276,6 +304,7 @@ impl Shard {
             samples: Vec::new(),
             fired: Vec::new(),
             events: 0,
+            times: PhaseTimes::default(),
         }
     }
 
@@ -283,6 +312,13 @@ impl Shard {
     /// advance one epoch, appending this shard's spikes to `out` in canonical order.
     pub fn advance(&mut self, incoming: &[Spike], out: &mut Vec<Spike>) {
         debug_assert!(incoming.windows(2).all(|w| w[0] < w[1]));
+        let mut clock = Instant::now();
+        let mut lap = |into: &mut u64| {
+            let now = Instant::now();
+            *into += (now - clock).as_nanos() as u64;
+            clock = now;
+        };
+        let mut times = self.times;
         for sp in incoming {
             let (next, end) = (self.row_sec[sp.gid as usize], self.row_sec[sp.gid as usize + 1]);
             if next < end {
@@ -292,6 +328,7 @@ impl Shard {
         }
         let end = self.step + self.epoch_steps as u64;
         for t in self.step..end {
+            lap(&mut times.other_ns);
             self.deliver(t);
             while let Some(&(arrival, l, w)) = self.trains.get(self.train_cursor) {
                 if arrival > t {
@@ -300,22 +337,41 @@ impl Shard {
                 self.input[2 * l as usize + usize::from(w < 0.0)] += w;
                 self.train_cursor += 1;
             }
+            lap(&mut times.deliver_ns);
             for src in &mut self.poisson {
                 if !src.active.contains(&t) {
                     continue;
                 }
                 let lo = src.local.start as usize;
                 let input = &mut self.input[2 * lo..];
-                for (k, rng) in src.streams.iter_mut().enumerate() {
-                    let n = match &src.draw {
-                        Draw::Small(table) => table.sample(rng) as f64,
-                        Draw::Large(p) => p.sample(rng),
-                    };
-                    if n > 0.0 {
-                        input[2 * k + src.channel] += n * src.weight;
+                let (ch, w) = (src.channel, src.weight);
+                match &mut src.draw {
+                    Draw::Sparse { table, lambda, streams, next } => {
+                        for (k, (rng, nx)) in streams.iter_mut().zip(next.iter_mut()).enumerate() {
+                            if *nx == t {
+                                input[2 * k + ch] += table.sample_nonzero(rng) as f64 * w;
+                                *nx = t + 1 + poisson_gap(rng, *lambda);
+                            }
+                        }
+                    }
+                    Draw::Dense { table, streams } => {
+                        // No branch on n > 0: at these means it would mispredict often,
+                        // and adding 0.0 leaves the input unchanged.
+                        for (k, rng) in streams.iter_mut().enumerate() {
+                            input[2 * k + ch] += table.sample(rng) as f64 * w;
+                        }
+                    }
+                    Draw::Large { poisson: p, streams } => {
+                        for (k, rng) in streams.iter_mut().enumerate() {
+                            let n = p.sample(rng);
+                            if n > 0.0 {
+                                input[2 * k + ch] += n * w;
+                            }
+                        }
                     }
                 }
             }
+            lap(&mut times.poisson_ns);
             for slot in &mut self.groups {
                 let i_stim_pa: f64 = slot.dc.iter().filter(|d| (d.1..d.2).contains(&t)).map(|d| d.0).sum();
                 let (lo, hi) = (slot.local.start as usize, slot.local.end as usize);
@@ -326,6 +382,7 @@ impl Shard {
                 }
                 self.fired.clear();
             }
+            lap(&mut times.update_ns);
             for s in &self.samplers {
                 if (t + 1) % s.interval != 0 {
                     continue;
@@ -344,7 +401,14 @@ impl Shard {
                 }
             }
         }
+        lap(&mut times.other_ns);
+        self.times = times;
         self.step = end;
+    }
+
+    /// Where this shard's time went so far.
+    pub fn phase_times(&self) -> PhaseTimes {
+        self.times
     }
 
     /// Add every pending section that arrives at step `t` into the input buffer, in
