@@ -29,10 +29,44 @@ pub struct BenchArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Instead: measure this machine's memory bandwidth (STREAM-like triad over
+    /// 512 MiB per thread) to set the figures in perspective.
+    #[arg(long)]
+    memory: bool,
+}
+
+/// Triad a[i] = b[i] + s * c[i] over `n` f64 per thread, best of 5; bytes per
+/// second counting 3 × 8 bytes per element (read b, read c, write a).
+fn memory_bandwidth(threads: usize) -> f64 {
+    let n = 22_000_000; // three arrays of 176 MB per thread
+    let mut best = f64::INFINITY;
+    let mut arrays: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> =
+        (0..threads).map(|_| (vec![0.0; n], vec![1.0; n], vec![2.0; n])).collect();
+    for _ in 0..5 {
+        let start = std::time::Instant::now();
+        std::thread::scope(|sc| {
+            for (a, b, c) in arrays.iter_mut() {
+                sc.spawn(move || {
+                    for i in 0..a.len() {
+                        a[i] = b[i] + 3.0 * c[i];
+                    }
+                    std::hint::black_box(&a[..]);
+                });
+            }
+        });
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    (threads * n * 24) as f64 / best
 }
 
 /// Run the benchmark.
 pub fn run(a: &BenchArgs) -> Result<ExitCode> {
+    if a.memory {
+        for t in [1, a.threads.max(1)] {
+            println!("memory bandwidth (triad), {t} thread(s): {:.1} GB/s", memory_bandwidth(t) / 1e9);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut set = vec![
         format!("scaling.neurons={}", a.scale),
         format!("scaling.synapses={}", a.scale),

@@ -176,20 +176,11 @@ impl Shard {
             row_start[i + 1] += row_start[i];
         }
         let n_syn = row_start[total as usize] as usize;
-        let mut syn_target = vec![0u32; n_syn];
-        let mut syn_weight = vec![0f32; n_syn];
-        let mut syn_delay = vec![0u16; n_syn];
-        let mut cursor = row_start.clone();
+        let mut placer = Placer::new(row_start.clone(), n_syn);
         for pi in 0..net.projections.len() {
-            visit_projection(net, pi, layout, true, &mut |s, l, w, d| {
-                let c = cursor[s as usize] as usize;
-                syn_target[c] = l;
-                syn_weight[c] = w;
-                syn_delay[c] = d;
-                cursor[s as usize] += 1;
-            });
+            visit_projection(net, pi, layout, true, &mut |s, l, w, d| placer.push(s, l, w, d));
         }
-        drop(cursor);
+        let (mut syn_target, mut syn_weight, syn_delay) = placer.finish();
         let (row_sec, sec_delay, sec_start) =
             sort_rows_by_delay(&row_start, &mut syn_target, &mut syn_weight, &syn_delay);
         drop(syn_delay);
@@ -472,6 +463,89 @@ impl Shard {
     /// Number of neurons on this shard.
     pub fn n_neurons(&self) -> usize {
         self.n_local
+    }
+}
+
+/// Places generated synapses (target-major order) into their source rows.
+///
+/// Writing each synapse straight to `cursor[source]` scatters over the whole
+/// synapse arrays (gigabytes at full scale: a cache and TLB miss per synapse).
+/// Instead synapses are buffered in chunks, counting-sorted by source inside the
+/// chunk (stable), and copied out as one run per source in ascending address order.
+/// The result is the same layout: per row, generation order.
+struct Placer {
+    cursor: Vec<u64>,
+    target: Vec<u32>,
+    weight: Vec<f32>,
+    delay: Vec<u16>,
+    buf: Vec<(u32, u32, f32, u16)>,
+    sorted: Vec<(u32, f32, u16)>,
+    counts: Vec<u32>,
+}
+
+impl Placer {
+    const CHUNK: usize = 1 << 20;
+
+    fn new(row_start: Vec<u64>, n_syn: usize) -> Self {
+        let n_src = row_start.len() - 1;
+        Placer {
+            cursor: row_start,
+            target: vec![0; n_syn],
+            weight: vec![0.0; n_syn],
+            delay: vec![0; n_syn],
+            buf: Vec::with_capacity(Self::CHUNK),
+            sorted: Vec::with_capacity(Self::CHUNK),
+            counts: vec![0; n_src + 1],
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, s: Gid, l: u32, w: f32, d: u16) {
+        self.buf.push((s, l, w, d));
+        if self.buf.len() == Self::CHUNK {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        self.counts.fill(0);
+        for e in &self.buf {
+            self.counts[e.0 as usize + 1] += 1;
+        }
+        for i in 1..self.counts.len() {
+            self.counts[i] += self.counts[i - 1];
+        }
+        self.sorted.clear();
+        self.sorted.resize(self.buf.len(), (0, 0.0, 0));
+        for e in &self.buf {
+            let p = &mut self.counts[e.0 as usize];
+            self.sorted[*p as usize] = (e.1, e.2, e.3);
+            *p += 1;
+        }
+        // counts[s] is now the end of source s's run in `sorted`.
+        let mut start = 0usize;
+        for s in 0..self.counts.len() - 1 {
+            let end = self.counts[s] as usize;
+            if end > start {
+                let c = self.cursor[s] as usize;
+                for (k, &(l, w, d)) in self.sorted[start..end].iter().enumerate() {
+                    self.target[c + k] = l;
+                    self.weight[c + k] = w;
+                    self.delay[c + k] = d;
+                }
+                self.cursor[s] += (end - start) as u64;
+            }
+            start = end;
+        }
+        self.buf.clear();
+    }
+
+    fn finish(mut self) -> (Vec<u32>, Vec<f32>, Vec<u16>) {
+        self.flush();
+        (self.target, self.weight, self.delay)
     }
 }
 
