@@ -481,6 +481,7 @@ struct Placer {
     buf: Vec<(u32, u32, f32, u16)>,
     sorted: Vec<(u32, f32, u16)>,
     counts: Vec<u32>,
+    chunk: usize,
 }
 
 impl Placer {
@@ -488,21 +489,25 @@ impl Placer {
 
     fn new(row_start: Vec<u64>, n_syn: usize) -> Self {
         let n_src = row_start.len() - 1;
+        // Chunks of 1/64 of the synapses (64 sweeps over the arrays), within
+        // [64 Ki, 1 Mi] entries: small networks keep small buffers.
+        let chunk = (n_syn / 64).clamp(1 << 16, Self::CHUNK);
         Placer {
             cursor: row_start,
             target: vec![0; n_syn],
             weight: vec![0.0; n_syn],
             delay: vec![0; n_syn],
-            buf: Vec::with_capacity(Self::CHUNK),
-            sorted: Vec::with_capacity(Self::CHUNK),
+            buf: Vec::with_capacity(chunk),
+            sorted: Vec::with_capacity(chunk),
             counts: vec![0; n_src + 1],
+            chunk,
         }
     }
 
     #[inline]
     fn push(&mut self, s: Gid, l: u32, w: f32, d: u16) {
         self.buf.push((s, l, w, d));
-        if self.buf.len() == Self::CHUNK {
+        if self.buf.len() == self.chunk {
             self.flush();
         }
     }
