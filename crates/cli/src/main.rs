@@ -63,6 +63,11 @@ enum Command {
     },
     /// Run the microcircuit without recording and print performance figures.
     Bench(bench::BenchArgs),
+    /// List the neuron models, or one model's parameters (NEST names, defaults, units) and state variables.
+    Models {
+        /// A model name, e.g. iaf_psc_exp.
+        model: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -103,6 +108,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Models { model } => models(model.as_deref()),
         Command::Bench(args) => match bench::run(&args) {
             Ok(code) => code,
             Err(e) => {
@@ -111,6 +117,29 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn models(name: Option<&str>) -> ExitCode {
+    use neuropil_sim::ModelKind;
+    let Some(name) = name else {
+        for m in ModelKind::ALL {
+            println!("{}", m.name());
+        }
+        return ExitCode::SUCCESS;
+    };
+    let Some(m) = ModelKind::from_name(name) else {
+        eprintln!("error: unknown model \"{name}\"; available: {}", ModelKind::names().join(", "));
+        return ExitCode::from(2);
+    };
+    println!("{}\n\nparameters:", m.name());
+    for p in m.params() {
+        println!("  {:<14} {:>10} {:<6} {}", p.name, p.default, p.unit, p.doc);
+    }
+    println!("\nstate variables:");
+    for v in m.state() {
+        println!("  {:<14} {}", v.name, v.unit);
+    }
+    ExitCode::SUCCESS
 }
 
 fn spec_error(e: &neuropil_spec::SpecError) -> ExitCode {
