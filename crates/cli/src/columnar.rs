@@ -67,6 +67,26 @@ pub fn write_samples(path: &Path, net: &Network, samples: &[Sample]) -> Result<(
     Ok(())
 }
 
+/// Write final plastic weights as `projection: int32, source: int32, target: int32,
+/// delay_ms: double, weight: double`.
+pub fn write_weights(path: &Path, net: &Network, weights: &[neuropil_sim::network::PlasticWeight]) -> Result<()> {
+    let schema = "message weights { REQUIRED INT32 projection; REQUIRED INT32 source; REQUIRED INT32 target; REQUIRED DOUBLE delay_ms; REQUIRED DOUBLE weight; }";
+    let mut w = open(path, schema)?;
+    for chunk in weights.chunks(ROWS_PER_GROUP) {
+        let proj: Vec<i32> = chunk.iter().map(|x| x.projection as i32).collect();
+        let src: Vec<i32> = chunk.iter().map(|x| x.source as i32).collect();
+        let tgt: Vec<i32> = chunk.iter().map(|x| x.target as i32).collect();
+        let delay: Vec<f64> = chunk.iter().map(|x| x.delay_steps as f64 * net.dt_ms).collect();
+        let weight: Vec<f64> = chunk.iter().map(|x| x.weight).collect();
+        row_group(&mut w, &[Col::I32(&proj), Col::I32(&src), Col::I32(&tgt), Col::F64(&delay), Col::F64(&weight)])?;
+    }
+    if weights.is_empty() {
+        row_group(&mut w, &[Col::I32(&[]), Col::I32(&[]), Col::I32(&[]), Col::F64(&[]), Col::F64(&[])])?;
+    }
+    w.close().context("finishing weights.parquet")?;
+    Ok(())
+}
+
 fn open(path: &Path, schema: &str) -> Result<SerializedFileWriter<File>> {
     let schema = Arc::new(parse_message_type(schema).context("parquet schema")?);
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;

@@ -121,14 +121,28 @@ fn main() -> ExitCode {
 
 fn models(name: Option<&str>) -> ExitCode {
     use neuropil_sim::ModelKind;
+    let synapses = neuropil_spec::synapse::MODELS;
     let Some(name) = name else {
+        println!("neuron models:");
         for m in ModelKind::ALL {
-            println!("{}", m.name());
+            println!("  {}", m.name());
+        }
+        println!("synapse models:");
+        for (m, _) in synapses {
+            println!("  {m}");
         }
         return ExitCode::SUCCESS;
     };
+    if let Some((m, params)) = synapses.iter().find(|(m, _)| *m == name) {
+        println!("{m}\n\nparameters (syn.params):");
+        for (p, default, unit, doc) in params.iter() {
+            println!("  {p:<14} {default:>10} {unit:<9} {doc}");
+        }
+        return ExitCode::SUCCESS;
+    }
     let Some(m) = ModelKind::from_name(name) else {
-        eprintln!("error: unknown model \"{name}\"; available: {}", ModelKind::names().join(", "));
+        let all: Vec<&str> = ModelKind::names().into_iter().chain(synapses.iter().map(|(m, _)| *m)).collect();
+        eprintln!("error: unknown model \"{name}\"; available: {}", all.join(", "));
         return ExitCode::from(2);
     };
     println!("{}\n\nparameters:", m.name());

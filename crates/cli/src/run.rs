@@ -136,7 +136,8 @@ impl Drop for Staging {
     }
 }
 
-/// Write summary.json, spikes.parquet and (if anything was sampled) state.parquet.
+/// Write summary.json, spikes.parquet, and state.parquet / weights.parquet when
+/// the experiment samples state / records weights.
 pub fn write_results(dir: &Path, p: &Prepared, out: &RunOutput, s: &Summary) -> Result<()> {
     let net = &p.compiled.network;
     let json = serde_json::to_string_pretty(s)?;
@@ -144,6 +145,9 @@ pub fn write_results(dir: &Path, p: &Prepared, out: &RunOutput, s: &Summary) -> 
     crate::columnar::write_spikes(&dir.join("spikes.parquet"), net, &out.spikes)?;
     if !net.samplers.is_empty() {
         crate::columnar::write_samples(&dir.join("state.parquet"), net, &out.samples)?;
+    }
+    if net.record_weights {
+        crate::columnar::write_weights(&dir.join("weights.parquet"), net, &out.weights)?;
     }
     Ok(())
 }

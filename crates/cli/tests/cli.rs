@@ -286,3 +286,25 @@ fn existing_foreign_directory_is_not_replaced() {
     assert!(Path::new(&prev.join("summary.json")).exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bad_plasticity_is_refused() {
+    let stdp = VALID.replace(
+        "syn = { weight = 50.0, delay_ms = 1.0 }",
+        "syn = { model = \"stdp_synapse\", weight = 50.0, delay_ms = 1.0, params = { tau = 20.0 } }",
+    );
+    expect_refused("stdp-param", &stdp, &[], "projections[0].syn.params.tau", "its parameters are tau_plus");
+    let neg = VALID.replace(
+        "syn = { weight = 50.0, delay_ms = 1.0 }",
+        "syn = { model = \"stdp_synapse\", weight = -5.0, delay_ms = 1.0 }",
+    );
+    expect_refused("stdp-neg", &neg, &[], "projections[0].syn.weight", "[0, Wmax = 100]");
+    let model = VALID
+        .replace("syn = { weight = 50.0, delay_ms = 1.0 }", "syn = { model = \"hebb\", weight = 5.0, delay_ms = 1.0 }");
+    expect_refused("syn-model", &model, &[], "projections[0].syn.model", "available: static_synapse, stdp_synapse");
+    let stp = VALID.replace(
+        "syn = { weight = 50.0, delay_ms = 1.0 }",
+        "syn = { model = \"tsodyks2_synapse\", weight = 5.0, delay_ms = 1.0, params = { U = 1.5 } }",
+    );
+    expect_refused("stp-U", &stp, &[], "projections[0].syn.params.U", "in (0, 1]");
+}

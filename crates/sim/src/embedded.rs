@@ -8,7 +8,7 @@
 //! epochs later, after everyone has passed the next barrier).
 
 use crate::connectivity::Layout;
-use crate::network::{Network, Spike};
+use crate::network::{Network, PlasticWeight, Spike};
 use crate::shard::{PhaseTimes, Sample, Shard};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -41,6 +41,9 @@ pub struct RunOutput {
     pub spike_hash: u64,
     /// Samples, ordered by (step, sampler, gid, var).
     pub samples: Vec<Sample>,
+    /// Final plastic weights (if the network asks for them), ordered by
+    /// (projection, source, target, delay) and generation order.
+    pub weights: Vec<PlasticWeight>,
     /// Figures.
     pub stats: RunStats,
 }
@@ -234,6 +237,7 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
 
     let mut stats = RunStats { build_s, simulate_s, ..Default::default() };
     let mut samples = Vec::new();
+    let mut weights = Vec::new();
     let mut steps_done = 0;
     for (_, mut shard) in per_thread.into_iter().flatten() {
         stats.synapses += shard.n_synapses();
@@ -242,7 +246,12 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
         stats.phases.add(&shard.phase_times());
         steps_done = shard.step();
         samples.extend(shard.take_samples());
+        if net.record_weights {
+            weights.extend(shard.plastic_weights());
+        }
     }
+    // Stable: keeps each shard's generation order for equal keys (multapses).
+    weights.sort_by_key(|w| (w.projection, w.source, w.target, w.delay_steps));
     stats.steps = steps_done;
     stats.exchange_ns = exchange_ns.load(Ordering::Relaxed);
     samples.sort_by_key(|a| (a.step, a.sampler, a.gid, a.var));
@@ -253,6 +262,7 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
         counted_spikes: rec.counted,
         spike_hash: rec.hasher.finish(),
         samples,
+        weights,
         stats,
     }
 }

@@ -11,6 +11,7 @@ pub mod distribution;
 pub mod embedded;
 pub mod models;
 pub mod network;
+pub mod plasticity;
 pub mod rng;
 pub mod shard;
 

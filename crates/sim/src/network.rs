@@ -4,6 +4,7 @@
 
 use crate::distribution::Dist;
 use crate::models::ModelKind;
+use crate::plasticity::Plasticity;
 
 /// Global neuron id: populations are numbered consecutively in spec order.
 pub type Gid = u32;
@@ -103,6 +104,23 @@ pub struct Projection {
     pub autapses: bool,
     /// Whether a pair may be connected more than once.
     pub multapses: bool,
+    /// `None`: static synapses; otherwise the plasticity rule.
+    pub plasticity: Option<Plasticity>,
+}
+
+/// The final weight of one plastic synapse.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlasticWeight {
+    /// Projection index.
+    pub projection: u32,
+    /// Source neuron.
+    pub source: Gid,
+    /// Target neuron.
+    pub target: Gid,
+    /// Delay, steps.
+    pub delay_steps: u16,
+    /// Weight.
+    pub weight: f64,
 }
 
 /// An input device.
@@ -179,6 +197,8 @@ pub struct Network {
     pub record_spikes: Vec<bool>,
     /// State samplers.
     pub samplers: Vec<Sampler>,
+    /// Report the final weights of plastic synapses.
+    pub record_weights: bool,
 }
 
 impl Network {

@@ -13,7 +13,8 @@
 
 use crate::connectivity::{visit_projection, Layout};
 use crate::models::{Group, StepInput};
-use crate::network::{Gid, Network, Spike, Stimulus};
+use crate::network::{Gid, Network, PlasticWeight, Spike, Stimulus};
+use crate::plasticity::{stdp_update, Plasticity, PostHistory, PreState};
 use crate::rng::{poisson_gap, purpose, PoissonTable, Stream};
 use rand_distr::Distribution;
 use std::ops::Range;
@@ -61,6 +62,8 @@ pub struct Sample {
 struct GroupSlot {
     local: Range<u32>,
     group: Group,
+    /// Postsynaptic trace time constant if STDP synapses end on this population.
+    tau_minus: Option<f64>,
     /// DC inputs: (amplitude pA, first step on, first step off).
     dc: Vec<(f64, u64, u64)>,
 }
@@ -74,6 +77,36 @@ enum Draw {
     Dense { table: PoissonTable, streams: Vec<Stream> },
     /// rand_distr's PTRS sampler for large means (lambda > 20).
     Large { poisson: rand_distr::Poisson<f64>, streams: Vec<Stream> },
+}
+
+/// The synapses of one plastic projection onto this shard, with their own rows and
+/// delay sections (same layout as the static ones, weights in f64 and mutable).
+#[derive(Debug, Clone)]
+struct PlasticTable {
+    projection: u32,
+    rule: Plasticity,
+    /// First gid and size of the source population.
+    src_first: Gid,
+    src_size: u32,
+    row_sec: Vec<u32>,
+    sec_delay: Vec<u16>,
+    sec_start: Vec<u64>,
+    target: Vec<u32>,
+    weight: Vec<f64>,
+    /// Presynaptic state per source neuron.
+    pre: Vec<PreState>,
+    pending: Vec<PlasticPending>,
+}
+
+/// A spike pending on a plastic projection, with the presynaptic state before it.
+#[derive(Debug, Clone, Copy)]
+struct PlasticPending {
+    arrival: u64,
+    emitted: u64,
+    next: u32,
+    end: u32,
+    before: PreState,
+    factor: f64,
 }
 
 /// A spike whose synapses have not all been delivered yet.
@@ -129,6 +162,11 @@ pub struct Shard {
     pending: Vec<Pending>,
     /// Input of the current step: `[local neuron][channel]`.
     input: Vec<f64>,
+    /// Plastic projections, in projection order.
+    plastic: Vec<PlasticTable>,
+    /// Postsynaptic spike history per local neuron (empty without STDP).
+    post: Vec<PostHistory>,
+    dt_ms: f64,
     poisson: Vec<PoissonSource>,
     /// Spike-generator events (arrival step, local target, weight), by arrival.
     trains: Vec<(u64, u32, f64)>,
@@ -163,13 +201,19 @@ impl Shard {
                 }
             }
             group_of_pop[pi] = groups.len();
-            groups.push(GroupSlot { local, group, dc: Vec::new() });
+            let tau_minus = net.projections.iter().find_map(|p| match p.plasticity {
+                Some(Plasticity::Stdp(sp)) if p.target == pi => Some(sp.tau_minus),
+                _ => None,
+            });
+            groups.push(GroupSlot { local, group, dc: Vec::new(), tau_minus });
         }
 
         // Synapses: count per source, then fill (the generator is replayed), then sort
         // each source's row by delay (stable) into sections.
+        let statics: Vec<usize> =
+            (0..net.projections.len()).filter(|&p| net.projections[p].plasticity.is_none()).collect();
         let mut row_start = vec![0u64; total as usize + 1];
-        for pi in 0..net.projections.len() {
+        for &pi in &statics {
             visit_projection(net, pi, layout, false, &mut |s, _, _, _| row_start[s as usize + 1] += 1);
         }
         for i in 0..total as usize {
@@ -177,13 +221,64 @@ impl Shard {
         }
         let n_syn = row_start[total as usize] as usize;
         let mut placer = Placer::new(row_start.clone(), n_syn);
-        for pi in 0..net.projections.len() {
+        for &pi in &statics {
             visit_projection(net, pi, layout, true, &mut |s, l, w, d| placer.push(s, l, w, d));
         }
         let (mut syn_target, mut syn_weight, syn_delay) = placer.finish();
         let (row_sec, sec_delay, sec_start) =
             sort_rows_by_delay(&row_start, &mut syn_target, &mut syn_weight, &syn_delay);
         drop(syn_delay);
+
+        // Plastic projections: their own tables, and spike histories of their targets.
+        let mut plastic = Vec::new();
+        let mut post: Vec<PostHistory> = Vec::new();
+        for (pi, proj) in net.projections.iter().enumerate() {
+            let Some(rule) = proj.plasticity else { continue };
+            let pre_pop = &net.populations[proj.source];
+            let mut edges: Vec<(u32, u16, u32, f64)> = Vec::new();
+            visit_projection(net, pi, layout, true, &mut |s, l, w, d| {
+                edges.push((s - pre_pop.first_gid, d, l, w as f64));
+            });
+            // Stable: generation order within (source, delay).
+            edges.sort_by_key(|e| (e.0, e.1));
+            if matches!(rule, Plasticity::Stdp(_)) {
+                if post.is_empty() {
+                    post = vec![PostHistory::default(); n_local];
+                }
+                for e in &edges {
+                    post[e.2 as usize].incoming += 1;
+                }
+            }
+            let mut row_sec = Vec::with_capacity(pre_pop.size as usize + 1);
+            let (mut sec_delay, mut sec_start) = (Vec::new(), Vec::new());
+            let mut k = 0usize;
+            for src in 0..pre_pop.size {
+                row_sec.push(sec_delay.len() as u32);
+                while k < edges.len() && edges[k].0 == src {
+                    let d = edges[k].1;
+                    sec_delay.push(d);
+                    sec_start.push(k as u64);
+                    while k < edges.len() && edges[k].0 == src && edges[k].1 == d {
+                        k += 1;
+                    }
+                }
+            }
+            row_sec.push(sec_delay.len() as u32);
+            sec_start.push(edges.len() as u64);
+            plastic.push(PlasticTable {
+                projection: pi as u32,
+                rule,
+                src_first: pre_pop.first_gid,
+                src_size: pre_pop.size,
+                row_sec,
+                sec_delay,
+                sec_start,
+                target: edges.iter().map(|e| e.2).collect(),
+                weight: edges.iter().map(|e| e.3).collect(),
+                pre: vec![PreState::new(&rule); pre_pop.size as usize],
+                pending: Vec::new(),
+            });
+        }
 
         // Devices.
         let mut poisson = Vec::new();
@@ -288,6 +383,9 @@ impl Shard {
             syn_weight,
             pending: Vec::new(),
             input: vec![0.0; n_local * 2],
+            plastic,
+            post,
+            dt_ms: net.dt_ms,
             poisson,
             trains,
             train_cursor: 0,
@@ -317,10 +415,29 @@ impl Shard {
                 self.pending.push(Pending { arrival, emitted: sp.step, next, end });
             }
         }
+        for table in &mut self.plastic {
+            for sp in incoming {
+                if sp.gid < table.src_first || sp.gid >= table.src_first + table.src_size {
+                    continue;
+                }
+                let src = (sp.gid - table.src_first) as usize;
+                // Every shard advances the source's state, whether or not it holds
+                // synapses of it: the state depends on the spike train alone.
+                let (before, factor) = table.pre[src].on_spike(&table.rule, sp.step + 1, self.dt_ms);
+                let (next, end) = (table.row_sec[src], table.row_sec[src + 1]);
+                if next < end {
+                    let arrival = sp.step + table.sec_delay[next as usize] as u64;
+                    table.pending.push(PlasticPending { arrival, emitted: sp.step, next, end, before, factor });
+                }
+            }
+        }
         let end = self.step + self.epoch_steps as u64;
         for t in self.step..end {
             lap(&mut times.other_ns);
             self.deliver(t);
+            if !self.plastic.is_empty() {
+                self.deliver_plastic(t);
+            }
             while let Some(&(arrival, l, w)) = self.trains.get(self.train_cursor) {
                 if arrival > t {
                     break;
@@ -371,6 +488,14 @@ impl Shard {
                 for &f in &self.fired {
                     out.push(Spike { step: t, gid: self.layout.gid(slot.local.start + f) });
                 }
+                if let Some(tau_minus) = slot.tau_minus {
+                    for &f in &self.fired {
+                        let h = &mut self.post[(slot.local.start + f) as usize];
+                        if h.incoming > 0 {
+                            h.push(t + 1, tau_minus, self.dt_ms);
+                        }
+                    }
+                }
                 self.fired.clear();
             }
             lap(&mut times.update_ns);
@@ -400,6 +525,73 @@ impl Shard {
     /// Where this shard's time went so far.
     pub fn phase_times(&self) -> PhaseTimes {
         self.times
+    }
+
+    /// Deliver the plastic sections arriving at step `t`: update each synapse (STDP)
+    /// or scale it (short-term plasticity), then add it to the input buffer.
+    fn deliver_plastic(&mut self, t: u64) {
+        for table in &mut self.plastic {
+            let mut any_done = false;
+            for p in table.pending.iter_mut() {
+                if p.arrival != t {
+                    continue;
+                }
+                let j = p.next as usize;
+                let d = table.sec_delay[j] as u64;
+                let range = table.sec_start[j] as usize..table.sec_start[j + 1] as usize;
+                self.events += range.len() as u64;
+                for k in range {
+                    let tg = table.target[k] as usize;
+                    let w = match &table.rule {
+                        Plasticity::Stdp(sp) => {
+                            let w = stdp_update(
+                                sp,
+                                table.weight[k],
+                                &p.before,
+                                p.emitted + 1,
+                                d,
+                                &mut self.post[tg],
+                                self.dt_ms,
+                            );
+                            table.weight[k] = w;
+                            w
+                        }
+                        Plasticity::Tsodyks(_) => table.weight[k] * p.factor,
+                    };
+                    self.input[2 * tg + usize::from(w < 0.0)] += w;
+                }
+                p.next += 1;
+                if p.next < p.end {
+                    p.arrival = p.emitted + table.sec_delay[p.next as usize] as u64;
+                } else {
+                    any_done = true;
+                }
+            }
+            if any_done {
+                table.pending.retain(|p| p.next < p.end);
+            }
+        }
+    }
+
+    /// Current weights of the plastic synapses on this shard.
+    pub fn plastic_weights(&self) -> Vec<PlasticWeight> {
+        let mut out = Vec::new();
+        for table in &self.plastic {
+            for src in 0..table.src_size as usize {
+                for j in table.row_sec[src] as usize..table.row_sec[src + 1] as usize {
+                    for k in table.sec_start[j] as usize..table.sec_start[j + 1] as usize {
+                        out.push(PlasticWeight {
+                            projection: table.projection,
+                            source: table.src_first + src as u32,
+                            target: self.layout.gid(table.target[k]),
+                            delay_steps: table.sec_delay[j],
+                            weight: table.weight[k],
+                        });
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Add every pending section that arrives at step `t` into the input buffer, in
@@ -441,9 +633,9 @@ impl Shard {
         std::mem::take(&mut self.samples)
     }
 
-    /// Number of synapses stored on this shard.
+    /// Number of synapses stored on this shard (static and plastic).
     pub fn n_synapses(&self) -> u64 {
-        self.syn_target.len() as u64
+        (self.syn_target.len() + self.plastic.iter().map(|t| t.target.len()).sum::<usize>()) as u64
     }
 
     /// Bytes of synapse storage: per-synapse arrays, the delay sections and the row index.

@@ -216,18 +216,14 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
     // Projections. Input at full scale (for DC compensation): (target, mean weight × in-degree × rate).
     let mut projections = Vec::new();
     let mut full_input: Vec<Vec<(f64, Option<usize>)>> = vec![Vec::new(); exp.populations.len()];
+    let mut stdp_tau_minus: HashMap<usize, (f64, String)> = HashMap::new();
     for (i, pr) in exp.projections.iter().enumerate() {
         let path = format!("projections[{i}]");
         let src = resolve(&pr.source, format!("{path}.source"), &mut errs);
         let tgt = resolve(&pr.target, format!("{path}.target"), &mut errs);
         let weight = pr.syn.weight.compile(&format!("{path}.syn.weight"), &mut errs);
         let delay = pr.syn.delay_ms.compile(&format!("{path}.syn.delay_ms"), &mut errs);
-        if pr.syn.model != "static_synapse" {
-            errs.add(
-                format!("{path}.syn.model"),
-                format!("unknown synapse model \"{}\"; available: static_synapse", pr.syn.model),
-            );
-        }
+        let plasticity = crate::synapse::compile(&pr.syn, &format!("{path}.syn"), &mut errs);
         if let Some(d) = &delay {
             check_delay(d, dt, &format!("{path}.syn.delay_ms"), &mut errs);
         }
@@ -271,6 +267,30 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         ) else {
             continue;
         };
+        let Ok(plasticity) = plasticity else { continue };
+        if let Some(neuropil_sim::plasticity::Plasticity::Stdp(sp)) = &plasticity {
+            if weight.lower() < 0.0 || weight.upper() > sp.w_max {
+                errs.add(
+                    format!("{path}.syn.weight"),
+                    format!(
+                        "STDP weights must lie in [0, Wmax = {}], but they can reach [{}, {}]",
+                        sp.w_max,
+                        weight.lower(),
+                        weight.upper()
+                    ),
+                );
+            }
+            match stdp_tau_minus.get(&t) {
+                Some((tm, first)) if *tm != sp.tau_minus => errs.add(
+                    format!("{path}.syn.params.tau_minus"),
+                    format!("{} differs from {tm} of {first}: STDP projections onto one population share the postsynaptic trace", sp.tau_minus),
+                ),
+                Some(_) => {}
+                None => {
+                    stdp_tau_minus.insert(t, (sp.tau_minus, path.clone()));
+                }
+            }
+        }
         full_input[t].push((weight.nominal_mean() * full_indegree, Some(s)));
         projections.push(Projection {
             source: s,
@@ -280,6 +300,7 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
             delay_ms: delay,
             autapses: pr.conn.allow_autapses,
             multapses: pr.conn.allow_multapses,
+            plasticity,
         });
     }
 
@@ -353,6 +374,7 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
 
     // Recorders.
     let mut record_spikes = vec![false; exp.populations.len()];
+    let mut record_weights = false;
     let mut samplers = Vec::new();
     let mut sample_count = 0.0;
     for (i, r) in exp.recorders.iter().enumerate() {
@@ -419,8 +441,11 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
                 sample_count += (steps as f64 / interval_steps) * (neurons.len() * variables.len()) as f64;
                 samplers.push(Sampler { population: p, neurons, variables, interval_steps: interval_steps as u32 });
             }
-            other => errs
-                .add(format!("{path}.kind"), format!("unknown recorder \"{other}\"; use spike_recorder or multimeter")),
+            "weight_recorder" => record_weights = true,
+            other => errs.add(
+                format!("{path}.kind"),
+                format!("unknown recorder \"{other}\"; use spike_recorder, multimeter or weight_recorder"),
+            ),
         }
     }
     if sample_count > MAX_SAMPLES {
@@ -431,8 +456,16 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         return Err(SpecError::Invalid(errs.0));
     }
     // Population indices shift if any failed; none did here, so indices are stable.
-    let network =
-        Network { dt_ms: dt, seed: run.seed, populations: pops, projections, stimuli, record_spikes, samplers };
+    let network = Network {
+        dt_ms: dt,
+        seed: run.seed,
+        populations: pops,
+        projections,
+        stimuli,
+        record_spikes,
+        samplers,
+        record_weights,
+    };
     let expected_synapses = network.expected_synapses();
     let estimated_bytes = estimate_bytes(&network, run.shards.max(run.threads).max(1) as u64, sample_count);
     if let Some(avail) = limits.memory_bytes {

@@ -7,6 +7,7 @@ pub mod dist;
 pub mod error;
 pub mod load;
 pub mod schema;
+pub mod synapse;
 
 pub use compile::{compile, Compiled, Limits};
 pub use error::{FieldError, SpecError};

@@ -219,9 +219,14 @@ impl Default for ConnSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SynSpec {
-    /// Synapse model; `static_synapse` for now.
+    /// Synapse model: `static_synapse`, `stdp_synapse` (all-to-all pairing),
+    /// `stdp_nn_symm_synapse` (nearest-spike pairing), `stdp_symmetric_synapse`
+    /// (both orders potentiate) or `tsodyks2_synapse` (short-term plasticity).
     #[serde(default = "default_synapse")]
     pub model: String,
+    /// Parameters of a plastic synapse model, by NEST name (see `neuropil models`).
+    #[serde(default)]
+    pub params: BTreeMap<String, f64>,
     /// Weight: pA (current-based), nS (conductance-based), mV (izhikevich).
     pub weight: DistSpec,
     /// Delay, ms; values are rounded to the dt grid.
@@ -236,6 +241,7 @@ impl Default for SynSpec {
     fn default() -> Self {
         SynSpec {
             model: default_synapse(),
+            params: BTreeMap::new(),
             weight: DistSpec::constant(1.0),
             delay_ms: DistSpec::constant(1.0),
             receptor: default_receptor(),
@@ -254,7 +260,8 @@ fn default_receptor() -> String {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecorderSpec {
-    /// `spike_recorder` or `multimeter`.
+    /// `spike_recorder`, `multimeter` or `weight_recorder` (final weights of all
+    /// plastic synapses).
     pub kind: String,
     /// spike_recorder: populations to record (empty = all).
     #[serde(default)]

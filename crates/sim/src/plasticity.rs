@@ -1,0 +1,287 @@
+//! Plastic synapses: pair-based STDP (NEST's `stdp_synapse` arithmetic, all-to-all
+//! or nearest-spike pairing, asymmetric or symmetric window) and Tsodyks–Markram
+//! short-term plasticity (NEST's `tsodyks2_synapse`).
+//!
+//! Plastic weights live with the target shard, beside the synapse. Updates happen
+//! when a presynaptic spike is delivered, from the postsynaptic spike history of
+//! the target neuron (NEST's scheme). All of the delay is dendritic, as NEST's
+//! default: a postsynaptic spike at t_post pairs with a presynaptic spike emitted at
+//! t_pre with Δt = t_post + d − t_pre. Times are kept in integer steps (spike
+//! stamps, `step + 1`), so window edges are exact.
+
+use std::collections::VecDeque;
+
+/// How pre and post spikes are paired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pairing {
+    /// Every pre spike with every post spike (traces accumulate).
+    AllToAll,
+    /// Each spike with the nearest preceding spike of the other neuron only
+    /// (NEST's `stdp_nn_symm_synapse`).
+    Nearest,
+}
+
+/// Pair-based STDP, NEST's parameter names.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StdpParams {
+    /// Time constant of the presynaptic trace, ms.
+    pub tau_plus: f64,
+    /// Time constant of the postsynaptic trace, ms (NEST keeps it on the neuron;
+    /// here every plastic projection onto a population must use the same value).
+    pub tau_minus: f64,
+    /// Learning rate (step of the normalised weight).
+    pub lambda: f64,
+    /// Ratio of depression to potentiation.
+    pub alpha: f64,
+    /// Weight dependence of potentiation: 0 additive, 1 multiplicative (Gütig).
+    pub mu_plus: f64,
+    /// Weight dependence of depression: 0 additive, 1 multiplicative.
+    pub mu_minus: f64,
+    /// Maximum weight (> 0); weights stay in [0, Wmax].
+    pub w_max: f64,
+    /// Pairing scheme.
+    pub pairing: Pairing,
+    /// Both orders potentiate (post-before-pre uses the potentiation rule with
+    /// the tau_minus window instead of depression).
+    pub symmetric: bool,
+}
+
+impl StdpParams {
+    /// NEST's `facilitate_`: w/Wmax + λ (1 − w/Wmax)^μ+ k, capped at 1, times Wmax.
+    #[inline]
+    pub fn facilitate(&self, w: f64, k: f64) -> f64 {
+        let norm = w / self.w_max + self.lambda * (1.0 - w / self.w_max).powf(self.mu_plus) * k;
+        norm.min(1.0) * self.w_max
+    }
+
+    /// NEST's `depress_`: w/Wmax − α λ (w/Wmax)^μ− k, floored at 0, times Wmax.
+    #[inline]
+    pub fn depress(&self, w: f64, k: f64) -> f64 {
+        let norm = w / self.w_max - self.alpha * self.lambda * (w / self.w_max).powf(self.mu_minus) * k;
+        norm.max(0.0) * self.w_max
+    }
+}
+
+/// Tsodyks–Markram short-term plasticity (NEST's `tsodyks2_synapse`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TsodyksParams {
+    /// Utilisation increment per spike.
+    pub u_inc: f64,
+    /// Initial utilisation.
+    pub u0: f64,
+    /// Initial fraction of available resources.
+    pub x0: f64,
+    /// Recovery time constant, ms.
+    pub tau_rec: f64,
+    /// Facilitation time constant, ms (0: no facilitation).
+    pub tau_fac: f64,
+}
+
+/// The rule of a plastic projection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Plasticity {
+    /// Spike-timing-dependent plasticity.
+    Stdp(StdpParams),
+    /// Short-term depression/facilitation.
+    Tsodyks(TsodyksParams),
+}
+
+/// Presynaptic state of one source for one projection: the last spike and the
+/// trace (STDP) or resources and utilisation (Tsodyks). It depends on the source's
+/// spike train only, so all its synapses share it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PreState {
+    /// Stamp (step + 1) of the last spike, 0 before the first.
+    pub last: u64,
+    /// STDP: presynaptic trace right after the last spike. Tsodyks: x.
+    pub a: f64,
+    /// Tsodyks: u.
+    pub b: f64,
+}
+
+impl PreState {
+    /// Initial state for `rule`.
+    pub fn new(rule: &Plasticity) -> Self {
+        match rule {
+            Plasticity::Stdp(_) => PreState { last: 0, a: 0.0, b: 0.0 },
+            Plasticity::Tsodyks(p) => PreState { last: 0, a: p.x0, b: p.u0 },
+        }
+    }
+
+    /// Advance to a spike at `stamp`; returns the state before it (what the
+    /// synapses use for their update) and, for Tsodyks, the efficacy factor x·u.
+    pub fn on_spike(&mut self, rule: &Plasticity, stamp: u64, dt_ms: f64) -> (PreState, f64) {
+        let before = *self;
+        let h = (stamp - self.last) as f64 * dt_ms;
+        let factor = match rule {
+            Plasticity::Stdp(p) => {
+                self.a = match p.pairing {
+                    Pairing::AllToAll => self.a * (-h / p.tau_plus).exp() + 1.0,
+                    Pairing::Nearest => 1.0,
+                };
+                1.0
+            }
+            Plasticity::Tsodyks(p) => {
+                let x_decay = (-h / p.tau_rec).exp();
+                let u_decay = if p.tau_fac < 1e-10 { 0.0 } else { (-h / p.tau_fac).exp() };
+                self.a = 1.0 + (self.a - self.a * self.b - 1.0) * x_decay;
+                self.b = p.u_inc + self.b * (1.0 - p.u_inc) * u_decay;
+                self.a * self.b
+            }
+        };
+        self.last = stamp;
+        (before, factor)
+    }
+}
+
+/// One postsynaptic spike in a neuron's history.
+#[derive(Debug, Clone, Copy)]
+struct PostSpike {
+    stamp: u64,
+    /// Postsynaptic trace right after this spike (all-to-all).
+    k: f64,
+    /// Number of incoming plastic synapses that have read it.
+    reads: u32,
+}
+
+/// A neuron's postsynaptic spike history (NEST's ArchivingNode): spikes are kept
+/// until every incoming STDP synapse has read them; the last removed one stays as
+/// the base of the trace.
+#[derive(Debug, Clone, Default)]
+pub struct PostHistory {
+    spikes: VecDeque<PostSpike>,
+    base: Option<(u64, f64)>,
+    /// Incoming STDP synapses.
+    pub incoming: u32,
+}
+
+impl PostHistory {
+    /// Record a spike at `stamp` (trace time constant `tau_minus`).
+    pub fn push(&mut self, stamp: u64, tau_minus: f64, dt_ms: f64) {
+        let prev = self.spikes.back().map(|s| (s.stamp, s.k)).or(self.base);
+        let k = match prev {
+            Some((t, k)) => k * (-((stamp - t) as f64 * dt_ms) / tau_minus).exp() + 1.0,
+            None => 1.0,
+        };
+        self.spikes.push_back(PostSpike { stamp, k, reads: 0 });
+    }
+
+    /// Stamps of the spikes in (t1, t2], marking them read.
+    pub fn read_window(&mut self, t1: i64, t2: i64, mut f: impl FnMut(u64)) {
+        for s in self.spikes.iter_mut() {
+            let t = s.stamp as i64;
+            if t > t2 {
+                break;
+            }
+            if t > t1 {
+                s.reads += 1;
+                f(s.stamp);
+            }
+        }
+        while let Some(front) = self.spikes.front() {
+            if front.reads >= self.incoming {
+                self.base = Some((front.stamp, front.k));
+                self.spikes.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// The postsynaptic trace just before `t` (spikes with stamp < t): the sum over
+    /// them (all-to-all) or the last one only (nearest).
+    pub fn trace(&self, t: i64, tau_minus: f64, dt_ms: f64, pairing: Pairing) -> f64 {
+        let last = self
+            .spikes
+            .iter()
+            .rev()
+            .find(|s| (s.stamp as i64) < t)
+            .map(|s| (s.stamp, s.k))
+            .or_else(|| self.base.filter(|(stamp, _)| (*stamp as i64) < t));
+        match last {
+            None => 0.0,
+            Some((stamp, k)) => {
+                let decay = (-((t - stamp as i64) as f64 * dt_ms) / tau_minus).exp();
+                match pairing {
+                    Pairing::AllToAll => k * decay,
+                    Pairing::Nearest => decay,
+                }
+            }
+        }
+    }
+}
+
+/// Update one STDP synapse of delay `d` (steps) onto a neuron with history `post`
+/// for a presynaptic spike at `stamp`, given the presynaptic state `before` it.
+#[allow(clippy::too_many_arguments)]
+pub fn stdp_update(
+    p: &StdpParams,
+    w: f64,
+    before: &PreState,
+    stamp: u64,
+    d: u64,
+    post: &mut PostHistory,
+    dt_ms: f64,
+) -> f64 {
+    let mut w = w;
+    let d = d as i64;
+    let (t_last, t_spike) = (before.last as i64, stamp as i64);
+    // Post spikes since the previous pre spike: pair them with it (potentiation).
+    let kplus = before.a;
+    post.read_window(t_last - d, t_spike - d, |t_post| {
+        if before.last > 0 {
+            let minus_dt = (t_last - (t_post as i64 + d)) as f64 * dt_ms;
+            w = p.facilitate(w, kplus * (minus_dt / p.tau_plus).exp());
+        }
+    });
+    // Post spikes before this pre spike: depression (or potentiation if symmetric).
+    let k = post.trace(t_spike - d, p.tau_minus, dt_ms, p.pairing);
+    if p.symmetric {
+        p.facilitate(w, k)
+    } else {
+        p.depress(w, k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(mu: f64) -> StdpParams {
+        StdpParams {
+            tau_plus: 20.0,
+            tau_minus: 20.0,
+            lambda: 0.01,
+            alpha: 1.0,
+            mu_plus: mu,
+            mu_minus: mu,
+            w_max: 100.0,
+            pairing: Pairing::AllToAll,
+            symmetric: false,
+        }
+    }
+
+    #[test]
+    fn additive_and_multiplicative_steps() {
+        let p = params(0.0);
+        assert!((p.facilitate(50.0, 1.0) - 51.0).abs() < 1e-12);
+        assert!((p.depress(50.0, 1.0) - 49.0).abs() < 1e-12);
+        let p = params(1.0);
+        assert!((p.facilitate(50.0, 1.0) - 50.5).abs() < 1e-12);
+        assert!((p.depress(50.0, 1.0) - 49.5).abs() < 1e-12);
+        assert_eq!(params(0.0).facilitate(99.9, 100.0), 100.0);
+        assert_eq!(params(0.0).depress(0.1, 100.0), 0.0);
+    }
+
+    #[test]
+    fn tsodyks_depresses_then_recovers() {
+        let rule = Plasticity::Tsodyks(TsodyksParams { u_inc: 0.5, u0: 0.5, x0: 1.0, tau_rec: 800.0, tau_fac: 0.0 });
+        let mut s = PreState::new(&rule);
+        // NEST: first spike at 10 ms after t = 0 with x = 1, u = 0.5.
+        let f1 = s.on_spike(&rule, 100, 0.1).1;
+        let f2 = s.on_spike(&rule, 200, 0.1).1;
+        let f_late = s.on_spike(&rule, 200 + 100_000, 0.1).1;
+        assert!(f2 < f1, "{f1} {f2}");
+        assert!(f_late > f2 && f_late <= 0.5 + 1e-12);
+    }
+}
