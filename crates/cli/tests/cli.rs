@@ -308,3 +308,14 @@ fn bad_plasticity_is_refused() {
     );
     expect_refused("stp-U", &stp, &[], "projections[0].syn.params.U", "in (0, 1]");
 }
+
+#[test]
+fn astrocyte_inputs_are_checked() {
+    let astro = VALID.replace("model = \"iaf_psc_alpha\"", "model = \"astrocyte_lr_1994\"");
+    // I is now an astrocyte: the I -> E projection comes from it, weights into it from E are fine.
+    expect_refused("astro-source", &astro, &[], "projections[1].source", "astrocytes do not spike");
+    let neg = astro
+        .replace("syn = { weight = 50.0, delay_ms = 1.0 }", "syn = { weight = -5.0, delay_ms = 1.0 }")
+        .replace("source = \"I\"", "source = \"E\"");
+    expect_refused("astro-neg", &neg, &[], "projections[0].syn.weight", "must be >= 0");
+}

@@ -5,6 +5,7 @@
 //! Dispatch on the model happens once per group and step, never per neuron.
 
 pub mod aeif_cond_exp;
+pub mod astrocyte_lr_1994;
 pub mod iaf_psc_alpha;
 pub mod iaf_psc_delta;
 pub mod iaf_psc_exp;
@@ -57,17 +58,20 @@ pub enum ModelKind {
     AeifCondExp,
     /// Repeats every incoming spike.
     Parrot,
+    /// Astrocyte IP3/calcium dynamics (Li & Rinzel 1994), NEST's model.
+    AstrocyteLr1994,
 }
 
 impl ModelKind {
     /// All models, in documentation order.
-    pub const ALL: [ModelKind; 6] = [
+    pub const ALL: [ModelKind; 7] = [
         ModelKind::IafPscExp,
         ModelKind::IafPscAlpha,
         ModelKind::IafPscDelta,
         ModelKind::Izhikevich,
         ModelKind::AeifCondExp,
         ModelKind::Parrot,
+        ModelKind::AstrocyteLr1994,
     ];
 
     /// The model's name in experiment files (NEST's name).
@@ -79,6 +83,7 @@ impl ModelKind {
             ModelKind::Izhikevich => "izhikevich",
             ModelKind::AeifCondExp => "aeif_cond_exp",
             ModelKind::Parrot => "parrot_neuron",
+            ModelKind::AstrocyteLr1994 => "astrocyte_lr_1994",
         }
     }
 
@@ -104,6 +109,7 @@ impl ModelKind {
             ModelKind::Izhikevich => izhikevich::PARAMS,
             ModelKind::AeifCondExp => aeif_cond_exp::PARAMS,
             ModelKind::Parrot => &[],
+            ModelKind::AstrocyteLr1994 => astrocyte_lr_1994::PARAMS,
         }
     }
 
@@ -116,6 +122,7 @@ impl ModelKind {
             ModelKind::Izhikevich => izhikevich::STATE,
             ModelKind::AeifCondExp => aeif_cond_exp::STATE,
             ModelKind::Parrot => &[],
+            ModelKind::AstrocyteLr1994 => astrocyte_lr_1994::STATE,
         }
     }
 
@@ -148,6 +155,7 @@ impl ModelKind {
             ModelKind::Izhikevich => izhikevich::check(p),
             ModelKind::AeifCondExp => aeif_cond_exp::check(p, dt_ms),
             ModelKind::Parrot => Ok(()),
+            ModelKind::AstrocyteLr1994 => astrocyte_lr_1994::check(p),
         }
     }
 
@@ -200,6 +208,8 @@ pub enum Group {
     AeifCondExp(aeif_cond_exp::AeifCondExp),
     /// See [`parrot::Parrot`].
     Parrot(parrot::Parrot),
+    /// See [`astrocyte_lr_1994::AstrocyteLr1994`].
+    AstrocyteLr1994(astrocyte_lr_1994::AstrocyteLr1994),
 }
 
 impl Group {
@@ -213,6 +223,7 @@ impl Group {
             ModelKind::Izhikevich => Group::Izhikevich(izhikevich::Izhikevich::new(p, n, dt_ms)),
             ModelKind::AeifCondExp => Group::AeifCondExp(aeif_cond_exp::AeifCondExp::new(p, n, dt_ms)),
             ModelKind::Parrot => Group::Parrot(parrot::Parrot::new(n)),
+            ModelKind::AstrocyteLr1994 => Group::AstrocyteLr1994(astrocyte_lr_1994::AstrocyteLr1994::new(p, n, dt_ms)),
         }
     }
 
@@ -226,6 +237,7 @@ impl Group {
             Group::Izhikevich(g) => g.update(input, spikes),
             Group::AeifCondExp(g) => g.update(input, spikes),
             Group::Parrot(g) => g.update(input, spikes),
+            Group::AstrocyteLr1994(g) => g.update(input, spikes),
         }
     }
 
@@ -238,6 +250,7 @@ impl Group {
             Group::Izhikevich(g) => g.state(var, i),
             Group::AeifCondExp(g) => g.state(var, i),
             Group::Parrot(_) => 0.0,
+            Group::AstrocyteLr1994(g) => g.state(var, i),
         }
     }
 
@@ -250,6 +263,7 @@ impl Group {
             Group::Izhikevich(g) => g.set_state(var, i, value),
             Group::AeifCondExp(g) => g.set_state(var, i, value),
             Group::Parrot(_) => {}
+            Group::AstrocyteLr1994(g) => g.set_state(var, i, value),
         }
     }
 }

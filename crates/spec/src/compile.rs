@@ -253,6 +253,18 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         if post.model == ModelKind::Parrot && weight != Dist::Constant(1.0) {
             errs.add(format!("{path}.syn.weight"), "connections into a parrot_neuron must have weight 1");
         }
+        if post.model == ModelKind::AstrocyteLr1994 && weight.lower() < 0.0 {
+            errs.add(
+                format!("{path}.syn.weight"),
+                format!("weights into an astrocyte raise IP3 and must be >= 0, but they can reach {}", weight.lower()),
+            );
+        }
+        if pre.model == ModelKind::AstrocyteLr1994 {
+            errs.add(
+                format!("{path}.source"),
+                "astrocytes do not spike; their slow inward current (sic_connection) is not implemented yet",
+            );
+        }
         let Some((rule, full_indegree)) = compile_rule(
             &pr.conn,
             pre,

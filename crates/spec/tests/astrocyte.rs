@@ -1,0 +1,108 @@
+//! `astrocyte_lr_1994` against NEST's reference data and the reference figures of
+//! ../shared/reference/astrocyte/README.md.
+
+mod common;
+use common::*;
+use neuropil_spec::{Format, Limits};
+
+fn run_astrocyte(
+    extra: &str,
+    duration_ms: f64,
+    interval_ms: f64,
+    set: &[&str],
+) -> (neuropil_spec::Compiled, neuropil_sim::embedded::RunOutput) {
+    let text = format!(
+        r#"
+[run]
+duration_ms = {duration_ms}
+[[populations]]
+name = "astro"
+size = 1
+model = "astrocyte_lr_1994"
+{extra}
+[[recorders]]
+kind = "multimeter"
+population = "astro"
+variables = ["IP3", "Ca_astro", "h_IP3R", "SIC"]
+interval_ms = {interval_ms}
+"#
+    );
+    let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+    let exp = neuropil_spec::parse(&text, Format::Toml, &set).expect("parses");
+    let c = neuropil_spec::compile(&exp, &Limits::default()).expect("compiles");
+    let out = run(&c, 1, 1);
+    (c, out)
+}
+
+/// Values of variable `var` in step order.
+fn series(out: &neuropil_sim::embedded::RunOutput, var: u16) -> Vec<(u64, f64)> {
+    out.samples.iter().filter(|s| s.var == var).map(|s| (s.step, s.value)).collect()
+}
+
+#[test]
+fn reproduces_nest_reference_trace() {
+    // Initial IP3 = Ca = h = 1; one spike of weight 1 arriving in the step ending at 10 ms.
+    let extra = r#"initial = { IP3 = 1.0, Ca_astro = 1.0, h_IP3R = 1.0 }
+[[stimuli]]
+kind = "spike_generator"
+target = "astro"
+spike_times_ms = [9.9]
+weight = 1.0
+delay_ms = 0.1"#;
+    let (_, out) = run_astrocyte(extra, 100.0, 0.1, &[]);
+    let reference = numbers(&reference("astrocyte/test_astrocyte.dat"));
+    assert_eq!(reference.len(), 999);
+    let cols = [series(&out, 0), series(&out, 1), series(&out, 2)];
+    let mut worst = 0.0f64;
+    for (k, row) in reference.iter().enumerate() {
+        let step = (row[0] / 0.1).round() as u64 - 1;
+        for (c, col) in cols.iter().enumerate() {
+            let (s, v) = col[k];
+            assert_eq!(s, step);
+            let rel = ((v - row[c + 1]) / row[c + 1]).abs();
+            worst = worst.max(rel);
+            assert!(rel < 1e-6, "t = {} ms, column {}: {v} vs NEST {}", row[0], c + 1, row[c + 1]);
+        }
+    }
+    eprintln!("max relative deviation from NEST's reference: {worst:.2e}");
+}
+
+#[test]
+fn rests_at_the_reference_state() {
+    let (_, out) = run_astrocyte("", 200_000.0, 1000.0, &[]);
+    let last = |v| series(&out, v).last().unwrap().1;
+    assert!((last(0) - 0.160).abs() < 5e-4, "IP3 {}", last(0));
+    assert!((last(1) - 0.0722).abs() < 5e-4, "Ca {}", last(1));
+    assert!((last(2) - 0.7924).abs() < 5e-4, "h {}", last(2));
+    assert_eq!(last(3), 0.0);
+}
+
+/// With IP3 held fixed, Ca oscillates for IP3 ≈ 0.4–0.6 µM (period ≈ 12.8 s at
+/// 0.4, ≈ 11.5 s at 0.5, ≈ 11.0 s at 0.6) and settles to a steady state at 0.3 and
+/// 0.8 µM.
+#[test]
+fn calcium_oscillates_only_inside_the_ip3_window() {
+    for (ip3, period) in [(0.3, None), (0.4, Some(12.8)), (0.5, Some(11.5)), (0.6, Some(11.0)), (0.8, None)] {
+        let extra = format!("params = {{ IP3_0 = {ip3} }}\ninitial = {{ IP3 = {ip3} }}");
+        // 200 s; look at the last 60 s (damped oscillations outside the window have
+        // settled by then).
+        let (_, out) = run_astrocyte(&extra, 200_000.0, 10.0, &[]);
+        let ca: Vec<(u64, f64)> = series(&out, 1).into_iter().filter(|(s, _)| *s >= 1_400_000).collect();
+        let (lo, hi) = ca.iter().fold((f64::MAX, f64::MIN), |(a, b), (_, v)| (a.min(*v), b.max(*v)));
+        match period {
+            None => assert!(hi - lo < 1e-3, "IP3 {ip3}: Ca should be steady, range {lo}..{hi}"),
+            Some(p) => {
+                assert!(hi - lo > 0.1, "IP3 {ip3}: Ca should oscillate, range {lo}..{hi}");
+                // Period from upward crossings of the mid level.
+                let mid = 0.5 * (lo + hi);
+                let ups: Vec<f64> =
+                    ca.windows(2).filter(|w| w[0].1 < mid && w[1].1 >= mid).map(|w| w[1].0 as f64 * 1e-4).collect();
+                let measured = (ups[ups.len() - 1] - ups[0]) / (ups.len() - 1) as f64;
+                assert!((measured - p).abs() / p < 0.05, "IP3 {ip3}: period {measured:.2} s vs {p} s");
+                if ip3 == 0.4 {
+                    assert!((lo - 0.105).abs() < 0.01 && (hi - 0.313).abs() < 0.01, "range {lo}..{hi}");
+                }
+            }
+        }
+    }
+}
