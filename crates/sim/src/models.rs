@@ -11,6 +11,7 @@ pub mod iaf_psc_delta;
 pub mod iaf_psc_exp;
 pub mod izhikevich;
 pub mod parrot;
+mod rkf45;
 
 /// One model parameter: NEST's name, default, unit and meaning.
 #[derive(Debug, Clone, Copy)]
@@ -191,6 +192,9 @@ pub struct StepInput<'a> {
     pub syn: &'a mut [f64],
     /// Population-wide injected current this step (DC generators), pA.
     pub i_stim_pa: f64,
+    /// Per-neuron current arriving this step (slow inward currents from
+    /// astrocytes), pA; empty when none. Read-only: the shard clears it.
+    pub current: &'a [f64],
 }
 
 /// One population's neurons on one shard.

@@ -484,7 +484,7 @@ impl Shard {
                 let i_stim_pa: f64 = slot.dc.iter().filter(|d| (d.1..d.2).contains(&t)).map(|d| d.0).sum();
                 let (lo, hi) = (slot.local.start as usize, slot.local.end as usize);
                 let syn = &mut self.input[2 * lo..2 * hi];
-                slot.group.update(StepInput { syn, i_stim_pa }, &mut self.fired);
+                slot.group.update(StepInput { syn, i_stim_pa, current: &[] }, &mut self.fired);
                 for &f in &self.fired {
                     out.push(Spike { step: t, gid: self.layout.gid(slot.local.start + f) });
                 }

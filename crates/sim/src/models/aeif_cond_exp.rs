@@ -9,7 +9,7 @@
 //! exponential term uses min(V, V_peak) so it cannot overflow. Spike input is added
 //! to the conductances at the end of the step (NEST's order).
 
-use super::{non_negative, positive, refractory_steps, ParamError, ParamInfo, StateInfo, StepInput};
+use super::{non_negative, positive, refractory_steps, rkf45, ParamError, ParamInfo, StateInfo, StepInput};
 
 /// Parameters, NEST names and defaults.
 pub const PARAMS: &[ParamInfo] = &[
@@ -110,74 +110,6 @@ fn deriv(p: &P, y: &[f64; 4], refractory: bool, i_stim: f64) -> [f64; 4] {
     [dv, -y[1] / p.tau_ex, -y[2] / p.tau_in, (p.a * (v - p.e_l) - y[3]) / p.tau_w]
 }
 
-#[inline]
-fn axpy(y: &[f64; 4], terms: &[(f64, &[f64; 4])]) -> [f64; 4] {
-    let mut out = *y;
-    for (c, k) in terms {
-        for j in 0..4 {
-            out[j] += c * k[j];
-        }
-    }
-    out
-}
-
-/// One RKF45 step of size `h`: the fifth-order solution and the error estimate.
-#[inline]
-fn rkf45(p: &P, y: &[f64; 4], h: f64, refr: bool, i_stim: f64) -> ([f64; 4], f64) {
-    let k1 = deriv(p, y, refr, i_stim);
-    let k2 = deriv(p, &axpy(y, &[(h / 4.0, &k1)]), refr, i_stim);
-    let k3 = deriv(p, &axpy(y, &[(h * 3.0 / 32.0, &k1), (h * 9.0 / 32.0, &k2)]), refr, i_stim);
-    let k4 = deriv(
-        p,
-        &axpy(y, &[(h * 1932.0 / 2197.0, &k1), (h * -7200.0 / 2197.0, &k2), (h * 7296.0 / 2197.0, &k3)]),
-        refr,
-        i_stim,
-    );
-    let k5 = deriv(
-        p,
-        &axpy(y, &[(h * 439.0 / 216.0, &k1), (h * -8.0, &k2), (h * 3680.0 / 513.0, &k3), (h * -845.0 / 4104.0, &k4)]),
-        refr,
-        i_stim,
-    );
-    let k6 = deriv(
-        p,
-        &axpy(
-            y,
-            &[
-                (h * -8.0 / 27.0, &k1),
-                (h * 2.0, &k2),
-                (h * -3544.0 / 2565.0, &k3),
-                (h * 1859.0 / 4104.0, &k4),
-                (h * -11.0 / 40.0, &k5),
-            ],
-        ),
-        refr,
-        i_stim,
-    );
-    let y5 = axpy(
-        y,
-        &[
-            (h * 16.0 / 135.0, &k1),
-            (h * 6656.0 / 12825.0, &k3),
-            (h * 28561.0 / 56430.0, &k4),
-            (h * -9.0 / 50.0, &k5),
-            (h * 2.0 / 55.0, &k6),
-        ],
-    );
-    // Difference between the fifth- and fourth-order solutions.
-    let e = [1.0 / 360.0, 0.0, -128.0 / 4275.0, -2197.0 / 75240.0, 1.0 / 50.0, 2.0 / 55.0];
-    let ks = [&k1, &k2, &k3, &k4, &k5, &k6];
-    let mut err = 0.0f64;
-    for j in 0..4 {
-        let mut s = 0.0;
-        for (c, k) in e.iter().zip(ks.iter()) {
-            s += c * k[j];
-        }
-        err = err.max((h * s).abs());
-    }
-    (y5, err)
-}
-
 impl AeifCondExp {
     /// `n` neurons at rest.
     pub fn new(p: &[f64], n: usize, h: f64) -> Self {
@@ -212,50 +144,38 @@ impl AeifCondExp {
     /// One step for all neurons.
     pub fn update(&mut self, input: StepInput<'_>, spikes: &mut Vec<u32>) {
         let p = self.p;
-        let h = self.h;
         let i_stim = input.i_stim_pa;
+        let ref_steps = self.ref_steps;
         for i in 0..self.y.len() {
-            let mut y = self.y[i];
-            let mut t = 0.0;
-            let mut hs = self.h_int[i];
-            let mut spiked = false;
-            let mut guard = 0u32;
-            while t < h {
-                let mut dt = hs.min(h - t);
-                let truncated = dt < hs;
-                loop {
-                    guard += 1;
-                    let (y5, err) = rkf45(&p, &y, dt, self.refr[i] > 0, i_stim);
-                    let r = err / p.tol;
-                    if r > 1.1 && dt > 1e-12 && guard < 100_000 {
-                        dt *= (0.9 * r.powf(-0.2)).max(0.2);
-                        continue;
+            let mut state = (self.refr[i], false);
+            rkf45::integrate(
+                &mut self.y[i],
+                &mut state,
+                self.h,
+                &mut self.h_int[i],
+                p.tol,
+                |s, y| deriv(&p, y, s.0 > 0, i_stim),
+                |s, y| {
+                    if s.0 > 0 {
+                        y[0] = p.v_reset;
+                    } else if y[0] >= p.v_peak {
+                        y[0] = p.v_reset;
+                        y[3] += p.b;
+                        s.0 = if ref_steps > 0 { ref_steps + 1 } else { 0 };
+                        s.1 = true;
                     }
-                    y = y5;
-                    t += dt;
-                    if !truncated || dt < hs {
-                        hs = if r < 0.5 { dt * (0.9 * r.max(1e-10).powf(-1.0 / 6.0)).clamp(1.0, 5.0) } else { dt };
-                    }
-                    break;
-                }
-                if self.refr[i] > 0 {
-                    y[0] = p.v_reset;
-                } else if y[0] >= p.v_peak {
-                    y[0] = p.v_reset;
-                    y[3] += p.b;
-                    self.refr[i] = if self.ref_steps > 0 { self.ref_steps + 1 } else { 0 };
-                    spiked = true;
-                }
+                },
+            );
+            let (mut refr, spiked) = state;
+            if refr > 0 {
+                refr -= 1;
             }
-            if self.refr[i] > 0 {
-                self.refr[i] -= 1;
-            }
+            self.refr[i] = refr;
+            let y = &mut self.y[i];
             y[1] += input.syn[2 * i];
             y[2] -= input.syn[2 * i + 1];
             input.syn[2 * i] = 0.0;
             input.syn[2 * i + 1] = 0.0;
-            self.y[i] = y;
-            self.h_int[i] = hs.min(h);
             if spiked {
                 spikes.push(i as u32);
             }
@@ -286,7 +206,7 @@ mod tests {
         let mut times = Vec::new();
         for step in 0..(ms / 0.1) as usize {
             let mut s = Vec::new();
-            g.update(StepInput { syn: &mut syn, i_stim_pa: 0.0 }, &mut s);
+            g.update(StepInput { syn: &mut syn, i_stim_pa: 0.0, current: &[] }, &mut s);
             if !s.is_empty() {
                 times.push((step + 1) as f64 * 0.1);
             }

@@ -186,7 +186,7 @@ mod tests {
         let mut spikes = Vec::new();
         let mut peak = (0.0f64, 0usize);
         for step in 0..200 {
-            g.update(StepInput { syn: &mut syn, i_stim_pa: 0.0 }, &mut spikes);
+            g.update(StepInput { syn: &mut syn, i_stim_pa: 0.0, current: &[] }, &mut spikes);
             if g.state(1, 0) > peak.0 {
                 peak = (g.state(1, 0), step);
             }

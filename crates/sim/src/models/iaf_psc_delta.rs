@@ -119,13 +119,13 @@ mod tests {
         let mut syn = vec![0.0; 2];
         let mut s = Vec::new();
         for k in 1..=100 {
-            g.update(StepInput { syn: &mut syn, i_stim_pa: 0.0 }, &mut s);
+            g.update(StepInput { syn: &mut syn, i_stim_pa: 0.0, current: &[] }, &mut s);
             let exact = -70.0 + 10.0 * (-(k as f64) * 0.1 / 10.0).exp();
             assert!((g.state(0, 0) - exact).abs() < 1e-12);
         }
         let before = g.state(0, 0);
         syn[0] = 0.5;
-        g.update(StepInput { syn: &mut syn, i_stim_pa: 0.0 }, &mut s);
+        g.update(StepInput { syn: &mut syn, i_stim_pa: 0.0, current: &[] }, &mut s);
         let expected = -70.0 + (before + 70.0) * (-0.01f64).exp() + 0.5;
         assert!((g.state(0, 0) - expected).abs() < 1e-12);
     }

@@ -118,7 +118,7 @@ mod tests {
         let mut times = Vec::new();
         for step in 0..10_000 {
             let mut s = Vec::new();
-            g.update(StepInput { syn: &mut syn, i_stim_pa: 0.0 }, &mut s);
+            g.update(StepInput { syn: &mut syn, i_stim_pa: 0.0, current: &[] }, &mut s);
             if !s.is_empty() {
                 times.push(step as f64 * 0.1);
             }
