@@ -4,6 +4,7 @@
 //! A [`Group`] holds one population's neurons on one shard as structure-of-arrays.
 //! Dispatch on the model happens once per group and step, never per neuron.
 
+pub mod aeif_cond_alpha_astro;
 pub mod aeif_cond_exp;
 pub mod astrocyte_lr_1994;
 pub mod iaf_psc_alpha;
@@ -61,11 +62,13 @@ pub enum ModelKind {
     Parrot,
     /// Astrocyte IP3/calcium dynamics (Li & Rinzel 1994), NEST's model.
     AstrocyteLr1994,
+    /// AdEx, alpha conductances, slow inward current from astrocytes.
+    AeifCondAlphaAstro,
 }
 
 impl ModelKind {
     /// All models, in documentation order.
-    pub const ALL: [ModelKind; 7] = [
+    pub const ALL: [ModelKind; 8] = [
         ModelKind::IafPscExp,
         ModelKind::IafPscAlpha,
         ModelKind::IafPscDelta,
@@ -73,6 +76,7 @@ impl ModelKind {
         ModelKind::AeifCondExp,
         ModelKind::Parrot,
         ModelKind::AstrocyteLr1994,
+        ModelKind::AeifCondAlphaAstro,
     ];
 
     /// The model's name in experiment files (NEST's name).
@@ -85,6 +89,7 @@ impl ModelKind {
             ModelKind::AeifCondExp => "aeif_cond_exp",
             ModelKind::Parrot => "parrot_neuron",
             ModelKind::AstrocyteLr1994 => "astrocyte_lr_1994",
+            ModelKind::AeifCondAlphaAstro => "aeif_cond_alpha_astro",
         }
     }
 
@@ -111,6 +116,7 @@ impl ModelKind {
             ModelKind::AeifCondExp => aeif_cond_exp::PARAMS,
             ModelKind::Parrot => &[],
             ModelKind::AstrocyteLr1994 => astrocyte_lr_1994::PARAMS,
+            ModelKind::AeifCondAlphaAstro => aeif_cond_alpha_astro::PARAMS,
         }
     }
 
@@ -124,6 +130,7 @@ impl ModelKind {
             ModelKind::AeifCondExp => aeif_cond_exp::STATE,
             ModelKind::Parrot => &[],
             ModelKind::AstrocyteLr1994 => astrocyte_lr_1994::STATE,
+            ModelKind::AeifCondAlphaAstro => aeif_cond_alpha_astro::STATE,
         }
     }
 
@@ -157,6 +164,7 @@ impl ModelKind {
             ModelKind::AeifCondExp => aeif_cond_exp::check(p, dt_ms),
             ModelKind::Parrot => Ok(()),
             ModelKind::AstrocyteLr1994 => astrocyte_lr_1994::check(p),
+            ModelKind::AeifCondAlphaAstro => aeif_cond_alpha_astro::check(p, dt_ms),
         }
     }
 
@@ -214,6 +222,8 @@ pub enum Group {
     Parrot(parrot::Parrot),
     /// See [`astrocyte_lr_1994::AstrocyteLr1994`].
     AstrocyteLr1994(astrocyte_lr_1994::AstrocyteLr1994),
+    /// See [`aeif_cond_alpha_astro::AeifCondAlphaAstro`].
+    AeifCondAlphaAstro(aeif_cond_alpha_astro::AeifCondAlphaAstro),
 }
 
 impl Group {
@@ -228,6 +238,9 @@ impl Group {
             ModelKind::AeifCondExp => Group::AeifCondExp(aeif_cond_exp::AeifCondExp::new(p, n, dt_ms)),
             ModelKind::Parrot => Group::Parrot(parrot::Parrot::new(n)),
             ModelKind::AstrocyteLr1994 => Group::AstrocyteLr1994(astrocyte_lr_1994::AstrocyteLr1994::new(p, n, dt_ms)),
+            ModelKind::AeifCondAlphaAstro => {
+                Group::AeifCondAlphaAstro(aeif_cond_alpha_astro::AeifCondAlphaAstro::new(p, n, dt_ms))
+            }
         }
     }
 
@@ -242,6 +255,7 @@ impl Group {
             Group::AeifCondExp(g) => g.update(input, spikes),
             Group::Parrot(g) => g.update(input, spikes),
             Group::AstrocyteLr1994(g) => g.update(input, spikes),
+            Group::AeifCondAlphaAstro(g) => g.update(input, spikes),
         }
     }
 
@@ -255,6 +269,7 @@ impl Group {
             Group::AeifCondExp(g) => g.state(var, i),
             Group::Parrot(_) => 0.0,
             Group::AstrocyteLr1994(g) => g.state(var, i),
+            Group::AeifCondAlphaAstro(g) => g.state(var, i),
         }
     }
 
@@ -268,6 +283,7 @@ impl Group {
             Group::AeifCondExp(g) => g.set_state(var, i, value),
             Group::Parrot(_) => {}
             Group::AstrocyteLr1994(g) => g.set_state(var, i, value),
+            Group::AeifCondAlphaAstro(g) => g.set_state(var, i, value),
         }
     }
 }

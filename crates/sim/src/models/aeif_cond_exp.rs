@@ -68,24 +68,25 @@ pub fn check(p: &[f64], _dt_ms: f64) -> Result<(), ParamError> {
     Ok(())
 }
 
+/// Parameters in the integrator's form (shared with `aeif_cond_alpha_astro`).
 #[derive(Debug, Clone, Copy)]
-struct P {
-    c_m: f64,
-    g_l: f64,
-    e_l: f64,
-    v_th: f64,
-    delta_t: f64,
-    tau_w: f64,
-    a: f64,
-    b: f64,
-    v_reset: f64,
-    v_peak: f64,
-    e_ex: f64,
-    e_in: f64,
-    tau_ex: f64,
-    tau_in: f64,
-    i_e: f64,
-    tol: f64,
+pub(crate) struct P {
+    pub(crate) c_m: f64,
+    pub(crate) g_l: f64,
+    pub(crate) e_l: f64,
+    pub(crate) v_th: f64,
+    pub(crate) delta_t: f64,
+    pub(crate) tau_w: f64,
+    pub(crate) a: f64,
+    pub(crate) b: f64,
+    pub(crate) v_reset: f64,
+    pub(crate) v_peak: f64,
+    pub(crate) e_ex: f64,
+    pub(crate) e_in: f64,
+    pub(crate) tau_ex: f64,
+    pub(crate) tau_in: f64,
+    pub(crate) i_e: f64,
+    pub(crate) tol: f64,
 }
 
 /// Neurons of one population on one shard.
@@ -113,7 +114,22 @@ fn deriv(p: &P, y: &[f64; 4], refractory: bool, i_stim: f64) -> [f64; 4] {
 impl AeifCondExp {
     /// `n` neurons at rest.
     pub fn new(p: &[f64], n: usize, h: f64) -> Self {
-        let pp = P {
+        let pp = P::from_params(p);
+        AeifCondExp {
+            y: vec![[pp.e_l, 0.0, 0.0, 0.0]; n],
+            h_int: vec![h; n],
+            refr: vec![0; n],
+            p: pp,
+            ref_steps: refractory_steps(p[9], h),
+            h,
+        }
+    }
+}
+
+impl P {
+    /// From a parameter vector in [`PARAMS`] order.
+    pub(crate) fn from_params(p: &[f64]) -> P {
+        P {
             c_m: p[0],
             g_l: p[1],
             e_l: p[2],
@@ -130,16 +146,11 @@ impl AeifCondExp {
             tau_in: p[14],
             i_e: p[15],
             tol: p[16],
-        };
-        AeifCondExp {
-            y: vec![[pp.e_l, 0.0, 0.0, 0.0]; n],
-            h_int: vec![h; n],
-            refr: vec![0; n],
-            p: pp,
-            ref_steps: refractory_steps(p[9], h),
-            h,
         }
     }
+}
+
+impl AeifCondExp {
 
     /// One step for all neurons.
     pub fn update(&mut self, input: StepInput<'_>, spikes: &mut Vec<u32>) {
