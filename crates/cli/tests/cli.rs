@@ -301,7 +301,13 @@ fn bad_plasticity_is_refused() {
     expect_refused("stdp-neg", &neg, &[], "projections[0].syn.weight", "[0, Wmax = 100]");
     let model = VALID
         .replace("syn = { weight = 50.0, delay_ms = 1.0 }", "syn = { model = \"hebb\", weight = 5.0, delay_ms = 1.0 }");
-    expect_refused("syn-model", &model, &[], "projections[0].syn.model", "available: static_synapse, stdp_synapse");
+    expect_refused(
+        "syn-model",
+        &model,
+        &[],
+        "projections[0].syn.model",
+        "available: static_synapse, sic_connection, stdp_synapse",
+    );
     let stp = VALID.replace(
         "syn = { weight = 50.0, delay_ms = 1.0 }",
         "syn = { model = \"tsodyks2_synapse\", weight = 5.0, delay_ms = 1.0, params = { U = 1.5 } }",
@@ -313,7 +319,7 @@ fn bad_plasticity_is_refused() {
 fn astrocyte_inputs_are_checked() {
     let astro = VALID.replace("model = \"iaf_psc_alpha\"", "model = \"astrocyte_lr_1994\"");
     // I is now an astrocyte: the I -> E projection comes from it, weights into it from E are fine.
-    expect_refused("astro-source", &astro, &[], "projections[1].source", "astrocytes do not spike");
+    expect_refused("astro-source", &astro, &[], "projections[1].syn.model", "astrocytes do not spike");
     let neg = astro
         .replace("syn = { weight = 50.0, delay_ms = 1.0 }", "syn = { weight = -5.0, delay_ms = 1.0 }")
         .replace("source = \"I\"", "source = \"E\"");

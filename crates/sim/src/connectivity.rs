@@ -305,6 +305,7 @@ mod tests {
                 autapses,
                 multapses,
                 plasticity: None,
+                sic: false,
             }],
             record_weights: false,
             record_spikes: vec![true; populations.len()],

@@ -8,7 +8,7 @@
 //! epochs later, after everyone has passed the next barrier).
 
 use crate::connectivity::Layout;
-use crate::network::{Network, PlasticWeight, Spike};
+use crate::network::{Exchange, Network, PlasticWeight, Spike};
 use crate::shard::{PhaseTimes, Sample, Shard};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -114,13 +114,15 @@ impl SpinBarrier {
     }
 }
 
-fn merge(outboxes: &[[Mutex<Vec<Spike>>; 2]], parity: usize, into: &mut Vec<Spike>) {
+fn merge(outboxes: &[[Mutex<Exchange>; 2]], parity: usize, into: &mut Exchange) {
     into.clear();
     for ob in outboxes {
         let guard = ob[parity].lock().unwrap_or_else(|e| e.into_inner());
-        into.extend_from_slice(&guard);
+        into.spikes.extend_from_slice(&guard.spikes);
+        into.values.extend_from_slice(&guard.values);
     }
-    into.sort_unstable();
+    into.spikes.sort_unstable();
+    into.values.sort_unstable_by_key(|v| (v.step, v.gid));
 }
 
 /// Run `net` on local threads. `progress` is called from one worker thread after
@@ -149,8 +151,8 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
         shards.into_iter().filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
     let build_s = build_start.elapsed().as_secs_f64();
 
-    let outboxes: Vec<[Mutex<Vec<Spike>>; 2]> =
-        (0..n_shards).map(|_| [Mutex::new(Vec::new()), Mutex::new(Vec::new())]).collect();
+    let outboxes: Vec<[Mutex<Exchange>; 2]> =
+        (0..n_shards).map(|_| [Mutex::new(Exchange::default()), Mutex::new(Exchange::default())]).collect();
     let barrier = SpinBarrier::new(threads);
     let spikes_so_far = AtomicU64::new(0);
     let done_epochs = AtomicU64::new(epochs);
@@ -176,15 +178,15 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
                 let exchange_ns = &exchange_ns;
                 scope.spawn(move || {
                     let mut waited = std::time::Duration::ZERO;
-                    let mut incoming = Vec::new();
-                    let mut out = Vec::new();
+                    let mut incoming = Exchange::default();
+                    let mut out = Exchange::default();
                     let mut leader_rec = Recorded::new(net.populations.len());
                     for e in 0..=epochs {
                         let merge_start = Instant::now();
                         if e > 0 {
                             merge(outboxes, ((e - 1) % 2) as usize, &mut incoming);
                             if t == 0 {
-                                for sp in &incoming {
+                                for sp in &incoming.spikes {
                                     let p = net.population_of(sp.gid);
                                     leader_rec.counts[p] += 1;
                                     if sp.step >= cfg.count_from_step {
@@ -195,8 +197,8 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
                                         leader_rec.spikes.push(*sp);
                                     }
                                 }
-                                let total = spikes_so_far.fetch_add(incoming.len() as u64, Ordering::Relaxed)
-                                    + incoming.len() as u64;
+                                let n = incoming.spikes.len() as u64;
+                                let total = spikes_so_far.fetch_add(n, Ordering::Relaxed) + n;
                                 progress(Progress { steps_done: e * epoch, steps_total, spikes: total });
                             }
                         }
@@ -214,7 +216,8 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
                             shard.advance(&incoming, &mut out);
                             let mut slot = outboxes[*s][(e % 2) as usize].lock().unwrap_or_else(|x| x.into_inner());
                             slot.clear();
-                            slot.extend_from_slice(&out);
+                            slot.spikes.extend_from_slice(&out.spikes);
+                            slot.values.extend_from_slice(&out.values);
                         }
                         if t == 0 && cancel.load(Ordering::Relaxed) {
                             done_epochs.store(e + 1, Ordering::Release);

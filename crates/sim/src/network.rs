@@ -19,6 +19,37 @@ pub struct Spike {
     pub gid: Gid,
 }
 
+/// A continuous value one shard sends to others at an epoch boundary: the slow
+/// inward current of an astrocyte in one step. Ordered like spikes by (step, gid).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StateValue {
+    /// Step after whose update the value holds.
+    pub step: u64,
+    /// The sending neuron (astrocyte).
+    pub gid: Gid,
+    /// The value (SIC, pA per unit weight).
+    pub value: f64,
+}
+
+/// What shards exchange at an epoch boundary: spikes, and state values for
+/// continuous couplings (astrocytes' slow inward currents). Both in canonical
+/// (step, gid) order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Exchange {
+    /// Spikes.
+    pub spikes: Vec<Spike>,
+    /// State values.
+    pub values: Vec<StateValue>,
+}
+
+impl Exchange {
+    /// Empty both lists.
+    pub fn clear(&mut self) {
+        self.spikes.clear();
+        self.values.clear();
+    }
+}
+
 /// A population of identical model neurons.
 #[derive(Debug, Clone)]
 pub struct Population {
@@ -106,6 +137,9 @@ pub struct Projection {
     pub multapses: bool,
     /// `None`: static synapses; otherwise the plasticity rule.
     pub plasticity: Option<Plasticity>,
+    /// A slow-inward-current connection: the source is an astrocyte population and
+    /// each target receives weight × the astrocyte's SIC as a current after the delay.
+    pub sic: bool,
 }
 
 /// The final weight of one plastic synapse.

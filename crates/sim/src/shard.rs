@@ -12,8 +12,9 @@
 //! receive them, whatever the partition.
 
 use crate::connectivity::{visit_projection, Layout};
+use crate::models::ModelKind;
 use crate::models::{Group, StepInput};
-use crate::network::{Gid, Network, PlasticWeight, Spike, Stimulus};
+use crate::network::{Exchange, Gid, Network, PlasticWeight, Spike, StateValue, Stimulus};
 use crate::plasticity::{stdp_update, Plasticity, PostHistory, PreState};
 use crate::rng::{poisson_gap, purpose, PoissonTable, Stream};
 use rand_distr::Distribution;
@@ -166,6 +167,14 @@ pub struct Shard {
     plastic: Vec<PlasticTable>,
     /// Postsynaptic spike history per local neuron (empty without STDP).
     post: Vec<PostHistory>,
+    /// SIC connections, CSR by source gid: (local target, weight, delay steps).
+    sic_row: Vec<u64>,
+    sic_syn: Vec<(u32, f32, u16)>,
+    /// Current ring buffer `[slot][local neuron]` for SIC input (empty without SIC).
+    current: Vec<f64>,
+    current_mask: u64,
+    /// Groups whose SIC values other shards need.
+    sic_sources: Vec<usize>,
     dt_ms: f64,
     poisson: Vec<PoissonSource>,
     /// Spike-generator events (arrival step, local target, weight), by arrival.
@@ -280,6 +289,39 @@ impl Shard {
             });
         }
 
+        // SIC connections: a CSR by source gid, delivered into a current ring buffer.
+        let mut sic_row = Vec::new();
+        let mut sic_syn = Vec::new();
+        let mut max_sic_delay = 0u64;
+        if net.projections.iter().any(|p| p.sic) {
+            let mut edges: Vec<(u32, u32, f32, u16)> = Vec::new();
+            for (pi, proj) in net.projections.iter().enumerate() {
+                if proj.sic {
+                    visit_projection(net, pi, layout, true, &mut |s, l, w, d| edges.push((s, l, w, d)));
+                }
+            }
+            edges.sort_by_key(|e| e.0);
+            sic_row = vec![0u64; total as usize + 1];
+            for e in &edges {
+                sic_row[e.0 as usize + 1] += 1;
+                max_sic_delay = max_sic_delay.max(e.3 as u64);
+            }
+            for i in 0..total as usize {
+                sic_row[i + 1] += sic_row[i];
+            }
+            sic_syn = edges.iter().map(|e| (e.1, e.2, e.3)).collect();
+        }
+        let sic_sources: Vec<usize> = net
+            .projections
+            .iter()
+            .filter(|p| p.sic)
+            .filter_map(|p| (group_of_pop[p.source] != usize::MAX).then_some(group_of_pop[p.source]))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let current_slots =
+            if sic_syn.is_empty() { 0 } else { (max_sic_delay + net.epoch_steps() as u64 + 1).next_power_of_two() };
+
         // Devices.
         let mut poisson = Vec::new();
         let mut trains = Vec::new();
@@ -385,6 +427,11 @@ impl Shard {
             input: vec![0.0; n_local * 2],
             plastic,
             post,
+            sic_row,
+            sic_syn,
+            current: vec![0.0; current_slots as usize * n_local],
+            current_mask: current_slots.saturating_sub(1),
+            sic_sources,
             dt_ms: net.dt_ms,
             poisson,
             trains,
@@ -397,10 +444,23 @@ impl Shard {
         }
     }
 
-    /// Take `incoming` (all spikes of the previous epoch, in canonical order), then
-    /// advance one epoch, appending this shard's spikes to `out` in canonical order.
-    pub fn advance(&mut self, incoming: &[Spike], out: &mut Vec<Spike>) {
+    /// Take `input` (everything all shards sent in the previous epoch, in canonical
+    /// order), then advance one epoch, appending this shard's spikes and state values
+    /// to `output` in canonical order.
+    pub fn advance(&mut self, input: &Exchange, output: &mut Exchange) {
+        let incoming = &input.spikes[..];
+        let out = &mut output.spikes;
         debug_assert!(incoming.windows(2).all(|w| w[0] < w[1]));
+        if !self.sic_syn.is_empty() {
+            let n = self.n_local;
+            for v in &input.values {
+                let row = self.sic_row[v.gid as usize] as usize..self.sic_row[v.gid as usize + 1] as usize;
+                for &(tg, w, d) in &self.sic_syn[row] {
+                    let slot = ((v.step + d as u64) & self.current_mask) as usize;
+                    self.current[slot * n + tg as usize] += w as f64 * v.value;
+                }
+            }
+        }
         let mut clock = Instant::now();
         let mut lap = |into: &mut u64| {
             let now = Instant::now();
@@ -480,11 +540,14 @@ impl Shard {
                 }
             }
             lap(&mut times.poisson_ns);
+            let cur_base = (t & self.current_mask) as usize * self.n_local;
             for slot in &mut self.groups {
                 let i_stim_pa: f64 = slot.dc.iter().filter(|d| (d.1..d.2).contains(&t)).map(|d| d.0).sum();
                 let (lo, hi) = (slot.local.start as usize, slot.local.end as usize);
                 let syn = &mut self.input[2 * lo..2 * hi];
-                slot.group.update(StepInput { syn, i_stim_pa, current: &[] }, &mut self.fired);
+                let current =
+                    if self.current.is_empty() { &[][..] } else { &self.current[cur_base + lo..cur_base + hi] };
+                slot.group.update(StepInput { syn, i_stim_pa, current }, &mut self.fired);
                 for &f in &self.fired {
                     out.push(Spike { step: t, gid: self.layout.gid(slot.local.start + f) });
                 }
@@ -497,6 +560,17 @@ impl Shard {
                     }
                 }
                 self.fired.clear();
+            }
+            if !self.current.is_empty() {
+                self.current[cur_base..cur_base + self.n_local].fill(0.0);
+            }
+            for &gi in &self.sic_sources {
+                let slot = &self.groups[gi];
+                let var = ModelKind::AstrocyteLr1994.state_index("SIC").unwrap_or(3);
+                for l in slot.local.clone() {
+                    let value = slot.group.state(var, (l - slot.local.start) as usize);
+                    output.values.push(StateValue { step: t, gid: self.layout.gid(l), value });
+                }
             }
             lap(&mut times.update_ns);
             for s in &self.samplers {

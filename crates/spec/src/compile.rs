@@ -259,10 +259,24 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
                 format!("weights into an astrocyte raise IP3 and must be >= 0, but they can reach {}", weight.lower()),
             );
         }
-        if pre.model == ModelKind::AstrocyteLr1994 {
+        let sic = pr.syn.model == "sic_connection";
+        if sic {
+            if pre.model != ModelKind::AstrocyteLr1994 {
+                errs.add(
+                    format!("{path}.source"),
+                    format!("a sic_connection starts at an astrocyte_lr_1994 population, not {}", pre.model.name()),
+                );
+            }
+            if post.model != ModelKind::AeifCondAlphaAstro {
+                errs.add(
+                    format!("{path}.target"),
+                    format!("a sic_connection ends at an aeif_cond_alpha_astro population, not {}", post.model.name()),
+                );
+            }
+        } else if pre.model == ModelKind::AstrocyteLr1994 {
             errs.add(
-                format!("{path}.source"),
-                "astrocytes do not spike; their slow inward current (sic_connection) is not implemented yet",
+                format!("{path}.syn.model"),
+                "astrocytes do not spike; connect them to neurons with model = \"sic_connection\"",
             );
         }
         let Some((rule, full_indegree)) = compile_rule(
@@ -313,6 +327,7 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
             autapses: pr.conn.allow_autapses,
             multapses: pr.conn.allow_multapses,
             plasticity,
+            sic,
         });
     }
 

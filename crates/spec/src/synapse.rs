@@ -11,6 +11,7 @@ pub type SynParam = (&'static str, f64, &'static str, &'static str);
 /// Synapse models and their parameters.
 pub const MODELS: &[(&str, &[SynParam])] = &[
     ("static_synapse", &[]),
+    ("sic_connection", &[]),
     ("stdp_synapse", STDP),
     ("stdp_nn_symm_synapse", STDP),
     ("stdp_symmetric_synapse", STDP),
@@ -76,7 +77,7 @@ pub(crate) fn compile(syn: &SynSpec, path: &str, errs: &mut Errors) -> Result<Op
         }
     };
     let rule = match syn.model.as_str() {
-        "static_synapse" => return Ok(None),
+        "static_synapse" | "sic_connection" => return Ok(None),
         "tsodyks2_synapse" => {
             let [u_inc, u0, x0, tau_rec, tau_fac] = values[..] else { unreachable!() };
             need(u_inc > 0.0 && u_inc <= 1.0, "U", "in (0, 1]", u_inc);

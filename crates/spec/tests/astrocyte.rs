@@ -106,3 +106,119 @@ fn calcium_oscillates_only_inside_the_ip3_window() {
         }
     }
 }
+
+/// NEST's SIC transfer test: an astrocyte at Ca = 0.2 µM feeds one
+/// aeif_cond_alpha_astro through a 1 ms delay; I_SIC(t) = ln(1000·Ca(t − 1 ms) − 196.69)
+/// where the argument exceeds 1, else 0.
+#[test]
+fn slow_inward_current_reaches_the_neuron_after_the_delay() {
+    let text = r#"
+[run]
+duration_ms = 1000.0
+[[populations]]
+name = "astro"
+size = 1
+model = "astrocyte_lr_1994"
+initial = { Ca_astro = 0.2 }
+[[populations]]
+name = "neuron"
+size = 1
+model = "aeif_cond_alpha_astro"
+[[projections]]
+source = "astro"
+target = "neuron"
+conn = { rule = "all_to_all" }
+syn = { model = "sic_connection", weight = 1.0, delay_ms = 1.0 }
+[[recorders]]
+kind = "multimeter"
+population = "astro"
+variables = ["Ca_astro"]
+[[recorders]]
+kind = "multimeter"
+population = "neuron"
+variables = ["I_SIC"]
+"#;
+    for shards in [1, 2] {
+        let exp = neuropil_spec::parse(text, Format::Toml, &[]).expect("parses");
+        let c = neuropil_spec::compile(&exp, &Limits::default()).expect("compiles");
+        let out = run(&c, 2, shards);
+        let ca: Vec<f64> = out.samples.iter().filter(|s| s.gid == 0).map(|s| s.value).collect();
+        let sic: Vec<f64> = out.samples.iter().filter(|s| s.gid == 1).map(|s| s.value).collect();
+        assert_eq!(ca.len(), 10_000);
+        let mut nonzero = 0;
+        for k in 10..sic.len() {
+            let x = 1000.0 * ca[k - 10] - 196.69;
+            let expected = if x > 1.0 { x.ln() } else { 0.0 };
+            assert!((sic[k] - expected).abs() < 1e-9, "step {k}: I_SIC {} vs {expected}", sic[k]);
+            nonzero += usize::from(expected > 0.0);
+        }
+        assert!(nonzero > 100, "the SIC must be on for a while: {nonzero} steps");
+        assert!(sic[..10].iter().all(|&v| v == 0.0));
+    }
+}
+
+/// Neurons, astrocytes and SIC feedback: the same spikes and traces on any number
+/// of shards.
+#[test]
+fn neuron_astrocyte_network_is_partition_independent() {
+    let text = r#"
+[run]
+duration_ms = 300.0
+seed = 4
+[[populations]]
+name = "E"
+size = 200
+model = "aeif_cond_alpha_astro"
+params = { t_ref = 2.0 }
+[[populations]]
+name = "A"
+size = 100
+model = "astrocyte_lr_1994"
+params = { delta_IP3 = 0.5 }
+initial = { Ca_astro = { dist = "uniform", low = 0.1, high = 0.3 } }
+[[stimuli]]
+kind = "poisson_generator"
+target = "E"
+rate_hz = 6000.0
+weight = 4.0
+[[projections]]
+source = "E"
+target = "E"
+conn = { rule = "pairwise_bernoulli", p = 0.1 }
+syn = { weight = 1.0, delay_ms = 1.5 }
+[[projections]]
+source = "E"
+target = "A"
+conn = { rule = "pairwise_bernoulli", p = 0.1 }
+syn = { weight = 1.0, delay_ms = 1.0 }
+[[projections]]
+source = "A"
+target = "E"
+conn = { rule = "fixed_indegree", indegree = 2 }
+syn = { model = "sic_connection", weight = 5.0, delay_ms = 1.0 }
+[[recorders]]
+kind = "spike_recorder"
+[[recorders]]
+kind = "multimeter"
+population = "A"
+neurons = [0, 7, 55]
+variables = ["IP3", "Ca_astro", "SIC"]
+interval_ms = 1.0
+[[recorders]]
+kind = "multimeter"
+population = "E"
+neurons = [3, 150]
+variables = ["V_m", "I_SIC"]
+interval_ms = 1.0
+"#;
+    let exp = neuropil_spec::parse(text, Format::Toml, &[]).expect("parses");
+    let c = neuropil_spec::compile(&exp, &Limits::default()).expect("compiles");
+    let one = run(&c, 1, 1);
+    assert!(one.spike_counts[0] > 100, "{:?}", one.spike_counts);
+    assert!(one.samples.iter().any(|s| s.var == 4 && s.value > 0.0), "some SIC must reach the neurons");
+    for shards in [2, 3, 7] {
+        let other = run(&c, 2, shards);
+        assert_eq!(other.spike_hash, one.spike_hash, "{shards} shards");
+        assert_eq!(other.samples, one.samples, "{shards} shards");
+    }
+}

@@ -97,11 +97,8 @@ impl AeifCondAlphaAstro {
                     }
                 },
             );
-            let (mut refr, spiked) = state;
-            if refr > 0 {
-                refr -= 1;
-            }
-            self.refr[i] = refr;
+            let (refr, spiked) = state;
+            self.refr[i] = refr.saturating_sub(1);
             let y = &mut self.y[i];
             y[1] += input.syn[2 * i] * g0_ex;
             y[3] -= input.syn[2 * i + 1] * g0_in;

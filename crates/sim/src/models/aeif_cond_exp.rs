@@ -151,7 +151,6 @@ impl P {
 }
 
 impl AeifCondExp {
-
     /// One step for all neurons.
     pub fn update(&mut self, input: StepInput<'_>, spikes: &mut Vec<u32>) {
         let p = self.p;
@@ -177,11 +176,8 @@ impl AeifCondExp {
                     }
                 },
             );
-            let (mut refr, spiked) = state;
-            if refr > 0 {
-                refr -= 1;
-            }
-            self.refr[i] = refr;
+            let (refr, spiked) = state;
+            self.refr[i] = refr.saturating_sub(1);
             let y = &mut self.y[i];
             y[1] += input.syn[2 * i];
             y[2] -= input.syn[2 * i + 1];
