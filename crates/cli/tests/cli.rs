@@ -325,3 +325,30 @@ fn astrocyte_inputs_are_checked() {
         .replace("source = \"I\"", "source = \"E\"");
     expect_refused("astro-neg", &neg, &[], "projections[0].syn.weight", "must be >= 0");
 }
+
+#[test]
+fn bad_tripartite_specs_are_refused() {
+    let base = VALID
+        .replace("model = \"iaf_psc_exp\"", "model = \"aeif_cond_alpha_astro\"")
+        .replace("params = { I_e = 400.0 }", "")
+        .replace("model = \"iaf_psc_alpha\"", "model = \"astrocyte_lr_1994\"");
+    // E -> E tripartite with the astrocytes I; the I -> E projection becomes its SIC.
+    let tri = base
+        .replace("target = \"I\"\nconn = { rule = \"pairwise_bernoulli\", p = 0.2 }", "target = \"E\"\nconn = { rule = \"pairwise_bernoulli\", p = 0.2 }\nthird = { population = \"I\", p = 0.5, pool_type = \"block\", pool_size = 3 }")
+        .replace("syn = { weight = { dist = \"normal\", mean = -40.0, std = 4.0, max = 0.0 }, delay_ms = { dist = \"uniform\", low = 0.5, high = 2.0 } }", "syn = { model = \"sic_connection\", weight = 1.0, delay_ms = 1.0 }");
+    expect_refused("pool", &tri, &[], "projections[0].third.pool_size", "40 × 3 != 10");
+    expect_refused(
+        "pool-type",
+        &tri.replace("\"block\"", "\"ring\""),
+        &[],
+        "projections[0].third.pool_type",
+        "use random or block",
+    );
+    let neg = tri.replace("pool_type = \"block\", pool_size = 3", "to_astrocyte_weight = -1.0");
+    expect_refused("astro-weight", &neg, &[], "projections[0].third.to_astrocyte_weight", "must be >= 0");
+    let not_astro = tri.replace("population = \"I\"", "population = \"E\"");
+    expect_refused("third-pop", &not_astro, &[], "projections[0].third.population", "must be an astrocyte_lr_1994");
+    // A SIC connection from a neuron population.
+    let sic_from_neuron = tri.replace("source = \"I\"", "source = \"E\"");
+    expect_refused("sic-source", &sic_from_neuron, &[], "projections[1].source", "starts at an astrocyte_lr_1994");
+}

@@ -15,7 +15,7 @@
 //!   then come from the target's own stream. Same distribution as NEST's
 //!   per-process split, without depending on the number of processes.
 
-use crate::network::{Gid, Network, Rule};
+use crate::network::{Gid, Network, Pool, Rule};
 use crate::rng::{purpose, Stream};
 use rand_distr::{Binomial, Distribution};
 
@@ -212,6 +212,45 @@ pub fn visit_projection(
     }
 }
 
+/// For every primary synapse (s → t) of tripartite projection `pi` that an
+/// astrocyte joins, call `f(s, t, a)`. Visits the synapses onto *all* targets (every
+/// shard replays them: the astrocyte leg s → a may belong to any shard), in a fixed
+/// order; the choices for target t come from t's own streams, so they are the same
+/// on every partition.
+pub fn visit_tripartite(net: &Network, pi: usize, f: &mut impl FnMut(Gid, Gid, Gid)) {
+    let proj = &net.projections[pi];
+    let Some(third) = proj.third else { return };
+    let post = &net.populations[proj.target];
+    let astro = &net.populations[third.population];
+    let (n_t, n_a) = (post.size, astro.size);
+    let seed = net.seed;
+    let mut streams: Vec<Option<Stream>> = vec![None; n_t as usize];
+    let mut pools: Vec<Vec<u32>> = vec![Vec::new(); n_t as usize];
+    let mut mark = vec![false; n_a as usize];
+    let mut chosen = Vec::new();
+    let all = Layout { index: 0, count: 1 };
+    visit_projection(net, pi, all, false, &mut |s, t, _, _| {
+        let ti = (t - post.first_gid) as usize;
+        let rng = streams[ti].get_or_insert_with(|| Stream::new(seed, &[purpose::TRIPARTITE, pi as u64, t as u64]));
+        if rng.uniform() >= third.p {
+            return;
+        }
+        let a = match third.pool {
+            Pool::Random { size } => {
+                if pools[ti].is_empty() {
+                    let mut prng = Stream::new(seed, &[purpose::ASTRO_POOL, pi as u64, t as u64]);
+                    choose(&mut prng, n_a, size, None, false, &mut mark, &mut chosen);
+                    pools[ti] = chosen.clone();
+                }
+                pools[ti][rng.below(size as u64) as usize]
+            }
+            Pool::Block { size: 1 } => ti as u32 / (n_t / n_a),
+            Pool::Block { size } => ti as u32 * size + rng.below(size as u64) as u32,
+        };
+        f(s, t, astro.first_gid + a);
+    });
+}
+
 /// Uniform index in `[0, n)` other than `excluded`.
 #[inline]
 fn draw_index(rng: &mut Stream, n: u32, excluded: Option<u32>) -> u32 {
@@ -306,6 +345,7 @@ mod tests {
                 multapses,
                 plasticity: None,
                 sic: false,
+                third: None,
             }],
             record_weights: false,
             record_spikes: vec![true; populations.len()],
@@ -394,6 +434,51 @@ mod tests {
         }
         // Multinomial: each count ~ Binomial(1e5, 0.01): sd ≈ 31.5.
         assert!(indeg.iter().all(|&c| (850..1150).contains(&c)), "{indeg:?}");
+    }
+
+    #[test]
+    fn tripartite_choices_follow_pools_and_probability() {
+        use crate::network::{Pool, ThirdParty};
+        let mut n = net(Rule::PairwiseBernoulli { p: 0.2 }, 300, 200, false, true, true);
+        n.populations.push(Population {
+            name: "A".into(),
+            size: 100,
+            first_gid: 500,
+            model: ModelKind::Parrot,
+            params: vec![],
+            initial: vec![],
+        });
+        for pool in [Pool::Random { size: 10 }, Pool::Block { size: 1 }] {
+            n.projections[0].third = Some(ThirdParty {
+                population: 2,
+                p: 0.5,
+                pool,
+                to_astrocyte_weight: 1.0,
+                to_astrocyte_delay_steps: 1,
+                sic_weight: 1.0,
+                sic_delay_steps: 1,
+            });
+            let primary = synapses(&n, 1).len() as f64;
+            let mut picks = Vec::new();
+            visit_tripartite(&n, 0, &mut |s, t, a| picks.push((s, t, a)));
+            let mean = 0.5 * primary;
+            assert!((picks.len() as f64 - mean).abs() < 4.0 * (mean * 0.5).sqrt(), "{} of {primary}", picks.len());
+            let mut per_target: std::collections::BTreeMap<u32, std::collections::BTreeSet<u32>> = Default::default();
+            for &(_, t, a) in &picks {
+                assert!((500..600).contains(&a));
+                per_target.entry(t).or_default().insert(a);
+            }
+            for (t, set) in per_target {
+                match pool {
+                    Pool::Random { size } => assert!(set.len() as u32 <= size, "target {t}: {set:?}"),
+                    Pool::Block { .. } => assert_eq!(set.into_iter().collect::<Vec<_>>(), vec![500 + (t - 300) / 2]),
+                }
+            }
+            // The same choices on every run (they depend on seed and ids only).
+            let mut again = Vec::new();
+            visit_tripartite(&n, 0, &mut |s, t, a| again.push((s, t, a)));
+            assert_eq!(picks, again);
+        }
     }
 
     #[test]

@@ -140,6 +140,45 @@ pub struct Projection {
     /// A slow-inward-current connection: the source is an astrocyte population and
     /// each target receives weight × the astrocyte's SIC as a current after the delay.
     pub sic: bool,
+    /// Tripartite: astrocytes that join some of this projection's synapses.
+    pub third: Option<ThirdParty>,
+}
+
+/// How each target's pool of candidate astrocytes is formed (NEST ≥ 3.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// `size` astrocytes drawn without replacement per target.
+    Random {
+        /// Pool size.
+        size: u32,
+    },
+    /// Contiguous blocks: size 1 → target k gets astrocyte ⌊k / (N_T/N_A)⌋;
+    /// size > 1 (N_T · size = N_A) → target k gets [k·size, (k+1)·size).
+    Block {
+        /// Pool size.
+        size: u32,
+    },
+}
+
+/// The astrocyte part of a tripartite projection: for each primary synapse
+/// (s → t), with probability `p` an astrocyte a from t's pool is chosen and the
+/// synapses s → a (spikes raise IP3) and a → t (slow inward current) are created.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThirdParty {
+    /// Astrocyte population index.
+    pub population: usize,
+    /// Probability that a primary synapse gets an astrocyte.
+    pub p: f64,
+    /// Pools.
+    pub pool: Pool,
+    /// Weight of s → a.
+    pub to_astrocyte_weight: f64,
+    /// Delay of s → a, steps.
+    pub to_astrocyte_delay_steps: u16,
+    /// Weight of a → t (scales the SIC).
+    pub sic_weight: f64,
+    /// Delay of a → t, steps.
+    pub sic_delay_steps: u16,
 }
 
 /// The final weight of one plastic synapse.
@@ -255,7 +294,18 @@ impl Network {
     /// at least.
     pub fn epoch_steps(&self) -> u32 {
         let cap = ((1.0 / self.dt_ms).round() as u32).max(1);
-        self.projections.iter().map(|p| self.delay_steps(p.delay_ms.lower()) as u32).min().unwrap_or(cap).clamp(1, cap)
+        let third = self
+            .projections
+            .iter()
+            .filter_map(|p| p.third)
+            .flat_map(|t| [t.to_astrocyte_delay_steps as u32, t.sic_delay_steps as u32]);
+        self.projections
+            .iter()
+            .map(|p| self.delay_steps(p.delay_ms.lower()) as u32)
+            .chain(third)
+            .min()
+            .unwrap_or(cap)
+            .clamp(1, cap)
     }
 
     /// Index of the population that holds `gid`.

@@ -19,6 +19,10 @@ pub mod purpose {
     pub const INITIAL_STATE: u64 = 4;
     /// Poisson input to one neuron from one generator.
     pub const POISSON: u64 = 5;
+    /// Tripartite: whether and which astrocyte joins each synapse onto a target.
+    pub const TRIPARTITE: u64 = 7;
+    /// Tripartite: a target's random astrocyte pool.
+    pub const ASTRO_POOL: u64 = 8;
 }
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;

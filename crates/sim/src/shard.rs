@@ -11,7 +11,7 @@
 //! canonical order (spike step, source gid, synapse order) as a ring buffer would
 //! receive them, whatever the partition.
 
-use crate::connectivity::{visit_projection, Layout};
+use crate::connectivity::{visit_projection, visit_tripartite, Layout};
 use crate::models::ModelKind;
 use crate::models::{Group, StepInput};
 use crate::network::{Exchange, Gid, Network, PlasticWeight, Spike, StateValue, Stimulus};
@@ -219,20 +219,34 @@ impl Shard {
 
         // Synapses: count per source, then fill (the generator is replayed), then sort
         // each source's row by delay (stable) into sections.
-        let statics: Vec<usize> =
-            (0..net.projections.len()).filter(|&p| net.projections[p].plasticity.is_none()).collect();
+        let statics: Vec<usize> = (0..net.projections.len())
+            .filter(|&p| net.projections[p].plasticity.is_none() && !net.projections[p].sic)
+            .collect();
+        let triparts: Vec<usize> = (0..net.projections.len()).filter(|&p| net.projections[p].third.is_some()).collect();
+        // Static spike synapses: the static projections, then the astrocyte legs
+        // (s → a) of tripartite projections whose astrocyte is on this shard.
+        let each_static = |values: bool, f: &mut dyn FnMut(Gid, u32, f32, u16)| {
+            for &pi in &statics {
+                visit_projection(net, pi, layout, values, &mut |s, l, w, d| f(s, l, w, d));
+            }
+            for &pi in &triparts {
+                let third = net.projections[pi].third.expect("tripartite");
+                let (w, d) = (third.to_astrocyte_weight as f32, third.to_astrocyte_delay_steps);
+                visit_tripartite(net, pi, &mut |s, _, a| {
+                    if layout.owns(a) {
+                        f(s, layout.local(a), w, d);
+                    }
+                });
+            }
+        };
         let mut row_start = vec![0u64; total as usize + 1];
-        for &pi in &statics {
-            visit_projection(net, pi, layout, false, &mut |s, _, _, _| row_start[s as usize + 1] += 1);
-        }
+        each_static(false, &mut |s, _, _, _| row_start[s as usize + 1] += 1);
         for i in 0..total as usize {
             row_start[i + 1] += row_start[i];
         }
         let n_syn = row_start[total as usize] as usize;
         let mut placer = Placer::new(row_start.clone(), n_syn);
-        for &pi in &statics {
-            visit_projection(net, pi, layout, true, &mut |s, l, w, d| placer.push(s, l, w, d));
-        }
+        each_static(true, &mut |s, l, w, d| placer.push(s, l, w, d));
         let (mut syn_target, mut syn_weight, syn_delay) = placer.finish();
         let (row_sec, sec_delay, sec_start) =
             sort_rows_by_delay(&row_start, &mut syn_target, &mut syn_weight, &syn_delay);
@@ -293,11 +307,19 @@ impl Shard {
         let mut sic_row = Vec::new();
         let mut sic_syn = Vec::new();
         let mut max_sic_delay = 0u64;
-        if net.projections.iter().any(|p| p.sic) {
+        if net.projections.iter().any(|p| p.sic || p.third.is_some()) {
             let mut edges: Vec<(u32, u32, f32, u16)> = Vec::new();
             for (pi, proj) in net.projections.iter().enumerate() {
                 if proj.sic {
                     visit_projection(net, pi, layout, true, &mut |s, l, w, d| edges.push((s, l, w, d)));
+                }
+                if let Some(third) = proj.third {
+                    let (w, d) = (third.sic_weight as f32, third.sic_delay_steps);
+                    visit_tripartite(net, pi, &mut |_, t, a| {
+                        if layout.owns(t) {
+                            edges.push((a, layout.local(t), w, d));
+                        }
+                    });
                 }
             }
             edges.sort_by_key(|e| e.0);
@@ -314,8 +336,12 @@ impl Shard {
         let sic_sources: Vec<usize> = net
             .projections
             .iter()
-            .filter(|p| p.sic)
-            .filter_map(|p| (group_of_pop[p.source] != usize::MAX).then_some(group_of_pop[p.source]))
+            .filter_map(|p| match (p.sic, p.third) {
+                (true, _) => Some(p.source),
+                (_, Some(t)) => Some(t.population),
+                _ => None,
+            })
+            .filter_map(|pop| (group_of_pop[pop] != usize::MAX).then_some(group_of_pop[pop]))
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -567,9 +593,13 @@ impl Shard {
             for &gi in &self.sic_sources {
                 let slot = &self.groups[gi];
                 let var = ModelKind::AstrocyteLr1994.state_index("SIC").unwrap_or(3);
+                // Only nonzero currents travel: adding zero would change nothing, and an
+                // astrocyte's SIC is zero unless its calcium is above threshold.
                 for l in slot.local.clone() {
                     let value = slot.group.state(var, (l - slot.local.start) as usize);
-                    output.values.push(StateValue { step: t, gid: self.layout.gid(l), value });
+                    if value != 0.0 {
+                        output.values.push(StateValue { step: t, gid: self.layout.gid(l), value });
+                    }
                 }
             }
             lap(&mut times.update_ns);

@@ -6,7 +6,7 @@
 use crate::error::{Errors, SpecError};
 use crate::schema::{ConnSpec, Experiment, StimulusSpec};
 use neuropil_sim::models::ModelKind;
-use neuropil_sim::network::{Population, Projection, Rule, Sampler, Stimulus};
+use neuropil_sim::network::{Pool, Population, Projection, Rule, Sampler, Stimulus, ThirdParty};
 use neuropil_sim::{Dist, Network};
 use std::collections::HashMap;
 
@@ -294,6 +294,15 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
             continue;
         };
         let Ok(plasticity) = plasticity else { continue };
+        let third = match &pr.third {
+            None => None,
+            Some(th) => {
+                if plasticity.is_some() || sic {
+                    errs.add(format!("{path}.third"), "tripartite projections need static primary synapses");
+                }
+                compile_third(th, &format!("{path}.third"), post, dt, &populations, &by_name, &mut errs)
+            }
+        };
         if let Some(neuropil_sim::plasticity::Plasticity::Stdp(sp)) = &plasticity {
             if weight.lower() < 0.0 || weight.upper() > sp.w_max {
                 errs.add(
@@ -328,6 +337,7 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
             multapses: pr.conn.allow_multapses,
             plasticity,
             sic,
+            third,
         });
     }
 
@@ -539,6 +549,98 @@ pub fn estimate_bytes(net: &Network, shards: u64, samples: f64) -> u64 {
     let state: f64 = net.populations.iter().map(|p| p.size as f64 * p.model.bytes_per_neuron() as f64).sum();
     let poisson = net.stimuli.len() as f64 * n * 32.0;
     (syn + rows + ring + state + poisson + samples * 24.0 + 64e6) as u64
+}
+
+fn compile_third(
+    th: &crate::schema::ThirdSpec,
+    path: &str,
+    post: &Population,
+    dt: f64,
+    populations: &[Option<Population>],
+    by_name: &HashMap<&str, usize>,
+    errs: &mut Errors,
+) -> Option<ThirdParty> {
+    let n0 = errs.0.len();
+    let Some(&ai) = by_name.get(th.population.as_str()) else {
+        errs.add(format!("{path}.population"), format!("no population named \"{}\"", th.population));
+        return None;
+    };
+    let astro = populations[ai].as_ref()?;
+    if astro.model != ModelKind::AstrocyteLr1994 {
+        errs.add(
+            format!("{path}.population"),
+            format!(
+                "\"{}\" is {}; the third party must be an astrocyte_lr_1994 population",
+                th.population,
+                astro.model.name()
+            ),
+        );
+    }
+    if post.model != ModelKind::AeifCondAlphaAstro {
+        errs.add(
+            format!("{path}.population"),
+            format!("the slow inward current needs targets of model aeif_cond_alpha_astro, not {}", post.model.name()),
+        );
+    }
+    if !(0.0..=1.0).contains(&th.p) {
+        errs.add(format!("{path}.p"), format!("must be a probability in [0, 1], got {}", th.p));
+    }
+    let (n_t, n_a, k) = (post.size, astro.size, th.pool_size);
+    if k == 0 || k > n_a {
+        errs.add(
+            format!("{path}.pool_size"),
+            format!("must be in [1, {n_a}] (the astrocyte population's size), got {k}"),
+        );
+    }
+    let pool = match th.pool_type.as_str() {
+        "random" => Pool::Random { size: k },
+        "block" => {
+            if k == 1 && n_t % n_a != 0 {
+                errs.add(
+                    format!("{path}.pool_size"),
+                    format!(
+                        "block pools of 1 need the target size ({n_t}) to be a multiple of the astrocyte count ({n_a})"
+                    ),
+                );
+            } else if k > 1 && (n_t as u64) * (k as u64) != n_a as u64 {
+                errs.add(
+                    format!("{path}.pool_size"),
+                    format!("block pools of {k} need targets × pool_size = astrocytes, but {n_t} × {k} != {n_a}"),
+                );
+            }
+            Pool::Block { size: k }
+        }
+        other => {
+            errs.add(format!("{path}.pool_type"), format!("unknown pool type \"{other}\"; use random or block"));
+            Pool::Random { size: k }
+        }
+    };
+    if !(th.to_astrocyte_weight.is_finite() && th.to_astrocyte_weight >= 0.0) {
+        errs.add(
+            format!("{path}.to_astrocyte_weight"),
+            format!("weights into an astrocyte raise IP3 and must be >= 0, got {}", th.to_astrocyte_weight),
+        );
+    }
+    errs.finite(format!("{path}.sic_weight"), th.sic_weight);
+    let delay = |name: &str, v: Option<f64>, errs: &mut Errors| -> u16 {
+        let d = v.unwrap_or(dt);
+        if !(d.is_finite() && d >= dt - 1e-12 && d / dt <= u16::MAX as f64) {
+            errs.add(format!("{path}.{name}"), format!("{d} ms is not a delay >= dt ({dt} ms)"));
+            return 1;
+        }
+        (d / dt).round() as u16
+    };
+    let to_astrocyte_delay_steps = delay("to_astrocyte_delay_ms", th.to_astrocyte_delay_ms, errs);
+    let sic_delay_steps = delay("sic_delay_ms", th.sic_delay_ms, errs);
+    (errs.0.len() == n0).then_some(ThirdParty {
+        population: ai,
+        p: th.p,
+        pool,
+        to_astrocyte_weight: th.to_astrocyte_weight,
+        to_astrocyte_delay_steps,
+        sic_weight: th.sic_weight,
+        sic_delay_steps,
+    })
 }
 
 fn check_delay(d: &Dist, dt: f64, path: &str, errs: &mut Errors) {

@@ -172,6 +172,60 @@ pub struct ProjectionSpec {
     pub conn: ConnSpec,
     /// Synapse model, weight, delay, receptor.
     pub syn: SynSpec,
+    /// Tripartite: astrocytes joining some of the synapses (NEST's
+    /// `third_factor_bernoulli_with_pool`).
+    #[serde(default)]
+    pub third: Option<ThirdSpec>,
+}
+
+/// The astrocyte part of a tripartite projection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThirdSpec {
+    /// Astrocyte population (model astrocyte_lr_1994).
+    pub population: String,
+    /// Probability that a primary synapse gets an astrocyte.
+    pub p: f64,
+    /// `random` or `block`.
+    #[serde(default = "default_pool")]
+    pub pool_type: String,
+    /// Astrocytes per target's pool.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: u32,
+    /// Weight of source → astrocyte (≥ 0: spikes raise IP3 by delta_IP3 × weight).
+    #[serde(default = "default_one")]
+    pub to_astrocyte_weight: f64,
+    /// Delay of source → astrocyte, ms (default dt).
+    #[serde(default)]
+    pub to_astrocyte_delay_ms: Option<f64>,
+    /// Weight of astrocyte → target (scales the slow inward current).
+    #[serde(default = "default_one")]
+    pub sic_weight: f64,
+    /// Delay of astrocyte → target, ms (default dt).
+    #[serde(default)]
+    pub sic_delay_ms: Option<f64>,
+}
+
+impl Default for ThirdSpec {
+    fn default() -> Self {
+        ThirdSpec {
+            population: String::new(),
+            p: 0.0,
+            pool_type: default_pool(),
+            pool_size: 1,
+            to_astrocyte_weight: 1.0,
+            to_astrocyte_delay_ms: None,
+            sic_weight: 1.0,
+            sic_delay_ms: None,
+        }
+    }
+}
+
+fn default_pool() -> String {
+    "random".into()
+}
+fn default_pool_size() -> u32 {
+    1
 }
 
 /// Connection rule (NEST's conn_spec).

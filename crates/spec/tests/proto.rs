@@ -42,6 +42,7 @@ fn rust_schema_mirrors_the_proto() {
         ("PopulationSpec", fields(&PopulationSpec::default())),
         ("StimulusSpec", fields(&StimulusSpec::default())),
         ("ProjectionSpec", fields(&ProjectionSpec::default())),
+        ("ThirdSpec", fields(&ThirdSpec::default())),
         ("ConnSpec", fields(&ConnSpec::default())),
         ("SynSpec", fields(&SynSpec::default())),
         ("Distribution", fields(&DistFields::default())),
