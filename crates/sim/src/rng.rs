@@ -175,14 +175,7 @@ impl PoissonTable {
         if self.branchless > 0 {
             k = self.branchless;
         }
-        let last = self.cdf.len() - 1;
-        while k < last && u > self.cdf[k] {
-            k += 1;
-        }
-        if k == last && u > self.cdf[k] {
-            k = Self::MAX_COUNT;
-        }
-        k as u32
+        self.search_from(k, u)
     }
 
     /// One count conditioned on being at least 1 (zero-truncated Poisson), by
@@ -191,7 +184,12 @@ impl PoissonTable {
     pub fn sample_nonzero(&self, rng: &mut Stream) -> u32 {
         let p0 = self.cdf[0];
         let u = p0 + (1.0 - p0) * rng.uniform_open0();
-        let mut k = 1;
+        self.search_from(1, u)
+    }
+
+    /// The smallest k' >= k with u <= CDF(k'), or MAX_COUNT past the table.
+    #[inline]
+    fn search_from(&self, mut k: usize, u: f64) -> u32 {
         let last = self.cdf.len() - 1;
         while k < last && u > self.cdf[k] {
             k += 1;

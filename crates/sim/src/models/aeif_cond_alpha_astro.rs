@@ -6,7 +6,7 @@
 //! the next step, as the DC input does.
 
 use super::aeif_cond_exp::{self, P};
-use super::{refractory_steps, rkf45, ParamError, ParamInfo, StateInfo, StepInput};
+use super::{refractory_steps, ParamError, ParamInfo, StateInfo, StepInput};
 
 /// Parameters: those of `aeif_cond_exp` (NEST's aeif_cond_alpha defaults are the same).
 pub const PARAMS: &[ParamInfo] = aeif_cond_exp::PARAMS;
@@ -74,31 +74,19 @@ impl AeifCondAlphaAstro {
     /// One step for all neurons.
     pub fn update(&mut self, input: StepInput<'_>, spikes: &mut Vec<u32>) {
         let p = self.p;
-        let ref_steps = self.ref_steps;
         let (g0_ex, g0_in) = (std::f64::consts::E / p.tau_ex, std::f64::consts::E / p.tau_in);
         for i in 0..self.y.len() {
             let i_ext = input.i_stim_pa + self.i_sic[i];
-            let mut state = (self.refr[i], false);
-            rkf45::integrate(
+            let spiked = aeif_cond_exp::adex_step(
                 &mut self.y[i],
-                &mut state,
-                self.h,
+                &mut self.refr[i],
                 &mut self.h_int[i],
-                p.tol,
-                |s, y| deriv(&p, y, s.0 > 0, i_ext),
-                |s, y| {
-                    if s.0 > 0 {
-                        y[0] = p.v_reset;
-                    } else if y[0] >= p.v_peak {
-                        y[0] = p.v_reset;
-                        y[5] += p.b;
-                        s.0 = if ref_steps > 0 { ref_steps + 1 } else { 0 };
-                        s.1 = true;
-                    }
-                },
+                self.h,
+                &p,
+                self.ref_steps,
+                5,
+                |r, y| deriv(&p, y, r, i_ext),
             );
-            let (refr, spiked) = state;
-            self.refr[i] = refr.saturating_sub(1);
             let y = &mut self.y[i];
             y[1] += input.syn[2 * i] * g0_ex;
             y[3] -= input.syn[2 * i + 1] * g0_in;

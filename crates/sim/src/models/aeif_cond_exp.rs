@@ -126,6 +126,44 @@ impl AeifCondExp {
     }
 }
 
+/// Integrate one AdEx neuron over a step with NEST's spike handling: after every
+/// sub-step, a refractory neuron is held at V_reset; otherwise V ≥ V_peak emits a
+/// spike, resets V and adds b to the adaptation current `y[w]`. Returns whether it
+/// spiked; `refr` counts down once per step.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn adex_step<const N: usize>(
+    y: &mut [f64; N],
+    refr: &mut u32,
+    h_int: &mut f64,
+    h: f64,
+    p: &P,
+    ref_steps: u32,
+    w: usize,
+    deriv: impl Fn(bool, &[f64; N]) -> [f64; N],
+) -> bool {
+    let mut state = (*refr, false);
+    rkf45::integrate(
+        y,
+        &mut state,
+        h,
+        h_int,
+        p.tol,
+        |s, y| deriv(s.0 > 0, y),
+        |s, y| {
+            if s.0 > 0 {
+                y[0] = p.v_reset;
+            } else if y[0] >= p.v_peak {
+                y[0] = p.v_reset;
+                y[w] += p.b;
+                s.0 = if ref_steps > 0 { ref_steps + 1 } else { 0 };
+                s.1 = true;
+            }
+        },
+    );
+    *refr = state.0.saturating_sub(1);
+    state.1
+}
+
 impl P {
     /// From a parameter vector in [`PARAMS`] order.
     pub(crate) fn from_params(p: &[f64]) -> P {
@@ -155,29 +193,17 @@ impl AeifCondExp {
     pub fn update(&mut self, input: StepInput<'_>, spikes: &mut Vec<u32>) {
         let p = self.p;
         let i_stim = input.i_stim_pa;
-        let ref_steps = self.ref_steps;
         for i in 0..self.y.len() {
-            let mut state = (self.refr[i], false);
-            rkf45::integrate(
+            let spiked = adex_step(
                 &mut self.y[i],
-                &mut state,
-                self.h,
+                &mut self.refr[i],
                 &mut self.h_int[i],
-                p.tol,
-                |s, y| deriv(&p, y, s.0 > 0, i_stim),
-                |s, y| {
-                    if s.0 > 0 {
-                        y[0] = p.v_reset;
-                    } else if y[0] >= p.v_peak {
-                        y[0] = p.v_reset;
-                        y[3] += p.b;
-                        s.0 = if ref_steps > 0 { ref_steps + 1 } else { 0 };
-                        s.1 = true;
-                    }
-                },
+                self.h,
+                &p,
+                self.ref_steps,
+                3,
+                |r, y| deriv(&p, y, r, i_stim),
             );
-            let (refr, spiked) = state;
-            self.refr[i] = refr.saturating_sub(1);
             let y = &mut self.y[i];
             y[1] += input.syn[2 * i];
             y[2] -= input.syn[2 * i + 1];

@@ -2,10 +2,7 @@
 //! integrated exactly with NEST's propagators and update order. A spike of weight
 //! `w` (pA) produces a current whose peak is `w`, reached `tau_syn` after arrival.
 
-use super::{
-    non_negative, positive, propagator_alpha, propagator_exp, refractory_steps, ParamError, ParamInfo, StateInfo,
-    StepInput,
-};
+use super::{propagator_alpha, propagator_exp, refractory_steps, ParamError, ParamInfo, StateInfo, StepInput};
 
 /// Parameters, NEST names and defaults.
 pub const PARAMS: &[ParamInfo] = &[
@@ -20,12 +17,8 @@ pub const PARAMS: &[ParamInfo] = &[
     ParamInfo { name: "I_e", default: 0.0, unit: "pA", doc: "constant input current" },
 ];
 
-/// State variables.
-pub const STATE: &[StateInfo] = &[
-    StateInfo { name: "V_m", unit: "mV" },
-    StateInfo { name: "I_syn_ex", unit: "pA" },
-    StateInfo { name: "I_syn_in", unit: "pA" },
-];
+/// State variables (as `iaf_psc_exp`).
+pub const STATE: &[StateInfo] = super::iaf_psc_exp::STATE;
 
 const C_M: usize = 0;
 const TAU_M: usize = 1;
@@ -37,19 +30,9 @@ const V_RESET: usize = 6;
 const V_TH: usize = 7;
 const I_E: usize = 8;
 
-/// Check parameters.
-pub fn check(p: &[f64], _dt_ms: f64) -> Result<(), ParamError> {
-    for i in [C_M, TAU_M, TAU_EX, TAU_IN] {
-        positive(p, i, PARAMS)?;
-    }
-    non_negative(p, T_REF, PARAMS)?;
-    if p[V_RESET] >= p[V_TH] {
-        return Err(ParamError {
-            param: "V_reset",
-            message: format!("must be below V_th ({} mV), got {} mV", p[V_TH], p[V_RESET]),
-        });
-    }
-    Ok(())
+/// Check parameters (the same constraints as `iaf_psc_exp`).
+pub fn check(p: &[f64], dt_ms: f64) -> Result<(), ParamError> {
+    super::iaf_psc_exp::check(p, dt_ms)
 }
 
 /// Propagators of one synaptic channel.
