@@ -35,22 +35,26 @@ pub struct Prepared {
 
 /// Read and validate; every problem is a [`SpecError`] (exit code 2).
 pub fn prepare(req: &RunRequest) -> Result<Prepared, SpecError> {
-    let experiment = neuropil_spec::load(&req.experiment, &req.set)?;
-    let limits = Limits { memory_bytes: crate::system::available_memory_bytes() };
-    let compiled = neuropil_spec::compile(&experiment, &limits)?;
+    let mut experiment = neuropil_spec::load(&req.experiment, &req.set)?;
+    // Resolve parallelism first: the memory estimate depends on the shard count
+    // (every shard keeps a row index over all neurons).
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let threads = req.threads.unwrap_or(compiled.threads as usize);
+    let threads = req.threads.unwrap_or(experiment.run.threads as usize);
     let threads = if threads == 0 { cores } else { threads };
-    let shards = req.shards.unwrap_or(compiled.shards as usize);
+    let shards = req.shards.unwrap_or(experiment.run.shards as usize);
     let shards = if shards == 0 { threads } else { shards };
-    for (name, v) in [("--threads", threads), ("--shards", shards)] {
-        if v > 65_536 {
+    for (name, v, max) in [("--threads", threads, 1024), ("--shards", shards, 65_536)] {
+        if v > max {
             return Err(SpecError::Invalid(vec![neuropil_spec::FieldError {
                 path: name.into(),
-                message: format!("{v} is too many; at most 65536"),
+                message: format!("{v} is too many; at most {max}"),
             }]));
         }
     }
+    experiment.run.threads = threads as u32;
+    experiment.run.shards = shards as u32;
+    let limits = Limits { memory_bytes: crate::system::available_memory_bytes() };
+    let compiled = neuropil_spec::compile(&experiment, &limits)?;
     Ok(Prepared { experiment, compiled, threads, shards })
 }
 

@@ -352,3 +352,19 @@ fn bad_tripartite_specs_are_refused() {
     let sic_from_neuron = tri.replace("source = \"I\"", "source = \"E\"");
     expect_refused("sic-source", &sic_from_neuron, &[], "projections[1].source", "starts at an astrocyte_lr_1994");
 }
+
+#[test]
+fn shard_counts_that_do_not_fit_are_refused() {
+    // Every shard keeps an index over all neurons: 65536 shards of a 2-million-neuron
+    // network would need ~2 TB; the estimate must catch it before allocating.
+    let dir = scratch("shards");
+    let file = dir.join("big.toml");
+    std::fs::write(&file, VALID.replace("size = 40", "size = 2000000")).unwrap();
+    let o = bin().args(["run", "-q", "--shards", "65536", "--out"]).arg(dir.join("out")).arg(&file).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("GiB are available"), "{}", stderr(&o));
+    let o = bin().args(["run", "-q", "--threads", "5000"]).arg(&file).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--threads: 5000 is too many"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
