@@ -327,6 +327,7 @@ mod tests {
             model: ModelKind::Parrot,
             params: vec![],
             initial: vec![],
+            homeostasis: None,
         };
         let mut populations = vec![pop("a", 0, n_pre)];
         if !same {
@@ -447,6 +448,7 @@ mod tests {
             model: ModelKind::Parrot,
             params: vec![],
             initial: vec![],
+            homeostasis: None,
         });
         for pool in [Pool::Random { size: 10 }, Pool::Block { size: 1 }] {
             n.projections[0].third = Some(ThirdParty {

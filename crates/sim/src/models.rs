@@ -273,6 +273,21 @@ impl Group {
         }
     }
 
+    /// Whether the model's threshold can move (intrinsic plasticity).
+    pub fn has_adaptive_threshold(kind: ModelKind) -> bool {
+        matches!(kind, ModelKind::IafPscExp | ModelKind::IafPscAlpha | ModelKind::IafPscDelta)
+    }
+
+    /// Move neuron `i`'s threshold by `delta_mv` (models without one ignore it).
+    pub fn shift_threshold(&mut self, i: usize, delta_mv: f64) {
+        match self {
+            Group::IafPscExp(g) => g.shift_threshold(i, delta_mv),
+            Group::IafPscAlpha(g) => g.shift_threshold(i, delta_mv),
+            Group::IafPscDelta(g) => g.shift_threshold(i, delta_mv),
+            _ => {}
+        }
+    }
+
     /// Set state variable `var` of neuron `i`.
     pub fn set_state(&mut self, var: usize, i: usize, value: f64) {
         match self {

@@ -65,6 +65,28 @@ pub struct Population {
     pub params: Vec<f64>,
     /// Initial state: (state variable index, distribution), drawn per neuron.
     pub initial: Vec<(usize, Dist)>,
+    /// Homeostatic regulation of the population's rate, if any.
+    pub homeostasis: Option<Homeostasis>,
+}
+
+/// Homeostasis toward a target rate: each neuron estimates its rate with an
+/// exponential trace (initialised at the target) and
+/// - intrinsic plasticity moves its threshold by `threshold_rate · (r − r_target) · dt`
+///   (mV; models with a threshold state `V_th`);
+/// - synaptic scaling multiplies its excitatory incoming weights every interval by
+///   `1 + scaling_rate · (r_target − r) · interval` (floored at 0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Homeostasis {
+    /// Target rate, Hz.
+    pub target_rate_hz: f64,
+    /// Time constant of the rate estimate, ms.
+    pub tau_rate_ms: f64,
+    /// Threshold change, mV per Hz of rate error per second (0: off).
+    pub threshold_rate: f64,
+    /// Relative weight change per Hz of rate error per second (0: off).
+    pub scaling_rate: f64,
+    /// Steps between two scalings.
+    pub scaling_interval_steps: u32,
 }
 
 impl Population {

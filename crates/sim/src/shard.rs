@@ -14,7 +14,7 @@
 use crate::connectivity::{visit_projection, visit_tripartite, Layout};
 use crate::models::ModelKind;
 use crate::models::{Group, StepInput};
-use crate::network::{Exchange, Gid, Network, PlasticWeight, Spike, StateValue, Stimulus};
+use crate::network::{Exchange, Gid, Homeostasis, Network, PlasticWeight, Spike, StateValue, Stimulus};
 use crate::plasticity::{stdp_update, Plasticity, PostHistory, PreState};
 use crate::rng::{poisson_gap, purpose, PoissonTable, Stream};
 use rand_distr::Distribution;
@@ -65,6 +65,8 @@ struct GroupSlot {
     group: Group,
     /// Postsynaptic trace time constant if STDP synapses end on this population.
     tau_minus: Option<f64>,
+    /// Homeostasis and the per-neuron rate estimates (Hz).
+    homeo: Option<(Homeostasis, Vec<f64>)>,
     /// DC inputs: (amplitude pA, first step on, first step off).
     dc: Vec<(f64, u64, u64)>,
 }
@@ -214,7 +216,8 @@ impl Shard {
                 Some(Plasticity::Stdp(sp)) if p.target == pi => Some(sp.tau_minus),
                 _ => None,
             });
-            groups.push(GroupSlot { local, group, dc: Vec::new(), tau_minus });
+            let homeo = pop.homeostasis.map(|h| (h, vec![h.target_rate_hz; local.len()]));
+            groups.push(GroupSlot { local, group, dc: Vec::new(), tau_minus, homeo });
         }
 
         // Synapses: count per source, then fill (the generator is replayed), then sort
@@ -577,6 +580,19 @@ impl Shard {
                 for &f in &self.fired {
                     out.push(Spike { step: t, gid: self.layout.gid(slot.local.start + f) });
                 }
+                if let Some((h, rate)) = &mut slot.homeo {
+                    let decay = (-self.dt_ms / h.tau_rate_ms).exp();
+                    rate.iter_mut().for_each(|r| *r *= decay);
+                    for &f in &self.fired {
+                        rate[f as usize] += 1000.0 / h.tau_rate_ms;
+                    }
+                    if h.threshold_rate != 0.0 {
+                        let k = h.threshold_rate * self.dt_ms * 1e-3;
+                        for (i, r) in rate.iter().enumerate() {
+                            slot.group.shift_threshold(i, k * (r - h.target_rate_hz));
+                        }
+                    }
+                }
                 if let Some(tau_minus) = slot.tau_minus {
                     for &f in &self.fired {
                         let h = &mut self.post[(slot.local.start + f) as usize];
@@ -590,6 +606,7 @@ impl Shard {
             if !self.current.is_empty() {
                 self.current[cur_base..cur_base + self.n_local].fill(0.0);
             }
+            self.synaptic_scaling(t);
             for &gi in &self.sic_sources {
                 let slot = &self.groups[gi];
                 let var = ModelKind::AstrocyteLr1994.state_index("SIC").unwrap_or(3);
@@ -673,6 +690,40 @@ impl Shard {
             }
             if any_done {
                 table.pending.retain(|p| p.next < p.end);
+            }
+        }
+    }
+
+    /// Scale the excitatory weights onto neurons whose population has synaptic
+    /// scaling due at the end of step `t`.
+    fn synaptic_scaling(&mut self, t: u64) {
+        let mut factor: Vec<f64> = Vec::new();
+        for slot in &self.groups {
+            let Some((h, rate)) = &slot.homeo else { continue };
+            if h.scaling_rate == 0.0 || (t + 1) % h.scaling_interval_steps as u64 != 0 {
+                continue;
+            }
+            if factor.is_empty() {
+                factor = vec![1.0; self.n_local];
+            }
+            let k = h.scaling_rate * h.scaling_interval_steps as f64 * self.dt_ms * 1e-3;
+            for (i, r) in rate.iter().enumerate() {
+                factor[slot.local.start as usize + i] = (1.0 + k * (h.target_rate_hz - r)).max(0.0);
+            }
+        }
+        if factor.is_empty() {
+            return;
+        }
+        for (w, &tg) in self.syn_weight.iter_mut().zip(&self.syn_target) {
+            if *w > 0.0 {
+                *w = (*w as f64 * factor[tg as usize]) as f32;
+            }
+        }
+        for table in &mut self.plastic {
+            for (w, &tg) in table.weight.iter_mut().zip(&table.target) {
+                if *w > 0.0 {
+                    *w *= factor[tg as usize];
+                }
             }
         }
     }

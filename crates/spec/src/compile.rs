@@ -183,6 +183,10 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
                 errs.add(format!("{path}.full_scale_rate_hz"), format!("must be a rate >= 0 Hz, got {r}"));
             }
         }
+        let homeostasis = p
+            .homeostasis
+            .as_ref()
+            .and_then(|h| compile_homeostasis(h, &format!("{path}.homeostasis"), model, dt, &mut errs));
         let size_u = size.clamp(0.0, MAX_NEURONS as f64) as u32;
         populations.push(Some(Population {
             name: p.name.clone(),
@@ -191,6 +195,7 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
             model,
             params,
             initial,
+            homeostasis,
         }));
         first_gid += size_u as u64;
     }
@@ -549,6 +554,47 @@ pub fn estimate_bytes(net: &Network, shards: u64, samples: f64) -> u64 {
     let state: f64 = net.populations.iter().map(|p| p.size as f64 * p.model.bytes_per_neuron() as f64).sum();
     let poisson = net.stimuli.len() as f64 * n * 32.0;
     (syn + rows + ring + state + poisson + samples * 24.0 + 64e6) as u64
+}
+
+fn compile_homeostasis(
+    h: &crate::schema::HomeostasisSpec,
+    path: &str,
+    model: ModelKind,
+    dt: f64,
+    errs: &mut Errors,
+) -> Option<neuropil_sim::network::Homeostasis> {
+    let n0 = errs.0.len();
+    if !(h.target_rate_hz.is_finite() && h.target_rate_hz >= 0.0) {
+        errs.add(format!("{path}.target_rate_hz"), format!("must be a rate >= 0 Hz, got {}", h.target_rate_hz));
+    }
+    if !(h.tau_rate_ms.is_finite() && h.tau_rate_ms >= dt) {
+        errs.add(format!("{path}.tau_rate_ms"), format!("must be >= dt ({dt} ms), got {}", h.tau_rate_ms));
+    }
+    for (name, v) in [("threshold_rate", h.threshold_rate), ("scaling_rate", h.scaling_rate)] {
+        if !(v.is_finite() && v >= 0.0) {
+            errs.add(format!("{path}.{name}"), format!("must be >= 0 (0 switches it off), got {v}"));
+        }
+    }
+    if h.threshold_rate > 0.0 && !neuropil_sim::models::Group::has_adaptive_threshold(model) {
+        errs.add(
+            format!("{path}.threshold_rate"),
+            format!("{} has no adaptive threshold; intrinsic plasticity works with iaf_psc_exp, iaf_psc_alpha, iaf_psc_delta", model.name()),
+        );
+    }
+    let steps = (h.scaling_interval_ms / dt).round();
+    if !(h.scaling_interval_ms.is_finite() && steps >= 1.0 && steps <= u32::MAX as f64) {
+        errs.add(
+            format!("{path}.scaling_interval_ms"),
+            format!("must be >= dt ({dt} ms), got {}", h.scaling_interval_ms),
+        );
+    }
+    (errs.0.len() == n0).then_some(neuropil_sim::network::Homeostasis {
+        target_rate_hz: h.target_rate_hz,
+        tau_rate_ms: h.tau_rate_ms,
+        threshold_rate: h.threshold_rate,
+        scaling_rate: h.scaling_rate,
+        scaling_interval_steps: steps as u32,
+    })
 }
 
 fn compile_third(

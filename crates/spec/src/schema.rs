@@ -120,6 +120,49 @@ pub struct PopulationSpec {
     /// Mean rate at full scale, Hz (for DC compensation when synapses are scaled).
     #[serde(default)]
     pub full_scale_rate_hz: Option<f64>,
+    /// Homeostatic regulation toward a target rate.
+    #[serde(default)]
+    pub homeostasis: Option<HomeostasisSpec>,
+}
+
+/// Homeostasis: intrinsic plasticity of the threshold and synaptic scaling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeostasisSpec {
+    /// Target rate, Hz.
+    pub target_rate_hz: f64,
+    /// Time constant of each neuron's rate estimate, ms.
+    #[serde(default = "default_tau_rate")]
+    pub tau_rate_ms: f64,
+    /// Intrinsic plasticity: threshold change, mV per Hz of rate error per second (0: off).
+    #[serde(default)]
+    pub threshold_rate: f64,
+    /// Synaptic scaling: relative change of excitatory weights per Hz of rate error
+    /// per second (0: off).
+    #[serde(default)]
+    pub scaling_rate: f64,
+    /// Synaptic scaling interval, ms.
+    #[serde(default = "default_scaling_interval")]
+    pub scaling_interval_ms: f64,
+}
+
+impl Default for HomeostasisSpec {
+    fn default() -> Self {
+        HomeostasisSpec {
+            target_rate_hz: 0.0,
+            tau_rate_ms: default_tau_rate(),
+            threshold_rate: 0.0,
+            scaling_rate: 0.0,
+            scaling_interval_ms: default_scaling_interval(),
+        }
+    }
+}
+
+fn default_tau_rate() -> f64 {
+    1000.0
+}
+fn default_scaling_interval() -> f64 {
+    100.0
 }
 
 /// An input device.

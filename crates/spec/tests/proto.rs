@@ -43,6 +43,7 @@ fn rust_schema_mirrors_the_proto() {
         ("StimulusSpec", fields(&StimulusSpec::default())),
         ("ProjectionSpec", fields(&ProjectionSpec::default())),
         ("ThirdSpec", fields(&ThirdSpec::default())),
+        ("HomeostasisSpec", fields(&HomeostasisSpec::default())),
         ("ConnSpec", fields(&ConnSpec::default())),
         ("SynSpec", fields(&SynSpec::default())),
         ("Distribution", fields(&DistFields::default())),

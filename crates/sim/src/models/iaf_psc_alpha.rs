@@ -68,7 +68,8 @@ pub struct IafPscAlpha {
     di_in: Vec<f64>,
     refr: Vec<u32>,
     e_l: f64,
-    theta: f64,
+    /// Threshold relative to E_L, per neuron (intrinsic plasticity moves it).
+    theta: Vec<f64>,
     v_reset: f64,
     i_e: f64,
     ref_steps: u32,
@@ -90,7 +91,7 @@ impl IafPscAlpha {
             di_in: vec![0.0; n],
             refr: vec![0; n],
             e_l: p[E_L],
-            theta: p[V_TH] - p[E_L],
+            theta: vec![p[V_TH] - p[E_L]; n],
             v_reset: p[V_RESET] - p[E_L],
             i_e: p[I_E],
             ref_steps: refractory_steps(p[T_REF], h),
@@ -127,7 +128,7 @@ impl IafPscAlpha {
             self.di_in[i] = self.di_in[i] * inh.p11 + inh.jump * syn[2 * i + 1];
             syn[2 * i] = 0.0;
             syn[2 * i + 1] = 0.0;
-            if v >= self.theta {
+            if v >= self.theta[i] {
                 self.refr[i] = self.ref_steps;
                 v = self.v_reset;
                 spikes.push(i as u32);
@@ -136,12 +137,18 @@ impl IafPscAlpha {
         }
     }
 
+    /// Move neuron `i`'s threshold by `delta_mv`.
+    pub fn shift_threshold(&mut self, i: usize, delta_mv: f64) {
+        self.theta[i] += delta_mv;
+    }
+
     /// State variable `var` of neuron `i`.
     pub fn state(&self, var: usize, i: usize) -> f64 {
         match var {
             0 => self.v[i] + self.e_l,
             1 => self.i_ex[i],
-            _ => self.i_in[i],
+            2 => self.i_in[i],
+            _ => self.theta[i] + self.e_l,
         }
     }
 
@@ -150,7 +157,8 @@ impl IafPscAlpha {
         match var {
             0 => self.v[i] = value - self.e_l,
             1 => self.i_ex[i] = value,
-            _ => self.i_in[i] = value,
+            2 => self.i_in[i] = value,
+            _ => self.theta[i] = value - self.e_l,
         }
     }
 }

@@ -18,7 +18,7 @@ pub const PARAMS: &[ParamInfo] = &[
 ];
 
 /// State variables.
-pub const STATE: &[StateInfo] = &[StateInfo { name: "V_m", unit: "mV" }];
+pub const STATE: &[StateInfo] = &[StateInfo { name: "V_m", unit: "mV" }, StateInfo { name: "V_th", unit: "mV" }];
 
 /// Check parameters.
 pub fn check(p: &[f64], _dt_ms: f64) -> Result<(), ParamError> {
@@ -40,7 +40,8 @@ pub struct IafPscDelta {
     v: Vec<f64>,
     refr: Vec<u32>,
     e_l: f64,
-    theta: f64,
+    /// Threshold relative to E_L, per neuron (intrinsic plasticity moves it).
+    theta: Vec<f64>,
     v_reset: f64,
     v_min: f64,
     i_e: f64,
@@ -57,7 +58,7 @@ impl IafPscDelta {
             v: vec![0.0; n],
             refr: vec![0; n],
             e_l: p[3],
-            theta: p[5] - p[3],
+            theta: vec![p[5] - p[3]; n],
             v_reset: p[4] - p[3],
             v_min: p[6] - p[3],
             i_e: p[7],
@@ -84,7 +85,7 @@ impl IafPscDelta {
             } else {
                 self.refr[i] -= 1;
             }
-            if v >= self.theta {
+            if v >= self.theta[i] {
                 self.refr[i] = self.ref_steps;
                 v = self.v_reset;
                 spikes.push(i as u32);
@@ -94,13 +95,26 @@ impl IafPscDelta {
     }
 
     /// State variable `var` of neuron `i`.
-    pub fn state(&self, _var: usize, i: usize) -> f64 {
-        self.v[i] + self.e_l
+    pub fn state(&self, var: usize, i: usize) -> f64 {
+        if var == 0 {
+            self.v[i] + self.e_l
+        } else {
+            self.theta[i] + self.e_l
+        }
+    }
+
+    /// Move neuron `i`'s threshold by `delta_mv`.
+    pub fn shift_threshold(&mut self, i: usize, delta_mv: f64) {
+        self.theta[i] += delta_mv;
     }
 
     /// Set state variable `var` of neuron `i`.
-    pub fn set_state(&mut self, _var: usize, i: usize, value: f64) {
-        self.v[i] = value - self.e_l;
+    pub fn set_state(&mut self, var: usize, i: usize, value: f64) {
+        if var == 0 {
+            self.v[i] = value - self.e_l;
+        } else {
+            self.theta[i] = value - self.e_l;
+        }
     }
 }
 

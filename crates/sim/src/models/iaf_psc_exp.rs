@@ -24,6 +24,7 @@ pub const STATE: &[StateInfo] = &[
     StateInfo { name: "V_m", unit: "mV" },
     StateInfo { name: "I_syn_ex", unit: "pA" },
     StateInfo { name: "I_syn_in", unit: "pA" },
+    StateInfo { name: "V_th", unit: "mV" },
 ];
 
 const C_M: usize = 0;
@@ -59,7 +60,8 @@ pub struct IafPscExp {
     i_in: Vec<f64>,
     refr: Vec<u32>,
     e_l: f64,
-    theta: f64,
+    /// Threshold relative to E_L, per neuron (intrinsic plasticity moves it).
+    theta: Vec<f64>,
     v_reset: f64,
     i_e: f64,
     ref_steps: u32,
@@ -81,7 +83,7 @@ impl IafPscExp {
             i_in: vec![0.0; n],
             refr: vec![0; n],
             e_l: p[E_L],
-            theta: p[V_TH] - p[E_L],
+            theta: vec![p[V_TH] - p[E_L]; n],
             v_reset: p[V_RESET] - p[E_L],
             i_e: p[I_E],
             ref_steps: refractory_steps(p[T_REF], h),
@@ -112,7 +114,7 @@ impl IafPscExp {
             self.i_in[i] = i_in * self.p11_in + syn[2 * i + 1];
             syn[2 * i] = 0.0;
             syn[2 * i + 1] = 0.0;
-            if v >= self.theta {
+            if v >= self.theta[i] {
                 self.refr[i] = self.ref_steps;
                 v = self.v_reset;
                 spikes.push(i as u32);
@@ -121,12 +123,18 @@ impl IafPscExp {
         }
     }
 
+    /// Move neuron `i`'s threshold by `delta_mv`.
+    pub fn shift_threshold(&mut self, i: usize, delta_mv: f64) {
+        self.theta[i] += delta_mv;
+    }
+
     /// State variable `var` of neuron `i`.
     pub fn state(&self, var: usize, i: usize) -> f64 {
         match var {
             0 => self.v[i] + self.e_l,
             1 => self.i_ex[i],
-            _ => self.i_in[i],
+            2 => self.i_in[i],
+            _ => self.theta[i] + self.e_l,
         }
     }
 
@@ -135,7 +143,8 @@ impl IafPscExp {
         match var {
             0 => self.v[i] = value - self.e_l,
             1 => self.i_ex[i] = value,
-            _ => self.i_in[i] = value,
+            2 => self.i_in[i] = value,
+            _ => self.theta[i] = value - self.e_l,
         }
     }
 }
