@@ -700,7 +700,7 @@ impl Shard {
         let mut factor: Vec<f64> = Vec::new();
         for slot in &self.groups {
             let Some((h, rate)) = &slot.homeo else { continue };
-            if h.scaling_rate == 0.0 || (t + 1) % h.scaling_interval_steps as u64 != 0 {
+            if h.scaling_rate == 0.0 || !(t + 1).is_multiple_of(h.scaling_interval_steps as u64) {
                 continue;
             }
             if factor.is_empty() {
