@@ -12,7 +12,6 @@
 //! receive them, whatever the partition.
 
 use crate::connectivity::{visit_projection, visit_tripartite, Layout};
-use crate::models::ModelKind;
 use crate::models::{Group, StepInput};
 use crate::network::{Exchange, Gid, Homeostasis, Network, PlasticWeight, Spike, StateValue, Stimulus};
 use crate::plasticity::{stdp_update, Plasticity, PostHistory, PreState};
@@ -609,7 +608,7 @@ impl Shard {
             self.synaptic_scaling(t);
             for &gi in &self.sic_sources {
                 let slot = &self.groups[gi];
-                let var = ModelKind::AstrocyteLr1994.state_index("SIC").unwrap_or(3);
+                let var = crate::models::astrocyte_lr_1994::SIC_VAR;
                 // Only nonzero currents travel: adding zero would change nothing, and an
                 // astrocyte's SIC is zero unless its calcium is above threshold.
                 for l in slot.local.clone() {

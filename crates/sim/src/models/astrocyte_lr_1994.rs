@@ -32,6 +32,9 @@ pub const PARAMS: &[ParamInfo] = &[
     ParamInfo { name: "tau_IP3", default: 7142.0, unit: "ms", doc: "IP3 decay time constant" },
 ];
 
+/// Index of the slow inward current among the state variables.
+pub const SIC_VAR: usize = 3;
+
 /// State variables (initial IP3 0.16, Ca 0.073, h 0.793).
 pub const STATE: &[StateInfo] = &[
     StateInfo { name: "IP3", unit: "uM" },
