@@ -368,3 +368,20 @@ fn shard_counts_that_do_not_fit_are_refused() {
     assert!(stderr(&o).contains("--threads: 5000 is too many"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn dopamine_synapses_need_a_modulator() {
+    let da = VALID.replace(
+        "syn = { weight = 50.0, delay_ms = 1.0 }",
+        "syn = { model = \"stdp_dopamine_synapse\", weight = 50.0, delay_ms = 1.0 }",
+    );
+    expect_refused("no-modulator", &da, &[], "projections[0].syn.modulator", "dopamine-releasing population");
+    let wrong =
+        da.replace("model = \"stdp_dopamine_synapse\",", "model = \"stdp_dopamine_synapse\", modulator = \"VTA\",");
+    expect_refused("bad-modulator", &wrong, &[], "projections[0].syn.modulator", "no population named \"VTA\"");
+    let stray = VALID.replace(
+        "syn = { weight = 50.0, delay_ms = 1.0 }",
+        "syn = { weight = 50.0, delay_ms = 1.0, modulator = \"E\" }",
+    );
+    expect_refused("stray-modulator", &stray, &[], "projections[0].syn.modulator", "only stdp_dopamine_synapse");
+}

@@ -77,6 +77,34 @@ pub struct TsodyksParams {
     pub tau_fac: f64,
 }
 
+/// Dopamine-modulated (third-factor) STDP (Izhikevich 2007; NEST's
+/// `stdp_dopamine_synapse` equations): pairings feed an eligibility trace c instead
+/// of the weight; the weight follows dw/dt = c (n − b), where n is the dopamine
+/// concentration, raised by 1/tau_n at every spike of the modulator population.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DopamineParams {
+    /// Presynaptic trace time constant, ms.
+    pub tau_plus: f64,
+    /// Postsynaptic trace time constant, ms (shared per target population).
+    pub tau_minus: f64,
+    /// Eligibility trace time constant, ms.
+    pub tau_c: f64,
+    /// Dopamine time constant, ms.
+    pub tau_n: f64,
+    /// Eligibility increase per pairing (pre before post).
+    pub a_plus: f64,
+    /// Eligibility decrease per pairing (post before pre).
+    pub a_minus: f64,
+    /// Baseline dopamine concentration (1/ms).
+    pub b: f64,
+    /// Weight bounds.
+    pub w_min: f64,
+    /// Weight bounds.
+    pub w_max: f64,
+    /// Modulator population index.
+    pub modulator: usize,
+}
+
 /// The rule of a plastic projection.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Plasticity {
@@ -84,6 +112,105 @@ pub enum Plasticity {
     Stdp(StdpParams),
     /// Short-term depression/facilitation.
     Tsodyks(TsodyksParams),
+    /// Dopamine-modulated STDP.
+    Dopamine(DopamineParams),
+}
+
+impl Plasticity {
+    /// The postsynaptic trace time constant, for rules that pair with post spikes.
+    pub fn tau_minus(&self) -> Option<f64> {
+        match self {
+            Plasticity::Stdp(p) => Some(p.tau_minus),
+            Plasticity::Dopamine(p) => Some(p.tau_minus),
+            Plasticity::Tsodyks(_) => None,
+        }
+    }
+}
+
+/// The dopamine concentration over time: the stamps of the modulator's spikes and
+/// the concentration right after each. Every shard sees every spike, so every shard
+/// holds the same history.
+#[derive(Debug, Clone, Default)]
+pub struct DopamineHistory {
+    spikes: Vec<(u64, f64)>,
+}
+
+impl DopamineHistory {
+    /// Record a modulator spike at `stamp` (in order).
+    pub fn push(&mut self, stamp: u64, tau_n: f64, dt_ms: f64) {
+        let n = self.at(stamp as i64, tau_n, dt_ms) + 1.0 / tau_n;
+        self.spikes.push((stamp, n));
+    }
+
+    /// Concentration at time `t` (stamp units), counting spikes with stamp <= t.
+    pub fn at(&self, t: i64, tau_n: f64, dt_ms: f64) -> f64 {
+        let k = self.spikes.partition_point(|s| (s.0 as i64) <= t);
+        if k == 0 {
+            return 0.0;
+        }
+        let (s, n) = self.spikes[k - 1];
+        n * (-((t - s as i64) as f64 * dt_ms) / tau_n).exp()
+    }
+
+    /// Stamps of the modulator spikes in (t0, t1].
+    pub fn between(&self, t0: i64, t1: i64) -> impl Iterator<Item = u64> + '_ {
+        let a = self.spikes.partition_point(|s| (s.0 as i64) <= t0);
+        self.spikes[a..].iter().map(|s| s.0).take_while(move |&s| (s as i64) <= t1)
+    }
+}
+
+/// Update one dopamine-modulated synapse of delay `d` for a presynaptic spike at
+/// `stamp`: integrate the weight exactly from the previous presynaptic spike, with
+/// the eligibility jumps of the post spikes and the dopamine jumps in between, then
+/// apply the depression of this pairing to the eligibility. Returns the new weight;
+/// `c` is the synapse's eligibility at the previous presynaptic spike, updated.
+#[allow(clippy::too_many_arguments)]
+pub fn dopamine_update(
+    p: &DopamineParams,
+    w: f64,
+    c: &mut f64,
+    before: &PreState,
+    stamp: u64,
+    d: u64,
+    post: &mut PostHistory,
+    dopa: &DopamineHistory,
+    dt_ms: f64,
+) -> f64 {
+    let d = d as i64;
+    let (t0, t1) = (before.last as i64, stamp as i64);
+    // Events in (t0, t1]: post spikes seen at the synapse (t_post + d) and dopamine.
+    let mut events: Vec<(i64, bool)> = Vec::new();
+    post.read_window(t0 - d, t1 - d, |t_post| events.push((t_post as i64 + d, true)));
+    events.extend(dopa.between(t0, t1).map(|t| (t as i64, false)));
+    events.sort_by_key(|e| (e.0, e.1));
+    let tau_s = 1.0 / (1.0 / p.tau_c + 1.0 / p.tau_n);
+    let mut w = w;
+    let mut t = t0;
+    let mut cc = *c;
+    let integrate = |w: &mut f64, cc: f64, from: i64, to: i64| {
+        if to <= from {
+            return;
+        }
+        let n0 = dopa.at(from, p.tau_n, dt_ms);
+        let h = (to - from) as f64 * dt_ms;
+        let dw = cc * (n0 * tau_s * -(-h / tau_s).exp_m1() - p.b * p.tau_c * -(-h / p.tau_c).exp_m1());
+        *w = (*w + dw).clamp(p.w_min, p.w_max);
+    };
+    for (te, is_post) in events {
+        integrate(&mut w, cc, t, te);
+        cc *= (-((te - t) as f64 * dt_ms) / p.tau_c).exp();
+        t = te;
+        if is_post && before.last > 0 {
+            // Pair with the presynaptic trace at the post spike's arrival.
+            let kplus = before.a * (-((te - t0) as f64 * dt_ms) / p.tau_plus).exp();
+            cc += p.a_plus * kplus;
+        }
+    }
+    integrate(&mut w, cc, t, t1);
+    cc *= (-((t1 - t) as f64 * dt_ms) / p.tau_c).exp();
+    cc -= p.a_minus * post.trace(t1 - d, p.tau_minus, dt_ms, Pairing::AllToAll);
+    *c = cc;
+    w
 }
 
 /// Presynaptic state of one source for one projection: the last spike and the
@@ -103,7 +230,7 @@ impl PreState {
     /// Initial state for `rule`.
     pub fn new(rule: &Plasticity) -> Self {
         match rule {
-            Plasticity::Stdp(_) => PreState { last: 0, a: 0.0, b: 0.0 },
+            Plasticity::Stdp(_) | Plasticity::Dopamine(_) => PreState { last: 0, a: 0.0, b: 0.0 },
             Plasticity::Tsodyks(p) => PreState { last: 0, a: p.x0, b: p.u0 },
         }
     }
@@ -119,6 +246,10 @@ impl PreState {
                     Pairing::AllToAll => self.a * (-h / p.tau_plus).exp() + 1.0,
                     Pairing::Nearest => 1.0,
                 };
+                1.0
+            }
+            Plasticity::Dopamine(p) => {
+                self.a = self.a * (-h / p.tau_plus).exp() + 1.0;
                 1.0
             }
             Plasticity::Tsodyks(p) => {

@@ -14,7 +14,7 @@
 use crate::connectivity::{visit_projection, visit_tripartite, Layout};
 use crate::models::{Group, StepInput};
 use crate::network::{Exchange, Gid, Homeostasis, Network, PlasticWeight, Spike, StateValue, Stimulus};
-use crate::plasticity::{stdp_update, Plasticity, PostHistory, PreState};
+use crate::plasticity::{dopamine_update, stdp_update, DopamineHistory, Plasticity, PostHistory, PreState};
 use crate::rng::{poisson_gap, purpose, PoissonTable, Stream};
 use rand_distr::Distribution;
 use std::ops::Range;
@@ -98,6 +98,9 @@ struct PlasticTable {
     /// Presynaptic state per source neuron.
     pre: Vec<PreState>,
     pending: Vec<PlasticPending>,
+    /// Dopamine-modulated rule: eligibility per synapse, and the modulator's history.
+    eligibility: Vec<f64>,
+    dopamine: DopamineHistory,
 }
 
 /// A spike pending on a plastic projection, with the presynaptic state before it.
@@ -168,6 +171,8 @@ pub struct Shard {
     plastic: Vec<PlasticTable>,
     /// Postsynaptic spike history per local neuron (empty without STDP).
     post: Vec<PostHistory>,
+    /// Gid range [first, end) of every population (modulators of dopamine rules).
+    modulators: Vec<(Gid, Gid)>,
     /// SIC connections, CSR by source gid: (local target, weight, delay steps).
     sic_row: Vec<u64>,
     sic_syn: Vec<(u32, f32, u16)>,
@@ -211,10 +216,11 @@ impl Shard {
                 }
             }
             group_of_pop[pi] = groups.len();
-            let tau_minus = net.projections.iter().find_map(|p| match p.plasticity {
-                Some(Plasticity::Stdp(sp)) if p.target == pi => Some(sp.tau_minus),
-                _ => None,
-            });
+            let tau_minus = net
+                .projections
+                .iter()
+                .filter(|p| p.target == pi)
+                .find_map(|p| p.plasticity.and_then(|r| r.tau_minus()));
             let homeo = pop.homeostasis.map(|h| (h, vec![h.target_rate_hz; local.len()]));
             groups.push(GroupSlot { local, group, dc: Vec::new(), tau_minus, homeo });
         }
@@ -266,7 +272,7 @@ impl Shard {
             });
             // Stable: generation order within (source, delay).
             edges.sort_by_key(|e| (e.0, e.1));
-            if matches!(rule, Plasticity::Stdp(_)) {
+            if rule.tau_minus().is_some() {
                 if post.is_empty() {
                     post = vec![PostHistory::default(); n_local];
                 }
@@ -302,6 +308,8 @@ impl Shard {
                 weight: edges.iter().map(|e| e.3).collect(),
                 pre: vec![PreState::new(&rule); pre_pop.size as usize],
                 pending: Vec::new(),
+                eligibility: if matches!(rule, Plasticity::Dopamine(_)) { vec![0.0; edges.len()] } else { Vec::new() },
+                dopamine: DopamineHistory::default(),
             });
         }
 
@@ -455,6 +463,7 @@ impl Shard {
             input: vec![0.0; n_local * 2],
             plastic,
             post,
+            modulators: net.populations.iter().map(|p| (p.first_gid, p.end_gid())).collect(),
             sic_row,
             sic_syn,
             current: vec![0.0; current_slots as usize * n_local],
@@ -504,6 +513,12 @@ impl Shard {
             }
         }
         for table in &mut self.plastic {
+            if let Plasticity::Dopamine(dp) = table.rule {
+                let m = &self.modulators[dp.modulator];
+                for sp in incoming.iter().filter(|sp| sp.gid >= m.0 && sp.gid < m.1) {
+                    table.dopamine.push(sp.step + 1, dp.tau_n, self.dt_ms);
+                }
+            }
             for sp in incoming {
                 if sp.gid < table.src_first || sp.gid >= table.src_first + table.src_size {
                     continue;
@@ -677,6 +692,21 @@ impl Shard {
                             w
                         }
                         Plasticity::Tsodyks(_) => table.weight[k] * p.factor,
+                        Plasticity::Dopamine(dp) => {
+                            let w = dopamine_update(
+                                dp,
+                                table.weight[k],
+                                &mut table.eligibility[k],
+                                &p.before,
+                                p.emitted + 1,
+                                d,
+                                &mut self.post[tg],
+                                &table.dopamine,
+                                self.dt_ms,
+                            );
+                            table.weight[k] = w;
+                            w
+                        }
                     };
                     self.input[2 * tg + usize::from(w < 0.0)] += w;
                 }

@@ -298,7 +298,36 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         ) else {
             continue;
         };
-        let Ok(plasticity) = plasticity else { continue };
+        let Ok(mut plasticity) = plasticity else { continue };
+        if let Some(neuropil_sim::plasticity::Plasticity::Dopamine(dp)) = &mut plasticity {
+            match pr.syn.modulator.as_deref() {
+                None => errs.add(
+                    format!("{path}.syn.modulator"),
+                    "stdp_dopamine_synapse needs the name of the dopamine-releasing population",
+                ),
+                Some(m) => match resolve(m, format!("{path}.syn.modulator"), &mut errs) {
+                    Some(mi) => dp.modulator = mi,
+                    None => continue,
+                },
+            }
+            if weight.lower() < dp.w_min || weight.upper() > dp.w_max {
+                errs.add(
+                    format!("{path}.syn.weight"),
+                    format!(
+                        "weights must lie in [Wmin = {}, Wmax = {}], but they can reach [{}, {}]",
+                        dp.w_min,
+                        dp.w_max,
+                        weight.lower(),
+                        weight.upper()
+                    ),
+                );
+            }
+        } else if pr.syn.modulator.is_some() {
+            errs.add(
+                format!("{path}.syn.modulator"),
+                format!("only stdp_dopamine_synapse takes a modulator, not {}", pr.syn.model),
+            );
+        }
         let third = match &pr.third {
             None => None,
             Some(th) => {
@@ -320,14 +349,16 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
                     ),
                 );
             }
+        }
+        if let Some(tau_minus) = plasticity.and_then(|r| r.tau_minus()) {
             match stdp_tau_minus.get(&t) {
-                Some((tm, first)) if *tm != sp.tau_minus => errs.add(
+                Some((tm, first)) if *tm != tau_minus => errs.add(
                     format!("{path}.syn.params.tau_minus"),
-                    format!("{} differs from {tm} of {first}: STDP projections onto one population share the postsynaptic trace", sp.tau_minus),
+                    format!("{tau_minus} differs from {tm} of {first}: STDP projections onto one population share the postsynaptic trace"),
                 ),
                 Some(_) => {}
                 None => {
-                    stdp_tau_minus.insert(t, (sp.tau_minus, path.clone()));
+                    stdp_tau_minus.insert(t, (tau_minus, path.clone()));
                 }
             }
         }

@@ -324,6 +324,10 @@ pub struct SynSpec {
     /// Parameters of a plastic synapse model, by NEST name (see `neuropil models`).
     #[serde(default)]
     pub params: BTreeMap<String, f64>,
+    /// stdp_dopamine_synapse: the population whose spikes release dopamine (drive it
+    /// with a spike_generator through parrot neurons for an external signal).
+    #[serde(default)]
+    pub modulator: Option<String>,
     /// Weight: pA (current-based), nS (conductance-based), mV (izhikevich).
     pub weight: DistSpec,
     /// Delay, ms; values are rounded to the dt grid.
@@ -339,6 +343,7 @@ impl Default for SynSpec {
         SynSpec {
             model: default_synapse(),
             params: BTreeMap::new(),
+            modulator: None,
             weight: DistSpec::constant(1.0),
             delay_ms: DistSpec::constant(1.0),
             receptor: default_receptor(),

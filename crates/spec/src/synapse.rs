@@ -3,7 +3,7 @@
 
 use crate::error::Errors;
 use crate::schema::SynSpec;
-use neuropil_sim::plasticity::{Pairing, Plasticity, StdpParams, TsodyksParams};
+use neuropil_sim::plasticity::{DopamineParams, Pairing, Plasticity, StdpParams, TsodyksParams};
 
 /// One parameter of a synapse model: (NEST name, default, unit, meaning).
 pub type SynParam = (&'static str, f64, &'static str, &'static str);
@@ -15,6 +15,20 @@ pub const MODELS: &[(&str, &[SynParam])] = &[
     ("stdp_synapse", STDP),
     ("stdp_nn_symm_synapse", STDP),
     ("stdp_symmetric_synapse", STDP),
+    (
+        "stdp_dopamine_synapse",
+        &[
+            ("tau_plus", 20.0, "ms", "presynaptic trace time constant"),
+            ("tau_minus", 20.0, "ms", "postsynaptic trace time constant (shared per target population)"),
+            ("tau_c", 1000.0, "ms", "eligibility trace time constant"),
+            ("tau_n", 200.0, "ms", "dopamine time constant"),
+            ("A_plus", 1.0, "1", "eligibility increase per pre-before-post pairing"),
+            ("A_minus", 1.5, "1", "eligibility decrease per post-before-pre pairing"),
+            ("b", 0.0, "1/ms", "baseline dopamine concentration"),
+            ("Wmin", 0.0, "as weight", "minimum weight"),
+            ("Wmax", 200.0, "as weight", "maximum weight"),
+        ],
+    ),
     (
         "tsodyks2_synapse",
         &[
@@ -78,6 +92,31 @@ pub(crate) fn compile(syn: &SynSpec, path: &str, errs: &mut Errors) -> Result<Op
     };
     let rule = match syn.model.as_str() {
         "static_synapse" | "sic_connection" => return Ok(None),
+        "stdp_dopamine_synapse" => {
+            let [tau_plus, tau_minus, tau_c, tau_n, a_plus, a_minus, b, w_min, w_max] = values[..] else {
+                unreachable!()
+            };
+            for (name, v) in [("tau_plus", tau_plus), ("tau_minus", tau_minus), ("tau_c", tau_c), ("tau_n", tau_n)] {
+                need(v > 0.0, name, "> 0 ms", v);
+            }
+            need(a_plus >= 0.0, "A_plus", ">= 0", a_plus);
+            need(a_minus >= 0.0, "A_minus", ">= 0", a_minus);
+            need(b >= 0.0, "b", ">= 0", b);
+            need(w_max > w_min, "Wmax", "above Wmin", w_max);
+            // The modulator population is resolved by the projection compiler.
+            Plasticity::Dopamine(DopamineParams {
+                tau_plus,
+                tau_minus,
+                tau_c,
+                tau_n,
+                a_plus,
+                a_minus,
+                b,
+                w_min,
+                w_max,
+                modulator: usize::MAX,
+            })
+        }
         "tsodyks2_synapse" => {
             let [u_inc, u0, x0, tau_rec, tau_fac] = values[..] else { unreachable!() };
             need(u_inc > 0.0 && u_inc <= 1.0, "U", "in (0, 1]", u_inc);

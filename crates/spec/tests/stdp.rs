@@ -229,3 +229,118 @@ kind = "weight_recorder"
         assert_eq!(other.weights, one.weights, "{shards} shards");
     }
 }
+
+/// Dopamine-modulated STDP, one pairing and one dopamine spike: the weight change is
+/// the integral of c(t)(n(t) − b) with c(t) = A+ e^{-(t_post+d−t_pre)/τ+} e^{-(t−t_a)/τc}
+/// from the pairing's arrival t_a and n(t) = e^{-(t−t_d)/τn}/τn from the dopamine
+/// spike t_d, up to the trigger spike t4 (NEST's stdp_dopamine_synapse equations).
+#[test]
+fn dopamine_modulated_stdp_matches_the_integral() {
+    for b in [0.0, 0.002] {
+        let text = format!(
+            r#"
+[run]
+duration_ms = 1200.0
+[[populations]]
+name = "pre"
+size = 1
+model = "parrot_neuron"
+[[populations]]
+name = "post"
+size = 1
+model = "iaf_psc_delta"
+params = {{ E_L = -70.0, V_reset = -70.0, V_th = -55.0, t_ref = 0.1 }}
+[[populations]]
+name = "dopa"
+size = 1
+model = "parrot_neuron"
+[[projections]]
+source = "pre"
+target = "post"
+conn = {{ rule = "one_to_one" }}
+syn = {{ model = "stdp_dopamine_synapse", modulator = "dopa", weight = 1.0, delay_ms = {D_MS}, params = {{ tau_plus = 20.0, tau_minus = 20.0, tau_c = 1000.0, tau_n = 200.0, A_plus = 1.0, A_minus = 1.5, b = {b}, Wmin = -100.0, Wmax = 100.0 }} }}
+[[stimuli]]
+kind = "spike_generator"
+target = "pre"
+spike_times_ms = [100.0, 1100.0]
+delay_ms = 0.1
+[[stimuli]]
+kind = "spike_generator"
+target = "post"
+spike_times_ms = [110.0]
+weight = 100.0
+delay_ms = 0.1
+[[stimuli]]
+kind = "spike_generator"
+target = "dopa"
+spike_times_ms = [300.0]
+delay_ms = 0.1
+[[recorders]]
+kind = "spike_recorder"
+[[recorders]]
+kind = "weight_recorder"
+"#
+        );
+        let (c, out) = run_text(&text, 2);
+        let dt = c.network.dt_ms;
+        let times = |gid: u32| -> Vec<f64> {
+            out.spikes.iter().filter(|s| s.gid == gid).map(|s| (s.step + 1) as f64 * dt).collect()
+        };
+        let (pre, post, dopa) = (times(0), times(1), times(2));
+        assert_eq!((pre.len(), post.len(), dopa.len()), (2, 1, 1));
+        let (t_pre, t4, t_a, t_d) = (pre[0], pre[1], post[0] + D_MS, dopa[0]);
+        let (tau_c, tau_n, tau_plus) = (1000.0f64, 200.0f64, 20.0f64);
+        let tau_s = 1.0 / (1.0 / tau_c + 1.0 / tau_n);
+        let c_a = (-(t_a - t_pre) / tau_plus).exp();
+        let dopamine_part = c_a * (-(t_d - t_a) / tau_c).exp() / tau_n * tau_s * (1.0 - (-(t4 - t_d) / tau_s).exp());
+        let baseline_part = b * c_a * tau_c * (1.0 - (-(t4 - t_a) / tau_c).exp());
+        let expected = dopamine_part - baseline_part;
+        let dw = out.weights[0].weight - 1.0;
+        assert!(((dw - expected) / expected).abs() < 1e-9, "b = {b}: Δw {dw} vs {expected}");
+    }
+}
+
+#[test]
+fn dopamine_network_is_partition_independent() {
+    let text = r#"
+[run]
+duration_ms = 400.0
+seed = 21
+[[populations]]
+name = "E"
+size = 300
+model = "iaf_psc_delta"
+params = { C_m = 1.0, tau_m = 20.0, t_ref = 2.0, E_L = 0.0, V_reset = 10.0, V_th = 20.0 }
+initial = { V_m = { dist = "uniform", low = 0.0, high = 20.0 } }
+[[populations]]
+name = "D"
+size = 10
+model = "parrot_neuron"
+[[stimuli]]
+kind = "poisson_generator"
+target = "E"
+rate_hz = 28000.0
+weight = 0.1
+[[stimuli]]
+kind = "poisson_generator"
+target = "D"
+rate_hz = 20.0
+[[projections]]
+source = "E"
+target = "E"
+conn = { rule = "fixed_indegree", indegree = 30 }
+syn = { model = "stdp_dopamine_synapse", modulator = "D", weight = { dist = "uniform", low = 0.05, high = 0.2 }, delay_ms = { dist = "uniform", low = 1.0, high = 3.0 }, params = { Wmax = 0.5, A_plus = 0.01, A_minus = 0.015, tau_c = 100.0 } }
+[[recorders]]
+kind = "weight_recorder"
+"#;
+    let (_, one) = run_text(text, 1);
+    assert!(one.spike_counts[0] > 1000, "{:?}", one.spike_counts);
+    let (_, frozen) = run_text(&text.replace("rate_hz = 20.0", "rate_hz = 0.0"), 1);
+    let changed = one.weights.iter().zip(&frozen.weights).filter(|(a, b)| (a.weight - b.weight).abs() > 1e-9).count();
+    assert!(changed > one.weights.len() / 2, "dopamine must move weights: {changed} of {}", one.weights.len());
+    for shards in [2, 3, 7] {
+        let (_, other) = run_text(text, shards);
+        assert_eq!(other.spike_hash, one.spike_hash, "{shards} shards");
+        assert_eq!(other.weights, one.weights, "{shards} shards");
+    }
+}
