@@ -218,37 +218,90 @@ pub fn visit_projection(
 /// order; the choices for target t come from t's own streams, so they are the same
 /// on every partition.
 pub fn visit_tripartite(net: &Network, pi: usize, f: &mut impl FnMut(Gid, Gid, Gid)) {
-    let proj = &net.projections[pi];
-    let Some(third) = proj.third else { return };
-    let post = &net.populations[proj.target];
-    let astro = &net.populations[third.population];
-    let (n_t, n_a) = (post.size, astro.size);
-    let seed = net.seed;
-    let mut streams: Vec<Option<Stream>> = vec![None; n_t as usize];
-    let mut pools: Vec<Vec<u32>> = vec![Vec::new(); n_t as usize];
-    let mut mark = vec![false; n_a as usize];
-    let mut chosen = Vec::new();
-    let all = Layout { index: 0, count: 1 };
-    visit_projection(net, pi, all, false, &mut |s, t, _, _| {
-        let ti = (t - post.first_gid) as usize;
-        let rng = streams[ti].get_or_insert_with(|| Stream::new(seed, &[purpose::TRIPARTITE, pi as u64, t as u64]));
-        if rng.uniform() >= third.p {
-            return;
+    let Some(mut chooser) = AstrocyteChooser::new(net, pi) else { return };
+    visit_projection(net, pi, Layout { index: 0, count: 1 }, false, &mut |s, t, _, _| {
+        if let Some(a) = chooser.choose(t) {
+            f(s, t, a);
         }
-        let a = match third.pool {
+    });
+}
+
+/// Visit the primary synapses of tripartite projection `pi` onto this shard's
+/// targets with their weights and delays, and the astrocyte that joins each (if
+/// any): the same choices as [`visit_tripartite`] makes, because both consume each
+/// target's streams in that target's synapse order.
+pub fn visit_tripartite_primary(
+    net: &Network,
+    pi: usize,
+    layout: Layout,
+    f: &mut impl FnMut(Gid, u32, f32, u16, Option<Gid>),
+) {
+    let Some(mut chooser) = AstrocyteChooser::new(net, pi) else { return };
+    visit_projection(net, pi, layout, true, &mut |s, l, w, d| {
+        let a = chooser.choose(layout.gid(l));
+        f(s, l, w, d, a);
+    });
+}
+
+/// Decides, synapse by synapse onto each target, whether and which astrocyte from
+/// the target's pool joins a tripartite synapse.
+struct AstrocyteChooser {
+    third: crate::network::ThirdParty,
+    pi: u64,
+    seed: u64,
+    post_first: Gid,
+    n_t: u32,
+    astro_first: Gid,
+    n_a: u32,
+    streams: Vec<Option<Stream>>,
+    pools: Vec<Vec<u32>>,
+    mark: Vec<bool>,
+    chosen: Vec<u32>,
+}
+
+impl AstrocyteChooser {
+    fn new(net: &Network, pi: usize) -> Option<Self> {
+        let proj = &net.projections[pi];
+        let third = proj.third?;
+        let post = &net.populations[proj.target];
+        let astro = &net.populations[third.population];
+        Some(AstrocyteChooser {
+            third,
+            pi: pi as u64,
+            seed: net.seed,
+            post_first: post.first_gid,
+            n_t: post.size,
+            astro_first: astro.first_gid,
+            n_a: astro.size,
+            streams: vec![None; post.size as usize],
+            pools: vec![Vec::new(); post.size as usize],
+            mark: vec![false; astro.size as usize],
+            chosen: Vec::new(),
+        })
+    }
+
+    /// The astrocyte (gid) joining the next synapse onto target `t`, if any.
+    fn choose(&mut self, t: Gid) -> Option<Gid> {
+        let ti = (t - self.post_first) as usize;
+        let (seed, pi) = (self.seed, self.pi);
+        let rng = self.streams[ti].get_or_insert_with(|| Stream::new(seed, &[purpose::TRIPARTITE, pi, t as u64]));
+        if rng.uniform() >= self.third.p {
+            return None;
+        }
+        let a = match self.third.pool {
             Pool::Random { size } => {
-                if pools[ti].is_empty() {
-                    let mut prng = Stream::new(seed, &[purpose::ASTRO_POOL, pi as u64, t as u64]);
-                    choose(&mut prng, n_a, size, None, false, &mut mark, &mut chosen);
-                    pools[ti] = chosen.clone();
+                if self.pools[ti].is_empty() {
+                    let mut prng = Stream::new(seed, &[purpose::ASTRO_POOL, pi, t as u64]);
+                    choose(&mut prng, self.n_a, size, None, false, &mut self.mark, &mut self.chosen);
+                    self.pools[ti] = self.chosen.clone();
                 }
-                pools[ti][rng.below(size as u64) as usize]
+                self.pools[ti][rng.below(size as u64) as usize]
             }
-            Pool::Block { size: 1 } => ti as u32 / (n_t / n_a),
+            Pool::Block { size: 1 } => ti as u32 / (self.n_t / self.n_a),
             Pool::Block { size } => ti as u32 * size + rng.below(size as u64) as u32,
         };
-        f(s, t, astro.first_gid + a);
-    });
+        Some(self.astro_first + a)
+    }
 }
 
 /// Uniform index in `[0, n)` other than `excluded`.
@@ -459,6 +512,7 @@ mod tests {
                 to_astrocyte_delay_steps: 1,
                 sic_weight: 1.0,
                 sic_delay_steps: 1,
+                gliotransmission: 0.0,
             });
             let primary = synapses(&n, 1).len() as f64;
             let mut picks = Vec::new();

@@ -122,7 +122,7 @@ fn merge(outboxes: &[[Mutex<Exchange>; 2]], parity: usize, into: &mut Exchange) 
         into.values.extend_from_slice(&guard.values);
     }
     into.spikes.sort_unstable();
-    into.values.sort_unstable_by_key(|v| (v.step, v.gid));
+    into.values.sort_unstable_by_key(|v| (v.step, v.gid, v.kind));
 }
 
 /// Run `net` on local threads. `progress` is called from one worker thread after

@@ -19,15 +19,26 @@ pub struct Spike {
     pub gid: Gid,
 }
 
-/// A continuous value one shard sends to others at an epoch boundary: the slow
-/// inward current of an astrocyte in one step. Ordered like spikes by (step, gid).
+/// What a [`StateValue`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ValueKind {
+    /// An astrocyte's slow inward current in one step (pA per unit weight).
+    Sic,
+    /// An astrocyte's calcium at the end of an epoch (µM), for gliotransmission.
+    Calcium,
+}
+
+/// A continuous value one shard sends to others at an epoch boundary. Ordered like
+/// spikes by (step, gid), then kind.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StateValue {
     /// Step after whose update the value holds.
     pub step: u64,
     /// The sending neuron (astrocyte).
     pub gid: Gid,
-    /// The value (SIC, pA per unit weight).
+    /// What the value is.
+    pub kind: ValueKind,
+    /// The value.
     pub value: f64,
 }
 
@@ -201,6 +212,10 @@ pub struct ThirdParty {
     pub sic_weight: f64,
     /// Delay of a → t, steps.
     pub sic_delay_steps: u16,
+    /// Gliotransmission: the primary synapse's efficacy is multiplied by
+    /// 1 + gliotransmission × Ca of its astrocyte (µM, as of the last epoch boundary);
+    /// 0 switches it off.
+    pub gliotransmission: f64,
 }
 
 /// The final weight of one plastic synapse.

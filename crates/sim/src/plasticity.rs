@@ -114,6 +114,13 @@ pub enum Plasticity {
     Tsodyks(TsodyksParams),
     /// Dopamine-modulated STDP.
     Dopamine(DopamineParams),
+    /// Static weights whose efficacy follows the calcium of the astrocyte that
+    /// joins each synapse (tripartite projections with gliotransmission):
+    /// w × (1 + gain × Ca).
+    Gliotransmission {
+        /// Efficacy gain per µM of calcium.
+        gain: f64,
+    },
 }
 
 impl Plasticity {
@@ -122,7 +129,7 @@ impl Plasticity {
         match self {
             Plasticity::Stdp(p) => Some(p.tau_minus),
             Plasticity::Dopamine(p) => Some(p.tau_minus),
-            Plasticity::Tsodyks(_) => None,
+            Plasticity::Tsodyks(_) | Plasticity::Gliotransmission { .. } => None,
         }
     }
 }
@@ -230,7 +237,9 @@ impl PreState {
     /// Initial state for `rule`.
     pub fn new(rule: &Plasticity) -> Self {
         match rule {
-            Plasticity::Stdp(_) | Plasticity::Dopamine(_) => PreState { last: 0, a: 0.0, b: 0.0 },
+            Plasticity::Stdp(_) | Plasticity::Dopamine(_) | Plasticity::Gliotransmission { .. } => {
+                PreState { last: 0, a: 0.0, b: 0.0 }
+            }
             Plasticity::Tsodyks(p) => PreState { last: 0, a: p.x0, b: p.u0 },
         }
     }
@@ -252,6 +261,7 @@ impl PreState {
                 self.a = self.a * (-h / p.tau_plus).exp() + 1.0;
                 1.0
             }
+            Plasticity::Gliotransmission { .. } => 1.0,
             Plasticity::Tsodyks(p) => {
                 let x_decay = (-h / p.tau_rec).exp();
                 let u_decay = if p.tau_fac < 1e-10 { 0.0 } else { (-h / p.tau_fac).exp() };

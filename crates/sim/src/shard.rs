@@ -11,9 +11,9 @@
 //! canonical order (spike step, source gid, synapse order) as a ring buffer would
 //! receive them, whatever the partition.
 
-use crate::connectivity::{visit_projection, visit_tripartite, Layout};
+use crate::connectivity::{visit_projection, visit_tripartite, visit_tripartite_primary, Layout};
 use crate::models::{Group, StepInput};
-use crate::network::{Exchange, Gid, Homeostasis, Network, PlasticWeight, Spike, StateValue, Stimulus};
+use crate::network::{Exchange, Gid, Homeostasis, Network, PlasticWeight, Spike, StateValue, Stimulus, ValueKind};
 use crate::plasticity::{dopamine_update, stdp_update, DopamineHistory, Plasticity, PostHistory, PreState};
 use crate::rng::{poisson_gap, purpose, PoissonTable, Stream};
 use rand_distr::Distribution;
@@ -101,6 +101,8 @@ struct PlasticTable {
     /// Dopamine-modulated rule: eligibility per synapse, and the modulator's history.
     eligibility: Vec<f64>,
     dopamine: DopamineHistory,
+    /// Gliotransmission: the astrocyte (gid) joining each synapse, u32::MAX if none.
+    astro: Vec<u32>,
 }
 
 /// A spike pending on a plastic projection, with the presynaptic state before it.
@@ -181,6 +183,10 @@ pub struct Shard {
     current_mask: u64,
     /// Groups whose SIC values other shards need.
     sic_sources: Vec<usize>,
+    /// Groups whose calcium other shards need (gliotransmission), and the latest
+    /// calcium of every astrocyte by gid (empty without gliotransmission).
+    ca_sources: Vec<usize>,
+    astro_ca: Vec<f64>,
     dt_ms: f64,
     poisson: Vec<PoissonSource>,
     /// Spike-generator events (arrival step, local target, weight), by arrival.
@@ -227,8 +233,12 @@ impl Shard {
 
         // Synapses: count per source, then fill (the generator is replayed), then sort
         // each source's row by delay (stable) into sections.
+        let glio = |p: &crate::network::Projection| p.third.is_some_and(|t| t.gliotransmission != 0.0);
         let statics: Vec<usize> = (0..net.projections.len())
-            .filter(|&p| net.projections[p].plasticity.is_none() && !net.projections[p].sic)
+            .filter(|&p| {
+                let proj = &net.projections[p];
+                proj.plasticity.is_none() && !proj.sic && !glio(proj)
+            })
             .collect();
         let triparts: Vec<usize> = (0..net.projections.len()).filter(|&p| net.projections[p].third.is_some()).collect();
         // Static spike synapses: the static projections, then the astrocyte legs
@@ -264,12 +274,25 @@ impl Shard {
         let mut plastic = Vec::new();
         let mut post: Vec<PostHistory> = Vec::new();
         for (pi, proj) in net.projections.iter().enumerate() {
-            let Some(rule) = proj.plasticity else { continue };
+            let rule = match (proj.plasticity, proj.third) {
+                (Some(rule), _) => rule,
+                (None, Some(t)) if t.gliotransmission != 0.0 => {
+                    Plasticity::Gliotransmission { gain: t.gliotransmission }
+                }
+                _ => continue,
+            };
             let pre_pop = &net.populations[proj.source];
-            let mut edges: Vec<(u32, u16, u32, f64)> = Vec::new();
-            visit_projection(net, pi, layout, true, &mut |s, l, w, d| {
-                edges.push((s - pre_pop.first_gid, d, l, w as f64));
-            });
+            // (source index, delay, local target, weight, astrocyte gid or u32::MAX)
+            let mut edges: Vec<(u32, u16, u32, f64, u32)> = Vec::new();
+            if let Plasticity::Gliotransmission { .. } = rule {
+                visit_tripartite_primary(net, pi, layout, &mut |s, l, w, d, a| {
+                    edges.push((s - pre_pop.first_gid, d, l, w as f64, a.unwrap_or(u32::MAX)));
+                });
+            } else {
+                visit_projection(net, pi, layout, true, &mut |s, l, w, d| {
+                    edges.push((s - pre_pop.first_gid, d, l, w as f64, u32::MAX));
+                });
+            }
             // Stable: generation order within (source, delay).
             edges.sort_by_key(|e| (e.0, e.1));
             if rule.tau_minus().is_some() {
@@ -310,6 +333,11 @@ impl Shard {
                 pending: Vec::new(),
                 eligibility: if matches!(rule, Plasticity::Dopamine(_)) { vec![0.0; edges.len()] } else { Vec::new() },
                 dopamine: DopamineHistory::default(),
+                astro: if matches!(rule, Plasticity::Gliotransmission { .. }) {
+                    edges.iter().map(|e| e.4).collect()
+                } else {
+                    Vec::new()
+                },
             });
         }
 
@@ -355,6 +383,15 @@ impl Shard {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
+        let ca_sources: Vec<usize> = net
+            .projections
+            .iter()
+            .filter_map(|p| p.third.filter(|t| t.gliotransmission != 0.0).map(|t| t.population))
+            .filter_map(|pop| (group_of_pop[pop] != usize::MAX).then_some(group_of_pop[pop]))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let any_glio = net.projections.iter().any(glio);
         let current_slots =
             if sic_syn.is_empty() { 0 } else { (max_sic_delay + net.epoch_steps() as u64 + 1).next_power_of_two() };
 
@@ -469,6 +506,8 @@ impl Shard {
             current: vec![0.0; current_slots as usize * n_local],
             current_mask: current_slots.saturating_sub(1),
             sic_sources,
+            ca_sources,
+            astro_ca: if any_glio { vec![0.0; total as usize] } else { Vec::new() },
             dt_ms: net.dt_ms,
             poisson,
             trains,
@@ -487,10 +526,15 @@ impl Shard {
     pub fn advance(&mut self, input: &Exchange, output: &mut Exchange) {
         let incoming = &input.spikes[..];
         let out = &mut output.spikes;
+        if !self.astro_ca.is_empty() {
+            for v in input.values.iter().filter(|v| v.kind == ValueKind::Calcium) {
+                self.astro_ca[v.gid as usize] = v.value;
+            }
+        }
         debug_assert!(incoming.windows(2).all(|w| w[0] < w[1]));
         if !self.sic_syn.is_empty() {
             let n = self.n_local;
-            for v in &input.values {
+            for v in input.values.iter().filter(|v| v.kind == ValueKind::Sic) {
                 let row = self.sic_row[v.gid as usize] as usize..self.sic_row[v.gid as usize + 1] as usize;
                 for &(tg, w, d) in &self.sic_syn[row] {
                     let slot = ((v.step + d as u64) & self.current_mask) as usize;
@@ -629,7 +673,27 @@ impl Shard {
                 for l in slot.local.clone() {
                     let value = slot.group.state(var, (l - slot.local.start) as usize);
                     if value != 0.0 {
-                        output.values.push(StateValue { step: t, gid: self.layout.gid(l), value });
+                        output.values.push(StateValue {
+                            step: t,
+                            gid: self.layout.gid(l),
+                            kind: ValueKind::Sic,
+                            value,
+                        });
+                    }
+                }
+            }
+            if t + 1 == end {
+                for &gi in &self.ca_sources {
+                    let slot = &self.groups[gi];
+                    for l in slot.local.clone() {
+                        let value =
+                            slot.group.state(crate::models::astrocyte_lr_1994::CA_VAR, (l - slot.local.start) as usize);
+                        output.values.push(StateValue {
+                            step: t,
+                            gid: self.layout.gid(l),
+                            kind: ValueKind::Calcium,
+                            value,
+                        });
                     }
                 }
             }
@@ -692,6 +756,11 @@ impl Shard {
                             w
                         }
                         Plasticity::Tsodyks(_) => table.weight[k] * p.factor,
+                        Plasticity::Gliotransmission { gain } => {
+                            let a = table.astro[k];
+                            let ca = if a == u32::MAX { 0.0 } else { self.astro_ca[a as usize] };
+                            table.weight[k] * (1.0 + gain * ca)
+                        }
                         Plasticity::Dopamine(dp) => {
                             let w = dopamine_update(
                                 dp,

@@ -699,6 +699,12 @@ fn compile_third(
         );
     }
     errs.finite(format!("{path}.sic_weight"), th.sic_weight);
+    if !(th.gliotransmission.is_finite() && th.gliotransmission >= 0.0) {
+        errs.add(
+            format!("{path}.gliotransmission"),
+            format!("must be >= 0 (0 switches it off), got {}", th.gliotransmission),
+        );
+    }
     let delay = |name: &str, v: Option<f64>, errs: &mut Errors| -> u16 {
         let d = v.unwrap_or(dt);
         if !(d.is_finite() && d >= dt - 1e-12 && d / dt <= u16::MAX as f64) {
@@ -717,6 +723,7 @@ fn compile_third(
         to_astrocyte_delay_steps,
         sic_weight: th.sic_weight,
         sic_delay_steps,
+        gliotransmission: th.gliotransmission,
     })
 }
 

@@ -247,6 +247,11 @@ pub struct ThirdSpec {
     /// Delay of astrocyte → target, ms (default dt).
     #[serde(default)]
     pub sic_delay_ms: Option<f64>,
+    /// Gliotransmission: a covered primary synapse's efficacy is multiplied by
+    /// 1 + gliotransmission × Ca of its astrocyte (µM, as of the last epoch
+    /// boundary). Default 0 (off).
+    #[serde(default)]
+    pub gliotransmission: f64,
 }
 
 impl Default for ThirdSpec {
@@ -260,6 +265,7 @@ impl Default for ThirdSpec {
             to_astrocyte_delay_ms: None,
             sic_weight: 1.0,
             sic_delay_ms: None,
+            gliotransmission: 0.0,
         }
     }
 }

@@ -248,3 +248,41 @@ fn tripartite_network_is_partition_independent() {
         assert_eq!(other.stats.synapses, one.stats.synapses);
     }
 }
+
+/// Gliotransmission: the primary synapses covered by astrocytes with raised calcium
+/// act more strongly (the targets fire more), and the network stays partition
+/// independent.
+#[test]
+fn gliotransmission_scales_covered_synapses() {
+    let text = std::fs::read_to_string(root().join("examples/astrocyte_brunel.toml")).unwrap();
+    let base = [
+        "populations.E.size=400",
+        "populations.I.size=100",
+        "populations.A.size=500",
+        // Calcium held high: IP3 clamped inside the oscillation window's upper side.
+        "populations.A.params.IP3_0=1.0",
+        "populations.A.initial={ IP3 = 1.0, Ca_astro = 0.5 }",
+        "run.duration_ms=300",
+    ];
+    let compile = |gain: f64| {
+        let mut set: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        set.push(format!("projections[0].third.gliotransmission={gain}"));
+        set.push(format!("projections[1].third.gliotransmission={gain}"));
+        let exp = neuropil_spec::parse(&text, Format::Toml, &set).expect("parses");
+        neuropil_spec::compile(&exp, &Limits::default()).expect("compiles")
+    };
+    let off = run(&compile(0.0), 1, 1);
+    let c = compile(2.0);
+    let on = run(&c, 1, 1);
+    assert!(
+        on.spike_counts[0] as f64 > 1.2 * off.spike_counts[0] as f64,
+        "gliotransmission should raise E's activity: {:?} vs {:?}",
+        on.spike_counts,
+        off.spike_counts
+    );
+    for shards in [2, 3, 7] {
+        let other = run(&c, 2, shards);
+        assert_eq!(other.spike_hash, on.spike_hash, "{shards} shards");
+        assert_eq!(other.samples, on.samples, "{shards} shards");
+    }
+}

@@ -32,6 +32,9 @@ pub const PARAMS: &[ParamInfo] = &[
     ParamInfo { name: "tau_IP3", default: 7142.0, unit: "ms", doc: "IP3 decay time constant" },
 ];
 
+/// Index of the cytosolic calcium among the state variables.
+pub const CA_VAR: usize = 1;
+
 /// Index of the slow inward current among the state variables.
 pub const SIC_VAR: usize = 3;
 
