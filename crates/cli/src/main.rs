@@ -44,6 +44,15 @@ enum Command {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        /// Write checkpoint.bin (the state of every shard) into the output directory
+        /// at the end, to continue later with --resume.
+        #[arg(long)]
+        checkpoint: bool,
+        /// Continue from a checkpoint for another run.duration_ms (same experiment,
+        /// overrides and --shards as when it was written); spikes are the same as in
+        /// one uninterrupted run.
+        #[arg(long, value_name = "CHECKPOINT")]
+        resume: Option<PathBuf>,
     },
     /// Check an experiment file without running it.
     Validate {
@@ -80,9 +89,9 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { experiment, out, threads, shards, set, plot, quiet } => {
+        Command::Run { experiment, out, threads, shards, set, plot, quiet, checkpoint, resume } => {
             let req = run::RunRequest { experiment, set, threads, shards };
-            cmd_run(req, out, plot, quiet)
+            cmd_run(req, out, plot, quiet, checkpoint, resume)
         }
         Command::Validate { experiment, set } => {
             let req = run::RunRequest { experiment, set, ..Default::default() };
@@ -170,10 +179,24 @@ fn spec_error(e: &neuropil_spec::SpecError) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn cmd_run(req: run::RunRequest, out: Option<PathBuf>, plot: bool, quiet: bool) -> ExitCode {
+fn cmd_run(
+    req: run::RunRequest,
+    out: Option<PathBuf>,
+    plot: bool,
+    quiet: bool,
+    checkpoint: bool,
+    resume: Option<PathBuf>,
+) -> ExitCode {
     let prepared = match run::prepare(&req) {
         Ok(p) => p,
         Err(e) => return spec_error(&e),
+    };
+    let resume = match resume.map(|path| run::load_checkpoint(&path, &prepared)).transpose() {
+        Ok(cp) => cp,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
     };
     let name = if prepared.experiment.name.is_empty() {
         req.experiment.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into())
@@ -188,8 +211,11 @@ fn cmd_run(req: run::RunRequest, out: Option<PathBuf>, plot: bool, quiet: bool) 
             return ExitCode::from(2);
         }
     };
-    let (output, summary) = run::simulate(&prepared, !quiet);
+    let (output, summary, state) = run::simulate(&prepared, !quiet, resume);
     let result = run::write_results(staging.dir(), &prepared, &output, &summary).and_then(|()| {
+        if checkpoint {
+            std::fs::write(staging.dir().join("checkpoint.bin"), state.to_bytes())?;
+        }
         if plot {
             plot::render(&summary, &columnar_spikes(&output, &prepared), &staging.dir().join("raster.png"))?;
         }

@@ -142,8 +142,8 @@ pub fn render(s: &Summary, spikes: &[(u32, f64)], png: &Path) -> Result<()> {
     c.text(20, 12, &title, 2, black);
 
     // Raster window: at most 2 s, starting after the transient.
-    let t0 = s.transient_ms.min(s.duration_ms);
-    let t1 = s.duration_ms.min(t0 + 2000.0);
+    let t0 = s.start_ms + s.transient_ms.min(s.duration_ms);
+    let t1 = (s.start_ms + s.duration_ms).min(t0 + 2000.0);
     let n = s.neurons.max(1) as f64;
     let (rx0, ry0, rx1, ry1) = (110i64, 50i64, 1000i64, 620i64);
     let sx = |t: f64| rx0 as f64 + (t - t0) / (t1 - t0).max(1e-9) * (rx1 - rx0) as f64;
@@ -222,7 +222,7 @@ pub fn render(s: &Summary, spikes: &[(u32, f64)], png: &Path) -> Result<()> {
     let measured_s = ((s.duration_ms - s.transient_ms) * 1e-3).max(1e-9);
     let mut counts = vec![0u32; s.neurons as usize];
     for &(g, t) in spikes {
-        if t > s.transient_ms && (g as usize) < counts.len() {
+        if t > s.start_ms + s.transient_ms && (g as usize) < counts.len() {
             counts[g as usize] += 1;
         }
     }

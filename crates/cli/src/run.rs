@@ -3,7 +3,7 @@
 use crate::progress::ProgressBar;
 use crate::summary::{self, Summary};
 use anyhow::{bail, Context as _, Result};
-use neuropil_sim::embedded::{self, RunConfig, RunOutput};
+use neuropil_sim::embedded::{self, Checkpoint, RunConfig, RunOutput};
 use neuropil_spec::{Compiled, Experiment, Limits, SpecError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -58,8 +58,9 @@ pub fn prepare(req: &RunRequest) -> Result<Prepared, SpecError> {
     Ok(Prepared { experiment, compiled, threads, shards })
 }
 
-/// Simulate a prepared experiment.
-pub fn simulate(p: &Prepared, show_progress: bool) -> (RunOutput, Summary) {
+/// Simulate a prepared experiment for its duration, from scratch or from a
+/// checkpoint; returns the output, its summary and the checkpoint at the end.
+pub fn simulate(p: &Prepared, show_progress: bool, resume: Option<Checkpoint>) -> (RunOutput, Summary, Checkpoint) {
     let net = &p.compiled.network;
     let bar = ProgressBar::new(net.dt_ms, show_progress);
     let cancel = AtomicBool::new(false);
@@ -69,19 +70,49 @@ pub fn simulate(p: &Prepared, show_progress: bool) -> (RunOutput, Summary) {
         steps: p.compiled.steps,
         count_from_step: p.compiled.transient_steps,
     };
-    let out = embedded::run(net, cfg, &|pr| bar.update(pr.steps_done, pr.steps_total, pr.spikes), &cancel);
+    let build_start = std::time::Instant::now();
+    let start = resume.unwrap_or_else(|| embedded::build(net, p.shards, p.threads));
+    let start_step = start.step();
+    let build_s = build_start.elapsed().as_secs_f64();
+    let (mut out, checkpoint) =
+        embedded::run_from(net, start, cfg, &|pr| bar.update(pr.steps_done, pr.steps_total, pr.spikes), &cancel);
+    out.stats.build_s = build_s;
     let name = if p.experiment.name.is_empty() { "experiment" } else { p.experiment.name.as_str() };
     let ctx = summary::Context {
         experiment: name,
         net,
-        steps: out.stats.steps,
+        start_step,
+        steps: out.stats.steps - start_step,
         transient_steps: p.compiled.transient_steps,
         threads: p.threads.min(p.shards),
         shards: p.shards,
         dc_pa: &p.compiled.dc_compensation_pa,
     };
     let s = summary::summarize(&ctx, &out);
-    (out, s)
+    (out, s, checkpoint)
+}
+
+/// Largest checkpoint file read back (a full-scale microcircuit is ~3 GB).
+pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 30;
+
+/// Read a checkpoint for `p`'s network; errors name the file and the fix.
+pub fn load_checkpoint(path: &Path, p: &Prepared) -> Result<Checkpoint> {
+    let len = std::fs::metadata(path).with_context(|| format!("--resume {}", path.display()))?.len();
+    if len > MAX_CHECKPOINT_BYTES {
+        bail!("--resume {}: {len} bytes is more than the {MAX_CHECKPOINT_BYTES} a checkpoint may have", path.display());
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("--resume {}", path.display()))?;
+    let cp = Checkpoint::from_bytes(&bytes, &p.compiled.network)
+        .map_err(|e| anyhow::anyhow!("--resume {}: {e}", path.display()))?;
+    if cp.shards.len() != p.shards {
+        bail!(
+            "--resume {}: the checkpoint has {} shards; resume with --shards {}",
+            path.display(),
+            cp.shards.len(),
+            cp.shards.len()
+        );
+    }
+    Ok(cp)
 }
 
 /// An output directory written in full or not at all: files go to a sibling

@@ -14,6 +14,10 @@ pub struct Summary {
     pub seed: u64,
     /// Time step, ms.
     pub dt_ms: f64,
+    /// Biological time at which this run started, ms (0, or the checkpoint's time
+    /// when resuming).
+    #[serde(default)]
+    pub start_ms: f64,
     /// Simulated time, ms.
     pub duration_ms: f64,
     /// Left out of rates and CVs, ms.
@@ -93,9 +97,11 @@ pub struct Context<'a> {
     pub experiment: &'a str,
     /// The network that ran.
     pub net: &'a Network,
-    /// Steps simulated.
+    /// First step of this run (0, or the checkpoint's step when resuming).
+    pub start_step: u64,
+    /// Steps simulated in this run.
     pub steps: u64,
-    /// Transient steps.
+    /// Transient steps (absolute: the run's transient_ms).
     pub transient_steps: u64,
     /// Threads used.
     pub threads: usize,
@@ -108,8 +114,10 @@ pub struct Context<'a> {
 /// Build the summary of a finished run.
 pub fn summarize(ctx: &Context<'_>, out: &RunOutput) -> Summary {
     let net = ctx.net;
-    let measured_s = (ctx.steps.saturating_sub(ctx.transient_steps)) as f64 * net.dt_ms * 1e-3;
-    let cvs = cv_isi(net, out, ctx.transient_steps);
+    let end = ctx.start_step + ctx.steps;
+    let from = ctx.transient_steps.max(ctx.start_step);
+    let measured_s = end.saturating_sub(from) as f64 * net.dt_ms * 1e-3;
+    let cvs = cv_isi(net, out, from);
     let populations = net
         .populations
         .iter()
@@ -128,8 +136,9 @@ pub fn summarize(ctx: &Context<'_>, out: &RunOutput) -> Summary {
         experiment: ctx.experiment.to_string(),
         seed: net.seed,
         dt_ms: net.dt_ms,
+        start_ms: ctx.start_step as f64 * net.dt_ms,
         duration_ms: ctx.steps as f64 * net.dt_ms,
-        transient_ms: ctx.transient_steps as f64 * net.dt_ms,
+        transient_ms: from.saturating_sub(ctx.start_step) as f64 * net.dt_ms,
         threads: ctx.threads,
         shards: ctx.shards,
         populations,

@@ -385,3 +385,45 @@ fn dopamine_synapses_need_a_modulator() {
     );
     expect_refused("stray-modulator", &stray, &[], "projections[0].syn.modulator", "only stdp_dopamine_synapse");
 }
+
+#[test]
+fn checkpoint_and_resume_continue_the_same_run() {
+    let dir = scratch("resume");
+    let stdp = root().join("examples/stdp_pair.toml");
+    let run = |args: &[&str], out: &Path| {
+        let o = bin()
+            .args(["run", "-q", "--threads", "2", "--shards", "2"])
+            .args(args)
+            .arg("--out")
+            .arg(out)
+            .arg(&stdp)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    let (whole, first, second) = (dir.join("whole"), dir.join("first"), dir.join("second"));
+    run(&[], &whole);
+    run(&["--set", "run.duration_ms=600", "--checkpoint"], &first);
+    assert!(first.join("checkpoint.bin").exists());
+    let cp = first.join("checkpoint.bin");
+    run(&["--set", "run.duration_ms=600", "--resume", cp.to_str().unwrap()], &second);
+    let spikes = |d: &Path| -> u64 {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap();
+        s["populations"].as_array().unwrap().iter().map(|p| p["spikes"].as_u64().unwrap()).sum()
+    };
+    assert_eq!(spikes(&first) + spikes(&second), spikes(&whole));
+    // The final STDP weights are those of the uninterrupted run, to the bit.
+    assert_eq!(
+        std::fs::read(second.join("weights.parquet")).unwrap(),
+        std::fs::read(whole.join("weights.parquet")).unwrap()
+    );
+    // A checkpoint does not fit another experiment or shard count.
+    let o = bin().args(["run", "-q", "--set", "run.seed=2", "--resume"]).arg(&cp).arg(&stdp).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("different network"), "{}", stderr(&o));
+    let o = bin().args(["run", "-q", "--shards", "3", "--resume"]).arg(&cp).arg(&stdp).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("resume with --shards 2"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -21,7 +21,7 @@ use rand_distr::{Binomial, Distribution};
 
 /// Which neurons a shard owns: round-robin over global ids (gid % count == index),
 /// which spreads every population evenly over the shards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq)]
 pub struct Layout {
     /// This shard's index.
     pub index: u32,

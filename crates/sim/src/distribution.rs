@@ -4,7 +4,7 @@ use crate::rng::Stream;
 use rand_distr::{Distribution as _, StandardNormal};
 
 /// What to do with a draw outside `[min, max]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Bound {
     /// Draw again (NEST's `redraw`); the distribution is truncated.
     Redraw,
@@ -13,7 +13,7 @@ pub enum Bound {
 }
 
 /// A distribution of real values, sampled from a [`Stream`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Dist {
     /// Always `value`.
     Constant(f64),

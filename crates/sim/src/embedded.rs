@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// How to run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy)]
 pub struct RunConfig {
     /// Worker threads (at most `shards` are used).
     pub threads: usize,
@@ -29,7 +29,7 @@ pub struct RunConfig {
 }
 
 /// What a run produced.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Default)]
 pub struct RunOutput {
     /// Spikes of the recorded populations, in canonical order.
     pub spikes: Vec<Spike>,
@@ -49,7 +49,7 @@ pub struct RunOutput {
 }
 
 /// Figures of a run.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, Default)]
 pub struct RunStats {
     /// Synapses built.
     pub synapses: u64,
@@ -71,7 +71,7 @@ pub struct RunStats {
 }
 
 /// Progress of a run, for progress bars and metrics.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy)]
 pub struct Progress {
     /// Steps done.
     pub steps_done: u64,
@@ -128,28 +128,112 @@ fn merge(outboxes: &[[Mutex<Exchange>; 2]], parity: usize, into: &mut Exchange) 
 /// Run `net` on local threads. `progress` is called from one worker thread after
 /// every epoch; `cancel` stops the run at the next epoch boundary.
 pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), cancel: &AtomicBool) -> RunOutput {
-    let n_shards = cfg.shards.max(1);
-    let threads = cfg.threads.clamp(1, n_shards);
-    let epoch = net.epoch_steps() as u64;
-    let epochs = cfg.steps.div_ceil(epoch);
-    let steps_total = epochs * epoch;
-
     let build_start = Instant::now();
-    let shards: Vec<Mutex<Option<Shard>>> = (0..n_shards).map(|_| Mutex::new(None)).collect();
+    let start = build(net, cfg.shards, cfg.threads);
+    let build_s = build_start.elapsed().as_secs_f64();
+    let (mut out, _) = run_from(net, start, cfg, progress, cancel);
+    out.stats.build_s = build_s;
+    out
+}
+
+/// Everything needed to continue a run bit for bit: every shard's state, and the
+/// spikes and state values of the last epoch that the shards have not taken in yet.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// [`network_hash`] of the network the shards belong to.
+    pub network_hash: u64,
+    /// The shards, by index.
+    pub shards: Vec<Shard>,
+    /// Input of the next epoch.
+    pub pending: Exchange,
+}
+
+/// Why a checkpoint could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The bytes are not a checkpoint.
+    #[error("not a neuropil checkpoint: {0}")]
+    Decode(String),
+    /// The checkpoint belongs to another network (or another seed, or scaling).
+    #[error(
+        "the checkpoint was made for a different network (or seed); resume with the same experiment and overrides"
+    )]
+    OtherNetwork,
+}
+
+impl Checkpoint {
+    /// Serialised form (postcard).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Restore, checking that it belongs to `net`.
+    pub fn from_bytes(bytes: &[u8], net: &Network) -> Result<Checkpoint, CheckpointError> {
+        let cp: Checkpoint = postcard::from_bytes(bytes).map_err(|e| CheckpointError::Decode(e.to_string()))?;
+        if cp.network_hash != network_hash(net) {
+            return Err(CheckpointError::OtherNetwork);
+        }
+        Ok(cp)
+    }
+
+    /// The next step the shards will compute.
+    pub fn step(&self) -> u64 {
+        self.shards.first().map_or(0, |s| s.step())
+    }
+}
+
+/// A digest of the network description (FNV-1a over its serialised form).
+pub fn network_hash(net: &Network) -> u64 {
+    let bytes = postcard::to_allocvec(net).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Build all shards of `net` on `threads` threads.
+pub fn build(net: &Network, shards: usize, threads: usize) -> Checkpoint {
+    let n_shards = shards.max(1);
+    let threads = threads.clamp(1, n_shards);
+    let slots: Vec<Mutex<Option<Shard>>> = (0..n_shards).map(|_| Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for t in 0..threads {
-            let shards = &shards;
+            let slots = &slots;
             scope.spawn(move || {
                 for s in (t..n_shards).step_by(threads) {
                     let shard = Shard::build(net, Layout { index: s as u32, count: n_shards as u32 });
-                    *shards[s].lock().unwrap_or_else(|e| e.into_inner()) = Some(shard);
+                    *slots[s].lock().unwrap_or_else(|e| e.into_inner()) = Some(shard);
                 }
             });
         }
     });
-    let mut shards: Vec<Shard> =
-        shards.into_iter().filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
-    let build_s = build_start.elapsed().as_secs_f64();
+    let shards = slots.into_iter().filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
+    Checkpoint { network_hash: network_hash(net), shards, pending: Exchange::default() }
+}
+
+/// Continue from `start` for `cfg.steps` more steps (`cfg.shards` is taken from the
+/// checkpoint); returns the output of this stretch and the checkpoint at its end.
+pub fn run_from(
+    net: &Network,
+    start: Checkpoint,
+    cfg: RunConfig,
+    progress: &(dyn Fn(Progress) + Sync),
+    cancel: &AtomicBool,
+) -> (RunOutput, Checkpoint) {
+    let Checkpoint { network_hash, mut shards, pending } = start;
+    // Counters in the shards are cumulative; this stretch reports its own share.
+    let events_before: u64 = shards.iter().map(|s| s.synaptic_events()).sum();
+    let mut phases_before = PhaseTimes::default();
+    shards.iter().for_each(|s| phases_before.add(&s.phase_times()));
+    let n_shards = shards.len().max(1);
+    let threads = cfg.threads.clamp(1, n_shards);
+    let epoch = net.epoch_steps() as u64;
+    let epochs = cfg.steps.div_ceil(epoch);
+    let steps_total = epochs * epoch;
+    let build_s = 0.0;
+    let final_input = Mutex::new(Exchange::default());
 
     let outboxes: Vec<[Mutex<Exchange>; 2]> =
         (0..n_shards).map(|_| [Mutex::new(Exchange::default()), Mutex::new(Exchange::default())]).collect();
@@ -176,9 +260,11 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
                 let spikes_so_far = &spikes_so_far;
                 let done_epochs = &done_epochs;
                 let exchange_ns = &exchange_ns;
+                let pending = &pending;
+                let final_input = &final_input;
                 scope.spawn(move || {
                     let mut waited = std::time::Duration::ZERO;
-                    let mut incoming = Exchange::default();
+                    let mut incoming = pending.clone();
                     let mut out = Exchange::default();
                     let mut leader_rec = Recorded::new(net.populations.len());
                     for e in 0..=epochs {
@@ -229,6 +315,7 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
                     exchange_ns.fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
                     if t == 0 {
                         *recorded.lock().unwrap_or_else(|x| x.into_inner()) = leader_rec;
+                        *final_input.lock().unwrap_or_else(|x| x.into_inner()) = incoming;
                     }
                     mine
                 })
@@ -242,7 +329,9 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
     let mut samples = Vec::new();
     let mut weights = Vec::new();
     let mut steps_done = 0;
-    for (_, mut shard) in per_thread.into_iter().flatten() {
+    let mut shards: Vec<(usize, Shard)> = per_thread.into_iter().flatten().collect();
+    shards.sort_by_key(|(s, _)| *s);
+    for (_, shard) in shards.iter_mut() {
         stats.synapses += shard.n_synapses();
         stats.synapse_bytes += shard.synapse_bytes();
         stats.synaptic_events += shard.synaptic_events();
@@ -253,13 +342,18 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
             weights.extend(shard.plastic_weights());
         }
     }
-    // Stable: keeps each shard's generation order for equal keys (multapses).
-    weights.sort_by_key(|w| (w.projection, w.source, w.target, w.delay_steps));
     stats.steps = steps_done;
     stats.exchange_ns = exchange_ns.load(Ordering::Relaxed);
+    stats.synaptic_events -= events_before;
+    stats.phases.deliver_ns -= phases_before.deliver_ns;
+    stats.phases.poisson_ns -= phases_before.poisson_ns;
+    stats.phases.update_ns -= phases_before.update_ns;
+    stats.phases.other_ns -= phases_before.other_ns;
+    // Stable: keeps each shard's generation order for equal keys (multapses).
+    weights.sort_by_key(|w| (w.projection, w.source, w.target, w.delay_steps));
     samples.sort_by_key(|a| (a.step, a.sampler, a.gid, a.var));
     let rec = recorded.into_inner().unwrap_or_else(|e| e.into_inner());
-    RunOutput {
+    let out = RunOutput {
         spikes: rec.spikes,
         spike_counts: rec.counts,
         counted_spikes: rec.counted,
@@ -267,7 +361,13 @@ pub fn run(net: &Network, cfg: RunConfig, progress: &(dyn Fn(Progress) + Sync), 
         samples,
         weights,
         stats,
-    }
+    };
+    let checkpoint = Checkpoint {
+        network_hash,
+        shards: shards.into_iter().map(|(_, s)| s).collect(),
+        pending: final_input.into_inner().unwrap_or_else(|e| e.into_inner()),
+    };
+    (out, checkpoint)
 }
 
 /// What the leader thread accumulates from the merged spike lists.
@@ -286,7 +386,7 @@ impl Recorded {
 
 /// FNV-1a over the spikes in canonical (step, gid) order, each fed as gid (u32 LE)
 /// then step (u64 LE): two runs with the same digest produced the same spikes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy)]
 pub struct SpikeHasher(u64);
 
 impl Default for SpikeHasher {

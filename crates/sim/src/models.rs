@@ -46,7 +46,7 @@ pub struct ParamError {
 }
 
 /// The neuron models the kernel implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq)]
 pub enum ModelKind {
     /// Leaky integrate-and-fire, exponential PSCs, exact integration (Rotter & Diesmann 1999).
     IafPscExp,
@@ -206,7 +206,7 @@ pub struct StepInput<'a> {
 }
 
 /// One population's neurons on one shard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Group {
     /// See [`iaf_psc_exp::IafPscExp`].
     IafPscExp(iaf_psc_exp::IafPscExp),

@@ -11,7 +11,7 @@ pub type Gid = u32;
 
 /// A spike: the step in which neuron `gid` crossed threshold. Ordered by step, then
 /// gid — the canonical order in which every shard delivers spikes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Spike {
     /// Step index (the spike's time is `(step + 1) * dt`, as NEST stamps it).
     pub step: u64,
@@ -20,7 +20,7 @@ pub struct Spike {
 }
 
 /// What a [`StateValue`] carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ValueKind {
     /// An astrocyte's slow inward current in one step (pA per unit weight).
     Sic,
@@ -30,7 +30,7 @@ pub enum ValueKind {
 
 /// A continuous value one shard sends to others at an epoch boundary. Ordered like
 /// spikes by (step, gid), then kind.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
 pub struct StateValue {
     /// Step after whose update the value holds.
     pub step: u64,
@@ -45,7 +45,7 @@ pub struct StateValue {
 /// What shards exchange at an epoch boundary: spikes, and state values for
 /// continuous couplings (astrocytes' slow inward currents). Both in canonical
 /// (step, gid) order.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Default, PartialEq)]
 pub struct Exchange {
     /// Spikes.
     pub spikes: Vec<Spike>,
@@ -62,7 +62,7 @@ impl Exchange {
 }
 
 /// A population of identical model neurons.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Population {
     /// Name from the spec.
     pub name: String,
@@ -86,7 +86,7 @@ pub struct Population {
 ///   (mV; models with a threshold state `V_th`);
 /// - synaptic scaling multiplies its excitatory incoming weights every interval by
 ///   `1 + scaling_rate · (r_target − r) · interval` (floored at 0).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
 pub struct Homeostasis {
     /// Target rate, Hz.
     pub target_rate_hz: f64,
@@ -108,7 +108,7 @@ impl Population {
 }
 
 /// How sources are chosen for targets.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
 pub enum Rule {
     /// Source i to target i.
     OneToOne,
@@ -151,7 +151,7 @@ impl Rule {
 }
 
 /// Static synapses from one population onto another.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Projection {
     /// Source population index.
     pub source: usize,
@@ -178,7 +178,7 @@ pub struct Projection {
 }
 
 /// How each target's pool of candidate astrocytes is formed (NEST ≥ 3.9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq)]
 pub enum Pool {
     /// `size` astrocytes drawn without replacement per target.
     Random {
@@ -196,7 +196,7 @@ pub enum Pool {
 /// The astrocyte part of a tripartite projection: for each primary synapse
 /// (s → t), with probability `p` an astrocyte a from t's pool is chosen and the
 /// synapses s → a (spikes raise IP3) and a → t (slow inward current) are created.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
 pub struct ThirdParty {
     /// Astrocyte population index.
     pub population: usize,
@@ -219,7 +219,7 @@ pub struct ThirdParty {
 }
 
 /// The final weight of one plastic synapse.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
 pub struct PlasticWeight {
     /// Projection index.
     pub projection: u32,
@@ -234,7 +234,7 @@ pub struct PlasticWeight {
 }
 
 /// An input device.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Stimulus {
     /// Independent Poisson spike trains, one per target neuron.
     Poisson {
@@ -278,7 +278,7 @@ pub enum Stimulus {
 }
 
 /// Periodic samples of state variables of chosen neurons.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Sampler {
     /// Population index.
     pub population: usize,
@@ -291,7 +291,7 @@ pub struct Sampler {
 }
 
 /// A whole network plus its inputs and what to record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Network {
     /// Time step, ms.
     pub dt_ms: f64,

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 
 /// How pre and post spikes are paired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq)]
 pub enum Pairing {
     /// Every pre spike with every post spike (traces accumulate).
     AllToAll,
@@ -22,7 +22,7 @@ pub enum Pairing {
 }
 
 /// Pair-based STDP, NEST's parameter names.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
 pub struct StdpParams {
     /// Time constant of the presynaptic trace, ms.
     pub tau_plus: f64,
@@ -63,7 +63,7 @@ impl StdpParams {
 }
 
 /// Tsodyks–Markram short-term plasticity (NEST's `tsodyks2_synapse`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
 pub struct TsodyksParams {
     /// Utilisation increment per spike.
     pub u_inc: f64,
@@ -81,7 +81,7 @@ pub struct TsodyksParams {
 /// `stdp_dopamine_synapse` equations): pairings feed an eligibility trace c instead
 /// of the weight; the weight follows dw/dt = c (n − b), where n is the dopamine
 /// concentration, raised by 1/tau_n at every spike of the modulator population.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
 pub struct DopamineParams {
     /// Presynaptic trace time constant, ms.
     pub tau_plus: f64,
@@ -106,7 +106,7 @@ pub struct DopamineParams {
 }
 
 /// The rule of a plastic projection.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
 pub enum Plasticity {
     /// Spike-timing-dependent plasticity.
     Stdp(StdpParams),
@@ -137,7 +137,7 @@ impl Plasticity {
 /// The dopamine concentration over time: the stamps of the modulator's spikes and
 /// the concentration right after each. Every shard sees every spike, so every shard
 /// holds the same history.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Default)]
 pub struct DopamineHistory {
     spikes: Vec<(u64, f64)>,
 }
@@ -223,7 +223,7 @@ pub fn dopamine_update(
 /// Presynaptic state of one source for one projection: the last spike and the
 /// trace (STDP) or resources and utilisation (Tsodyks). It depends on the source's
 /// spike train only, so all its synapses share it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
 pub struct PreState {
     /// Stamp (step + 1) of the last spike, 0 before the first.
     pub last: u64,
@@ -276,7 +276,7 @@ impl PreState {
 }
 
 /// One postsynaptic spike in a neuron's history.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy)]
 struct PostSpike {
     stamp: u64,
     /// Postsynaptic trace right after this spike (all-to-all).
@@ -288,7 +288,7 @@ struct PostSpike {
 /// A neuron's postsynaptic spike history (NEST's ArchivingNode): spikes are kept
 /// until every incoming STDP synapse has read them; the last removed one stays as
 /// the base of the trace.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Default)]
 pub struct PostHistory {
     spikes: VecDeque<PostSpike>,
     base: Option<(u64, f64)>,

@@ -37,7 +37,7 @@ fn splitmix64(state: &mut u64) -> u64 {
 }
 
 /// xoshiro256++ generator whose state is derived from a seed and a key path.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Stream {
     s: [u64; 4],
 }
@@ -103,7 +103,7 @@ impl Stream {
 /// Poisson sampler by inversion against a precomputed CDF table: one uniform and a
 /// few comparisons per draw, no arithmetic in the loop. Used for the small per-step
 /// means of Poisson generators (rate × dt).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PoissonTable {
     cdf: Vec<f64>,
     /// Number of leading entries (8 or 16, 0 = none) holding nearly all the mass,

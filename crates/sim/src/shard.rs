@@ -21,7 +21,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 /// Where a shard's time went, in nanoseconds of wall-clock time on its thread.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, Default, PartialEq, Eq)]
 pub struct PhaseTimes {
     /// Delivering synaptic input (pending sections and spike generators).
     pub deliver_ns: u64,
@@ -44,7 +44,7 @@ impl PhaseTimes {
 }
 
 /// One sampled value of a state variable.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]
 pub struct Sample {
     /// Step after whose update the value was read (time `(step + 1) * dt`).
     pub step: u64,
@@ -58,7 +58,7 @@ pub struct Sample {
     pub value: f64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct GroupSlot {
     local: Range<u32>,
     group: Group,
@@ -70,7 +70,7 @@ struct GroupSlot {
     dc: Vec<(f64, u64, u64)>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Draw {
     /// Mostly empty steps (lambda < 0.5): per neuron, the step of the next nonzero
     /// count, found by geometric skipping; counts there are zero-truncated Poisson.
@@ -83,7 +83,7 @@ enum Draw {
 
 /// The synapses of one plastic projection onto this shard, with their own rows and
 /// delay sections (same layout as the static ones, weights in f64 and mutable).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct PlasticTable {
     projection: u32,
     rule: Plasticity,
@@ -106,7 +106,7 @@ struct PlasticTable {
 }
 
 /// A spike pending on a plastic projection, with the presynaptic state before it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy)]
 struct PlasticPending {
     arrival: u64,
     emitted: u64,
@@ -117,7 +117,7 @@ struct PlasticPending {
 }
 
 /// A spike whose synapses have not all been delivered yet.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy)]
 struct Pending {
     /// Step at which the next section arrives.
     arrival: u64,
@@ -129,7 +129,7 @@ struct Pending {
     end: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct PoissonSource {
     local: Range<u32>,
     draw: Draw,
@@ -139,7 +139,7 @@ struct PoissonSource {
     active: Range<u64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct LocalSampler {
     index: u16,
     group: usize,
@@ -150,7 +150,7 @@ struct LocalSampler {
 }
 
 /// A set of neurons and everything that acts on them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Shard {
     layout: Layout,
     step: u64,

@@ -383,7 +383,7 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         let path = format!("stimuli[{i}]");
         let Some(t) = resolve(&st.target, format!("{path}.target"), &mut errs) else { continue };
         let Some(post) = populations[t].as_ref() else { continue };
-        if let Some((stim, full)) = compile_stimulus(st, &path, t, post, dt, steps, k_scale, w_scale, &mut errs) {
+        if let Some((stim, full)) = compile_stimulus(st, &path, t, post, dt, k_scale, w_scale, &mut errs) {
             if let Some(x) = full {
                 full_input[t].push((x, None));
             }
@@ -884,7 +884,6 @@ fn compile_stimulus(
     target: usize,
     post: &Population,
     dt: f64,
-    steps: u64,
     k_scale: f64,
     w_scale: f64,
     errs: &mut Errors,
@@ -1008,9 +1007,8 @@ fn compile_stimulus(
                     errs.add(format!("{path}.spike_times_ms[{k}]"), format!("{t} ms is not on the dt grid ({dt} ms)"));
                     continue;
                 }
-                if (s as u64) <= steps {
-                    emit.push(s as u64 - 1);
-                }
+                // Kept even past the run's end: a run resumed from a checkpoint reaches them.
+                emit.push(s as u64 - 1);
             }
             emit.sort_unstable();
             if let Some(list) = &st.neurons {

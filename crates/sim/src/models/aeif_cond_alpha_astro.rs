@@ -27,7 +27,7 @@ pub fn check(p: &[f64], dt_ms: f64) -> Result<(), ParamError> {
 
 /// Neurons of one population on one shard. State per neuron:
 /// [V, dg_ex, g_ex, dg_in, g_in, w].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AeifCondAlphaAstro {
     y: Vec<[f64; 6]>,
     i_sic: Vec<f64>,

@@ -69,7 +69,7 @@ pub fn check(p: &[f64], _dt_ms: f64) -> Result<(), ParamError> {
 }
 
 /// Parameters in the integrator's form (shared with `aeif_cond_alpha_astro`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy)]
 pub(crate) struct P {
     pub(crate) c_m: f64,
     pub(crate) g_l: f64,
@@ -90,7 +90,7 @@ pub(crate) struct P {
 }
 
 /// Neurons of one population on one shard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AeifCondExp {
     y: Vec<[f64; 4]>,
     h_int: Vec<f64>,

@@ -60,7 +60,7 @@ pub fn check(p: &[f64]) -> Result<(), ParamError> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy)]
 struct P {
     ca_tot: f64,
     ip3_0: f64,
@@ -81,7 +81,7 @@ struct P {
 }
 
 /// Astrocytes of one population on one shard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AstrocyteLr1994 {
     /// (IP3, Ca, h) per astrocyte.
     y: Vec<[f64; 3]>,

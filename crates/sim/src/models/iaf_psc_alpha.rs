@@ -36,7 +36,7 @@ pub fn check(p: &[f64], dt_ms: f64) -> Result<(), ParamError> {
 }
 
 /// Propagators of one synaptic channel.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy)]
 struct Channel {
     p11: f64,
     p21: f64,
@@ -59,7 +59,7 @@ impl Channel {
 }
 
 /// Neurons of one population on one shard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IafPscAlpha {
     v: Vec<f64>,
     i_ex: Vec<f64>,

@@ -35,7 +35,7 @@ pub fn check(p: &[f64], _dt_ms: f64) -> Result<(), ParamError> {
 }
 
 /// Neurons of one population on one shard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IafPscDelta {
     v: Vec<f64>,
     refr: Vec<u32>,

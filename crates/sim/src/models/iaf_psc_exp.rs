@@ -53,7 +53,7 @@ pub fn check(p: &[f64], _dt_ms: f64) -> Result<(), ParamError> {
 }
 
 /// Neurons of one population on one shard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IafPscExp {
     v: Vec<f64>,
     i_ex: Vec<f64>,

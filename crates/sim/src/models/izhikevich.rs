@@ -27,7 +27,7 @@ pub fn check(p: &[f64]) -> Result<(), ParamError> {
 }
 
 /// Neurons of one population on one shard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Izhikevich {
     v: Vec<f64>,
     u: Vec<f64>,

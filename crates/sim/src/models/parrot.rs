@@ -7,7 +7,7 @@
 use super::StepInput;
 
 /// Parrots of one population on one shard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Parrot {
     n: usize,
 }
