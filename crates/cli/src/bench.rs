@@ -86,7 +86,7 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let (_, s, _) = run::simulate(&prepared, true, None);
+    let (_, s, _) = run::simulate(&prepared, true, None, None)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {

@@ -53,6 +53,14 @@ enum Command {
         /// one uninterrupted run.
         #[arg(long, value_name = "CHECKPOINT")]
         resume: Option<PathBuf>,
+        /// During the run, rewrite a checkpoint every this many ms of biological time
+        /// (to OUT.checkpoint.bin beside the output directory, or --checkpoint-path),
+        /// so that a long run can be resumed after a crash.
+        #[arg(long, value_name = "MS")]
+        checkpoint_every_ms: Option<f64>,
+        /// Where periodic checkpoints go.
+        #[arg(long, value_name = "FILE")]
+        checkpoint_path: Option<PathBuf>,
     },
     /// Check an experiment file without running it.
     Validate {
@@ -89,9 +97,22 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { experiment, out, threads, shards, set, plot, quiet, checkpoint, resume } => {
+        Command::Run {
+            experiment,
+            out,
+            threads,
+            shards,
+            set,
+            plot,
+            quiet,
+            checkpoint,
+            resume,
+            checkpoint_every_ms,
+            checkpoint_path,
+        } => {
             let req = run::RunRequest { experiment, set, threads, shards };
-            cmd_run(req, out, plot, quiet, checkpoint, resume)
+            let opts = RunOpts { plot, quiet, checkpoint, resume, checkpoint_every_ms, checkpoint_path };
+            cmd_run(req, out, opts)
         }
         Command::Validate { experiment, set } => {
             let req = run::RunRequest { experiment, set, ..Default::default() };
@@ -179,14 +200,18 @@ fn spec_error(e: &neuropil_spec::SpecError) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn cmd_run(
-    req: run::RunRequest,
-    out: Option<PathBuf>,
+/// Options of `neuropil run` beyond what to run.
+struct RunOpts {
     plot: bool,
     quiet: bool,
     checkpoint: bool,
     resume: Option<PathBuf>,
-) -> ExitCode {
+    checkpoint_every_ms: Option<f64>,
+    checkpoint_path: Option<PathBuf>,
+}
+
+fn cmd_run(req: run::RunRequest, out: Option<PathBuf>, opts: RunOpts) -> ExitCode {
+    let RunOpts { plot, quiet, checkpoint, resume, checkpoint_every_ms, checkpoint_path } = opts;
     let prepared = match run::prepare(&req) {
         Ok(p) => p,
         Err(e) => return spec_error(&e),
@@ -211,7 +236,29 @@ fn cmd_run(
             return ExitCode::from(2);
         }
     };
-    let (output, summary, state) = run::simulate(&prepared, !quiet, resume);
+    let dt = prepared.compiled.network.dt_ms;
+    let periodic = match checkpoint_every_ms {
+        None => None,
+        Some(ms) if ms.is_finite() && ms >= dt => Some(run::Periodic {
+            every_steps: (ms / dt).round() as u64,
+            path: checkpoint_path.unwrap_or_else(|| {
+                let mut p = out_dir.clone().into_os_string();
+                p.push(".checkpoint.bin");
+                PathBuf::from(p)
+            }),
+        }),
+        Some(ms) => {
+            eprintln!("error: --checkpoint-every-ms: {ms} is not a time >= dt ({dt} ms)");
+            return ExitCode::from(2);
+        }
+    };
+    let (output, summary, state) = match run::simulate(&prepared, !quiet, resume, periodic.as_ref()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = run::write_results(staging.dir(), &prepared, &output, &summary).and_then(|()| {
         if checkpoint {
             std::fs::write(staging.dir().join("checkpoint.bin"), state.to_bytes())?;

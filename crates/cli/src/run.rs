@@ -58,38 +58,74 @@ pub fn prepare(req: &RunRequest) -> Result<Prepared, SpecError> {
     Ok(Prepared { experiment, compiled, threads, shards })
 }
 
+/// Periodic checkpoints during a run.
+#[derive(Debug, Clone)]
+pub struct Periodic {
+    /// Biological time between checkpoints, in steps.
+    pub every_steps: u64,
+    /// File to (re)write, atomically, after every stretch.
+    pub path: PathBuf,
+}
+
 /// Simulate a prepared experiment for its duration, from scratch or from a
-/// checkpoint; returns the output, its summary and the checkpoint at the end.
-pub fn simulate(p: &Prepared, show_progress: bool, resume: Option<Checkpoint>) -> (RunOutput, Summary, Checkpoint) {
+/// checkpoint, optionally writing a checkpoint file every so often; returns the
+/// output, its summary and the checkpoint at the end.
+pub fn simulate(
+    p: &Prepared,
+    show_progress: bool,
+    resume: Option<Checkpoint>,
+    periodic: Option<&Periodic>,
+) -> Result<(RunOutput, Summary, Checkpoint)> {
     let net = &p.compiled.network;
     let bar = ProgressBar::new(net.dt_ms, show_progress);
     let cancel = AtomicBool::new(false);
-    let cfg = RunConfig {
-        threads: p.threads,
-        shards: p.shards,
-        steps: p.compiled.steps,
-        count_from_step: p.compiled.transient_steps,
-    };
+    let total = p.compiled.steps;
     let build_start = std::time::Instant::now();
-    let start = resume.unwrap_or_else(|| embedded::build(net, p.shards, p.threads));
-    let start_step = start.step();
+    let mut state = resume.unwrap_or_else(|| embedded::build(net, p.shards, p.threads));
+    let start_step = state.step();
     let build_s = build_start.elapsed().as_secs_f64();
-    let (mut out, checkpoint) =
-        embedded::run_from(net, start, cfg, &|pr| bar.update(pr.steps_done, pr.steps_total, pr.spikes), &cancel);
+    let stretch = periodic.map_or(total, |pc| pc.every_steps.max(1));
+    let mut out: Option<RunOutput> = None;
+    let mut done = 0u64;
+    while done < total {
+        let steps = stretch.min(total - done);
+        let cfg =
+            RunConfig { threads: p.threads, shards: p.shards, steps, count_from_step: p.compiled.transient_steps };
+        let (spikes_before, offset) = (out.as_ref().map_or(0, |o| o.spikes_seen()), done);
+        let (part, next) = embedded::run_from(
+            net,
+            state,
+            cfg,
+            &|pr| bar.update(offset + pr.steps_done, total, spikes_before + pr.spikes),
+            &cancel,
+        );
+        done = next.step() - start_step;
+        state = next;
+        out = Some(match out {
+            None => part,
+            Some(acc) => acc.followed_by(part),
+        });
+        if let Some(pc) = periodic {
+            let tmp = pc.path.with_extension("bin.partial");
+            std::fs::write(&tmp, state.to_bytes()).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &pc.path).with_context(|| format!("writing {}", pc.path.display()))?;
+        }
+    }
+    let mut out = out.unwrap_or_default();
     out.stats.build_s = build_s;
     let name = if p.experiment.name.is_empty() { "experiment" } else { p.experiment.name.as_str() };
     let ctx = summary::Context {
         experiment: name,
         net,
         start_step,
-        steps: out.stats.steps - start_step,
+        steps: out.stats.steps.saturating_sub(start_step),
         transient_steps: p.compiled.transient_steps,
         threads: p.threads.min(p.shards),
         shards: p.shards,
         dc_pa: &p.compiled.dc_compensation_pa,
     };
     let s = summary::summarize(&ctx, &out);
-    (out, s, checkpoint)
+    Ok((out, s, state))
 }
 
 /// Largest checkpoint file read back (a full-scale microcircuit is ~3 GB).

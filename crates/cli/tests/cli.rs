@@ -413,6 +413,23 @@ fn checkpoint_and_resume_continue_the_same_run() {
         s["populations"].as_array().unwrap().iter().map(|p| p["spikes"].as_u64().unwrap()).sum()
     };
     assert_eq!(spikes(&first) + spikes(&second), spikes(&whole));
+    let hash = |d: &Path| -> String {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap();
+        s["spike_hash"].as_str().unwrap().to_string()
+    };
+    // The digest continues across the checkpoint: it covers the whole history.
+    assert_eq!(hash(&second), hash(&whole));
+    // Periodic checkpoints (every 300 ms) leave the run itself unchanged.
+    let periodic = dir.join("periodic");
+    run(&["--checkpoint-every-ms", "300"], &periodic);
+    assert!(dir.join("periodic.checkpoint.bin").exists());
+    assert_eq!(hash(&periodic), hash(&whole));
+    assert_eq!(spikes(&periodic), spikes(&whole));
+    assert_eq!(
+        std::fs::read(periodic.join("weights.parquet")).unwrap(),
+        std::fs::read(whole.join("weights.parquet")).unwrap()
+    );
     // The final STDP weights are those of the uninterrupted run, to the bit.
     assert_eq!(
         std::fs::read(second.join("weights.parquet")).unwrap(),

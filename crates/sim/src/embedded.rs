@@ -48,6 +48,38 @@ pub struct RunOutput {
     pub stats: RunStats,
 }
 
+impl RunOutput {
+    /// All spikes counted (recorded or not).
+    pub fn spikes_seen(&self) -> u64 {
+        self.spike_counts.iter().sum()
+    }
+
+    /// This output followed by the output of the run continued from its end:
+    /// spikes and samples appended, counts and timings added, final weights and
+    /// the digest (which continues across checkpoints) from `next`.
+    pub fn followed_by(mut self, next: RunOutput) -> RunOutput {
+        self.spikes.extend(next.spikes);
+        self.samples.extend(next.samples);
+        for (a, b) in self.spike_counts.iter_mut().zip(&next.spike_counts) {
+            *a += b;
+        }
+        for (a, b) in self.counted_spikes.iter_mut().zip(&next.counted_spikes) {
+            *a += b;
+        }
+        self.spike_hash = next.spike_hash;
+        self.weights = next.weights;
+        let (a, b) = (&mut self.stats, &next.stats);
+        a.simulate_s += b.simulate_s;
+        a.synaptic_events += b.synaptic_events;
+        a.phases.add(&b.phases);
+        a.exchange_ns += b.exchange_ns;
+        a.steps = b.steps;
+        a.synapses = b.synapses;
+        a.synapse_bytes = b.synapse_bytes;
+        self
+    }
+}
+
 /// Figures of a run.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, Default)]
 pub struct RunStats {
@@ -146,6 +178,9 @@ pub struct Checkpoint {
     pub shards: Vec<Shard>,
     /// Input of the next epoch.
     pub pending: Exchange,
+    /// [`SpikeHasher`] state over all spikes so far: a run continued from here
+    /// reports the digest of the whole history, equal to the uninterrupted run's.
+    pub spike_hash_state: u64,
 }
 
 /// Why a checkpoint could not be restored.
@@ -210,7 +245,12 @@ pub fn build(net: &Network, shards: usize, threads: usize) -> Checkpoint {
         }
     });
     let shards = slots.into_iter().filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
-    Checkpoint { network_hash: network_hash(net), shards, pending: Exchange::default() }
+    Checkpoint {
+        network_hash: network_hash(net),
+        shards,
+        pending: Exchange::default(),
+        spike_hash_state: SpikeHasher::new().finish(),
+    }
 }
 
 /// Continue from `start` for `cfg.steps` more steps (`cfg.shards` is taken from the
@@ -222,7 +262,7 @@ pub fn run_from(
     progress: &(dyn Fn(Progress) + Sync),
     cancel: &AtomicBool,
 ) -> (RunOutput, Checkpoint) {
-    let Checkpoint { network_hash, mut shards, pending } = start;
+    let Checkpoint { network_hash, mut shards, pending, spike_hash_state } = start;
     // Counters in the shards are cumulative; this stretch reports its own share.
     let events_before: u64 = shards.iter().map(|s| s.synaptic_events()).sum();
     let mut phases_before = PhaseTimes::default();
@@ -267,6 +307,7 @@ pub fn run_from(
                     let mut incoming = pending.clone();
                     let mut out = Exchange::default();
                     let mut leader_rec = Recorded::new(net.populations.len());
+                    leader_rec.hasher = SpikeHasher::from_state(spike_hash_state);
                     for e in 0..=epochs {
                         let merge_start = Instant::now();
                         if e > 0 {
@@ -366,6 +407,7 @@ pub fn run_from(
         network_hash,
         shards: shards.into_iter().map(|(_, s)| s).collect(),
         pending: final_input.into_inner().unwrap_or_else(|e| e.into_inner()),
+        spike_hash_state: out.spike_hash,
     };
     (out, checkpoint)
 }
@@ -399,6 +441,11 @@ impl SpikeHasher {
     /// Empty digest.
     pub fn new() -> Self {
         SpikeHasher(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// Continue from a digest state (see [`Checkpoint::spike_hash_state`]).
+    pub fn from_state(state: u64) -> Self {
+        SpikeHasher(state)
     }
 
     /// Feed one spike.
