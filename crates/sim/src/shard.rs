@@ -108,10 +108,7 @@ struct PlasticTable {
 /// A spike pending on a plastic projection, with the presynaptic state before it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy)]
 struct PlasticPending {
-    arrival: u64,
-    emitted: u64,
-    next: u32,
-    end: u32,
+    at: Pending,
     before: PreState,
     factor: f64,
 }
@@ -127,6 +124,21 @@ struct Pending {
     next: u32,
     /// One past the source's last section.
     end: u32,
+}
+
+impl Pending {
+    /// Move on to the next section after delivering the current one; true when the
+    /// spike has no section left.
+    #[inline]
+    fn next_section(&mut self, sec_delay: &[u16]) -> bool {
+        self.next += 1;
+        if self.next < self.end {
+            self.arrival = self.emitted + sec_delay[self.next as usize] as u64;
+            false
+        } else {
+            true
+        }
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -574,7 +586,8 @@ impl Shard {
                 let (next, end) = (table.row_sec[src], table.row_sec[src + 1]);
                 if next < end {
                     let arrival = sp.step + table.sec_delay[next as usize] as u64;
-                    table.pending.push(PlasticPending { arrival, emitted: sp.step, next, end, before, factor });
+                    let at = Pending { arrival, emitted: sp.step, next, end };
+                    table.pending.push(PlasticPending { at, before, factor });
                 }
             }
         }
@@ -732,10 +745,10 @@ impl Shard {
         for table in &mut self.plastic {
             let mut any_done = false;
             for p in table.pending.iter_mut() {
-                if p.arrival != t {
+                if p.at.arrival != t {
                     continue;
                 }
-                let j = p.next as usize;
+                let j = p.at.next as usize;
                 let d = table.sec_delay[j] as u64;
                 let range = table.sec_start[j] as usize..table.sec_start[j + 1] as usize;
                 self.events += range.len() as u64;
@@ -747,7 +760,7 @@ impl Shard {
                                 sp,
                                 table.weight[k],
                                 &p.before,
-                                p.emitted + 1,
+                                p.at.emitted + 1,
                                 d,
                                 &mut self.post[tg],
                                 self.dt_ms,
@@ -767,7 +780,7 @@ impl Shard {
                                 table.weight[k],
                                 &mut table.eligibility[k],
                                 &p.before,
-                                p.emitted + 1,
+                                p.at.emitted + 1,
                                 d,
                                 &mut self.post[tg],
                                 &table.dopamine,
@@ -779,15 +792,10 @@ impl Shard {
                     };
                     self.input[2 * tg + usize::from(w < 0.0)] += w;
                 }
-                p.next += 1;
-                if p.next < p.end {
-                    p.arrival = p.emitted + table.sec_delay[p.next as usize] as u64;
-                } else {
-                    any_done = true;
-                }
+                any_done |= p.at.next_section(&table.sec_delay);
             }
             if any_done {
-                table.pending.retain(|p| p.next < p.end);
+                table.pending.retain(|p| p.at.next < p.at.end);
             }
         }
     }
@@ -864,12 +872,7 @@ impl Shard {
             for (&tg, &w) in targets.iter().zip(weights) {
                 self.input[2 * tg as usize + usize::from(w < 0.0)] += w as f64;
             }
-            p.next += 1;
-            if p.next < p.end {
-                p.arrival = p.emitted + self.sec_delay[p.next as usize] as u64;
-            } else {
-                any_done = true;
-            }
+            any_done |= p.next_section(&self.sec_delay);
         }
         if any_done {
             self.pending.retain(|p| p.next < p.end);

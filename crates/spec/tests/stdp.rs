@@ -64,6 +64,15 @@ fn run_text(text: &str, shards: usize) -> (neuropil_spec::Compiled, RunOutput) {
     (c, out)
 }
 
+/// The same spikes and final weights as `one` on 2, 3 and 7 shards.
+fn assert_same_on_any_partition(text: &str, one: &RunOutput) {
+    for shards in [2, 3, 7] {
+        let (_, other) = run_text(text, shards);
+        assert_eq!(other.spike_hash, one.spike_hash, "{shards} shards");
+        assert_eq!(other.weights, one.weights, "{shards} shards");
+    }
+}
+
 /// (Δt as the rule sees it = t_post + d − t_pre, final weight) per pair.
 fn measured(c: &neuropil_spec::Compiled, out: &RunOutput) -> Vec<(f64, f64)> {
     let n = c.network.populations[0].size;
@@ -223,11 +232,7 @@ kind = "weight_recorder"
     assert_eq!(stdp.len(), 400 * 40);
     let changed = stdp.iter().filter(|(a, b)| (a.weight - b.weight).abs() > 1e-6).count();
     assert!(changed > stdp.len() / 2, "only {changed} of {} STDP weights changed", stdp.len());
-    for shards in [2, 3, 7] {
-        let (_, other) = run_text(text, shards);
-        assert_eq!(other.spike_hash, one.spike_hash, "{shards} shards");
-        assert_eq!(other.weights, one.weights, "{shards} shards");
-    }
+    assert_same_on_any_partition(text, &one);
 }
 
 /// Dopamine-modulated STDP, one pairing and one dopamine spike: the weight change is
@@ -338,9 +343,5 @@ kind = "weight_recorder"
     let (_, frozen) = run_text(&text.replace("rate_hz = 20.0", "rate_hz = 0.0"), 1);
     let changed = one.weights.iter().zip(&frozen.weights).filter(|(a, b)| (a.weight - b.weight).abs() > 1e-9).count();
     assert!(changed > one.weights.len() / 2, "dopamine must move weights: {changed} of {}", one.weights.len());
-    for shards in [2, 3, 7] {
-        let (_, other) = run_text(text, shards);
-        assert_eq!(other.spike_hash, one.spike_hash, "{shards} shards");
-        assert_eq!(other.weights, one.weights, "{shards} shards");
-    }
+    assert_same_on_any_partition(text, &one);
 }
