@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run an experiment embedded and write summary.json, spikes.parquet (and state.parquet).
+    /// Run an experiment embedded and write summary.json, spikes.parquet (state.parquet, weights.parquet when recorded).
     Run {
         /// Experiment file (.toml, .json or .yaml).
         experiment: PathBuf,
@@ -80,7 +80,7 @@ enum Command {
     },
     /// Run the microcircuit without recording and print performance figures.
     Bench(bench::BenchArgs),
-    /// List the neuron models, or one model's parameters (NEST names, defaults, units) and state variables.
+    /// List the neuron and synapse models, or one model's parameters (NEST names, defaults, units) and state variables.
     Models {
         /// A model name, e.g. iaf_psc_exp.
         model: Option<String>,
