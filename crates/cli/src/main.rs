@@ -95,6 +95,12 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Ctrl-C stops a run at the next epoch boundary and keeps what was simulated.
+    #[cfg(unix)]
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
@@ -200,6 +206,11 @@ fn spec_error(e: &neuropil_spec::SpecError) -> ExitCode {
     ExitCode::from(2)
 }
 
+#[cfg(unix)]
+extern "C" fn on_sigint(_: libc::c_int) {
+    run::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Options of `neuropil run` beyond what to run.
 struct RunOpts {
     plot: bool,
@@ -252,13 +263,17 @@ fn cmd_run(req: run::RunRequest, out: Option<PathBuf>, opts: RunOpts) -> ExitCod
             return ExitCode::from(2);
         }
     };
-    let (output, summary, state) = match run::simulate(&prepared, !quiet, resume, periodic.as_ref()) {
+    let (output, mut summary, state) = match run::simulate(&prepared, !quiet, resume, periodic.as_ref()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::FAILURE;
         }
     };
+    let interrupted = run::interrupted();
+    summary.interrupted = interrupted;
+    // An interrupted run always leaves a checkpoint to continue from.
+    let checkpoint = checkpoint || interrupted;
     let result = run::write_results(staging.dir(), &prepared, &output, &summary).and_then(|()| {
         if checkpoint {
             std::fs::write(staging.dir().join("checkpoint.bin"), state.to_bytes())?;
@@ -272,6 +287,14 @@ fn cmd_run(req: run::RunRequest, out: Option<PathBuf>, opts: RunOpts) -> ExitCod
         Ok(()) => {
             print!("{}", summary::render(&summary));
             println!("results in {}", out_dir.display());
+            if interrupted {
+                eprintln!(
+                    "interrupted after {:.1} ms; continue with --resume {} (and run.duration_ms set to what is left)",
+                    summary.duration_ms,
+                    out_dir.join("checkpoint.bin").display()
+                );
+                return ExitCode::from(130);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -58,6 +58,15 @@ pub fn prepare(req: &RunRequest) -> Result<Prepared, SpecError> {
     Ok(Prepared { experiment, compiled, threads, shards })
 }
 
+/// Set by SIGINT (Ctrl-C): the run stops at the next epoch boundary, and what was
+/// simulated is written out with a checkpoint to resume from.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the last run was stopped by [`INTERRUPTED`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Periodic checkpoints during a run.
 #[derive(Debug, Clone)]
 pub struct Periodic {
@@ -78,7 +87,7 @@ pub fn simulate(
 ) -> Result<(RunOutput, Summary, Checkpoint)> {
     let net = &p.compiled.network;
     let bar = ProgressBar::new(net.dt_ms, show_progress);
-    let cancel = AtomicBool::new(false);
+    let cancel = &INTERRUPTED;
     let total = p.compiled.steps;
     let build_start = std::time::Instant::now();
     let mut state = resume.unwrap_or_else(|| embedded::build(net, p.shards, p.threads));
@@ -97,7 +106,7 @@ pub fn simulate(
             state,
             cfg,
             &|pr| bar.update(offset + pr.steps_done, total, spikes_before + pr.spikes),
-            &cancel,
+            cancel,
         );
         done = next.step() - start_step;
         state = next;
@@ -105,6 +114,9 @@ pub fn simulate(
             None => part,
             Some(acc) => acc.followed_by(part),
         });
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
         if let Some(pc) = periodic {
             let tmp = pc.path.with_extension("bin.partial");
             std::fs::write(&tmp, state.to_bytes()).with_context(|| format!("writing {}", tmp.display()))?;

@@ -40,8 +40,12 @@ pub struct Summary {
     pub peak_rss_bytes: Option<u64>,
     /// Bytes of synapse storage per synapse (arrays and row index).
     pub bytes_per_synapse: Option<f64>,
-    /// Hex FNV-1a digest of all spikes (neuron id, step) in canonical order.
+    /// Hex FNV-1a digest of all spikes (neuron id, step) in canonical order, since
+    /// the start of the run (across --resume).
     pub spike_hash: String,
+    /// The run was stopped early (Ctrl-C); `duration_ms` is what was simulated.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 /// One population.
@@ -160,6 +164,7 @@ pub fn summarize(ctx: &Context<'_>, out: &RunOutput) -> Summary {
         peak_rss_bytes: crate::system::peak_rss_bytes(),
         bytes_per_synapse: (out.stats.synapses > 0).then(|| out.stats.synapse_bytes as f64 / out.stats.synapses as f64),
         spike_hash: format!("{:016x}", out.spike_hash),
+        interrupted: false,
     }
 }
 

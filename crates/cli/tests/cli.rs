@@ -444,3 +444,69 @@ fn checkpoint_and_resume_continue_the_same_run() {
     assert!(stderr(&o).contains("resume with --shards 2"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Ctrl-C stops a run at an epoch boundary, keeps what was simulated with a
+/// checkpoint, and the resumed run has the spikes of a run that never stopped.
+#[test]
+fn ctrl_c_keeps_the_run_and_resume_finishes_it() {
+    use std::io::{BufRead, BufReader};
+    let dir = scratch("sigint");
+    let brunel = root().join("examples/brunel.toml");
+    let small = ["--set", "populations.E.size=2000", "--set", "populations.I.size=500", "--set", "run.transient_ms=0"];
+    let cut = dir.join("cut");
+    let mut child = bin()
+        .args(["run", "--threads", "2", "--shards", "2", "--set", "run.duration_ms=100000"])
+        .args(small)
+        .arg("--out")
+        .arg(&cut)
+        .arg(&brunel)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first progress line (10 %), then interrupt.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().expect("a progress line").unwrap();
+    assert!(first.contains('%'), "{first}");
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("--resume")), "{rest:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cut.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["interrupted"], true);
+    let done = summary["duration_ms"].as_f64().unwrap();
+    assert!(done > 0.0 && done < 100_000.0, "{done}");
+    // Continue for 500 ms and compare with one run of the same total length.
+    let resumed = dir.join("resumed");
+    let o = bin()
+        .args(["run", "-q", "--threads", "2", "--shards", "2", "--set", "run.duration_ms=500"])
+        .args(small)
+        .arg("--resume")
+        .arg(cut.join("checkpoint.bin"))
+        .arg("--out")
+        .arg(&resumed)
+        .arg(&brunel)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = dir.join("whole");
+    let o = bin()
+        .args(["run", "-q", "--threads", "2", "--shards", "2", "--set", &format!("run.duration_ms={}", done + 500.0)])
+        .args(small)
+        .arg("--out")
+        .arg(&whole)
+        .arg(&brunel)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hash = |d: &Path| -> String {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap();
+        s["spike_hash"].as_str().unwrap().to_string()
+    };
+    assert_eq!(hash(&resumed), hash(&whole));
+    let _ = std::fs::remove_dir_all(&dir);
+}
