@@ -462,10 +462,3 @@ impl SpikeHasher {
         self.0
     }
 }
-
-/// [`SpikeHasher`] digest of spikes given in canonical order.
-pub fn spike_hash(spikes: &[Spike]) -> u64 {
-    let mut h = SpikeHasher::new();
-    spikes.iter().for_each(|s| h.update(s));
-    h.finish()
-}

@@ -33,10 +33,6 @@ pub struct Compiled {
     pub steps: u64,
     /// Steps left out of summary statistics.
     pub transient_steps: u64,
-    /// Requested threads (0 = one per core).
-    pub threads: u32,
-    /// Requested shards (0 = one per thread).
-    pub shards: u32,
     /// DC current added to each population's I_e by K-scaling compensation, pA.
     pub dc_compensation_pa: Vec<f64>,
     /// Estimated peak memory, bytes.
@@ -556,16 +552,7 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
             }]));
         }
     }
-    Ok(Compiled {
-        network,
-        steps,
-        transient_steps,
-        threads: run.threads,
-        shards: run.shards,
-        dc_compensation_pa: dc,
-        estimated_bytes,
-        expected_synapses,
-    })
+    Ok(Compiled { network, steps, transient_steps, dc_compensation_pa: dc, estimated_bytes, expected_synapses })
 }
 
 fn dedup_errors(errs: &mut Errors) {
