@@ -98,8 +98,10 @@ struct PlasticTable {
     /// Presynaptic state per source neuron.
     pre: Vec<PreState>,
     pending: Vec<PlasticPending>,
-    /// Dopamine-modulated rule: eligibility per synapse, and the modulator's history.
+    /// Dopamine-modulated rule: eligibility per synapse, the modulator population's
+    /// gid range [first, end), and its spike history.
     eligibility: Vec<f64>,
+    modulator: (Gid, Gid),
     dopamine: DopamineHistory,
     /// Gliotransmission: the astrocyte (gid) joining each synapse, u32::MAX if none.
     astro: Vec<u32>,
@@ -185,8 +187,6 @@ pub struct Shard {
     plastic: Vec<PlasticTable>,
     /// Postsynaptic spike history per local neuron (empty without STDP).
     post: Vec<PostHistory>,
-    /// Gid range [first, end) of every population (modulators of dopamine rules).
-    modulators: Vec<(Gid, Gid)>,
     /// SIC connections, CSR by source gid: (local target, weight, delay steps).
     sic_row: Vec<u64>,
     sic_syn: Vec<(u32, f32, u16)>,
@@ -344,6 +344,13 @@ impl Shard {
                 pre: vec![PreState::new(&rule); pre_pop.size as usize],
                 pending: Vec::new(),
                 eligibility: if matches!(rule, Plasticity::Dopamine(_)) { vec![0.0; edges.len()] } else { Vec::new() },
+                modulator: match rule {
+                    Plasticity::Dopamine(dp) => {
+                        let m = &net.populations[dp.modulator];
+                        (m.first_gid, m.end_gid())
+                    }
+                    _ => (0, 0),
+                },
                 dopamine: DopamineHistory::default(),
                 astro: if matches!(rule, Plasticity::Gliotransmission { .. }) {
                     edges.iter().map(|e| e.4).collect()
@@ -512,7 +519,6 @@ impl Shard {
             input: vec![0.0; n_local * 2],
             plastic,
             post,
-            modulators: net.populations.iter().map(|p| (p.first_gid, p.end_gid())).collect(),
             sic_row,
             sic_syn,
             current: vec![0.0; current_slots as usize * n_local],
@@ -570,7 +576,7 @@ impl Shard {
         }
         for table in &mut self.plastic {
             if let Plasticity::Dopamine(dp) = table.rule {
-                let m = &self.modulators[dp.modulator];
+                let m = table.modulator;
                 for sp in incoming.iter().filter(|sp| sp.gid >= m.0 && sp.gid < m.1) {
                     table.dopamine.push(sp.step + 1, dp.tau_n, self.dt_ms);
                 }

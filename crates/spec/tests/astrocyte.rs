@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use neuropil_spec::{Format, Limits};
 
 fn run_astrocyte(
     extra: &str,
@@ -27,9 +26,7 @@ variables = ["IP3", "Ca_astro", "h_IP3R", "SIC"]
 interval_ms = {interval_ms}
 "#
     );
-    let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
-    let exp = neuropil_spec::parse(&text, Format::Toml, &set).expect("parses");
-    let c = neuropil_spec::compile(&exp, &Limits::default()).expect("compiles");
+    let c = compile_text(&text, set);
     let out = run(&c, 1, 1);
     (c, out)
 }
@@ -139,8 +136,7 @@ population = "neuron"
 variables = ["I_SIC"]
 "#;
     for shards in [1, 2] {
-        let exp = neuropil_spec::parse(text, Format::Toml, &[]).expect("parses");
-        let c = neuropil_spec::compile(&exp, &Limits::default()).expect("compiles");
+        let c = compile_text(text, &[]);
         let out = run(&c, 2, shards);
         let ca: Vec<f64> = out.samples.iter().filter(|s| s.gid == 0).map(|s| s.value).collect();
         let sic: Vec<f64> = out.samples.iter().filter(|s| s.gid == 1).map(|s| s.value).collect();
@@ -211,16 +207,11 @@ neurons = [3, 150]
 variables = ["V_m", "I_SIC"]
 interval_ms = 1.0
 "#;
-    let exp = neuropil_spec::parse(text, Format::Toml, &[]).expect("parses");
-    let c = neuropil_spec::compile(&exp, &Limits::default()).expect("compiles");
+    let c = compile_text(text, &[]);
     let one = run(&c, 1, 1);
     assert!(one.spike_counts[0] > 100, "{:?}", one.spike_counts);
     assert!(one.samples.iter().any(|s| s.var == 4 && s.value > 0.0), "some SIC must reach the neurons");
-    for shards in [2, 3, 7] {
-        let other = run(&c, 2, shards);
-        assert_eq!(other.spike_hash, one.spike_hash, "{shards} shards");
-        assert_eq!(other.samples, one.samples, "{shards} shards");
-    }
+    assert_same_on_shards(&c, &one);
 }
 
 /// A tripartite network (neurons, astrocytes joining excitatory synapses, SIC
@@ -235,16 +226,11 @@ fn tripartite_network_is_partition_independent() {
         "populations.A.params.delta_IP3=0.5",
         "run.duration_ms=200",
     ];
-    let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
-    let exp = neuropil_spec::parse(&text, Format::Toml, &set).expect("parses");
-    let c = neuropil_spec::compile(&exp, &Limits::default()).expect("compiles");
+    let c = compile_text(&text, &set);
     let one = run(&c, 1, 1);
     assert!(one.spike_counts[0] > 100, "{:?}", one.spike_counts);
     assert!(one.samples.iter().any(|s| s.gid >= 500 && s.var == 0 && s.value > 0.2), "spikes must raise some IP3");
-    for shards in [2, 3, 7] {
-        let other = run(&c, 2, shards);
-        assert_eq!(other.spike_hash, one.spike_hash, "{shards} shards");
-        assert_eq!(other.samples, one.samples, "{shards} shards");
+    for other in assert_same_on_shards(&c, &one) {
         assert_eq!(other.stats.synapses, one.stats.synapses);
     }
 }
@@ -265,11 +251,11 @@ fn gliotransmission_scales_covered_synapses() {
         "run.duration_ms=300",
     ];
     let compile = |gain: f64| {
-        let mut set: Vec<String> = base.iter().map(|s| s.to_string()).collect();
-        set.push(format!("projections[0].third.gliotransmission={gain}"));
-        set.push(format!("projections[1].third.gliotransmission={gain}"));
-        let exp = neuropil_spec::parse(&text, Format::Toml, &set).expect("parses");
-        neuropil_spec::compile(&exp, &Limits::default()).expect("compiles")
+        let g0 = format!("projections[0].third.gliotransmission={gain}");
+        let g1 = format!("projections[1].third.gliotransmission={gain}");
+        let mut set: Vec<&str> = base.to_vec();
+        set.extend([g0.as_str(), g1.as_str()]);
+        compile_text(&text, &set)
     };
     let off = run(&compile(0.0), 1, 1);
     let c = compile(2.0);
@@ -280,9 +266,5 @@ fn gliotransmission_scales_covered_synapses() {
         on.spike_counts,
         off.spike_counts
     );
-    for shards in [2, 3, 7] {
-        let other = run(&c, 2, shards);
-        assert_eq!(other.spike_hash, on.spike_hash, "{shards} shards");
-        assert_eq!(other.samples, on.samples, "{shards} shards");
-    }
+    assert_same_on_shards(&c, &on);
 }

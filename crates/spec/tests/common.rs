@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use neuropil_sim::embedded::{self, RunConfig, RunOutput};
-use neuropil_spec::{Compiled, Limits};
+use neuropil_spec::{Compiled, Format, Limits};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
@@ -21,6 +21,27 @@ pub fn compile_example(name: &str, set: &[&str]) -> Compiled {
     let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
     let exp = neuropil_spec::load(&root().join("examples").join(name), &set).expect("example loads");
     neuropil_spec::compile(&exp, &Limits::default()).expect("example compiles")
+}
+
+/// Parse and compile an experiment given as TOML text, with overrides.
+pub fn compile_text(text: &str, set: &[&str]) -> Compiled {
+    let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+    let exp = neuropil_spec::parse(text, Format::Toml, &set).expect("parses");
+    neuropil_spec::compile(&exp, &Limits::default()).expect("compiles")
+}
+
+/// Run `c` on 2, 3 and 7 shards (2 threads) and check that spikes and samples are
+/// those of `one`; returns the runs for further checks.
+pub fn assert_same_on_shards(c: &Compiled, one: &RunOutput) -> Vec<RunOutput> {
+    [2, 3, 7]
+        .into_iter()
+        .map(|shards| {
+            let other = run(c, 2, shards);
+            assert_eq!(other.spike_hash, one.spike_hash, "{shards} shards");
+            assert_eq!(other.samples, one.samples, "{shards} shards");
+            other
+        })
+        .collect()
 }
 
 /// Run compiled network on `threads` threads and `shards` shards.

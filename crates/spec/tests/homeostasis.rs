@@ -4,12 +4,6 @@
 
 mod common;
 use common::*;
-use neuropil_spec::{Format, Limits};
-
-fn compile_text(text: &str) -> neuropil_spec::Compiled {
-    let exp = neuropil_spec::parse(text, Format::Toml, &[]).expect("parses");
-    neuropil_spec::compile(&exp, &Limits::default()).expect("compiles")
-}
 
 fn rate_after(out: &neuropil_sim::embedded::RunOutput, gid: u32, from_step: u64, steps: u64) -> f64 {
     let n = out.spikes.iter().filter(|s| s.gid == gid && s.step >= from_step).count();
@@ -39,6 +33,7 @@ population = "n"
 variables = ["V_th"]
 interval_ms = 100.0
 "#,
+        &[],
     );
     let out = run(&c, 1, 1);
     let rate = rate_after(&out, 0, 800_000, c.steps);
@@ -81,8 +76,8 @@ populations = ["n"]
 "#
         )
     };
-    let free = run(&compile_text(&text(0.0)), 1, 1);
-    let c = compile_text(&text(0.02));
+    let free = run(&compile_text(&text(0.0), &[]), 1, 1);
+    let c = compile_text(&text(0.02), &[]);
     let scaled = run(&c, 1, 1);
     for gid in [200, 201] {
         let before = rate_after(&free, gid, 400_000, c.steps);
@@ -95,7 +90,7 @@ populations = ["n"]
 #[test]
 fn homeostatic_network_is_partition_independent() {
     let text = std::fs::read_to_string(root().join("examples/brunel.toml")).unwrap();
-    let set: Vec<String> = [
+    let set = [
         "populations.E.size=800",
         "populations.I.size=200",
         "run.duration_ms=400",
@@ -105,17 +100,9 @@ fn homeostatic_network_is_partition_independent() {
         "projections[2].conn.indegree=80",
         "projections[3].conn.indegree=20",
         "stimuli[0].indegree=1000",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let exp = neuropil_spec::parse(&text, Format::Toml, &set).expect("parses");
-    let c = neuropil_spec::compile(&exp, &Limits::default()).expect("compiles");
+    ];
+    let c = compile_text(&text, &set);
     let one = run(&c, 1, 1);
     assert!(one.spike_counts[0] > 1000, "{:?}", one.spike_counts);
-    for shards in [2, 3, 7] {
-        let other = run(&c, 2, shards);
-        assert_eq!(other.spike_hash, one.spike_hash, "{shards} shards");
-        assert_eq!(other.samples, one.samples, "{shards} shards");
-    }
+    assert_same_on_shards(&c, &one);
 }

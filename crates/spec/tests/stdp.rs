@@ -3,7 +3,6 @@
 
 mod common;
 use neuropil_sim::embedded::RunOutput;
-use neuropil_spec::{Format, Limits};
 
 const D_MS: f64 = 1.0; // synaptic (dendritic) delay
 const W0: f64 = 1.0;
@@ -58,8 +57,7 @@ kind = "weight_recorder"
 }
 
 fn run_text(text: &str, shards: usize) -> (neuropil_spec::Compiled, RunOutput) {
-    let exp = neuropil_spec::parse(text, Format::Toml, &[]).expect("parses");
-    let c = neuropil_spec::compile(&exp, &Limits::default()).expect("compiles");
+    let c = common::compile_text(text, &[]);
     let out = common::run(&c, 2, shards);
     (c, out)
 }
