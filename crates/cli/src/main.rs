@@ -1,7 +1,10 @@
 //! `neuropil`: the one binary. `run` simulates an experiment embedded (no etcd, no
-//! network), `validate` checks a file, `plot` draws a raster, `bench` measures.
+//! network), `validate` checks a file, `plot` draws a raster, `bench` measures;
+//! `node` and `control` are the cluster's processes, and `submit`, `status`,
+//! `cancel` and `spikes` talk to a control.
 
 mod bench;
+mod cluster;
 mod columnar;
 mod plot;
 mod progress;
@@ -85,6 +88,120 @@ enum Command {
         /// A model name, e.g. iaf_psc_exp.
         model: Option<String>,
     },
+    /// Cluster node: registers in etcd, hosts the shards the control assigns, exchanges spikes with peers.
+    Node(NodeArgs),
+    /// Cluster control: serves the ExperimentService; one replica, elected through etcd, schedules runs.
+    Control(ControlArgs),
+    /// Submit an experiment file to a control; prints its id (with --wait, follows it to the end).
+    Submit {
+        /// Experiment file (.toml, .json or .yaml).
+        experiment: PathBuf,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Override a field, as for run.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        set: Vec<String>,
+        /// Shards (default: one per node thread). Results do not depend on it.
+        #[arg(long, default_value_t = 0)]
+        shards: u32,
+        /// Follow the run with a progress bar and print the result.
+        #[arg(long)]
+        wait: bool,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Show all experiments, or one.
+    Status {
+        /// Experiment id.
+        id: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel an experiment (running ones stop at an epoch boundary; results so far are written).
+    Cancel {
+        /// Experiment id.
+        id: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Print spikes of a running experiment as they come (time_ms, population, neuron).
+    Spikes {
+        /// Experiment id.
+        id: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Only these populations (repeatable; default: all recorded).
+        #[arg(long = "population")]
+        populations: Vec<String>,
+    },
+}
+
+/// Where the control is.
+#[derive(clap::Args, Clone)]
+struct TargetArgs {
+    /// Control address.
+    #[arg(long, env = "NEUROPIL_CONTROL", default_value = "http://127.0.0.1:7070")]
+    control: String,
+    /// File holding the bearer token the control requires.
+    #[arg(long, env = "NEUROPIL_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+}
+
+/// Options shared by node and control.
+#[derive(clap::Args, Clone)]
+struct ServiceArgs {
+    /// etcd endpoints, comma-separated.
+    #[arg(long, env = "NEUROPIL_ETCD", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd: Vec<String>,
+    /// Prometheus /metrics listen address (port 0: any free port).
+    #[arg(long, env = "NEUROPIL_METRICS", default_value = "0.0.0.0:9090")]
+    metrics: std::net::SocketAddr,
+    /// Process id in the cluster (default: host name and listen port).
+    #[arg(long, env = "NEUROPIL_ID")]
+    id: Option<String>,
+    /// etcd lease time to live, s: after this long without keep-alives the process counts as gone.
+    #[arg(long, default_value_t = 10)]
+    lease_ttl_s: i64,
+}
+
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// gRPC listen address (port 0: any free port).
+    #[arg(long, env = "NEUROPIL_LISTEN", default_value = "0.0.0.0:7071")]
+    listen: std::net::SocketAddr,
+    /// Address peers and the control dial (default: http://<listen>); in Kubernetes the pod's stable DNS name.
+    #[arg(long, env = "NEUROPIL_ADVERTISE")]
+    advertise: Option<String>,
+    /// Worker threads (default: one per core).
+    #[arg(long, env = "NEUROPIL_THREADS")]
+    threads: Option<usize>,
+    /// Memory offered to runs, MiB (default: what the system has available).
+    #[arg(long, env = "NEUROPIL_MEMORY_MIB")]
+    memory_mib: Option<u64>,
+    /// Seconds to wait for a peer's epoch message (or its connection) before failing the run.
+    #[arg(long, default_value_t = 120)]
+    peer_timeout_s: u64,
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+#[derive(clap::Args)]
+struct ControlArgs {
+    /// gRPC listen address (port 0: any free port).
+    #[arg(long, env = "NEUROPIL_LISTEN", default_value = "0.0.0.0:7070")]
+    listen: std::net::SocketAddr,
+    /// Where results go (<data-dir>/<experiment id>/).
+    #[arg(long, env = "NEUROPIL_DATA_DIR", default_value = "out/cluster")]
+    data_dir: PathBuf,
+    /// Require this bearer token (file content) from clients.
+    #[arg(long, env = "NEUROPIL_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
 fn main() -> ExitCode {
@@ -152,6 +269,23 @@ fn main() -> ExitCode {
             }
         }
         Command::Models { model } => models(model.as_deref()),
+        Command::Node(args) => service(cmd_node(args)),
+        Command::Control(args) => service(cmd_control(args)),
+        Command::Submit { experiment, target, set, shards, wait, quiet } => {
+            client(
+                &target,
+                |t| async move { cluster::client::submit(&t, &experiment, &set, shards, wait, quiet).await },
+            )
+        }
+        Command::Status { id, target, json } => {
+            client(&target, |t| async move { cluster::client::status(&t, id.as_deref(), json).await.map(|()| true) })
+        }
+        Command::Cancel { id, target } => {
+            client(&target, |t| async move { cluster::client::cancel(&t, &id).await.map(|()| true) })
+        }
+        Command::Spikes { id, target, populations } => {
+            client(&target, |t| async move { cluster::client::spikes(&t, &id, &populations).await.map(|()| true) })
+        }
         Command::Bench(args) => match bench::run(&args) {
             Ok(code) => code,
             Err(e) => {
@@ -160,6 +294,88 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+/// Run a long-lived service to its end; configuration errors exit 2.
+fn service(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    match runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(f)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Run a client command: exit 0 on success, 1 when the experiment did not succeed,
+/// 2 on errors.
+fn client<F, Fut>(target: &TargetArgs, f: F) -> ExitCode
+where
+    F: FnOnce(cluster::client::Target) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let token = match target.token_file.as_deref().map(cluster::auth::read_token).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let t = cluster::client::Target { control: target.control.clone(), token };
+    match runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(f(t))) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn default_id(role: &str, listen: std::net::SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = if host.is_empty() { role.to_string() } else { host };
+    format!("{host}-{}", listen.port())
+}
+
+async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let memory_bytes = match a.memory_mib {
+        Some(m) => m << 20,
+        None => system::available_memory_bytes().unwrap_or(1 << 30),
+    };
+    let s = a.service;
+    let cfg = cluster::node::NodeConfig {
+        id: s.id.unwrap_or_else(|| default_id("node", a.listen)),
+        listen: a.listen,
+        advertise: a.advertise,
+        etcd: s.etcd,
+        threads: a.threads.unwrap_or(cores).max(1),
+        metrics_listen: s.metrics,
+        memory_bytes,
+        lease_ttl_s: s.lease_ttl_s.max(2),
+        peer_timeout: std::time::Duration::from_secs(a.peer_timeout_s.max(1)),
+    };
+    cluster::node::serve(cfg).await
+}
+
+async fn cmd_control(a: ControlArgs) -> anyhow::Result<()> {
+    let token = a.token_file.as_deref().map(cluster::auth::read_token).transpose()?;
+    let s = a.service;
+    let cfg = cluster::control::ControlConfig {
+        id: s.id.unwrap_or_else(|| default_id("control", a.listen)),
+        listen: a.listen,
+        etcd: s.etcd,
+        metrics_listen: s.metrics,
+        data_dir: a.data_dir,
+        token,
+        lease_ttl_s: s.lease_ttl_s.max(2),
+    };
+    cluster::control::serve(cfg).await
 }
 
 fn models(name: Option<&str>) -> ExitCode {

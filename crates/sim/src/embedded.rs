@@ -80,6 +80,34 @@ impl RunOutput {
     }
 }
 
+/// The output of a run split over processes: `parts[0]` is the recording
+/// process's (its spikes, counts and digest cover every shard, since every
+/// process sees every spike); samples and weights come from each process's own
+/// shards and are put back into the embedded run's order; figures add up (wall
+/// times: the slowest process).
+pub fn combine_parts(mut parts: Vec<RunOutput>) -> RunOutput {
+    if parts.is_empty() {
+        return RunOutput::default();
+    }
+    let rest = parts.split_off(1);
+    let mut out = parts.pop().unwrap_or_default();
+    for p in rest {
+        out.samples.extend(p.samples);
+        out.weights.extend(p.weights);
+        let (a, b) = (&mut out.stats, &p.stats);
+        a.synapses += b.synapses;
+        a.synapse_bytes += b.synapse_bytes;
+        a.synaptic_events += b.synaptic_events;
+        a.phases.add(&b.phases);
+        a.exchange_ns += b.exchange_ns;
+        a.build_s = a.build_s.max(b.build_s);
+        a.simulate_s = a.simulate_s.max(b.simulate_s);
+    }
+    out.weights.sort_by_key(|w| (w.projection, w.source, w.target, w.delay_steps));
+    out.samples.sort_by_key(|a| (a.step, a.sampler, a.gid, a.var));
+    out
+}
+
 /// Figures of a run.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, Default)]
 pub struct RunStats {
@@ -231,15 +259,23 @@ pub fn network_hash(net: &Network) -> u64 {
 /// Build all shards of `net` on `threads` threads.
 pub fn build(net: &Network, shards: usize, threads: usize) -> Checkpoint {
     let n_shards = shards.max(1);
-    let threads = threads.clamp(1, n_shards);
-    let slots: Vec<Mutex<Option<Shard>>> = (0..n_shards).map(|_| Mutex::new(None)).collect();
+    build_some(net, &(0..n_shards).collect::<Vec<_>>(), n_shards, threads)
+}
+
+/// Build the shards `indices` (of `n_shards` in all) on `threads` threads: a
+/// cluster node builds only its own, each from the target side.
+pub fn build_some(net: &Network, indices: &[usize], n_shards: usize, threads: usize) -> Checkpoint {
+    let n = indices.len();
+    let threads = threads.clamp(1, n.max(1));
+    let slots: Vec<Mutex<Option<Shard>>> = (0..n).map(|_| Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for t in 0..threads {
             let slots = &slots;
             scope.spawn(move || {
-                for s in (t..n_shards).step_by(threads) {
-                    let shard = Shard::build(net, Layout { index: s as u32, count: n_shards as u32 });
-                    *slots[s].lock().unwrap_or_else(|e| e.into_inner()) = Some(shard);
+                for i in (t..n).step_by(threads) {
+                    let layout = Layout { index: indices[i] as u32, count: n_shards as u32 };
+                    let shard = Shard::build(net, layout);
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(shard);
                 }
             });
         }
@@ -253,6 +289,29 @@ pub fn build(net: &Network, shards: usize, threads: usize) -> Checkpoint {
     }
 }
 
+/// The link from this process's shards to the rest of a distributed run. Once per
+/// epoch every process sends the spikes and values of its own shards and receives
+/// everyone else's; receiving all of them is the epoch barrier. The kernel only
+/// sees this blocking interface: the cluster runtime implements it over gRPC.
+pub trait Transport: Send {
+    /// Send `local` (this process's output of `epoch`, canonical order) with
+    /// `stop` set when this process was cancelled, and append every peer's output
+    /// of the same epoch to `into`. Returns whether any process asked to stop
+    /// (everyone then stops after this epoch, together), or why the exchange
+    /// failed.
+    fn exchange(&mut self, epoch: u64, local: &Exchange, stop: bool, into: &mut Exchange) -> Result<bool, String>;
+}
+
+/// Why a distributed stretch of a run failed.
+#[derive(Debug, thiserror::Error)]
+#[error("spike exchange failed at epoch {epoch}: {reason}")]
+pub struct TransportError {
+    /// The epoch whose exchange failed.
+    pub epoch: u64,
+    /// What the transport reported.
+    pub reason: String,
+}
+
 /// Continue from `start` for `cfg.steps` more steps (`cfg.shards` is taken from the
 /// checkpoint); returns the output of this stretch and the checkpoint at its end.
 pub fn run_from(
@@ -262,6 +321,28 @@ pub fn run_from(
     progress: &(dyn Fn(Progress) + Sync),
     cancel: &AtomicBool,
 ) -> (RunOutput, Checkpoint) {
+    match run_part(net, start, cfg, None, progress, cancel) {
+        Ok(done) => done,
+        Err(e) => unreachable!("a run without transport cannot fail: {e}"),
+    }
+}
+
+/// Continue `start` (all shards, or one process's share of them with `remote`
+/// linking it to the others) for `cfg.steps` more steps. With a transport, the
+/// first thread exchanges every epoch's output with the peers and the merged
+/// input reaches the other threads through a second barrier; spikes, digest and
+/// counts are those of the embedded run whatever the split.
+pub fn run_part(
+    net: &Network,
+    start: Checkpoint,
+    cfg: RunConfig,
+    remote: Option<&mut dyn Transport>,
+    progress: &(dyn Fn(Progress) + Sync),
+    cancel: &AtomicBool,
+) -> Result<(RunOutput, Checkpoint), TransportError> {
+    let remote = remote.map(Mutex::new);
+    let shared_input = Mutex::new(Exchange::default());
+    let failure: Mutex<Option<TransportError>> = Mutex::new(None);
     let Checkpoint { network_hash, mut shards, pending, spike_hash_state } = start;
     // Counters in the shards are cumulative; this stretch reports its own share.
     let events_before: u64 = shards.iter().map(|s| s.synaptic_events()).sum();
@@ -302,6 +383,7 @@ pub fn run_from(
                 let exchange_ns = &exchange_ns;
                 let pending = &pending;
                 let final_input = &final_input;
+                let (remote, shared_input, failure) = (&remote, &shared_input, &failure);
                 scope.spawn(move || {
                     let mut waited = std::time::Duration::ZERO;
                     let mut incoming = pending.clone();
@@ -311,7 +393,32 @@ pub fn run_from(
                     for e in 0..=epochs {
                         let merge_start = Instant::now();
                         if e > 0 {
-                            merge(outboxes, ((e - 1) % 2) as usize, &mut incoming);
+                            let parity = ((e - 1) % 2) as usize;
+                            match &remote {
+                                None => merge(outboxes, parity, &mut incoming),
+                                Some(link) => {
+                                    if t == 0 {
+                                        merge(outboxes, parity, &mut incoming);
+                                        let stop = done_epochs.load(Ordering::Acquire) <= e;
+                                        let mut all = shared_input.lock().unwrap_or_else(|x| x.into_inner());
+                                        all.clone_from(&incoming);
+                                        let mut link = link.lock().unwrap_or_else(|x| x.into_inner());
+                                        match link.exchange(e - 1, &incoming, stop, &mut all) {
+                                            Ok(true) => done_epochs.store(e, Ordering::Release),
+                                            Ok(false) => {}
+                                            Err(reason) => {
+                                                *failure.lock().unwrap_or_else(|x| x.into_inner()) =
+                                                    Some(TransportError { epoch: e - 1, reason });
+                                                done_epochs.store(e, Ordering::Release);
+                                            }
+                                        }
+                                        all.spikes.sort_unstable();
+                                        all.values.sort_unstable_by_key(|v| (v.step, v.gid, v.kind));
+                                    }
+                                    barrier.wait();
+                                    incoming.clone_from(&shared_input.lock().unwrap_or_else(|x| x.into_inner()));
+                                }
+                            }
                             if t == 0 {
                                 for sp in &incoming.spikes {
                                     let p = net.population_of(sp.gid);
@@ -409,7 +516,10 @@ pub fn run_from(
         pending: final_input.into_inner().unwrap_or_else(|e| e.into_inner()),
         spike_hash_state: out.spike_hash,
     };
-    (out, checkpoint)
+    match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok((out, checkpoint)),
+    }
 }
 
 /// What the leader thread accumulates from the merged spike lists.

@@ -28,6 +28,17 @@ pub enum ValueKind {
     Calcium,
 }
 
+impl ValueKind {
+    /// The kind with wire number `n` (`kind as u32`).
+    pub fn from_u32(n: u32) -> Option<ValueKind> {
+        match n {
+            0 => Some(ValueKind::Sic),
+            1 => Some(ValueKind::Calcium),
+            _ => None,
+        }
+    }
+}
+
 /// A continuous value one shard sends to others at an epoch boundary. Ordered like
 /// spikes by (step, gid), then kind.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq)]

@@ -1,0 +1,255 @@
+//! The cluster runtime: `neuropil node` and `neuropil control` processes that
+//! coordinate through etcd, and the client commands that talk to the control.
+//!
+//! etcd keys (all under [`PREFIX`]):
+//! - `nodes/{id}`: a live node ([`NodeRecord`]), attached to the node's lease;
+//! - `experiments/{id}`: an experiment and its state ([`ExperimentRecord`]);
+//! - `runs/{id}`: the shard assignment of a running experiment ([`Assignment`]),
+//!   which nodes watch; `cancel/{id}`: a cancellation request;
+//! - `control/leader`: the election of the scheduling control replica.
+//!
+//! etcd is never on the per-epoch path: nodes exchange spikes with their peers
+//! directly (NodeService.Exchange) and report progress over NodeService.WatchRun.
+
+pub mod auth;
+pub mod client;
+pub mod control;
+pub mod etcd;
+pub mod metrics;
+pub mod node;
+pub mod transport;
+
+use serde::{Deserialize, Serialize};
+
+/// Root of every key neuropil keeps in etcd.
+pub const PREFIX: &str = "/neuropil/";
+
+/// Largest experiment document a request may carry.
+pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
+
+/// Largest gRPC message any public service decodes (documents plus headroom);
+/// larger requests are refused by the transport before they reach a handler.
+pub const MAX_REQUEST_BYTES: usize = 16 << 20;
+
+/// A live node, as registered in etcd under its lease.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeRecord {
+    /// Unique name (the pod name in Kubernetes).
+    pub id: String,
+    /// gRPC address peers and the control dial (`http://host:port`).
+    pub addr: String,
+    /// Worker threads it runs shards on.
+    pub threads: u32,
+    /// Memory it offers to runs, bytes.
+    pub memory_bytes: u64,
+}
+
+/// One node's share of a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Member {
+    /// Node id.
+    pub node: String,
+    /// Its gRPC address.
+    pub addr: String,
+    /// Shard indices it hosts.
+    pub shards: Vec<u32>,
+    /// Threads to run them on.
+    pub threads: u32,
+}
+
+/// The shard assignment of one run: everything a node needs to build its shards
+/// and find its peers. Rank `r` is the position in `members`; rank 0 records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Assignment {
+    /// Experiment id.
+    pub id: String,
+    /// The experiment file's text, its format and overrides (nodes compile the
+    /// same network the control validated).
+    pub document: String,
+    /// `toml`, `json` or `yaml`.
+    pub format: String,
+    /// `path=value` overrides.
+    pub set: Vec<String>,
+    /// Shards in all.
+    pub shards: u32,
+    /// Digest of the compiled network: a node whose build differs refuses to run.
+    pub network_hash: u64,
+    /// Who hosts what.
+    pub members: Vec<Member>,
+}
+
+/// The lifecycle of an experiment (mirrors `ExperimentState` in cluster.proto).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Validated, waiting to be scheduled.
+    Pending,
+    /// Assigned to nodes.
+    Running,
+    /// Finished; results written.
+    Succeeded,
+    /// Stopped by an error.
+    Failed,
+    /// Stopped by a cancellation.
+    Cancelled,
+}
+
+impl State {
+    /// Every state, for metrics.
+    pub const ALL: [State; 5] = [State::Pending, State::Running, State::Succeeded, State::Failed, State::Cancelled];
+
+    /// Whether the experiment can still change.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, State::Succeeded | State::Failed | State::Cancelled)
+    }
+
+    /// Lowercase name (metric label).
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Running => "running",
+            State::Succeeded => "succeeded",
+            State::Failed => "failed",
+            State::Cancelled => "cancelled",
+        }
+    }
+
+    /// The wire enum.
+    pub fn to_proto(self) -> neuropil_proto::v1::ExperimentState {
+        use neuropil_proto::v1::ExperimentState as P;
+        match self {
+            State::Pending => P::Pending,
+            State::Running => P::Running,
+            State::Succeeded => P::Succeeded,
+            State::Failed => P::Failed,
+            State::Cancelled => P::Cancelled,
+        }
+    }
+}
+
+/// Spikes of one population so far.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PopulationCount {
+    /// Population name.
+    pub population: String,
+    /// Spikes.
+    pub spikes: u64,
+    /// Mean rate after the transient (after the run).
+    pub rate_hz: f64,
+}
+
+/// An experiment as the control keeps it in etcd.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExperimentRecord {
+    /// Id (`exp-` + time + random digits).
+    pub id: String,
+    /// The experiment's name.
+    pub name: String,
+    /// Where it is.
+    pub state: State,
+    /// Why it failed, or what it waits for.
+    pub message: String,
+    /// The submission.
+    pub document: String,
+    /// `toml`, `json` or `yaml`.
+    pub format: String,
+    /// Overrides.
+    pub set: Vec<String>,
+    /// Requested shards (0: the nodes' threads).
+    pub shards_requested: u32,
+    /// Shards used.
+    pub shards: u32,
+    /// Nodes assigned.
+    pub nodes: Vec<String>,
+    /// Biological time simulated, ms.
+    pub bio_time_ms: f64,
+    /// Biological time to simulate, ms.
+    pub duration_ms: f64,
+    /// Wall / biological time so far.
+    pub rtf: f64,
+    /// Spikes so far.
+    pub spikes: u64,
+    /// Spikes per population.
+    pub populations: Vec<PopulationCount>,
+    /// Neurons.
+    pub neurons: u64,
+    /// Synapses (after the run).
+    pub synapses: u64,
+    /// Digest of all spikes (after the run).
+    pub spike_hash: Option<u64>,
+    /// Where the results are (after the run).
+    pub output_dir: String,
+    /// Submission time, ms since the Unix epoch.
+    pub submitted_unix_ms: u64,
+    /// Peak memory estimate, bytes.
+    pub estimated_bytes: u64,
+}
+
+impl ExperimentRecord {
+    /// The wire form.
+    pub fn to_proto(&self) -> neuropil_proto::v1::ExperimentInfo {
+        neuropil_proto::v1::ExperimentInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            state: self.state.to_proto() as i32,
+            message: self.message.clone(),
+            bio_time_ms: self.bio_time_ms,
+            duration_ms: self.duration_ms,
+            rtf: self.rtf,
+            spikes: self.spikes,
+            populations: self
+                .populations
+                .iter()
+                .map(|p| neuropil_proto::v1::PopulationSpikes {
+                    population: p.population.clone(),
+                    spikes: p.spikes,
+                    rate_hz: p.rate_hz,
+                })
+                .collect(),
+            neurons: self.neurons,
+            synapses: self.synapses,
+            shards: self.shards,
+            nodes: self.nodes.clone(),
+            spike_hash: self.spike_hash.map(|h| format!("{h:016x}")).unwrap_or_default(),
+            output_dir: self.output_dir.clone(),
+            submitted_unix_ms: self.submitted_unix_ms,
+            estimated_bytes: self.estimated_bytes,
+        }
+    }
+}
+
+/// Key of a node record.
+pub fn node_key(id: &str) -> String {
+    format!("{PREFIX}nodes/{id}")
+}
+
+/// Key of an experiment record.
+pub fn experiment_key(id: &str) -> String {
+    format!("{PREFIX}experiments/{id}")
+}
+
+/// Key of a run's assignment.
+pub fn run_key(id: &str) -> String {
+    format!("{PREFIX}runs/{id}")
+}
+
+/// Key of a cancellation request.
+pub fn cancel_key(id: &str) -> String {
+    format!("{PREFIX}cancel/{id}")
+}
+
+/// Parse a `toml`/`json`/`yaml` format name.
+pub fn format_of(name: &str) -> Result<neuropil_spec::load::Format, String> {
+    use neuropil_spec::load::Format;
+    match name {
+        "" | "toml" => Ok(Format::Toml),
+        "json" => Ok(Format::Json),
+        "yaml" | "yml" => Ok(Format::Yaml),
+        other => Err(format!("format: unknown format {other:?}; use toml, json or yaml")),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

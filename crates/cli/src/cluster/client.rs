@@ -1,0 +1,215 @@
+//! Client commands against a control address: submit, status, cancel, spikes.
+
+use anyhow::{bail, Context as _, Result};
+use neuropil_proto::v1::experiment_service_client::ExperimentServiceClient;
+use neuropil_proto::v1::{
+    CancelRequest, ExperimentInfo, ExperimentState, GetRequest, ListRequest, StreamSpikesRequest, SubmitRequest,
+    WatchRequest,
+};
+use std::io::Write as _;
+use std::path::Path;
+use tonic::transport::Channel;
+
+/// Where the control is and how to authenticate.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `http://host:port`.
+    pub control: String,
+    /// Bearer token, if the control requires one.
+    pub token: Option<String>,
+}
+
+type Client = ExperimentServiceClient<tonic::service::interceptor::InterceptedService<Channel, AddToken>>;
+
+/// Adds the bearer token to every request.
+pub struct AddToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for AddToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+async fn connect(t: &Target) -> Result<Client> {
+    let channel = tonic::transport::Endpoint::from_shared(t.control.clone())
+        .with_context(|| format!("--control {}: not a URL like http://host:port", t.control))?
+        .connect()
+        .await
+        .with_context(|| format!("--control {}: cannot connect", t.control))?;
+    let token = match &t.token {
+        Some(tok) => Some(format!("Bearer {tok}").parse().context("--token-file: the token is not printable ASCII")?),
+        None => None,
+    };
+    Ok(ExperimentServiceClient::with_interceptor(channel, AddToken(token))
+        .max_decoding_message_size(super::MAX_REQUEST_BYTES)
+        .max_encoding_message_size(super::MAX_REQUEST_BYTES))
+}
+
+fn status_error(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
+}
+
+fn state_name(i: i32) -> &'static str {
+    match ExperimentState::try_from(i).unwrap_or(ExperimentState::Unspecified) {
+        ExperimentState::Unspecified => "unknown",
+        ExperimentState::Pending => "pending",
+        ExperimentState::Running => "running",
+        ExperimentState::Succeeded => "succeeded",
+        ExperimentState::Failed => "failed",
+        ExperimentState::Cancelled => "cancelled",
+    }
+}
+
+fn is_terminal(i: i32) -> bool {
+    matches!(
+        ExperimentState::try_from(i),
+        Ok(ExperimentState::Succeeded) | Ok(ExperimentState::Failed) | Ok(ExperimentState::Cancelled)
+    )
+}
+
+/// `neuropil submit`: send the file; with `wait`, follow it to the end. Returns
+/// whether it succeeded (always true without `wait`).
+pub async fn submit(t: &Target, file: &Path, set: &[String], shards: u32, wait: bool, quiet: bool) -> Result<bool> {
+    let meta = std::fs::metadata(file).with_context(|| format!("{}", file.display()))?;
+    if meta.len() > super::MAX_DOCUMENT_BYTES as u64 {
+        bail!("{}: {} bytes; an experiment file has at most {}", file.display(), meta.len(), super::MAX_DOCUMENT_BYTES);
+    }
+    let document = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
+    let format = match file.extension().and_then(|e| e.to_str()) {
+        Some("json") => "json",
+        Some("yaml") | Some("yml") => "yaml",
+        _ => "toml",
+    };
+    let mut c = connect(t).await?;
+    let resp = c
+        .submit(SubmitRequest { document, format: format.into(), set: set.to_vec(), shards })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    println!("{}", resp.id);
+    if !wait {
+        return Ok(true);
+    }
+    let mut stream = c.watch_progress(WatchRequest { id: resp.id.clone() }).await.map_err(status_error)?.into_inner();
+    let mut last: Option<ExperimentInfo> = None;
+    let bar = crate::progress::ProgressBar::new(0.1, !quiet);
+    while let Some(info) = stream.message().await.map_err(status_error)? {
+        if info.duration_ms > 0.0 {
+            let steps = (info.bio_time_ms * 10.0) as u64;
+            bar.update(steps, (info.duration_ms * 10.0) as u64, info.spikes);
+        }
+        let end = is_terminal(info.state);
+        last = Some(info);
+        if end {
+            break;
+        }
+    }
+    let Some(info) = last else { bail!("the control ended the progress stream without a final state") };
+    print_info(&info);
+    Ok(info.state == ExperimentState::Succeeded as i32)
+}
+
+fn print_info(i: &ExperimentInfo) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "id          {}", i.id);
+    let _ = writeln!(out, "name        {}", i.name);
+    let _ = writeln!(
+        out,
+        "state       {}{}",
+        state_name(i.state),
+        if i.message.is_empty() { String::new() } else { format!(" ({})", i.message) }
+    );
+    let _ = writeln!(
+        out,
+        "progress    {:.1} / {:.1} ms, RTF {:.2}, {} spikes",
+        i.bio_time_ms, i.duration_ms, i.rtf, i.spikes
+    );
+    let _ = writeln!(
+        out,
+        "network     {} neurons, {} synapses, {} shards on {}",
+        i.neurons,
+        i.synapses,
+        i.shards,
+        i.nodes.join(", ")
+    );
+    for p in &i.populations {
+        let _ = writeln!(out, "  {:<12} {:>9} spikes {:>8.3} Hz", p.population, p.spikes, p.rate_hz);
+    }
+    if !i.spike_hash.is_empty() {
+        let _ = writeln!(out, "spike_hash  {}", i.spike_hash);
+    }
+    if !i.output_dir.is_empty() {
+        let _ = writeln!(out, "results     {}", i.output_dir);
+    }
+}
+
+/// `neuropil status [ID]`.
+pub async fn status(t: &Target, id: Option<&str>, json: bool) -> Result<()> {
+    let mut c = connect(t).await?;
+    let infos = match id {
+        Some(id) => vec![c.get(GetRequest { id: id.into() }).await.map_err(status_error)?.into_inner()],
+        None => c.list(ListRequest {}).await.map_err(status_error)?.into_inner().experiments,
+    };
+    if json {
+        for i in &infos {
+            println!("{}", info_json(i));
+        }
+    } else if id.is_some() {
+        infos.iter().for_each(print_info);
+    } else {
+        println!("{:<24} {:<22} {:<10} {:>10} {:>10}", "ID", "NAME", "STATE", "BIO_MS", "SPIKES");
+        for i in &infos {
+            println!(
+                "{:<24} {:<22} {:<10} {:>10.1} {:>10}",
+                i.id,
+                i.name,
+                state_name(i.state),
+                i.bio_time_ms,
+                i.spikes
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One experiment as a JSON line (for scripts and tests).
+pub fn info_json(i: &ExperimentInfo) -> String {
+    serde_json::json!({
+        "id": i.id, "name": i.name, "state": state_name(i.state), "message": i.message,
+        "bio_time_ms": i.bio_time_ms, "duration_ms": i.duration_ms, "rtf": i.rtf, "spikes": i.spikes,
+        "neurons": i.neurons, "synapses": i.synapses, "shards": i.shards, "nodes": i.nodes,
+        "spike_hash": i.spike_hash, "output_dir": i.output_dir,
+    })
+    .to_string()
+}
+
+/// `neuropil cancel ID`.
+pub async fn cancel(t: &Target, id: &str) -> Result<()> {
+    let mut c = connect(t).await?;
+    let info = c.cancel(CancelRequest { id: id.into() }).await.map_err(status_error)?.into_inner();
+    println!("cancelling {} (was {})", info.id, state_name(info.state));
+    Ok(())
+}
+
+/// `neuropil spikes ID`: print `time_ms population neuron` lines while the run goes.
+pub async fn spikes(t: &Target, id: &str, populations: &[String]) -> Result<()> {
+    let mut c = connect(t).await?;
+    let mut stream = c
+        .stream_spikes(StreamSpikesRequest { id: id.into(), populations: populations.to_vec() })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    writeln!(out, "time_ms\tpopulation\tneuron")?;
+    while let Some(b) = stream.message().await.map_err(status_error)? {
+        for i in 0..b.time_ms.len() {
+            let name = b.populations.get(b.population[i] as usize).map_or("?", |s| s.as_str());
+            writeln!(out, "{:.1}\t{}\t{}", b.time_ms[i], name, b.neuron[i])?;
+        }
+        out.flush()?;
+    }
+    Ok(())
+}

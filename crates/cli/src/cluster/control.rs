@@ -1,0 +1,750 @@
+//! `neuropil control`: the ExperimentService. Every replica answers requests from
+//! etcd; one replica, elected through etcd, schedules pending experiments onto the
+//! live nodes, follows their runs, and writes the results into its data directory.
+
+use super::auth::BearerAuth;
+use super::metrics::ControlMetrics;
+use super::{
+    cancel_key, etcd, experiment_key, now_unix_ms, run_key, Assignment, ExperimentRecord, Member, NodeRecord,
+    PopulationCount, State, MAX_DOCUMENT_BYTES, MAX_REQUEST_BYTES, PREFIX,
+};
+use anyhow::{Context as _, Result};
+use etcd_client::{Client, EventType};
+use neuropil_proto::v1::experiment_service_server::{ExperimentService, ExperimentServiceServer};
+use neuropil_proto::v1::node_service_client::NodeServiceClient;
+use neuropil_proto::v1::{
+    run_event, CancelRequest, ExperimentInfo, GetRequest, ListRequest, ListResponse, SpikeBatch, StreamSpikesRequest,
+    SubmitRequest, SubmitResponse, WatchRequest, WatchRunRequest,
+};
+use neuropil_sim::embedded::{self, RunOutput};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+
+/// The election every control replica campaigns in.
+const LEADER_ELECTION: &str = "/neuropil/control/leader";
+
+/// How a control replica runs.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Replica id (pod name).
+    pub id: String,
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// etcd endpoints.
+    pub etcd: Vec<String>,
+    /// Prometheus listen address.
+    pub metrics_listen: SocketAddr,
+    /// Where results go: `<data_dir>/<experiment id>/`.
+    pub data_dir: PathBuf,
+    /// Bearer token clients must send (None: open).
+    pub token: Option<String>,
+    /// Leader lease time to live, s: a dead leader is replaced after this long.
+    pub lease_ttl_s: i64,
+}
+
+struct Control {
+    id: String,
+    etcd: Client,
+    metrics: ControlMetrics,
+    data_dir: PathBuf,
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("etcd: {e}"))
+}
+
+impl Control {
+    async fn record(&self, id: &str) -> Result<ExperimentRecord, Status> {
+        if id.is_empty() || id.len() > 128 {
+            return Err(Status::invalid_argument("id: give an experiment id, as returned by Submit"));
+        }
+        let mut c = self.etcd.clone();
+        etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(id))
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::not_found(format!("id: no experiment {id:?}; List shows the known ones")))
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, Status> {
+        let mut c = self.etcd.clone();
+        let mut nodes: Vec<NodeRecord> = etcd::list_json(&mut c, &format!("{PREFIX}nodes/")).await.map_err(internal)?;
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(nodes)
+    }
+
+    fn count(&self, method: &str, r: &Result<impl Sized, Status>) {
+        let code = match r {
+            Ok(_) => tonic::Code::Ok,
+            Err(s) => s.code(),
+        };
+        self.metrics.requests.with_label_values(&[method, &format!("{code:?}")]).inc();
+    }
+
+    async fn submit(&self, req: SubmitRequest) -> Result<SubmitResponse, Status> {
+        if req.document.len() > MAX_DOCUMENT_BYTES {
+            return Err(Status::resource_exhausted(format!(
+                "document: {} bytes is more than the {} bytes an experiment may have",
+                req.document.len(),
+                MAX_DOCUMENT_BYTES
+            )));
+        }
+        if req.set.len() > 1024 || req.set.iter().any(|s| s.len() > 4096) {
+            return Err(Status::invalid_argument("set: at most 1024 overrides of at most 4096 bytes each"));
+        }
+        if req.shards > 65_536 {
+            return Err(Status::invalid_argument(format!("shards: {} is too many; at most 65536", req.shards)));
+        }
+        let format = super::format_of(&req.format).map_err(Status::invalid_argument)?;
+        let exp = neuropil_spec::parse(&req.document, format, &req.set).map_err(|e| neuropil_proto::spec_status(&e))?;
+        let compiled = neuropil_spec::compile(&exp, &neuropil_spec::Limits { memory_bytes: None })
+            .map_err(|e| neuropil_proto::spec_status(&e))?;
+        let nodes = self.nodes().await?;
+        let offered: u64 = nodes.iter().map(|n| n.memory_bytes).sum();
+        if !nodes.is_empty() && compiled.estimated_bytes > offered {
+            return Err(Status::resource_exhausted(format!(
+                "the experiment needs about {:.2} GiB but the {} live nodes offer {:.2} GiB; scale it down \
+                 (scaling.neurons, scaling.synapses) or add nodes",
+                gib(compiled.estimated_bytes),
+                nodes.len(),
+                gib(offered)
+            )));
+        }
+        let id = new_id();
+        let net = &compiled.network;
+        let record = ExperimentRecord {
+            id: id.clone(),
+            name: exp.name.clone(),
+            state: State::Pending,
+            message: if nodes.is_empty() { "waiting for nodes".into() } else { String::new() },
+            document: req.document,
+            format: req.format,
+            set: req.set,
+            shards_requested: req.shards,
+            shards: 0,
+            nodes: vec![],
+            bio_time_ms: 0.0,
+            duration_ms: compiled.steps as f64 * net.dt_ms,
+            rtf: 0.0,
+            spikes: 0,
+            populations: vec![],
+            neurons: net.populations.iter().map(|p| p.size as u64).sum(),
+            synapses: 0,
+            spike_hash: None,
+            output_dir: String::new(),
+            submitted_unix_ms: now_unix_ms(),
+            estimated_bytes: compiled.estimated_bytes,
+        };
+        let mut c = self.etcd.clone();
+        etcd::put_json(&mut c, &experiment_key(&id), &record, None).await.map_err(internal)?;
+        Ok(SubmitResponse { id, info: Some(record.to_proto()) })
+    }
+}
+
+fn gib(b: u64) -> f64 {
+    b as f64 / (1u64 << 30) as f64
+}
+
+/// `exp-` + milliseconds since the epoch (hex) + 4 random hex digits: sortable by
+/// submission time, unique across replicas.
+fn new_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_unix_ms());
+    format!("exp-{:x}-{:04x}", now_unix_ms(), h.finish() & 0xffff)
+}
+
+#[derive(Clone)]
+struct ControlSvc(Arc<Control>);
+
+type InfoStream = tokio_stream::wrappers::ReceiverStream<Result<ExperimentInfo, Status>>;
+type SpikeStream = tokio_stream::wrappers::ReceiverStream<Result<SpikeBatch, Status>>;
+
+#[tonic::async_trait]
+impl ExperimentService for ControlSvc {
+    async fn submit(&self, req: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
+        let r = self.0.submit(req.into_inner()).await;
+        self.0.count("Submit", &r);
+        r.map(Response::new)
+    }
+
+    async fn get(&self, req: Request<GetRequest>) -> Result<Response<ExperimentInfo>, Status> {
+        let r = self.0.record(&req.into_inner().id).await.map(|r| r.to_proto());
+        self.0.count("Get", &r);
+        r.map(Response::new)
+    }
+
+    async fn list(&self, _req: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let mut c = self.0.etcd.clone();
+        let r = etcd::list_json::<ExperimentRecord>(&mut c, &format!("{PREFIX}experiments/")).await.map_err(internal);
+        let r = r.map(|mut v| {
+            v.sort_by(|a, b| (a.submitted_unix_ms, &a.id).cmp(&(b.submitted_unix_ms, &b.id)));
+            ListResponse { experiments: v.iter().map(|r| r.to_proto()).collect() }
+        });
+        self.0.count("List", &r);
+        r.map(Response::new)
+    }
+
+    async fn cancel(&self, req: Request<CancelRequest>) -> Result<Response<ExperimentInfo>, Status> {
+        let id = req.into_inner().id;
+        let r = async {
+            let rec = self.0.record(&id).await?;
+            if rec.state.is_terminal() {
+                return Err(Status::failed_precondition(format!(
+                    "id: experiment {id} has already {}",
+                    rec.state.name()
+                )));
+            }
+            let mut c = self.0.etcd.clone();
+            c.put(cancel_key(&id), now_unix_ms().to_string(), None).await.map_err(internal)?;
+            Ok(rec.to_proto())
+        }
+        .await;
+        self.0.count("Cancel", &r);
+        r.map(Response::new)
+    }
+
+    type WatchProgressStream = InfoStream;
+
+    async fn watch_progress(&self, req: Request<WatchRequest>) -> Result<Response<InfoStream>, Status> {
+        let id = req.into_inner().id;
+        let first = self.0.record(&id).await;
+        self.0.count("WatchProgress", &first);
+        let first = first?;
+        let mut c = self.0.etcd.clone();
+        let mut watch = c.watch(experiment_key(&id), None).await.map_err(internal)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let terminal = first.state.is_terminal();
+            if tx.send(Ok(first.to_proto())).await.is_err() || terminal {
+                return;
+            }
+            while let Ok(Some(resp)) = watch.message().await {
+                for ev in resp.events() {
+                    let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) else { continue };
+                    let Ok(rec) = serde_json::from_slice::<ExperimentRecord>(kv.value()) else { continue };
+                    if tx.send(Ok(rec.to_proto())).await.is_err() || rec.state.is_terminal() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    type StreamSpikesStream = SpikeStream;
+
+    async fn stream_spikes(&self, req: Request<StreamSpikesRequest>) -> Result<Response<SpikeStream>, Status> {
+        let req = req.into_inner();
+        let r = self.0.spike_source(&req).await;
+        self.0.count("StreamSpikes", &r);
+        let (addr, wanted) = r?;
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let id = req.id.clone();
+        tokio::spawn(async move {
+            let mut client = match NodeServiceClient::connect(addr.clone()).await {
+                Ok(c) => c.max_decoding_message_size(usize::MAX),
+                Err(e) => {
+                    let _ = tx.send(Err(Status::unavailable(format!("recording node at {addr}: {e}")))).await;
+                    return;
+                }
+            };
+            let mut events = match client.watch_run(WatchRunRequest { run: id }).await {
+                Ok(s) => s.into_inner(),
+                Err(s) => {
+                    let _ = tx.send(Err(s)).await;
+                    return;
+                }
+            };
+            while let Ok(Some(ev)) = events.message().await {
+                match ev.event {
+                    Some(run_event::Event::Spikes(b)) => {
+                        let b = filter_batch(b, &wanted);
+                        if !b.time_ms.is_empty() && tx.send(Ok(b)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(run_event::Event::Result(_)) | Some(run_event::Event::Error(_)) => return,
+                    _ => {}
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+}
+
+impl Control {
+    /// The recording node of a running experiment and the population indexes wanted.
+    async fn spike_source(&self, req: &StreamSpikesRequest) -> Result<(String, Vec<bool>), Status> {
+        // Wait while the experiment is queued.
+        loop {
+            let rec = self.record(&req.id).await?;
+            if rec.state.is_terminal() {
+                return Err(Status::failed_precondition(format!(
+                    "id: experiment {} has already {}; its spikes are in {}/spikes.parquet",
+                    req.id,
+                    rec.state.name(),
+                    rec.output_dir
+                )));
+            }
+            let mut c = self.etcd.clone();
+            if let Some(a) = etcd::get_json::<Assignment>(&mut c, &run_key(&req.id)).await.map_err(internal)? {
+                let exp =
+                    neuropil_spec::parse(&a.document, super::format_of(&a.format).map_err(Status::internal)?, &a.set)
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                let names: Vec<&str> = exp.populations.iter().map(|p| p.name.as_str()).collect();
+                let mut wanted = vec![req.populations.is_empty(); names.len()];
+                for p in &req.populations {
+                    let i = names.iter().position(|n| n == p).ok_or_else(|| {
+                        Status::invalid_argument(format!(
+                            "populations: no population {p:?}; the experiment has {}",
+                            names.join(", ")
+                        ))
+                    })?;
+                    wanted[i] = true;
+                }
+                let addr = a.members.first().map(|m| m.addr.clone()).unwrap_or_default();
+                return Ok((addr, wanted));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn filter_batch(b: SpikeBatch, wanted: &[bool]) -> SpikeBatch {
+    let mut out = SpikeBatch { populations: b.populations, ..Default::default() };
+    for i in 0..b.population.len() {
+        if wanted.get(b.population[i] as usize).copied().unwrap_or(false) {
+            out.population.push(b.population[i]);
+            out.neuron.push(b.neuron[i]);
+            out.time_ms.push(b.time_ms[i]);
+        }
+    }
+    out
+}
+
+/// Run a control replica until SIGTERM/SIGINT.
+pub async fn serve(cfg: ControlConfig) -> Result<()> {
+    let metrics = ControlMetrics::new(&cfg.id)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("--listen {}: cannot listen", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let metrics_addr = super::metrics::serve(cfg.metrics_listen, metrics.registry.clone()).await?;
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("--data-dir {}", cfg.data_dir.display()))?;
+    let client = etcd::connect(&cfg.etcd, Duration::from_secs(30)).await?;
+    let control = Arc::new(Control {
+        id: cfg.id.clone(),
+        etcd: client,
+        metrics: metrics.clone(),
+        data_dir: cfg.data_dir.clone(),
+    });
+
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health.set_serving::<ExperimentServiceServer<ControlSvc>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(neuropil_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let auth = BearerAuth::new(cfg.token.clone());
+    let svc = ExperimentServiceServer::new(ControlSvc(control.clone()))
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_REQUEST_BYTES);
+    let svc = tonic::service::interceptor::InterceptedService::new(svc, move |req| auth.check(req));
+    let server = tonic::transport::Server::builder()
+        .add_service(health_svc)
+        .add_service(reflection)
+        .add_service(svc)
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    let server = tokio::spawn(server);
+    println!("neuropil control {}: grpc={addr} metrics={metrics_addr}", cfg.id);
+
+    let leader = tokio::spawn(lead(control.clone(), cfg.lease_ttl_s));
+    tokio::select! {
+        r = server => Err(anyhow::anyhow!("gRPC server stopped: {r:?}")),
+        r = leader => Err(anyhow::anyhow!("leader election stopped: {r:?}")),
+        _ = super::node::shutdown_signal() => Ok(()),
+    }
+}
+
+/// Campaign for leadership forever; while leader, schedule.
+async fn lead(control: Arc<Control>, ttl_s: i64) -> Result<()> {
+    loop {
+        let mut c = control.etcd.clone();
+        let (lease, mut lost) = match etcd::lease(&mut c, ttl_s).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("control {}: {e:#}; retrying", control.id);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let campaign = tokio::select! {
+            r = c.campaign(LEADER_ELECTION, control.id.clone(), lease) => r,
+            _ = lost.changed() => continue,
+        };
+        if let Err(e) = campaign {
+            eprintln!("control {}: campaign failed: {e}; retrying", control.id);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        println!("control {}: elected leader", control.id);
+        control.metrics.leader.set(1);
+        let mut scheduler = Scheduler { control: control.clone(), collectors: Vec::new() };
+        tokio::select! {
+            r = scheduler.run() => eprintln!("control {}: scheduler stopped: {r:?}", control.id),
+            _ = lost.changed() => eprintln!("control {}: lost the leader lease", control.id),
+        }
+        for (_, h) in scheduler.collectors.drain(..) {
+            h.abort();
+        }
+        control.metrics.leader.set(0);
+    }
+}
+
+struct Scheduler {
+    control: Arc<Control>,
+    collectors: Vec<(String, tokio::task::JoinHandle<()>)>,
+}
+
+impl Scheduler {
+    async fn run(&mut self) -> Result<()> {
+        let mut c = self.control.etcd.clone();
+        loop {
+            self.collectors.retain(|(_, h)| !h.is_finished());
+            let mut records: Vec<ExperimentRecord> = etcd::list_json(&mut c, &format!("{PREFIX}experiments/")).await?;
+            records.sort_by(|a, b| (a.submitted_unix_ms, &a.id).cmp(&(b.submitted_unix_ms, &b.id)));
+            let nodes = self.control.nodes().await.map_err(|s| anyhow::anyhow!(s.message().to_string()))?;
+            let m = &self.control.metrics;
+            m.live_nodes.set(nodes.len() as i64);
+            for s in State::ALL {
+                m.experiments
+                    .with_label_values(&[s.name()])
+                    .set(records.iter().filter(|r| r.state == s).count() as i64);
+            }
+            // Runs this leader does not follow yet (started by a previous leader).
+            for r in records.iter().filter(|r| r.state == State::Running) {
+                if !self.collectors.iter().any(|(id, _)| id == &r.id) {
+                    if let Some(a) = etcd::get_json::<Assignment>(&mut c, &run_key(&r.id)).await? {
+                        let h = tokio::spawn(collect(self.control.clone(), a));
+                        self.collectors.push((r.id.clone(), h));
+                    } else {
+                        let mut r = r.clone();
+                        r.state = State::Failed;
+                        r.message = "its assignment disappeared from etcd".into();
+                        etcd::put_json(&mut c, &experiment_key(&r.id), &r, None).await?;
+                    }
+                }
+            }
+            // Cancelled while queued.
+            for r in records.iter().filter(|r| r.state == State::Pending) {
+                if c.get(cancel_key(&r.id), None).await?.count() > 0 {
+                    let mut r = r.clone();
+                    r.state = State::Cancelled;
+                    r.message = "cancelled before it started".into();
+                    etcd::put_json(&mut c, &experiment_key(&r.id), &r, None).await?;
+                    c.delete(cancel_key(&r.id), None).await?;
+                }
+            }
+            // One run at a time over the whole cluster (FIFO).
+            let busy = records.iter().any(|r| r.state == State::Running);
+            if let (false, Some(next)) = (busy, records.iter().find(|r| r.state == State::Pending)) {
+                if nodes.is_empty() {
+                    if next.message != "waiting for nodes" {
+                        let mut r = next.clone();
+                        r.message = "waiting for nodes".into();
+                        etcd::put_json(&mut c, &experiment_key(&r.id), &r, None).await?;
+                    }
+                } else {
+                    self.start(next.clone(), &nodes).await?;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Assign shards to nodes (balanced by threads, within each node's memory) and
+    /// publish the assignment the nodes watch.
+    async fn start(&mut self, mut rec: ExperimentRecord, nodes: &[NodeRecord]) -> Result<()> {
+        let mut c = self.control.etcd.clone();
+        let etcd = self.control.etcd.clone();
+        let fail = |mut rec: ExperimentRecord, why: String| {
+            let mut c = etcd.clone();
+            async move {
+                rec.state = State::Failed;
+                rec.message = why;
+                etcd::put_json(&mut c, &experiment_key(&rec.id), &rec, None).await
+            }
+        };
+        let threads: u32 = nodes.iter().map(|n| n.threads.max(1)).sum();
+        let shards = if rec.shards_requested == 0 { threads } else { rec.shards_requested };
+        let format = match super::format_of(&rec.format) {
+            Ok(f) => f,
+            Err(e) => return fail(rec, e).await,
+        };
+        let compiled = neuropil_spec::parse(&rec.document, format, &rec.set).and_then(|mut exp| {
+            exp.run.shards = shards;
+            neuropil_spec::compile(&exp, &neuropil_spec::Limits { memory_bytes: None })
+        });
+        let compiled = match compiled {
+            Ok(c) => c,
+            Err(e) => return fail(rec, e.to_string()).await,
+        };
+        // Greedy: each shard to the node with the least shards per thread.
+        let mut members: Vec<Member> = nodes
+            .iter()
+            .map(|n| Member { node: n.id.clone(), addr: n.addr.clone(), shards: vec![], threads: n.threads.max(1) })
+            .collect();
+        for s in 0..shards {
+            let best = (0..members.len())
+                .min_by(|&a, &b| {
+                    let load = |m: &Member| (m.shards.len() + 1) as f64 / m.threads as f64;
+                    load(&members[a]).total_cmp(&load(&members[b])).then(a.cmp(&b))
+                })
+                .unwrap_or(0);
+            members[best].shards.push(s);
+        }
+        members.retain(|m| !m.shards.is_empty());
+        for (m, n) in members.iter().zip(nodes.iter().filter(|n| members.iter().any(|m| m.node == n.id))) {
+            let share = compiled.estimated_bytes as f64 * m.shards.len() as f64 / shards as f64;
+            if share > n.memory_bytes as f64 {
+                let why = format!(
+                    "node {} would need about {:.2} GiB for its {} shards but offers {:.2} GiB",
+                    n.id,
+                    share / (1u64 << 30) as f64,
+                    m.shards.len(),
+                    gib(n.memory_bytes)
+                );
+                return fail(rec, why).await;
+            }
+        }
+        let m = &self.control.metrics;
+        m.shards_per_node.reset();
+        for mem in &members {
+            m.shards_per_node.with_label_values(&[mem.node.as_str()]).set(mem.shards.len() as i64);
+        }
+        let a = Assignment {
+            id: rec.id.clone(),
+            document: rec.document.clone(),
+            format: rec.format.clone(),
+            set: rec.set.clone(),
+            shards,
+            network_hash: embedded::network_hash(&compiled.network),
+            members,
+        };
+        rec.state = State::Running;
+        rec.message = String::new();
+        rec.shards = shards;
+        rec.nodes = a.members.iter().map(|m| m.node.clone()).collect();
+        etcd::put_json(&mut c, &experiment_key(&rec.id), &rec, None).await?;
+        etcd::put_json(&mut c, &run_key(&rec.id), &a, None).await?;
+        let h = tokio::spawn(collect(self.control.clone(), a));
+        self.collectors.push((rec.id.clone(), h));
+        Ok(())
+    }
+}
+
+/// Follow a run on all its nodes: progress into etcd (a few times a second) and
+/// metrics; at the end, combine the nodes' results and write them out.
+async fn collect(control: Arc<Control>, a: Assignment) {
+    let outcome = follow(&control, &a).await;
+    let mut c = control.etcd.clone();
+    let Ok(Some(mut rec)) = etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(&a.id)).await else { return };
+    let cancelled = c.get(cancel_key(&a.id), None).await.map(|r| r.count() > 0).unwrap_or(false);
+    match outcome {
+        Ok(done) => {
+            rec.state = if cancelled { State::Cancelled } else { State::Succeeded };
+            rec.message =
+                if cancelled { "cancelled; results up to the stop were written".into() } else { String::new() };
+            rec.spike_hash = Some(done.spike_hash);
+            rec.synapses = done.synapses;
+            rec.spikes = done.populations.iter().map(|p| p.spikes).sum();
+            rec.populations = done.populations;
+            rec.bio_time_ms = done.bio_time_ms;
+            rec.rtf = done.rtf;
+            rec.output_dir = done.output_dir;
+        }
+        Err(e) => {
+            rec.state = State::Failed;
+            rec.message = format!("{e:#}");
+            // Stop whatever still runs.
+            let _ = c.put(cancel_key(&a.id), "failed", None).await;
+        }
+    }
+    let elapsed = now_unix_ms().saturating_sub(rec.submitted_unix_ms) as f64 / 1000.0;
+    control.metrics.run_duration.with_label_values(&[rec.state.name()]).observe(elapsed);
+    let _ = etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await;
+    let _ = c.delete(run_key(&a.id), None).await;
+    let _ = c.delete(cancel_key(&a.id), None).await;
+    control.metrics.shards_per_node.reset();
+}
+
+struct Finished {
+    spike_hash: u64,
+    synapses: u64,
+    populations: Vec<PopulationCount>,
+    bio_time_ms: f64,
+    rtf: f64,
+    output_dir: String,
+}
+
+async fn follow(control: &Control, a: &Assignment) -> Result<Finished> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Result<run_event::Event, String>)>(256);
+    for (rank, m) in a.members.iter().enumerate() {
+        let (tx, addr, run) = (tx.clone(), m.addr.clone(), a.id.clone());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            let mut stream = loop {
+                let attempt = async {
+                    let client = NodeServiceClient::connect(addr.clone()).await.map_err(|e| e.to_string())?;
+                    let mut client = client.max_decoding_message_size(usize::MAX);
+                    client.watch_run(WatchRunRequest { run: run.clone() }).await.map_err(|s| s.message().to_string())
+                };
+                match attempt.await {
+                    Ok(s) => break s.into_inner(),
+                    Err(e) if tokio::time::Instant::now() >= deadline => {
+                        let _ = tx.send((rank, Err(format!("node at {addr}: {e}")))).await;
+                        return;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            };
+            loop {
+                match stream.message().await {
+                    Ok(Some(ev)) => {
+                        let Some(ev) = ev.event else { continue };
+                        let end = matches!(ev, run_event::Event::Result(_) | run_event::Event::Error(_));
+                        if tx.send((rank, Ok(ev))).await.is_err() || end {
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        let _ = tx.send((rank, Err(format!("node at {addr} ended the run stream early")))).await;
+                        return;
+                    }
+                    Err(s) => {
+                        let _ = tx.send((rank, Err(format!("node at {addr}: {}", s.message())))).await;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut results: Vec<Option<Vec<u8>>> = vec![None; a.members.len()];
+    let mut c = control.etcd.clone();
+    let mut last_write = tokio::time::Instant::now();
+    let names: Vec<String> = {
+        let exp = neuropil_spec::parse(&a.document, super::format_of(&a.format).map_err(anyhow::Error::msg)?, &a.set)?;
+        exp.populations.iter().map(|p| p.name.clone()).collect()
+    };
+    while let Some((rank, ev)) = rx.recv().await {
+        match ev {
+            Err(e) => anyhow::bail!("{} (rank {rank}): {e}", a.members[rank].node),
+            Ok(run_event::Event::Error(e)) => anyhow::bail!("{} (rank {rank}): {e}", a.members[rank].node),
+            Ok(run_event::Event::Result(bytes)) => {
+                results[rank] = Some(bytes);
+                if results.iter().all(Option::is_some) {
+                    break;
+                }
+            }
+            Ok(run_event::Event::Progress(p)) if rank == 0 => {
+                let m = &control.metrics;
+                let dt = a_dt_ms(a);
+                let bio_s = p.steps_done as f64 * dt / 1000.0;
+                m.bio_time.set(bio_s);
+                if bio_s > 0.0 {
+                    m.rtf.set(p.wall_s / bio_s);
+                }
+                for (name, n) in names.iter().zip(&p.population_spikes) {
+                    m.spikes.with_label_values(&[name.as_str()]).set(*n as i64);
+                }
+                if last_write.elapsed() >= Duration::from_millis(250) {
+                    last_write = tokio::time::Instant::now();
+                    if let Some(mut rec) = etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(&a.id)).await? {
+                        rec.bio_time_ms = bio_s * 1000.0;
+                        rec.rtf = if bio_s > 0.0 { p.wall_s / bio_s } else { 0.0 };
+                        rec.spikes = p.spikes;
+                        rec.populations = names
+                            .iter()
+                            .zip(&p.population_spikes)
+                            .map(|(n, &s)| PopulationCount { population: n.clone(), spikes: s, rate_hz: 0.0 })
+                            .collect();
+                        rec.message = p.phase.clone();
+                        etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await?;
+                    }
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    if !results.iter().all(Option::is_some) {
+        anyhow::bail!("a node's run stream ended without results");
+    }
+    let parts: Vec<RunOutput> = results
+        .into_iter()
+        .enumerate()
+        .map(|(rank, b)| {
+            postcard::from_bytes(&b.unwrap_or_default())
+                .with_context(|| format!("decoding the results of {}", a.members[rank].node))
+        })
+        .collect::<Result<_>>()?;
+    let out = embedded::combine_parts(parts);
+    let data_dir = control.data_dir.clone();
+    let a2 = a.clone();
+    // Writing parquet is blocking work.
+    tokio::task::spawn_blocking(move || write_results(&data_dir, &a2, out)).await?
+}
+
+fn a_dt_ms(a: &Assignment) -> f64 {
+    super::format_of(&a.format).ok().and_then(|f| neuropil_spec::parse(&a.document, f, &a.set).ok()).map_or(0.1, |e| {
+        if e.run.dt_ms > 0.0 {
+            e.run.dt_ms
+        } else {
+            0.1
+        }
+    })
+}
+
+/// Write summary.json and the parquet files into `<data_dir>/<id>/`, exactly as
+/// `neuropil run` would.
+fn write_results(data_dir: &std::path::Path, a: &Assignment, out: RunOutput) -> Result<Finished> {
+    let format = super::format_of(&a.format).map_err(anyhow::Error::msg)?;
+    let mut experiment = neuropil_spec::parse(&a.document, format, &a.set)?;
+    experiment.run.shards = a.shards;
+    let compiled = neuropil_spec::compile(&experiment, &neuropil_spec::Limits { memory_bytes: None })?;
+    let threads: usize = a.members.iter().map(|m| m.threads as usize).sum();
+    let prepared = crate::run::Prepared { experiment, compiled, threads, shards: a.shards as usize };
+    let net = &prepared.compiled.network;
+    let name = if prepared.experiment.name.is_empty() { "experiment" } else { prepared.experiment.name.as_str() };
+    let ctx = crate::summary::Context {
+        experiment: name,
+        net,
+        start_step: 0,
+        steps: out.stats.steps,
+        transient_steps: prepared.compiled.transient_steps,
+        threads,
+        shards: a.shards as usize,
+        dc_pa: &prepared.compiled.dc_compensation_pa,
+    };
+    let mut summary = crate::summary::summarize(&ctx, &out);
+    summary.peak_rss_bytes = None; // the control's own memory says nothing about the run
+    let target = data_dir.join(&a.id);
+    let staging = crate::run::Staging::new(&target)?;
+    crate::run::write_results(staging.dir(), &prepared, &out, &summary)?;
+    staging.commit()?;
+    let bio_time_ms = out.stats.steps as f64 * net.dt_ms;
+    Ok(Finished {
+        spike_hash: out.spike_hash,
+        synapses: out.stats.synapses,
+        populations: summary
+            .populations
+            .iter()
+            .map(|p| PopulationCount { population: p.name.clone(), spikes: p.spikes, rate_hz: p.rate_hz })
+            .collect(),
+        bio_time_ms,
+        rtf: if bio_time_ms > 0.0 { out.stats.simulate_s / (bio_time_ms / 1000.0) } else { 0.0 },
+        output_dir: target.display().to_string(),
+    })
+}

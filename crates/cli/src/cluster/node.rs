@@ -1,0 +1,510 @@
+//! `neuropil node`: registers in etcd under a lease, watches for shard
+//! assignments, builds its own shards (target side), runs them with the kernel,
+//! exchanging every epoch's spikes with its peers directly over gRPC, and reports
+//! progress, live spikes and its results to whoever watches the run.
+
+use super::metrics::NodeMetrics;
+use super::transport::{self, GrpcTransport, Inbound, RANK_HEADER, RUN_HEADER};
+use super::{etcd, Assignment, NodeRecord, PREFIX};
+use anyhow::{Context as _, Result};
+use etcd_client::{EventType, WatchOptions};
+use neuropil_proto::v1::node_service_server::{NodeService, NodeServiceServer};
+use neuropil_proto::v1::{run_event, EpochMessage, ExchangeAck, NodeProgress, RunEvent, SpikeBatch, WatchRunRequest};
+use neuropil_sim::embedded::{self, Checkpoint, RunConfig, RunOutput};
+use neuropil_sim::Network;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, watch};
+use tonic::{Request, Response, Status};
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Unique id (default: host name + port).
+    pub id: String,
+    /// gRPC listen address (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Address peers and the control dial; default `http://<listen>`.
+    pub advertise: Option<String>,
+    /// etcd endpoints.
+    pub etcd: Vec<String>,
+    /// Worker threads for its shards.
+    pub threads: usize,
+    /// Prometheus listen address.
+    pub metrics_listen: SocketAddr,
+    /// Memory offered to runs, bytes (default: what the system has available).
+    pub memory_bytes: u64,
+    /// Lease time to live, s: a node silent this long is considered gone.
+    pub lease_ttl_s: i64,
+    /// How long to wait for a peer's epoch message before failing the run.
+    pub peer_timeout: Duration,
+}
+
+/// Largest message the node's internal API decodes (epoch messages of a full-scale
+/// network are far below; this bounds what a misbehaving peer can make it buffer).
+const MAX_NODE_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Runs whose results are kept for late subscribers.
+const KEEP_FINISHED_RUNS: usize = 8;
+
+/// Biological time per stretch between live-spike batches, ms.
+const STRETCH_MS: f64 = 100.0;
+
+/// A run on this node, as its watchers see it.
+struct RunHandle {
+    progress: watch::Sender<NodeProgress>,
+    spikes: broadcast::Sender<SpikeBatch>,
+    result: watch::Sender<Option<Result<Arc<Vec<u8>>, String>>>,
+    cancel: Arc<AtomicBool>,
+    finished: AtomicBool,
+}
+
+struct NodeState {
+    id: String,
+    peer_timeout: Duration,
+    metrics: NodeMetrics,
+    runs: Mutex<Vec<(String, Arc<RunHandle>)>>,
+    inbound: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
+}
+
+impl NodeState {
+    fn run(&self, id: &str) -> Option<Arc<RunHandle>> {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(r, _)| r == id).map(|(_, h)| h.clone())
+    }
+}
+
+/// Poll `f` every 20 ms until it returns something or `within` has passed.
+async fn wait_for<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[derive(Clone)]
+struct NodeSvc(Arc<NodeState>);
+
+#[tonic::async_trait]
+impl NodeService for NodeSvc {
+    async fn exchange(&self, req: Request<tonic::Streaming<EpochMessage>>) -> Result<Response<ExchangeAck>, Status> {
+        let header = |name: &str| req.metadata().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let run =
+            header(RUN_HEADER).ok_or_else(|| Status::invalid_argument(format!("missing {RUN_HEADER} metadata")))?;
+        let rank: u32 = header(RANK_HEADER)
+            .and_then(|r| r.parse().ok())
+            .ok_or_else(|| Status::invalid_argument(format!("missing or non-numeric {RANK_HEADER} metadata")))?;
+        // The peer may be faster to start than this node: wait for the run to appear.
+        let state = self.0.clone();
+        let Some(inbound) = wait_for(Duration::from_secs(60), || {
+            state.inbound.lock().unwrap_or_else(|e| e.into_inner()).get(&run).cloned()
+        })
+        .await
+        else {
+            return Err(Status::not_found(format!("run {run} is not assigned to this node")));
+        };
+        let mut stream = req.into_inner();
+        loop {
+            match stream.message().await {
+                Ok(Some(m)) => {
+                    if inbound.send(Inbound::Message(rank, m)).is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    let _ = inbound.send(Inbound::Ended(rank, None));
+                    break;
+                }
+                Err(status) => {
+                    let _ = inbound.send(Inbound::Ended(rank, Some(status.message().to_string())));
+                    break;
+                }
+            }
+        }
+        Ok(Response::new(ExchangeAck {}))
+    }
+
+    type WatchRunStream = tokio_stream::wrappers::ReceiverStream<Result<RunEvent, Status>>;
+
+    async fn watch_run(&self, req: Request<WatchRunRequest>) -> Result<Response<Self::WatchRunStream>, Status> {
+        let run = req.into_inner().run;
+        let state = self.0.clone();
+        let Some(handle) = wait_for(Duration::from_secs(30), || state.run(&run)).await else {
+            return Err(Status::not_found(format!("run {run:?} is not on this node")));
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut progress = handle.progress.subscribe();
+            let mut spikes = handle.spikes.subscribe();
+            let mut result = handle.result.subscribe();
+            loop {
+                let done = result.borrow_and_update().clone();
+                if let Some(done) = done {
+                    // Spikes still queued go first, then the result.
+                    while let Ok(b) = spikes.try_recv() {
+                        let _ = tx.send(Ok(RunEvent { event: Some(run_event::Event::Spikes(b)) })).await;
+                    }
+                    let p = progress.borrow().clone();
+                    let _ = tx.send(Ok(RunEvent { event: Some(run_event::Event::Progress(p)) })).await;
+                    let event = match done {
+                        Ok(bytes) => run_event::Event::Result(bytes.as_ref().clone()),
+                        Err(e) => run_event::Event::Error(e),
+                    };
+                    let _ = tx.send(Ok(RunEvent { event: Some(event) })).await;
+                    return;
+                }
+                let event = tokio::select! {
+                    r = progress.changed() => match r {
+                        Ok(()) => run_event::Event::Progress(progress.borrow_and_update().clone()),
+                        Err(_) => continue,
+                    },
+                    s = spikes.recv() => match s {
+                        Ok(b) => run_event::Event::Spikes(b),
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => continue,
+                    },
+                    _ = result.changed() => continue,
+                };
+                if tx.send(Ok(RunEvent { event: Some(event) })).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+}
+
+/// Run a node until SIGTERM/SIGINT or until its etcd lease is lost.
+pub async fn serve(cfg: NodeConfig) -> Result<()> {
+    let metrics = NodeMetrics::new(&cfg.id)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("--listen {}: cannot listen", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let advertise = cfg.advertise.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let metrics_addr = super::metrics::serve(cfg.metrics_listen, metrics.registry.clone()).await?;
+
+    let state = Arc::new(NodeState {
+        id: cfg.id.clone(),
+        peer_timeout: cfg.peer_timeout,
+        metrics: metrics.clone(),
+        runs: Mutex::new(Vec::new()),
+        inbound: Mutex::new(HashMap::new()),
+    });
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health.set_serving::<NodeServiceServer<NodeSvc>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(neuropil_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let svc = NodeServiceServer::new(NodeSvc(state.clone()))
+        .max_decoding_message_size(MAX_NODE_MESSAGE_BYTES)
+        .max_encoding_message_size(usize::MAX);
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .add_service(health_svc)
+        .add_service(reflection)
+        .add_service(svc)
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    let server = tokio::spawn(server);
+
+    let mut client = etcd::connect(&cfg.etcd, Duration::from_secs(30)).await?;
+    let (lease, mut lease_lost) = etcd::lease(&mut client, cfg.lease_ttl_s).await?;
+    let record = NodeRecord {
+        id: cfg.id.clone(),
+        addr: advertise.clone(),
+        threads: cfg.threads as u32,
+        memory_bytes: cfg.memory_bytes,
+    };
+    // Watch before registering, so that no assignment made right after can be missed.
+    let mut runs_watch =
+        client.watch(format!("{PREFIX}runs/"), Some(WatchOptions::new().with_prefix())).await.context("etcd: watch")?;
+    let mut cancel_watch = client
+        .watch(format!("{PREFIX}cancel/"), Some(WatchOptions::new().with_prefix()))
+        .await
+        .context("etcd: watch")?;
+    etcd::put_json(&mut client, &super::node_key(&cfg.id), &record, Some(lease)).await?;
+    println!("neuropil node {}: grpc={addr} metrics={metrics_addr} advertise={advertise}", cfg.id);
+
+    let watcher = {
+        let state = state.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    msg = runs_watch.message() => {
+                        let Ok(Some(resp)) = msg else { return "etcd watch of runs/ ended" };
+                        for ev in resp.events() {
+                            let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) else { continue };
+                            match serde_json::from_slice::<Assignment>(kv.value()) {
+                                Ok(a) => start_run(&state, a),
+                                Err(e) => eprintln!("node {}: ignoring undecodable assignment: {e}", state.id),
+                            }
+                        }
+                    }
+                    msg = cancel_watch.message() => {
+                        let Ok(Some(resp)) = msg else { return "etcd watch of cancel/ ended" };
+                        for ev in resp.events() {
+                            let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) else { continue };
+                            let key = String::from_utf8_lossy(kv.key());
+                            let id = key.trim_start_matches(&format!("{PREFIX}cancel/")).to_string();
+                            if let Some(h) = state.run(&id) {
+                                h.cancel.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        why = watcher => Err(anyhow::anyhow!(why)),
+        _ = lease_lost.changed() => Err(anyhow::anyhow!("lost the etcd lease; stopping so the control reassigns work")),
+        r = server => Err(anyhow::anyhow!("gRPC server stopped: {r:?}")),
+        _ = shutdown_signal() => Ok(()),
+    };
+    let _ = client.lease_revoke(lease).await;
+    outcome
+}
+
+/// SIGTERM (Kubernetes) or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Start this node's share of `a`, if it has one and is not running it already.
+fn start_run(state: &Arc<NodeState>, a: Assignment) {
+    let Some(rank) = a.members.iter().position(|m| m.node == state.id) else { return };
+    if state.run(&a.id).is_some() {
+        return;
+    }
+    let (inbound_tx, inbound_rx) = mpsc::channel();
+    state.inbound.lock().unwrap_or_else(|e| e.into_inner()).insert(a.id.clone(), inbound_tx.clone());
+    let handle = Arc::new(RunHandle {
+        progress: watch::channel(NodeProgress { phase: "building".into(), ..Default::default() }).0,
+        spikes: broadcast::channel(256).0,
+        result: watch::channel(None).0,
+        cancel: Arc::new(AtomicBool::new(false)),
+        finished: AtomicBool::new(false),
+    });
+    {
+        let mut runs = state.runs.lock().unwrap_or_else(|e| e.into_inner());
+        runs.push((a.id.clone(), handle.clone()));
+        // Forget the oldest finished runs.
+        while runs.len() > KEEP_FINISHED_RUNS {
+            match runs.iter().position(|(_, h)| h.finished.load(Ordering::Relaxed)) {
+                Some(i) => drop(runs.remove(i)),
+                None => break,
+            }
+        }
+    }
+    let connect_within = state.peer_timeout;
+    let peers = a
+        .members
+        .iter()
+        .enumerate()
+        .map(|(r, m)| {
+            (r != rank).then(|| {
+                transport::open_outbound(
+                    &a.id,
+                    rank as u32,
+                    r as u32,
+                    m.addr.clone(),
+                    connect_within,
+                    inbound_tx.clone(),
+                )
+            })
+        })
+        .collect();
+    drop(inbound_tx);
+    let transport =
+        GrpcTransport::new(&a.id, rank as u32, peers, inbound_rx, state.peer_timeout, state.metrics.clone());
+    let state = state.clone();
+    let spawned = std::thread::Builder::new().name(format!("run-{}", a.id)).spawn(move || {
+        let outcome = execute(&state, &a, rank, transport, &handle);
+        state.metrics.shards.set(0);
+        let label = match &outcome {
+            Ok(_) => "succeeded",
+            Err(_) => "failed",
+        };
+        state.metrics.runs.with_label_values(&[label]).inc();
+        if let Err(e) = &outcome {
+            eprintln!("node {}: run {} failed: {e}", state.id, a.id);
+        }
+        handle.result.send_replace(Some(outcome.map(Arc::new)));
+        handle.finished.store(true, Ordering::Relaxed);
+        state.inbound.lock().unwrap_or_else(|e| e.into_inner()).remove(&a.id);
+    });
+    if let Err(e) = spawned {
+        eprintln!("node: cannot start a thread for a run: {e}");
+    }
+}
+
+/// Build and simulate this node's shards of `a`; the encoded [`RunOutput`].
+fn execute(
+    state: &NodeState,
+    a: &Assignment,
+    rank: usize,
+    mut transport: GrpcTransport,
+    handle: &RunHandle,
+) -> Result<Vec<u8>, String> {
+    let format = super::format_of(&a.format)?;
+    let mut exp = neuropil_spec::parse(&a.document, format, &a.set).map_err(|e| e.to_string())?;
+    let me = &a.members[rank];
+    exp.run.shards = a.shards;
+    exp.run.threads = me.threads;
+    let compiled =
+        neuropil_spec::compile(&exp, &neuropil_spec::Limits { memory_bytes: None }).map_err(|e| e.to_string())?;
+    let net = &compiled.network;
+    if embedded::network_hash(net) != a.network_hash {
+        return Err("this node compiled a different network than the control (mixed neuropil versions?)".into());
+    }
+    let threads = (me.threads as usize).max(1);
+    let mine: Vec<usize> = me.shards.iter().map(|&s| s as usize).collect();
+    let m = &state.metrics;
+    m.shards.set(mine.len() as i64);
+    m.build_progress.set(0.0);
+
+    // Build in rounds of `threads` shards so that progress moves.
+    let build_start = Instant::now();
+    let mut start = embedded::build_some(net, &[], a.shards as usize, 1);
+    for (i, chunk) in mine.chunks(threads).enumerate() {
+        start.shards.extend(embedded::build_some(net, chunk, a.shards as usize, threads).shards);
+        m.build_progress.set(((i + 1) * threads).min(mine.len()) as f64 / mine.len().max(1) as f64);
+        if handle.cancel.load(Ordering::Relaxed) {
+            // Peers are waiting for this node's first message; it carries the stop.
+            break;
+        }
+    }
+    let build_s = build_start.elapsed().as_secs_f64();
+
+    let out = simulate(net, &compiled, start, threads, &mut transport, handle, m, rank == 0)?;
+    let mut out = out;
+    out.stats.build_s = build_s;
+    if rank != 0 {
+        // Every node sees every spike; only the recording node reports them.
+        out.spikes.clear();
+    }
+    postcard::to_allocvec(&out).map_err(|e| format!("encoding the results: {e}"))
+}
+
+/// Simulate in stretches of [`STRETCH_MS`], publishing progress and live spikes.
+#[allow(clippy::too_many_arguments)]
+fn simulate(
+    net: &Network,
+    compiled: &neuropil_spec::Compiled,
+    mut state: Checkpoint,
+    threads: usize,
+    transport: &mut GrpcTransport,
+    handle: &RunHandle,
+    m: &NodeMetrics,
+    recorder: bool,
+) -> Result<RunOutput, String> {
+    let total = compiled.steps;
+    let epoch = net.epoch_steps() as u64;
+    let stretch = ((STRETCH_MS / net.dt_ms).round() as u64).div_ceil(epoch).max(1) * epoch;
+    let wall = Instant::now();
+    let mut out: Option<RunOutput> = None;
+    let mut done = 0u64;
+    let last_report_ms = AtomicU64::new(0);
+    let n_shards = state.shards.len();
+    let publish = |steps_done: u64, spikes: u64, counts: &[u64], phase: &str| {
+        let bio_s = steps_done as f64 * net.dt_ms / 1000.0;
+        let wall_s = wall.elapsed().as_secs_f64();
+        m.bio_time.set(bio_s);
+        if bio_s > 0.0 {
+            m.rtf.set(wall_s / bio_s);
+        }
+        handle.progress.send_replace(NodeProgress {
+            steps_done,
+            steps_total: total,
+            spikes,
+            population_spikes: counts.to_vec(),
+            wall_s,
+            phase: phase.into(),
+        });
+    };
+    publish(0, 0, &vec![0; net.populations.len()], "running");
+    while done < total {
+        let steps = stretch.min(total - done);
+        let cfg = RunConfig { threads, shards: n_shards, steps, count_from_step: compiled.transient_steps };
+        let (counts_before, offset) =
+            (out.as_ref().map(|o| o.spike_counts.clone()).unwrap_or_else(|| vec![0; net.populations.len()]), done);
+        let spikes_before: u64 = counts_before.iter().sum();
+        let step_before = state.step();
+        let (part, next) = embedded::run_part(
+            net,
+            state,
+            cfg,
+            Some(transport),
+            &|p| {
+                let ms = wall.elapsed().as_millis() as u64;
+                if ms >= last_report_ms.load(Ordering::Relaxed) + 50 {
+                    last_report_ms.store(ms, Ordering::Relaxed);
+                    publish(offset + p.steps_done, spikes_before + p.spikes, &counts_before, "running");
+                }
+            },
+            &handle.cancel,
+        )
+        .map_err(|e| e.to_string())?;
+        let advanced = next.step() - step_before;
+        done += advanced;
+        state = next;
+        for (p, (&n, pop)) in part.spike_counts.iter().zip(&net.populations).enumerate() {
+            let _ = p;
+            m.spikes.with_label_values(&[pop.name.as_str()]).inc_by(n);
+        }
+        m.synaptic_events.inc_by(part.stats.synaptic_events);
+        if recorder && !part.spikes.is_empty() && handle.spikes.receiver_count() > 0 {
+            let _ = handle.spikes.send(spike_batch(net, &part.spikes));
+        }
+        out = Some(match out {
+            None => part,
+            Some(acc) => acc.followed_by(part),
+        });
+        let o = out.as_ref().map(|o| (o.spikes_seen(), o.spike_counts.clone())).unwrap_or_default();
+        publish(done, o.0, &o.1, "running");
+        if advanced < steps {
+            break; // cancelled, together with every peer
+        }
+    }
+    let out = out.unwrap_or_default();
+    publish(done, out.spikes_seen(), &out.spike_counts, "done");
+    Ok(out)
+}
+
+/// Spikes as the wire's columns.
+pub fn spike_batch(net: &Network, spikes: &[neuropil_sim::Spike]) -> SpikeBatch {
+    let mut b = SpikeBatch {
+        populations: net.populations.iter().map(|p| p.name.clone()).collect(),
+        population: Vec::with_capacity(spikes.len()),
+        neuron: Vec::with_capacity(spikes.len()),
+        time_ms: Vec::with_capacity(spikes.len()),
+    };
+    for s in spikes {
+        let p = net.population_of(s.gid);
+        b.population.push(p as u32);
+        b.neuron.push(s.gid - net.populations[p].first_gid);
+        b.time_ms.push((s.step + 1) as f64 * net.dt_ms);
+    }
+    b
+}
