@@ -1,0 +1,232 @@
+//! The cluster end to end: a real etcd, control replicas and node processes on
+//! loopback, driven over gRPC. Spikes must be bit-identical to the embedded run.
+
+mod harness;
+
+use harness::*;
+use neuropil_proto::v1::{CancelRequest, ExperimentState, GetRequest, ListRequest, SubmitRequest};
+use std::time::{Duration, Instant};
+
+const MICROCIRCUIT: &str = "examples/microcircuit.toml";
+const SCALE: [&str; 2] = ["scaling.neurons=0.1", "scaling.synapses=0.1"];
+
+fn with_duration(ms: u32) -> Vec<String> {
+    let mut v: Vec<String> = SCALE.iter().map(|s| s.to_string()).collect();
+    v.push(format!("run.duration_ms={ms}"));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn microcircuit_on_1_and_3_nodes_matches_the_embedded_run_and_metrics_move() {
+    let tmp = TempDir::new("match");
+    let etcd = start_etcd();
+    let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
+    let set = with_duration(600);
+    let set: Vec<&str> = set.iter().map(String::as_str).collect();
+    let embedded = embedded_summary(MICROCIRCUIT, &set, &tmp.0);
+    let expected = embedded["spike_hash"].as_str().unwrap().to_string();
+
+    // One node.
+    let n0 = start_node(&etcd, "node-0", 2, &[]);
+    let mut c = client(&control.grpc).await;
+    let id = submit(&mut c, MICROCIRCUIT, &set).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.nodes, vec!["node-0"]);
+    assert_eq!(info.spike_hash, expected, "1 node: spikes differ from the embedded run");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(&info.output_dir).join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["spike_hash"], embedded["spike_hash"]);
+    assert_eq!(summary["synapses"], embedded["synapses"]);
+    assert!(std::path::Path::new(&info.output_dir).join("spikes.parquet").exists());
+
+    // Three nodes, one thread each (3 shards).
+    let n1 = start_node(&etcd, "node-1", 1, &[]);
+    let n2 = start_node(&etcd, "node-2", 1, &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&http_get(&control.metrics, "/metrics").unwrap(), "neuropil_live_nodes") != Some(3.0) {
+        assert!(Instant::now() < deadline, "the control never saw 3 live nodes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let longer = with_duration(1100);
+    let longer: Vec<&str> = longer.iter().map(String::as_str).collect();
+    let expected_long =
+        embedded_summary(MICROCIRCUIT, &longer, &tmp.0.join("long"))["spike_hash"].as_str().unwrap().to_string();
+    let id = submit(&mut c, MICROCIRCUIT, &longer).await.unwrap();
+    // Scrape a node's metrics while the run goes: biological time must move.
+    let mut seen = Vec::new();
+    let mut exposition = String::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let info = c.get(GetRequest { id: id.clone() }).await.unwrap().into_inner();
+        let text = http_get(&n1.metrics, "/metrics").unwrap();
+        if info.state == ExperimentState::Running as i32 {
+            if let Some(t) = metric(&text, "neuropil_bio_time_seconds") {
+                if t > 0.0 && seen.last() != Some(&t) {
+                    seen.push(t);
+                    exposition = text;
+                }
+            }
+        } else if info.state != ExperimentState::Pending as i32 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "3-node run did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let info = wait_done(&mut c, &id, Duration::from_secs(60)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.nodes.len(), 3);
+    assert_eq!(info.shards, 4, "one shard per node thread (2 + 1 + 1)");
+    assert_eq!(info.spike_hash, expected_long, "3 nodes: spikes differ from the embedded run");
+    assert!(seen.len() >= 2, "node metrics did not move during the run: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[1] > w[0]), "biological time went backwards: {seen:?}");
+    for name in
+        ["neuropil_spikes_total", "neuropil_exchange_bytes_total", "neuropil_epoch_exchange_duration_seconds_count"]
+    {
+        assert!(exposition.contains(name), "{name} missing from node metrics");
+    }
+    // The exposition follows Prometheus conventions.
+    for text in [exposition, http_get(&control.metrics, "/metrics").unwrap()] {
+        promtool_check(&text);
+    }
+    drop((n0, n1, n2));
+}
+
+fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut p = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool not found: install Debian's prometheus");
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_is_replaced_and_the_experiments_survive() {
+    let tmp = TempDir::new("failover");
+    let etcd = start_etcd();
+    let data = tmp.0.join("data");
+    let mut a = start_control(&etcd, "control-a", &data, &[]);
+    // Let control-a win the election before the standby starts.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&http_get(&a.metrics, "/metrics").unwrap(), "neuropil_control_leader") != Some(1.0) {
+        assert!(Instant::now() < deadline, "control-a never became leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = start_control(&etcd, "control-b", &data, &[]);
+    let _node = start_node(&etcd, "node-0", 2, &[]);
+    let mut ca = client(&a.grpc).await;
+    let first = submit(&mut ca, "examples/brunel.toml", &["run.duration_ms=300"]).await.unwrap();
+    let info = wait_done(&mut ca, &first, Duration::from_secs(120)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(metric(&http_get(&b.metrics, "/metrics").unwrap(), "neuropil_control_leader"), Some(0.0));
+
+    a.kill();
+    // The standby takes over after the leader's lease (2 s) expires.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&http_get(&b.metrics, "/metrics").unwrap(), "neuropil_control_leader") != Some(1.0) {
+        assert!(Instant::now() < deadline, "control-b did not take over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut cb = client(&b.grpc).await;
+    let list = cb.list(ListRequest {}).await.unwrap().into_inner().experiments;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id, first);
+    assert_eq!(list[0].spike_hash, info.spike_hash);
+    // And it schedules new work.
+    let second = submit(&mut cb, "examples/brunel.toml", &["run.duration_ms=300"]).await.unwrap();
+    let info2 = wait_done(&mut cb, &second, Duration::from_secs(120)).await;
+    assert_eq!(info2.state, ExperimentState::Succeeded as i32, "{info2:?}");
+    assert_eq!(info2.spike_hash, info.spike_hash, "same experiment, same spikes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_status_codes_and_the_service_keeps_serving() {
+    let tmp = TempDir::new("bad");
+    let etcd = start_etcd();
+    let token = tmp.0.join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &["--token-file", token.to_str().unwrap()]);
+    let _node = start_node(&etcd, "node-0", 1, &["--memory-mib", "512"]);
+
+    // Health is open (Kubernetes probes), the API is not.
+    let channel = tonic::transport::Endpoint::from_shared(control.grpc.clone()).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest { service: "neuropil.v1.ExperimentService".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(h.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    let mut open = client(&control.grpc).await;
+    let e = open.list(ListRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    assert!(e.message().contains("bearer token"), "{}", e.message());
+
+    let bearer: tonic::metadata::MetadataValue<_> = "Bearer s3cret-token".parse().unwrap();
+    let mut c = neuropil_proto::v1::experiment_service_client::ExperimentServiceClient::with_interceptor(
+        channel,
+        move |mut req: tonic::Request<()>| {
+            req.metadata_mut().insert("authorization", bearer.clone());
+            Ok(req)
+        },
+    );
+    let req = |document: String, set: Vec<String>| SubmitRequest { document, format: "toml".into(), set, shards: 0 };
+
+    // Malformed TOML.
+    let e = c.submit(req("populations = [ {".into(), vec![])).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    // A field with a bad value is named.
+    let doc = std::fs::read_to_string(root().join("examples/brunel.toml")).unwrap();
+    let e = c.submit(req(doc.clone(), vec!["run.dt_ms=-1".into()])).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("run.dt_ms"), "{}", e.message());
+    // An unknown format.
+    let mut bad_format = req(doc.clone(), vec![]);
+    bad_format.format = "xml".into();
+    let e = c.submit(bad_format).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("format"), "{}", e.message());
+    // Oversized document.
+    let e = c.submit(req("#".repeat(5 << 20), vec![])).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("document"), "{}", e.message());
+    // A network that does not fit the cluster's memory (the full microcircuit on a
+    // node offering 512 MiB) is refused before any node allocates.
+    let micro = std::fs::read_to_string(root().join(MICROCIRCUIT)).unwrap();
+    let e = c.submit(req(micro, vec![])).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("GiB"), "{}", e.message());
+    // Unknown ids.
+    let e = c.get(GetRequest { id: "exp-nope".into() }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let e = c.cancel(CancelRequest { id: "".into() }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+
+    // Still serving: a valid experiment runs to the end, and nothing was queued by
+    // the refused ones.
+    let id = c.submit(req(doc, vec!["run.duration_ms=200".into()])).await.unwrap().into_inner().id;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let info = c.get(GetRequest { id: id.clone() }).await.unwrap().into_inner();
+        if info.state == ExperimentState::Succeeded as i32 {
+            break;
+        }
+        assert!(info.state != ExperimentState::Failed as i32, "{info:?}");
+        assert!(Instant::now() < deadline, "valid experiment did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(c.list(ListRequest {}).await.unwrap().into_inner().experiments.len(), 1);
+}

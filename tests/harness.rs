@@ -1,0 +1,245 @@
+//! Starts real processes for end-to-end tests: etcd (Debian's etcd-server), and
+//! `neuropil control` / `neuropil node` on loopback with free ports. Every process
+//! is killed when its handle drops.
+
+#![allow(dead_code)]
+
+use neuropil_proto::v1::experiment_service_client::ExperimentServiceClient;
+use neuropil_proto::v1::{ExperimentInfo, ExperimentState, GetRequest, SubmitRequest};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The neuropil binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_neuropil");
+
+/// Repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A process killed on drop.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    /// Addresses it printed (`grpc=`, `metrics=`).
+    pub grpc: String,
+    pub metrics: String,
+}
+
+impl Proc {
+    /// SIGKILL now (a crash, not a shutdown).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A free TCP port on loopback (bound and released; etcd needs numbers up front).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let p = std::env::temp_dir().join(format!("neuropil-e2e-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A single-member etcd on free loopback ports.
+pub struct Etcd {
+    pub proc: Proc,
+    pub endpoint: String,
+    _dir: TempDir,
+}
+
+pub fn start_etcd() -> Etcd {
+    let dir = TempDir::new("etcd");
+    let (client, peer) = (free_port(), free_port());
+    let endpoint = format!("http://127.0.0.1:{client}");
+    let child = Command::new("etcd")
+        .args(["--name", "e2e", "--data-dir"])
+        .arg(dir.0.join("data"))
+        .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
+        .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
+        .args(["--initial-cluster", &format!("e2e=http://127.0.0.1:{peer}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcd not found: install Debian's etcd-server (the tests start a real etcd)");
+    let proc = Proc { name: "etcd".into(), child, grpc: endpoint.clone(), metrics: String::new() };
+    // Ready when its health endpoint answers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(body) = http_get(&format!("127.0.0.1:{client}"), "/health") {
+            if body.contains("true") {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "etcd did not become healthy within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Etcd { proc, endpoint, _dir: dir }
+}
+
+/// Start `neuropil <args>` and wait for its "grpc=... metrics=..." line.
+pub fn start(name: &str, args: &[&str]) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = true;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if first {
+                let _ = tx.send(line.clone());
+                first = false;
+            }
+            eprintln!("  | {line}");
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{name} did not start within 60 s"));
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{name} printed {line:?} without {key}"))
+            .to_string()
+    };
+    Proc { name: name.into(), grpc: format!("http://{}", field("grpc=")), metrics: field("metrics="), child }
+}
+
+/// A control replica.
+pub fn start_control(etcd: &Etcd, id: &str, data_dir: &Path, extra: &[&str]) -> Proc {
+    let data = data_dir.to_str().unwrap();
+    let mut args = vec![
+        "control",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--etcd",
+        &etcd.endpoint,
+        "--id",
+        id,
+        "--data-dir",
+        data,
+        "--lease-ttl-s",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    start(id, &args)
+}
+
+/// A node with `threads` threads.
+pub fn start_node(etcd: &Etcd, id: &str, threads: usize, extra: &[&str]) -> Proc {
+    let threads = threads.to_string();
+    let mut args = vec![
+        "node",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--etcd",
+        &etcd.endpoint,
+        "--id",
+        id,
+        "--threads",
+        &threads,
+        "--lease-ttl-s",
+        "3",
+    ];
+    args.extend_from_slice(extra);
+    start(id, &args)
+}
+
+/// Plain HTTP/1.1 GET (the metrics endpoints, etcd's /health).
+pub fn http_get(host_port: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(host_port)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host_port}\r\nConnection: close\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+/// The value of an unlabelled (or the first matching) sample in a text exposition.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.split(['{', ' ']).next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+pub type Client = ExperimentServiceClient<tonic::transport::Channel>;
+
+pub async fn client(addr: &str) -> Client {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match ExperimentServiceClient::connect(addr.to_string()).await {
+            Ok(c) => return c.max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20),
+            Err(e) => assert!(Instant::now() < deadline, "cannot connect to {addr}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Submit an experiment file with overrides.
+pub async fn submit(c: &mut Client, file: &str, set: &[&str]) -> Result<String, tonic::Status> {
+    let document = std::fs::read_to_string(root().join(file)).unwrap();
+    let req =
+        SubmitRequest { document, format: "toml".into(), set: set.iter().map(|s| s.to_string()).collect(), shards: 0 };
+    c.submit(req).await.map(|r| r.into_inner().id)
+}
+
+/// Poll until the experiment reaches a final state (or panic after `within`).
+pub async fn wait_done(c: &mut Client, id: &str, within: Duration) -> ExperimentInfo {
+    let deadline = Instant::now() + within;
+    loop {
+        let info = c.get(GetRequest { id: id.into() }).await.unwrap().into_inner();
+        let s = ExperimentState::try_from(info.state).unwrap();
+        if matches!(s, ExperimentState::Succeeded | ExperimentState::Failed | ExperimentState::Cancelled) {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "experiment {id} still {s:?} after {within:?}: {info:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Run an experiment embedded with the CLI and return its summary.json.
+pub fn embedded_summary(file: &str, set: &[&str], dir: &Path) -> serde_json::Value {
+    let out = dir.join("embedded");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run").arg(root().join(file)).arg("--out").arg(&out).arg("-q");
+    for s in set {
+        cmd.args(["--set", s]);
+    }
+    let status = cmd.status().unwrap();
+    assert!(status.success(), "embedded run failed");
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+}
