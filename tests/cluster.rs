@@ -230,3 +230,73 @@ async fn bad_requests_get_clear_status_codes_and_the_service_keeps_serving() {
     }
     assert_eq!(c.list(ListRequest {}).await.unwrap().into_inner().experiments.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_every_node_at_the_same_epoch_and_spikes_stream_live() {
+    let tmp = TempDir::new("cancel");
+    let etcd = start_etcd();
+    let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
+    let _n0 = start_node(&etcd, "node-0", 1, &[]);
+    let _n1 = start_node(&etcd, "node-1", 1, &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&http_get(&control.metrics, "/metrics").unwrap(), "neuropil_live_nodes") != Some(2.0) {
+        assert!(Instant::now() < deadline, "the control never saw 2 live nodes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut c = client(&control.grpc).await;
+    let set = with_duration(20_000);
+    let set: Vec<&str> = set.iter().map(String::as_str).collect();
+    let id = submit(&mut c, MICROCIRCUIT, &set).await.unwrap();
+
+    // Live spikes of one population, from now until the run ends.
+    let mut streaming = client(&control.grpc).await;
+    let req = neuropil_proto::v1::StreamSpikesRequest { id: id.clone(), populations: vec!["L4E".into()] };
+    let mut stream = streaming.stream_spikes(req).await.unwrap().into_inner();
+    let collector = tokio::spawn(async move {
+        let mut got: Vec<(String, u32, f64)> = Vec::new();
+        while let Ok(Some(b)) = stream.message().await {
+            for i in 0..b.time_ms.len() {
+                got.push((b.populations[b.population[i] as usize].clone(), b.neuron[i], b.time_ms[i]));
+            }
+        }
+        got
+    });
+    let e = streaming
+        .stream_spikes(neuropil_proto::v1::StreamSpikesRequest { id: id.clone(), populations: vec!["L9X".into()] })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("L9X"), "{}", e.message());
+
+    // Cancel once a few hundred ms of biological time have passed.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let info = c.get(GetRequest { id: id.clone() }).await.unwrap().into_inner();
+        if info.bio_time_ms >= 300.0 {
+            break;
+        }
+        assert!(info.state <= ExperimentState::Running as i32, "{info:?}");
+        assert!(Instant::now() < deadline, "the run made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.cancel(CancelRequest { id: id.clone() }).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(60)).await;
+    assert_eq!(info.state, ExperimentState::Cancelled as i32, "{info:?}");
+    assert!(info.bio_time_ms >= 300.0 && info.bio_time_ms < 20_000.0, "{info:?}");
+
+    // Both nodes stopped after the same epoch: the spikes are those of an embedded
+    // run of exactly the simulated length.
+    let mut exact = SCALE.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    exact.push(format!("run.duration_ms={}", info.bio_time_ms));
+    let exact: Vec<&str> = exact.iter().map(String::as_str).collect();
+    let embedded = embedded_summary(MICROCIRCUIT, &exact, &tmp.0);
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap());
+
+    let got = collector.await.unwrap();
+    let l4e = info.populations.iter().find(|p| p.population == "L4E").unwrap().spikes;
+    assert!(!got.is_empty(), "no spikes were streamed");
+    assert!(got.len() as u64 <= l4e, "{} streamed, {l4e} in the run", got.len());
+    assert!(got.iter().all(|(p, _, _)| p == "L4E"));
+    assert!(got.windows(2).all(|w| w[0].2 <= w[1].2), "streamed spikes out of time order");
+    assert!(got.iter().all(|(_, _, t)| *t <= info.bio_time_ms));
+}
