@@ -157,9 +157,9 @@ struct ServiceArgs {
     /// etcd endpoints, comma-separated.
     #[arg(long, env = "NEUROPIL_ETCD", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     etcd: Vec<String>,
-    /// Prometheus /metrics listen address (port 0: any free port).
-    #[arg(long, env = "NEUROPIL_METRICS", default_value = "0.0.0.0:9090")]
-    metrics: std::net::SocketAddr,
+    /// Prometheus /metrics listen address (port 0: any free port; default 9090 for control, 9091 for node).
+    #[arg(long, env = "NEUROPIL_METRICS")]
+    metrics: Option<std::net::SocketAddr>,
     /// Process id in the cluster (default: host name and listen port).
     #[arg(long, env = "NEUROPIL_ID")]
     id: Option<String>,
@@ -355,7 +355,7 @@ async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
         advertise: a.advertise,
         etcd: s.etcd,
         threads: a.threads.unwrap_or(cores).max(1),
-        metrics_listen: s.metrics,
+        metrics_listen: s.metrics.unwrap_or(([0, 0, 0, 0], 9091).into()),
         memory_bytes,
         lease_ttl_s: s.lease_ttl_s.max(2),
         peer_timeout: std::time::Duration::from_secs(a.peer_timeout_s.max(1)),
@@ -370,7 +370,7 @@ async fn cmd_control(a: ControlArgs) -> anyhow::Result<()> {
         id: s.id.unwrap_or_else(|| default_id("control", a.listen)),
         listen: a.listen,
         etcd: s.etcd,
-        metrics_listen: s.metrics,
+        metrics_listen: s.metrics.unwrap_or(([0, 0, 0, 0], 9090).into()),
         data_dir: a.data_dir,
         token,
         lease_ttl_s: s.lease_ttl_s.max(2),

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Cluster vs embedded wall time on one machine.
+
+Starts a real etcd, one control and N node processes (T threads each) on loopback,
+submits an experiment R times, and runs the same experiment embedded (with N*T
+threads) R times; prints the median wall times and their ratio, and checks that
+the spike hashes agree.
+
+    python3 bench/cluster.py                      # microcircuit 0.1, 2 nodes x 1 thread
+    python3 bench/cluster.py --nodes 3 --runs 5
+
+Needs `target/release/neuropil` (cargo build --release) and Debian's etcd-server.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "neuropil")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def started(cmd, log):
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+    line = p.stdout.readline()
+    fields = dict(w.split("=", 1) for w in line.split() if "=" in w)
+    return p, fields
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--experiment", default=os.path.join(ROOT, "examples", "microcircuit.toml"))
+    ap.add_argument("--set", action="append", default=None)
+    ap.add_argument("--nodes", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="threads per node")
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    sets = args.set if args.set is not None else ["scaling.neurons=0.1", "scaling.synapses=0.1"]
+    if not os.path.exists(BIN):
+        sys.exit("build first: cargo build --release")
+    if shutil.which("etcd") is None:
+        sys.exit("install etcd (Debian: etcd-server)")
+
+    tmp = tempfile.mkdtemp(prefix="neuropil-bench-")
+    log = open(os.path.join(tmp, "services.log"), "w")
+    procs = []
+    try:
+        cport, pport = free_port(), free_port()
+        endpoint = f"http://127.0.0.1:{cport}"
+        procs.append(subprocess.Popen(
+            ["etcd", "--data-dir", os.path.join(tmp, "etcd"), "--listen-client-urls", endpoint,
+             "--advertise-client-urls", endpoint, "--listen-peer-urls", f"http://127.0.0.1:{pport}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{pport}",
+             "--initial-cluster", f"default=http://127.0.0.1:{pport}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        common = ["--etcd", endpoint, "--metrics", "127.0.0.1:0", "--listen", "127.0.0.1:0"]
+        control, fields = started([BIN, "control", "--id", "control", "--data-dir", os.path.join(tmp, "data")] + common, log)
+        procs.append(control)
+        addr = "http://" + fields["grpc"]
+        for i in range(args.nodes):
+            node, _ = started([BIN, "node", "--id", f"node-{i}", "--threads", str(args.threads)] + common, log)
+            procs.append(node)
+        metrics = fields["metrics"]
+        deadline = time.time() + 30
+        while True:
+            text = urllib.request.urlopen(f"http://{metrics}/metrics").read().decode()
+            live = [l for l in text.splitlines() if l.startswith("neuropil_live_nodes")]
+            if live and float(live[0].split()[-1]) == args.nodes:
+                break
+            if time.time() > deadline:
+                sys.exit("nodes did not register")
+            time.sleep(0.1)
+
+        set_args = [a for s in sets for a in ("--set", s)]
+        cluster, cluster_sim, hashes = [], [], set()
+        for r in range(args.runs):
+            t0 = time.time()
+            out = subprocess.run([BIN, "submit", args.experiment, "--control", addr, "--wait", "-q"] + set_args,
+                                 capture_output=True, text=True, check=True).stdout
+            cluster.append(time.time() - t0)
+            info = dict(l.split(None, 1) for l in out.splitlines() if l and not l.startswith(" ") and " " in l)
+            summary = json.load(open(os.path.join(info["results"].strip(), "summary.json")))
+            cluster_sim.append(summary["timings"]["simulate_s"])
+            hashes.add(summary["spike_hash"])
+        embedded, embedded_sim = [], []
+        for r in range(args.runs):
+            out_dir = os.path.join(tmp, f"embedded-{r}")
+            t0 = time.time()
+            subprocess.run([BIN, "run", args.experiment, "--out", out_dir, "-q",
+                            "--threads", str(args.nodes * args.threads)] + set_args,
+                           capture_output=True, check=True)
+            embedded.append(time.time() - t0)
+            summary = json.load(open(os.path.join(out_dir, "summary.json")))
+            embedded_sim.append(summary["timings"]["simulate_s"])
+            hashes.add(summary["spike_hash"])
+        m = statistics.median
+        print(f"experiment        {os.path.basename(args.experiment)} {' '.join(sets)}")
+        print(f"cluster           {args.nodes} nodes x {args.threads} thread(s), {args.runs} runs")
+        print(f"cluster wall      {m(cluster):.2f} s (submit to results; runs {', '.join(f'{x:.2f}' for x in cluster)})")
+        print(f"cluster simulate  {m(cluster_sim):.2f} s (slowest node's simulation loop)")
+        print(f"embedded wall     {m(embedded):.2f} s ({args.nodes * args.threads} threads; runs {', '.join(f'{x:.2f}' for x in embedded)})")
+        print(f"embedded simulate {m(embedded_sim):.2f} s")
+        print(f"ratio wall        {m(cluster) / m(embedded):.2f}")
+        print(f"ratio simulate    {m(cluster_sim) / m(embedded_sim):.2f}")
+        print(f"spike hashes      {'identical' if len(hashes) == 1 else 'DIFFERENT: ' + ', '.join(sorted(hashes))}")
+    finally:
+        for p in reversed(procs):
+            p.kill()
+            p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
