@@ -72,7 +72,8 @@ def main():
         procs.append(control)
         addr = "http://" + fields["grpc"]
         for i in range(args.nodes):
-            node, _ = started([BIN, "node", "--id", f"node-{i}", "--threads", str(args.threads)] + common, log)
+            node, _ = started([BIN, "node", "--id", f"node-{i}", "--threads", str(args.threads),
+                               "--exchange-listen", "127.0.0.1:0"] + common, log)
             procs.append(node)
         metrics = fields["metrics"]
         deadline = time.time() + 30

@@ -163,6 +163,8 @@ pub fn start_node(etcd: &Etcd, id: &str, threads: usize, extra: &[&str]) -> Proc
         "127.0.0.1:0",
         "--metrics",
         "127.0.0.1:0",
+        "--exchange-listen",
+        "127.0.0.1:0",
         "--etcd",
         &etcd.endpoint,
         "--id",

@@ -9,7 +9,7 @@
 //! - `control/leader`: the election of the scheduling control replica.
 //!
 //! etcd is never on the per-epoch path: nodes exchange spikes with their peers
-//! directly (NodeService.Exchange) and report progress over NodeService.WatchRun.
+//! directly (SpikeExchange.Exchange) and report progress over NodeService.WatchRun.
 
 pub mod auth;
 pub mod client;
@@ -36,8 +36,10 @@ pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 pub struct NodeRecord {
     /// Unique name (the pod name in Kubernetes).
     pub id: String,
-    /// gRPC address peers and the control dial (`http://host:port`).
+    /// gRPC address the control dials (`http://host:port`).
     pub addr: String,
+    /// Spike exchange address peers dial.
+    pub exchange_addr: String,
     /// Worker threads it runs shards on.
     pub threads: u32,
     /// Memory it offers to runs, bytes.
@@ -51,6 +53,8 @@ pub struct Member {
     pub node: String,
     /// Its gRPC address.
     pub addr: String,
+    /// Its spike exchange address.
+    pub exchange_addr: String,
     /// Shard indices it hosts.
     pub shards: Vec<u32>,
     /// Threads to run them on.

@@ -173,9 +173,12 @@ struct NodeArgs {
     /// gRPC listen address (port 0: any free port).
     #[arg(long, env = "NEUROPIL_LISTEN", default_value = "0.0.0.0:7071")]
     listen: std::net::SocketAddr,
-    /// Address peers and the control dial (default: http://<listen>); in Kubernetes the pod's stable DNS name.
+    /// Address the control and peers dial (default: http://<listen>); in Kubernetes the pod's stable DNS name.
     #[arg(long, env = "NEUROPIL_ADVERTISE")]
     advertise: Option<String>,
+    /// Spike exchange listen address (port 0: any free port); peers dial the advertised host at this port.
+    #[arg(long, env = "NEUROPIL_EXCHANGE_LISTEN", default_value = "0.0.0.0:7072")]
+    exchange_listen: std::net::SocketAddr,
     /// Worker threads (default: one per core).
     #[arg(long, env = "NEUROPIL_THREADS")]
     threads: Option<usize>,
@@ -353,6 +356,7 @@ async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
         id: s.id.unwrap_or_else(|| default_id("node", a.listen)),
         listen: a.listen,
         advertise: a.advertise,
+        exchange_listen: a.exchange_listen,
         etcd: s.etcd,
         threads: a.threads.unwrap_or(cores).max(1),
         metrics_listen: s.metrics.unwrap_or(([0, 0, 0, 0], 9091).into()),

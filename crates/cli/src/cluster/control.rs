@@ -356,7 +356,7 @@ pub async fn serve(cfg: ControlConfig) -> Result<()> {
         .add_service(health_svc)
         .add_service(reflection)
         .add_service(svc)
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)));
     let server = tokio::spawn(server);
     println!("neuropil control {}: grpc={addr} metrics={metrics_addr}", cfg.id);
 
@@ -494,7 +494,13 @@ impl Scheduler {
         // Greedy: each shard to the node with the least shards per thread.
         let mut members: Vec<Member> = nodes
             .iter()
-            .map(|n| Member { node: n.id.clone(), addr: n.addr.clone(), shards: vec![], threads: n.threads.max(1) })
+            .map(|n| Member {
+                node: n.id.clone(),
+                addr: n.addr.clone(),
+                exchange_addr: n.exchange_addr.clone(),
+                shards: vec![],
+                threads: n.threads.max(1),
+            })
             .collect();
         for s in 0..shards {
             let best = (0..members.len())

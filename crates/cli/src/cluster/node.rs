@@ -4,18 +4,17 @@
 //! progress, live spikes and its results to whoever watches the run.
 
 use super::metrics::NodeMetrics;
-use super::transport::{self, GrpcTransport, Inbound, RANK_HEADER, RUN_HEADER};
+use super::transport::{ExchangePort, GrpcTransport};
 use super::{etcd, Assignment, NodeRecord, PREFIX};
 use anyhow::{Context as _, Result};
 use etcd_client::{EventType, WatchOptions};
 use neuropil_proto::v1::node_service_server::{NodeService, NodeServiceServer};
-use neuropil_proto::v1::{run_event, EpochMessage, ExchangeAck, NodeProgress, RunEvent, SpikeBatch, WatchRunRequest};
+use neuropil_proto::v1::{run_event, NodeProgress, RunEvent, SpikeBatch, WatchRunRequest};
 use neuropil_sim::embedded::{self, Checkpoint, RunConfig, RunOutput};
 use neuropil_sim::Network;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 use tonic::{Request, Response, Status};
@@ -27,8 +26,11 @@ pub struct NodeConfig {
     pub id: String,
     /// gRPC listen address (port 0 picks a free one).
     pub listen: SocketAddr,
-    /// Address peers and the control dial; default `http://<listen>`.
+    /// Address the control dials; default `http://<listen>`.
     pub advertise: Option<String>,
+    /// Spike exchange listen address (port 0 picks a free one); peers dial the
+    /// advertised host at this port.
+    pub exchange_listen: SocketAddr,
     /// etcd endpoints.
     pub etcd: Vec<String>,
     /// Worker threads for its shards.
@@ -67,7 +69,7 @@ struct NodeState {
     peer_timeout: Duration,
     metrics: NodeMetrics,
     runs: Mutex<Vec<(String, Arc<RunHandle>)>>,
-    inbound: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
+    exchange: ExchangePort,
 }
 
 impl NodeState {
@@ -95,43 +97,6 @@ struct NodeSvc(Arc<NodeState>);
 
 #[tonic::async_trait]
 impl NodeService for NodeSvc {
-    async fn exchange(&self, req: Request<tonic::Streaming<EpochMessage>>) -> Result<Response<ExchangeAck>, Status> {
-        let header = |name: &str| req.metadata().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let run =
-            header(RUN_HEADER).ok_or_else(|| Status::invalid_argument(format!("missing {RUN_HEADER} metadata")))?;
-        let rank: u32 = header(RANK_HEADER)
-            .and_then(|r| r.parse().ok())
-            .ok_or_else(|| Status::invalid_argument(format!("missing or non-numeric {RANK_HEADER} metadata")))?;
-        // The peer may be faster to start than this node: wait for the run to appear.
-        let state = self.0.clone();
-        let Some(inbound) = wait_for(Duration::from_secs(60), || {
-            state.inbound.lock().unwrap_or_else(|e| e.into_inner()).get(&run).cloned()
-        })
-        .await
-        else {
-            return Err(Status::not_found(format!("run {run} is not assigned to this node")));
-        };
-        let mut stream = req.into_inner();
-        loop {
-            match stream.message().await {
-                Ok(Some(m)) => {
-                    if inbound.send(Inbound::Message(rank, m)).is_err() {
-                        break;
-                    }
-                }
-                Ok(None) => {
-                    let _ = inbound.send(Inbound::Ended(rank, None));
-                    break;
-                }
-                Err(status) => {
-                    let _ = inbound.send(Inbound::Ended(rank, Some(status.message().to_string())));
-                    break;
-                }
-            }
-        }
-        Ok(Response::new(ExchangeAck {}))
-    }
-
     type WatchRunStream = tokio_stream::wrappers::ReceiverStream<Result<RunEvent, Status>>;
 
     async fn watch_run(&self, req: Request<WatchRunRequest>) -> Result<Response<Self::WatchRunStream>, Status> {
@@ -190,6 +155,10 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
         .with_context(|| format!("--listen {}: cannot listen", cfg.listen))?;
     let addr = listener.local_addr()?;
     let advertise = cfg.advertise.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let exchange = ExchangePort::bind(cfg.exchange_listen)
+        .with_context(|| format!("--exchange-listen {}: cannot listen", cfg.exchange_listen))?;
+    let exchange_port = exchange.local_addr()?.port();
+    let exchange_addr = with_port(&advertise, exchange_port);
     let metrics_addr = super::metrics::serve(cfg.metrics_listen, metrics.registry.clone()).await?;
 
     let state = Arc::new(NodeState {
@@ -197,7 +166,7 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
         peer_timeout: cfg.peer_timeout,
         metrics: metrics.clone(),
         runs: Mutex::new(Vec::new()),
-        inbound: Mutex::new(HashMap::new()),
+        exchange,
     });
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<NodeServiceServer<NodeSvc>>().await;
@@ -213,7 +182,7 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
         .add_service(health_svc)
         .add_service(reflection)
         .add_service(svc)
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)));
     let server = tokio::spawn(server);
 
     let mut client = etcd::connect(&cfg.etcd, Duration::from_secs(30)).await?;
@@ -221,6 +190,7 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
     let record = NodeRecord {
         id: cfg.id.clone(),
         addr: advertise.clone(),
+        exchange_addr: exchange_addr.clone(),
         threads: cfg.threads as u32,
         memory_bytes: cfg.memory_bytes,
     };
@@ -232,7 +202,10 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
         .await
         .context("etcd: watch")?;
     etcd::put_json(&mut client, &super::node_key(&cfg.id), &record, Some(lease)).await?;
-    println!("neuropil node {}: grpc={addr} metrics={metrics_addr} advertise={advertise}", cfg.id);
+    println!(
+        "neuropil node {}: grpc={addr} metrics={metrics_addr} exchange={exchange_addr} advertise={advertise}",
+        cfg.id
+    );
 
     let watcher = {
         let state = state.clone();
@@ -297,8 +270,6 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
     if state.run(&a.id).is_some() {
         return;
     }
-    let (inbound_tx, inbound_rx) = mpsc::channel();
-    state.inbound.lock().unwrap_or_else(|e| e.into_inner()).insert(a.id.clone(), inbound_tx.clone());
     let handle = Arc::new(RunHandle {
         progress: watch::channel(NodeProgress { phase: "building".into(), ..Default::default() }).0,
         spikes: broadcast::channel(256).0,
@@ -317,30 +288,9 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
             }
         }
     }
-    let connect_within = state.peer_timeout;
-    let peers = a
-        .members
-        .iter()
-        .enumerate()
-        .map(|(r, m)| {
-            (r != rank).then(|| {
-                transport::open_outbound(
-                    &a.id,
-                    rank as u32,
-                    r as u32,
-                    m.addr.clone(),
-                    connect_within,
-                    inbound_tx.clone(),
-                )
-            })
-        })
-        .collect();
-    drop(inbound_tx);
-    let transport =
-        GrpcTransport::new(&a.id, rank as u32, peers, inbound_rx, state.peer_timeout, state.metrics.clone());
     let state = state.clone();
     let spawned = std::thread::Builder::new().name(format!("run-{}", a.id)).spawn(move || {
-        let outcome = execute(&state, &a, rank, transport, &handle);
+        let outcome = execute(&state, &a, rank, &handle);
         state.metrics.shards.set(0);
         let label = match &outcome {
             Ok(_) => "succeeded",
@@ -352,7 +302,6 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
         }
         handle.result.send_replace(Some(outcome.map(Arc::new)));
         handle.finished.store(true, Ordering::Relaxed);
-        state.inbound.lock().unwrap_or_else(|e| e.into_inner()).remove(&a.id);
     });
     if let Err(e) = spawned {
         eprintln!("node: cannot start a thread for a run: {e}");
@@ -360,13 +309,7 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
 }
 
 /// Build and simulate this node's shards of `a`; the encoded [`RunOutput`].
-fn execute(
-    state: &NodeState,
-    a: &Assignment,
-    rank: usize,
-    mut transport: GrpcTransport,
-    handle: &RunHandle,
-) -> Result<Vec<u8>, String> {
+fn execute(state: &NodeState, a: &Assignment, rank: usize, handle: &RunHandle) -> Result<Vec<u8>, String> {
     let format = super::format_of(&a.format)?;
     let mut exp = neuropil_spec::parse(&a.document, format, &a.set).map_err(|e| e.to_string())?;
     let me = &a.members[rank];
@@ -397,8 +340,11 @@ fn execute(
     }
     let build_s = build_start.elapsed().as_secs_f64();
 
-    let out = simulate(net, &compiled, start, threads, &mut transport, handle, m, rank == 0)?;
-    let mut out = out;
+    let peers: Vec<String> = a.members.iter().map(|m| m.exchange_addr.clone()).collect();
+    let mut transport =
+        GrpcTransport::start(&a.id, rank as u32, &peers, &state.exchange, state.peer_timeout, m.clone())?;
+    let mut out = simulate(net, &compiled, start, threads, &mut transport, handle, m, rank == 0)?;
+    transport.finish();
     out.stats.build_s = build_s;
     if rank != 0 {
         // Every node sees every spike; only the recording node reports them.
@@ -507,4 +453,24 @@ pub fn spike_batch(net: &Network, spikes: &[neuropil_sim::Spike]) -> SpikeBatch 
         b.time_ms.push((s.step + 1) as f64 * net.dt_ms);
     }
     b
+}
+
+/// `url` (`http://host:port`) with another port.
+fn with_port(url: &str, port: u16) -> String {
+    match url.rsplit_once(':') {
+        Some((head, tail)) if tail.chars().all(|c| c.is_ascii_digit()) && head.contains("://") => {
+            format!("{head}:{port}")
+        }
+        _ => format!("{}:{port}", url.trim_end_matches('/')),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exchange_address_takes_the_advertised_host() {
+        assert_eq!(super::with_port("http://node-0.neuropil-node:7071", 7072), "http://node-0.neuropil-node:7072");
+        assert_eq!(super::with_port("http://127.0.0.1:4000", 5), "http://127.0.0.1:5");
+        assert_eq!(super::with_port("http://host", 7072), "http://host:7072");
+    }
 }

@@ -1,30 +1,50 @@
-//! The per-epoch spike exchange between nodes over gRPC: one client stream per
-//! ordered pair of nodes (NodeService.Exchange), one message per epoch.
+//! The per-epoch spike exchange between nodes over gRPC (SpikeExchange.Exchange):
+//! one bidirectional stream per pair of nodes, one message per epoch each way.
 //!
-//! The simulation thread calls [`GrpcTransport::exchange`] (the kernel's blocking
-//! `Transport`): it hands its message to every outbound stream task and then
-//! waits for the peers' messages of the same epoch, which the node's Exchange
-//! handler forwards into a channel. Streams keep their order, so the k-th message
-//! of a peer is its epoch k; a peer is never more than one epoch ahead.
+//! The simulation thread drives the exchange itself: a run owns a single-threaded
+//! tokio runtime that serves the node's exchange port and holds the streams to its
+//! peers, and [`GrpcTransport::exchange`] (the kernel's blocking `Transport`)
+//! runs it only for the moment of the exchange. Sending, receiving and decoding
+//! happen on that thread, without a hand-off to other threads (epochs can be one
+//! 0.1 ms step; each hand-off costs tens of microseconds). While it waits for a
+//! peer it polls for a short while before sleeping in epoll. Between exchanges
+//! nothing runs: messages wait in the socket buffers. Streams keep their order,
+//! so the k-th message of a peer is its epoch k; a peer is never more than one
+//! epoch ahead.
 
 use super::metrics::NodeMetrics;
-use neuropil_proto::v1::node_service_client::NodeServiceClient;
+use neuropil_proto::v1::spike_exchange_client::SpikeExchangeClient;
+use neuropil_proto::v1::spike_exchange_server::{SpikeExchange, SpikeExchangeServer};
 use neuropil_proto::v1::EpochMessage;
 use neuropil_sim::embedded::Transport;
 use neuropil_sim::network::{Exchange, StateValue, ValueKind};
 use neuropil_sim::Spike;
 use std::collections::VecDeque;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
 
-/// gRPC metadata naming the run of an Exchange stream.
+/// gRPC metadata naming the run of an exchange stream.
 pub const RUN_HEADER: &str = "x-neuropil-run";
-/// gRPC metadata naming the sender's rank.
+/// gRPC metadata naming the caller's rank.
 pub const RANK_HEADER: &str = "x-neuropil-rank";
 
-/// What the Exchange handler forwards to a run.
+/// How long the simulation thread polls for a peer's message before it sleeps in
+/// epoll: waking from epoll costs this VM 50-100 µs, more than a whole epoch of
+/// the microcircuit at 10 % scale (docs/benchmarks.md, "cluster").
+const SPIN: Duration = Duration::from_millis(5);
+
+/// Runtime ticks given to the connections after the channels drained.
+const FLUSH_TICKS: usize = 2;
+
+/// Largest epoch message accepted from a peer.
+const MAX_EPOCH_MESSAGE_BYTES: usize = 64 << 20;
+
+/// What reaches the simulation thread from the streams.
 #[derive(Debug)]
-pub enum Inbound {
+enum Inbound {
+    /// A lower-ranked peer opened its stream; its messages go out on the sender.
+    Connected(u32, mpsc::Sender<Result<EpochMessage, Status>>),
     /// One epoch message from a peer.
     Message(u32, EpochMessage),
     /// A peer's stream ended (with the error, if it broke).
@@ -74,63 +94,144 @@ pub fn decode(m: &EpochMessage, into: &mut Exchange) -> Result<(), String> {
     Ok(())
 }
 
-/// Open the outbound stream of `run` to a peer at `addr`: connects (retrying until
-/// `connect_within`), then forwards everything sent on the returned channel. A
-/// failure is reported on `inbound` as the peer's end, so the run stops instead of
-/// waiting.
-pub fn open_outbound(
-    run: &str,
-    my_rank: u32,
-    peer_rank: u32,
-    addr: String,
-    connect_within: Duration,
-    inbound: mpsc::Sender<Inbound>,
-) -> tokio::sync::mpsc::Sender<EpochMessage> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<EpochMessage>(16);
-    let run = run.to_string();
-    tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + connect_within;
-        let channel = loop {
-            let endpoint = match tonic::transport::Endpoint::from_shared(addr.clone()) {
-                Ok(e) => e
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(5))
-                    .keep_alive_timeout(Duration::from_secs(10)),
-                Err(e) => {
-                    let _ = inbound.send(Inbound::Ended(peer_rank, Some(format!("peer address {addr}: {e}"))));
-                    return;
-                }
-            };
-            match endpoint.connect().await {
-                Ok(c) => break c,
-                Err(e) if tokio::time::Instant::now() >= deadline => {
-                    let _ = inbound.send(Inbound::Ended(peer_rank, Some(format!("cannot reach peer at {addr}: {e}"))));
-                    return;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        };
-        let mut client = NodeServiceClient::new(channel);
-        let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-        if let (Ok(r), Ok(k)) = (run.parse(), my_rank.to_string().parse()) {
-            req.metadata_mut().insert(RUN_HEADER, r);
-            req.metadata_mut().insert(RANK_HEADER, k);
-        }
-        if let Err(status) = client.exchange(req).await {
-            let _ = inbound
-                .send(Inbound::Ended(peer_rank, Some(format!("stream to peer at {addr}: {}", status.message()))));
-        }
-    });
-    tx
+/// The node's exchange port: bound once at startup and served, during a run, by
+/// that run's own runtime (connections that arrive between runs wait in the
+/// backlog).
+pub struct ExchangePort {
+    listener: std::net::TcpListener,
 }
 
-/// The kernel's [`Transport`] over gRPC streams.
-pub struct GrpcTransport {
+impl ExchangePort {
+    /// Bind `addr` (port 0: any free port).
+    pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<ExchangePort> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(ExchangePort { listener })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// The server half of the exchange, inside a run's runtime.
+struct ExchangeSvc {
     run: String,
     rank: u32,
-    /// Outbound stream per peer rank (None for this node).
-    peers: Vec<Option<tokio::sync::mpsc::Sender<EpochMessage>>>,
-    inbound: mpsc::Receiver<Inbound>,
+    inbound: mpsc::UnboundedSender<Inbound>,
+}
+
+type OutStream = tokio_stream::wrappers::ReceiverStream<Result<EpochMessage, Status>>;
+
+#[tonic::async_trait]
+impl SpikeExchange for ExchangeSvc {
+    type ExchangeStream = OutStream;
+
+    async fn exchange(&self, req: Request<tonic::Streaming<EpochMessage>>) -> Result<Response<OutStream>, Status> {
+        let header = |name: &str| req.metadata().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let run =
+            header(RUN_HEADER).ok_or_else(|| Status::invalid_argument(format!("missing {RUN_HEADER} metadata")))?;
+        let rank: u32 = header(RANK_HEADER)
+            .and_then(|r| r.parse().ok())
+            .ok_or_else(|| Status::invalid_argument(format!("missing or non-numeric {RANK_HEADER} metadata")))?;
+        if run != self.run {
+            return Err(Status::failed_precondition(format!("this node runs {}, not {run}", self.run)));
+        }
+        if rank >= self.rank {
+            return Err(Status::invalid_argument(format!(
+                "rank {rank}: only lower ranks open streams to rank {}",
+                self.rank
+            )));
+        }
+        let (tx, rx) = mpsc::channel(64);
+        if self.inbound.send(Inbound::Connected(rank, tx)).is_err() {
+            return Err(Status::unavailable("the run has ended"));
+        }
+        let mut stream = req.into_inner();
+        let inbound = self.inbound.clone();
+        tokio::spawn(async move {
+            loop {
+                let ev = match stream.message().await {
+                    Ok(Some(m)) => Inbound::Message(rank, m),
+                    Ok(None) => Inbound::Ended(rank, None),
+                    Err(s) => Inbound::Ended(rank, Some(s.message().to_string())),
+                };
+                let end = matches!(ev, Inbound::Ended(..));
+                if inbound.send(ev).is_err() || end {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+}
+
+/// Open the stream to a higher-ranked peer: connect (retrying until `deadline`),
+/// send what arrives on `rx`, forward the peer's messages to `inbound`.
+async fn open_stream(
+    run: String,
+    my_rank: u32,
+    peer: u32,
+    addr: String,
+    deadline: tokio::time::Instant,
+    rx: mpsc::Receiver<EpochMessage>,
+    inbound: mpsc::UnboundedSender<Inbound>,
+) {
+    let fail = |why: String| {
+        let _ = inbound.send(Inbound::Ended(peer, Some(why)));
+    };
+    let endpoint = match tonic::transport::Endpoint::from_shared(addr.clone()) {
+        Ok(e) => e.tcp_nodelay(true),
+        Err(e) => return fail(format!("peer exchange address {addr}: {e}")),
+    };
+    let channel = loop {
+        match endpoint.connect().await {
+            Ok(c) => break c,
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return fail(format!("cannot reach the peer's exchange port {addr}: {e}"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let mut client = SpikeExchangeClient::new(channel).max_decoding_message_size(MAX_EPOCH_MESSAGE_BYTES);
+    let mut req = Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    if let (Ok(r), Ok(k)) = (run.parse(), my_rank.to_string().parse()) {
+        req.metadata_mut().insert(RUN_HEADER, r);
+        req.metadata_mut().insert(RANK_HEADER, k);
+    }
+    let mut stream = match client.exchange(req).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return fail(format!("exchange stream to {addr}: {}", s.message())),
+    };
+    loop {
+        let ev = match stream.message().await {
+            Ok(Some(m)) => Inbound::Message(peer, m),
+            Ok(None) => Inbound::Ended(peer, None),
+            Err(s) => Inbound::Ended(peer, Some(s.message().to_string())),
+        };
+        let end = matches!(ev, Inbound::Ended(..));
+        if inbound.send(ev).is_err() || end {
+            return;
+        }
+    }
+}
+
+/// Where this node's messages to one peer go.
+enum Sink {
+    /// The request half of a stream this node opened (to a higher rank).
+    Request(mpsc::Sender<EpochMessage>),
+    /// The response half of a stream a lower rank opened.
+    Response(mpsc::Sender<Result<EpochMessage, Status>>),
+}
+
+/// The kernel's [`Transport`] over gRPC streams, driven by the simulation thread.
+pub struct GrpcTransport {
+    rt: tokio::runtime::Runtime,
+    run: String,
+    rank: u32,
+    sinks: Vec<Option<Sink>>,
+    inbound: mpsc::UnboundedReceiver<Inbound>,
     queues: Vec<VecDeque<EpochMessage>>,
     ended: Vec<Option<String>>,
     seq: u64,
@@ -139,47 +240,150 @@ pub struct GrpcTransport {
 }
 
 impl GrpcTransport {
-    /// A transport for `run` at `rank` with `peers[r]` the outbound stream to rank r.
-    pub fn new(
+    /// Serve `port` and open streams to the higher ranks among `peers` (exchange
+    /// addresses by rank) for `run`. Peers may start later: connections are
+    /// retried, and lower ranks are awaited, for up to `timeout`.
+    pub fn start(
         run: &str,
         rank: u32,
-        peers: Vec<Option<tokio::sync::mpsc::Sender<EpochMessage>>>,
-        inbound: mpsc::Receiver<Inbound>,
+        peers: &[String],
+        port: &ExchangePort,
         timeout: Duration,
         metrics: NodeMetrics,
-    ) -> GrpcTransport {
+    ) -> Result<GrpcTransport, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("exchange runtime: {e}"))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let listener = port.listener.try_clone().map_err(|e| format!("exchange port: {e}"))?;
         let n = peers.len();
-        GrpcTransport {
+        let mut sinks: Vec<Option<Sink>> = (0..n).map(|_| None).collect();
+        {
+            let _guard = rt.enter();
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("exchange port: {e}"))?;
+            let svc = ExchangeSvc { run: run.to_string(), rank, inbound: tx.clone() };
+            let server = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(SpikeExchangeServer::new(svc).max_decoding_message_size(MAX_EPOCH_MESSAGE_BYTES))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)));
+            rt.spawn(server);
+            let deadline = tokio::time::Instant::now() + timeout;
+            for (r, addr) in peers.iter().enumerate().skip(rank as usize + 1) {
+                let (stx, srx) = mpsc::channel(64);
+                sinks[r] = Some(Sink::Request(stx));
+                rt.spawn(open_stream(run.to_string(), rank, r as u32, addr.clone(), deadline, srx, tx.clone()));
+            }
+        }
+        Ok(GrpcTransport {
+            rt,
             run: run.to_string(),
             rank,
-            peers,
-            inbound,
+            sinks,
+            inbound: rx,
             queues: (0..n).map(|_| VecDeque::new()).collect(),
             ended: vec![None; n],
             seq: 0,
             timeout,
             metrics,
-        }
+        })
     }
 
-    fn take(&mut self, m: Inbound) -> Result<(), String> {
-        match m {
-            Inbound::Message(r, msg) if (r as usize) < self.queues.len() && r != self.rank => {
-                self.metrics
-                    .exchange_bytes
-                    .with_label_values(&["received"])
-                    .inc_by(prost::Message::encoded_len(&msg) as u64);
-                self.queues[r as usize].push_back(msg);
-                Ok(())
-            }
-            Inbound::Message(r, _) => Err(format!("a message from rank {r}, which is not a peer of this run")),
-            Inbound::Ended(r, why) => {
-                if let Some(slot) = self.ended.get_mut(r as usize) {
-                    *slot = Some(why.unwrap_or_else(|| "ended its stream".into()));
+    /// Close this node's streams after its last exchange and wait (up to 10 s)
+    /// until every peer has closed its own: a peer closes only after it has
+    /// received everything, so no message is lost when the runtime goes away.
+    pub fn finish(&mut self) {
+        let Self { rt, sinks, inbound, ended, queues, metrics, rank, .. } = self;
+        sinks.iter_mut().for_each(|s| *s = None);
+        let rank = *rank as usize;
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while (0..ended.len()).any(|r| r != rank && ended[r].is_none()) {
+                match tokio::time::timeout_at(deadline, inbound.recv()).await {
+                    Ok(Some(ev)) => {
+                        let _ = absorb(ev, sinks, queues, ended, metrics, true);
+                    }
+                    _ => return,
                 }
-                Ok(())
+            }
+        });
+    }
+}
+
+/// Take one event into the transport's state.
+fn absorb(
+    ev: Inbound,
+    sinks: &mut [Option<Sink>],
+    queues: &mut [VecDeque<EpochMessage>],
+    ended: &mut [Option<String>],
+    metrics: &NodeMetrics,
+    closing: bool,
+) -> Result<(), String> {
+    match ev {
+        Inbound::Connected(r, tx) => {
+            let slot = sinks.get_mut(r as usize).ok_or_else(|| format!("rank {r} is not part of this run"))?;
+            if !closing {
+                *slot = Some(Sink::Response(tx));
             }
         }
+        Inbound::Message(r, m) => {
+            let q = queues.get_mut(r as usize).ok_or_else(|| format!("rank {r} is not part of this run"))?;
+            metrics.exchange_bytes.with_label_values(&["received"]).inc_by(prost::Message::encoded_len(&m) as u64);
+            q.push_back(m);
+        }
+        Inbound::Ended(r, why) => {
+            if let Some(slot) = ended.get_mut(r as usize) {
+                *slot = Some(why.unwrap_or_else(|| "ended its stream".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The next event: polled for [`SPIN`], then awaited for up to `timeout`.
+async fn next_event(inbound: &mut mpsc::UnboundedReceiver<Inbound>, timeout: Duration) -> Result<Inbound, String> {
+    let spin_until = Instant::now() + SPIN;
+    loop {
+        match inbound.try_recv() {
+            Ok(ev) => return Ok(ev),
+            Err(mpsc::error::TryRecvError::Disconnected) => return Err("exchange channel closed".into()),
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        if Instant::now() >= spin_until {
+            break;
+        }
+        // Lets the runtime poll its sockets (without sleeping) and run the stream
+        // tasks; and lets another process have this core if one is waiting for it
+        // (more nodes than cores): the peer we wait for may be that process.
+        std::thread::yield_now();
+        tokio::task::yield_now().await;
+    }
+    match tokio::time::timeout(timeout, inbound.recv()).await {
+        Ok(Some(ev)) => Ok(ev),
+        Ok(None) => Err("exchange channel closed".into()),
+        Err(_) => Err(format!("no message from the peers for {} s", timeout.as_secs())),
+    }
+}
+
+/// Run the stream tasks until this epoch's messages have left the channels and
+/// the connections have had the chance to write them: otherwise a message could
+/// sit in a buffer while the simulation computes the next epoch, and the peer
+/// would wait for it that long.
+async fn flush(sinks: &[Option<Sink>]) {
+    let drained = |s: &Option<Sink>| match s {
+        Some(Sink::Request(tx)) => tx.capacity() == tx.max_capacity(),
+        Some(Sink::Response(tx)) => tx.capacity() == tx.max_capacity(),
+        None => true,
+    };
+    for _ in 0..64 {
+        if sinks.iter().all(drained) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    // From the body channel into h2's buffer, then onto the socket.
+    for _ in 0..FLUSH_TICKS {
+        tokio::task::yield_now().await;
     }
 }
 
@@ -188,47 +392,56 @@ impl Transport for GrpcTransport {
         let start = Instant::now();
         let msg = encode(&self.run, self.rank, self.seq, local, stop);
         let bytes = prost::Message::encoded_len(&msg) as u64;
-        for (r, peer) in self.peers.iter().enumerate() {
-            if let Some(tx) = peer {
-                if tx.blocking_send(msg.clone()).is_err() {
-                    let why = self.ended[r].clone().unwrap_or_else(|| "stream closed".into());
+        let Self { rt, rank, sinks, inbound, queues, ended, seq, timeout, metrics, .. } = self;
+        let (rank, seq, timeout) = (*rank as usize, *seq, *timeout);
+        let n = sinks.len();
+        let result = rt.block_on(async {
+            for r in (0..n).filter(|&r| r != rank) {
+                // A lower rank may not have opened its stream yet.
+                while sinks[r].is_none() {
+                    if let Some(why) = &ended[r] {
+                        return Err(format!("rank {r}: {why}"));
+                    }
+                    let ev = next_event(inbound, timeout)
+                        .await
+                        .map_err(|e| format!("waiting for rank {r} to connect: {e}"))?;
+                    absorb(ev, sinks, queues, ended, metrics, false)?;
+                }
+                let sent = match &sinks[r] {
+                    Some(Sink::Request(tx)) => tx.send(msg.clone()).await.is_ok(),
+                    Some(Sink::Response(tx)) => tx.send(Ok(msg.clone())).await.is_ok(),
+                    None => false,
+                };
+                if !sent {
+                    let why = ended[r].clone().unwrap_or_else(|| "stream closed".into());
                     return Err(format!("rank {r}: {why}"));
                 }
-                self.metrics.exchange_bytes.with_label_values(&["sent"]).inc_by(bytes);
+                metrics.exchange_bytes.with_label_values(&["sent"]).inc_by(bytes);
             }
-        }
-        let wait_start = Instant::now();
-        let mut any_stop = stop;
-        for r in 0..self.peers.len() {
-            if r as u32 == self.rank {
-                continue;
-            }
-            while self.queues[r].is_empty() {
-                if let Some(why) = &self.ended[r] {
-                    return Err(format!("rank {r} stopped sending at epoch {}: {why}", self.seq));
-                }
-                match self.inbound.recv_timeout(self.timeout) {
-                    Ok(m) => self.take(m)?,
-                    Err(_) => {
-                        return Err(format!(
-                            "rank {r} sent nothing for {} s at epoch {}",
-                            self.timeout.as_secs(),
-                            self.seq
-                        ))
+            let wait_start = Instant::now();
+            let mut any_stop = stop;
+            for r in (0..n).filter(|&r| r != rank) {
+                while queues[r].is_empty() {
+                    if let Some(why) = &ended[r] {
+                        return Err(format!("rank {r} stopped sending at epoch {seq}: {why}"));
                     }
+                    let ev = next_event(inbound, timeout).await.map_err(|e| format!("epoch {seq}, rank {r}: {e}"))?;
+                    absorb(ev, sinks, queues, ended, metrics, false)?;
                 }
+                let m = queues[r].pop_front().unwrap_or_default();
+                if m.epoch != seq {
+                    return Err(format!("rank {r} is at epoch {} but this node is at {seq}", m.epoch));
+                }
+                any_stop |= m.stop;
+                decode(&m, into)?;
             }
-            let m = self.queues[r].pop_front().unwrap_or_default();
-            if m.epoch != self.seq {
-                return Err(format!("rank {r} is at epoch {} but this node is at {}", m.epoch, self.seq));
-            }
-            any_stop |= m.stop;
-            decode(&m, into)?;
-        }
-        self.metrics.exchange_wait.observe(wait_start.elapsed().as_secs_f64());
-        self.metrics.epoch_exchange.observe(start.elapsed().as_secs_f64());
+            metrics.exchange_wait.observe(wait_start.elapsed().as_secs_f64());
+            flush(sinks).await;
+            Ok(any_stop)
+        });
+        metrics.epoch_exchange.observe(start.elapsed().as_secs_f64());
         self.seq += 1;
-        Ok(any_stop)
+        result
     }
 }
 
