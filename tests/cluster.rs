@@ -300,3 +300,32 @@ async fn cancel_stops_every_node_at_the_same_epoch_and_spikes_stream_live() {
     assert!(got.windows(2).all(|w| w[0].2 <= w[1].2), "streamed spikes out of time order");
     assert!(got.iter().all(|(_, _, t)| *t <= info.bio_time_ms));
 }
+
+/// Issue 5: astrocytes are sharded and exchanged like neurons (their slow inward
+/// currents travel as state values in the epoch messages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn astrocyte_brunel_on_3_nodes_has_the_embedded_spikes_and_astrocyte_traces() {
+    let tmp = TempDir::new("astro");
+    let etcd = start_etcd();
+    let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
+    let _nodes: Vec<Proc> = (0..3).map(|i| start_node(&etcd, &format!("node-{i}"), 1, &[])).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&http_get(&control.metrics, "/metrics").unwrap(), "neuropil_live_nodes") != Some(3.0) {
+        assert!(Instant::now() < deadline, "the control never saw 3 live nodes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let set = ["run.duration_ms=150", "run.transient_ms=50"];
+    let embedded = embedded_summary("examples/astrocyte_brunel.toml", &set, &tmp.0);
+    let mut c = client(&control.grpc).await;
+    let id = submit(&mut c, "examples/astrocyte_brunel.toml", &set).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.nodes.len(), 3);
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "spikes differ from the embedded run");
+    // Astrocyte IP3, calcium and SIC, and the neurons' I_SIC, sampled on three
+    // nodes and merged by the control: the same file, byte for byte.
+    let ours = std::fs::read(std::path::Path::new(&info.output_dir).join("state.parquet")).unwrap();
+    let theirs = std::fs::read(tmp.0.join("embedded/state.parquet")).unwrap();
+    assert!(ours.len() > 1000);
+    assert!(ours == theirs, "state.parquet differs from the embedded run's");
+}
