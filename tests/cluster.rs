@@ -329,3 +329,122 @@ async fn astrocyte_brunel_on_3_nodes_has_the_embedded_spikes_and_astrocyte_trace
     assert!(ours.len() > 1000);
     assert!(ours == theirs, "state.parquet differs from the embedded run's");
 }
+
+/// Self-signed CA and one certificate for 127.0.0.1 (server and client use), by
+/// the openssl command line tool.
+fn make_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend_from_slice(&ec);
+    ca.extend_from_slice(&["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=neuropil test CA"]);
+    run(&ca);
+    let mut csr = vec!["req"];
+    csr.extend_from_slice(&ec);
+    csr.extend_from_slice(&["-keyout", "node.key", "-out", "node.csr", "-subj", "/CN=localhost"]);
+    run(&csr);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "node.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "node.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_api_and_mutual_tls_between_nodes() {
+    let tmp = TempDir::new("tls");
+    make_certs(&tmp.0);
+    let p = |f: &str| tmp.0.join(f).to_str().unwrap().to_string();
+    let (cert, key, ca) = (p("node.pem"), p("node.key"), p("ca.pem"));
+    let tls_args = ["--tls-cert", cert.as_str(), "--tls-key", key.as_str(), "--tls-ca", ca.as_str()];
+    let etcd = start_etcd();
+    let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &tls_args);
+    let nodes: Vec<Proc> = (0..2).map(|i| start_node(&etcd, &format!("node-{i}"), 1, &tls_args)).collect();
+    let url = control.grpc.replace("http://", "https://");
+    let ca_pem = std::fs::read(&ca).unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(&ca_pem));
+    let endpoint = tonic::transport::Endpoint::from_shared(url).unwrap().tls_config(tls.clone()).unwrap();
+    let mut c = neuropil_proto::v1::experiment_service_client::ExperimentServiceClient::new(
+        endpoint.connect().await.expect("TLS connection to the control"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&http_get(&control.metrics, "/metrics").unwrap(), "neuropil_live_nodes") != Some(2.0) {
+        assert!(Instant::now() < deadline, "the control never saw 2 live nodes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let set = ["run.duration_ms=300"];
+    let embedded = embedded_summary("examples/brunel.toml", &set, &tmp.0);
+    let document = std::fs::read_to_string(root().join("examples/brunel.toml")).unwrap();
+    let req = SubmitRequest { document, format: "toml".into(), set: vec![set[0].into()], shards: 0 };
+    let id = c.submit(req).await.unwrap().into_inner().id;
+    let mut info = c.get(GetRequest { id: id.clone() }).await.unwrap().into_inner();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while info.state <= ExperimentState::Running as i32 {
+        assert!(Instant::now() < deadline, "TLS run did not finish: {info:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        info = c.get(GetRequest { id: id.clone() }).await.unwrap().into_inner();
+    }
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.nodes.len(), 2);
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap());
+
+    // Plaintext to the TLS control fails.
+    let plain =
+        neuropil_proto::v1::experiment_service_client::ExperimentServiceClient::connect(control.grpc.clone()).await;
+    if let Ok(mut plain) = plain {
+        assert!(plain.list(ListRequest {}).await.is_err(), "plaintext request to a TLS control succeeded");
+    }
+    // A node refuses a client without a certificate from the CA.
+    let node_url = nodes[0].grpc.replace("http://", "https://");
+    let no_cert = tonic::transport::Endpoint::from_shared(node_url.clone()).unwrap().tls_config(tls).unwrap();
+    let refused = match no_cert.connect().await {
+        Err(_) => true,
+        Ok(ch) => neuropil_proto::v1::node_service_client::NodeServiceClient::new(ch)
+            .watch_run(neuropil_proto::v1::WatchRunRequest { run: id.clone() })
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a node accepted a client without a certificate");
+    // The same client with the CA-signed certificate gets in (and the finished run's results).
+    let identity = tonic::transport::Identity::from_pem(std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap());
+    let with_cert = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&ca_pem))
+        .identity(identity);
+    let ch = tonic::transport::Endpoint::from_shared(node_url)
+        .unwrap()
+        .tls_config(with_cert)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut events = neuropil_proto::v1::node_service_client::NodeServiceClient::new(ch)
+        .watch_run(neuropil_proto::v1::WatchRunRequest { run: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got_result = false;
+    while let Some(ev) = events.message().await.unwrap() {
+        got_result |= matches!(ev.event, Some(neuropil_proto::v1::run_event::Event::Result(_)));
+    }
+    assert!(got_result);
+}

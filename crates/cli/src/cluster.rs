@@ -17,6 +17,7 @@ pub mod control;
 pub mod etcd;
 pub mod metrics;
 pub mod node;
+pub mod tls;
 pub mod transport;
 
 use serde::{Deserialize, Serialize};

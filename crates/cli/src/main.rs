@@ -149,6 +149,9 @@ struct TargetArgs {
     /// File holding the bearer token the control requires.
     #[arg(long, env = "NEUROPIL_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the control's certificate (for https:// addresses).
+    #[arg(long, env = "NEUROPIL_TLS_CA")]
+    tls_ca: Option<PathBuf>,
 }
 
 /// Options shared by node and control.
@@ -166,6 +169,15 @@ struct ServiceArgs {
     /// etcd lease time to live, s: after this long without keep-alives the process counts as gone.
     #[arg(long, default_value_t = 10)]
     lease_ttl_s: i64,
+    /// This process's TLS certificate (PEM): the control serves its API over TLS; nodes use it for mutual TLS.
+    #[arg(long, env = "NEUROPIL_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "NEUROPIL_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) that signs every node's certificate: node-to-node and control-to-node traffic is mutual TLS.
+    #[arg(long, env = "NEUROPIL_TLS_CA")]
+    tls_ca: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -328,7 +340,14 @@ where
             return ExitCode::from(2);
         }
     };
-    let t = cluster::client::Target { control: target.control.clone(), token };
+    let tls = match cluster::tls::Tls::load(None, None, target.tls_ca.as_deref(), false) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let t = cluster::client::Target { control: target.control.clone(), token, tls };
     match runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(f(t))) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -352,6 +371,7 @@ async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
         None => system::available_memory_bytes().unwrap_or(1 << 30),
     };
     let s = a.service;
+    let tls = cluster::tls::Tls::load(s.tls_cert.as_deref(), s.tls_key.as_deref(), s.tls_ca.as_deref(), true)?;
     let cfg = cluster::node::NodeConfig {
         id: s.id.unwrap_or_else(|| default_id("node", a.listen)),
         listen: a.listen,
@@ -363,6 +383,7 @@ async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
         memory_bytes,
         lease_ttl_s: s.lease_ttl_s.max(2),
         peer_timeout: std::time::Duration::from_secs(a.peer_timeout_s.max(1)),
+        tls,
     };
     cluster::node::serve(cfg).await
 }
@@ -370,6 +391,10 @@ async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
 async fn cmd_control(a: ControlArgs) -> anyhow::Result<()> {
     let token = a.token_file.as_deref().map(cluster::auth::read_token).transpose()?;
     let s = a.service;
+    let (cert, key, ca) = (s.tls_cert.as_deref(), s.tls_key.as_deref(), s.tls_ca.as_deref());
+    let tls = cluster::tls::Tls::load(cert, key, None, false)?;
+    // Mutual TLS towards the nodes only when they have a CA to check us against.
+    let node_tls = cluster::tls::Tls::load(ca.and(cert), ca.and(key), ca, true)?;
     let cfg = cluster::control::ControlConfig {
         id: s.id.unwrap_or_else(|| default_id("control", a.listen)),
         listen: a.listen,
@@ -378,6 +403,8 @@ async fn cmd_control(a: ControlArgs) -> anyhow::Result<()> {
         data_dir: a.data_dir,
         token,
         lease_ttl_s: s.lease_ttl_s.max(2),
+        tls,
+        node_tls,
     };
     cluster::control::serve(cfg).await
 }

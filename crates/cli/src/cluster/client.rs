@@ -17,6 +17,8 @@ pub struct Target {
     pub control: String,
     /// Bearer token, if the control requires one.
     pub token: Option<String>,
+    /// CA for `https` control addresses.
+    pub tls: super::tls::Tls,
 }
 
 type Client = ExperimentServiceClient<tonic::service::interceptor::InterceptedService<Channel, AddToken>>;
@@ -34,8 +36,10 @@ impl tonic::service::Interceptor for AddToken {
 }
 
 async fn connect(t: &Target) -> Result<Client> {
-    let channel = tonic::transport::Endpoint::from_shared(t.control.clone())
-        .with_context(|| format!("--control {}: not a URL like http://host:port", t.control))?
+    let channel = t
+        .tls
+        .endpoint(&t.control)
+        .with_context(|| format!("--control {}", t.control))?
         .connect()
         .await
         .with_context(|| format!("--control {}: cannot connect", t.control))?;

@@ -43,6 +43,10 @@ pub struct ControlConfig {
     pub token: Option<String>,
     /// Leader lease time to live, s: a dead leader is replaced after this long.
     pub lease_ttl_s: i64,
+    /// TLS of the public API (server side).
+    pub tls: super::tls::Tls,
+    /// TLS towards the nodes (client side, mutual when configured).
+    pub node_tls: super::tls::Tls,
 }
 
 struct Control {
@@ -50,6 +54,7 @@ struct Control {
     etcd: Client,
     metrics: ControlMetrics,
     data_dir: PathBuf,
+    node_tls: super::tls::Tls,
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -243,9 +248,14 @@ impl ExperimentService for ControlSvc {
         let (addr, wanted) = r?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let id = req.id.clone();
+        let tls = self.0.node_tls.clone();
         tokio::spawn(async move {
-            let mut client = match NodeServiceClient::connect(addr.clone()).await {
-                Ok(c) => c.max_decoding_message_size(usize::MAX),
+            let channel = match tls.endpoint(&addr) {
+                Ok(e) => e.connect().await.map_err(anyhow::Error::from),
+                Err(e) => Err(e),
+            };
+            let mut client = match channel {
+                Ok(c) => NodeServiceClient::new(c).max_decoding_message_size(usize::MAX),
                 Err(e) => {
                     let _ = tx.send(Err(Status::unavailable(format!("recording node at {addr}: {e}")))).await;
                     return;
@@ -340,6 +350,7 @@ pub async fn serve(cfg: ControlConfig) -> Result<()> {
         etcd: client,
         metrics: metrics.clone(),
         data_dir: cfg.data_dir.clone(),
+        node_tls: cfg.node_tls.clone(),
     });
 
     let (health, health_svc) = tonic_health::server::health_reporter();
@@ -352,7 +363,11 @@ pub async fn serve(cfg: ControlConfig) -> Result<()> {
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
     let svc = tonic::service::interceptor::InterceptedService::new(svc, move |req| auth.check(req));
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(t) = &cfg.tls.server {
+        builder = builder.tls_config(t.clone()).context("--tls-cert/--tls-key")?;
+    }
+    let server = builder
         .add_service(health_svc)
         .add_service(reflection)
         .add_service(svc)
@@ -598,13 +613,14 @@ struct Finished {
 async fn follow(control: &Control, a: &Assignment) -> Result<Finished> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Result<run_event::Event, String>)>(256);
     for (rank, m) in a.members.iter().enumerate() {
-        let (tx, addr, run) = (tx.clone(), m.addr.clone(), a.id.clone());
+        let (tx, addr, run, tls) = (tx.clone(), m.addr.clone(), a.id.clone(), control.node_tls.clone());
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             let mut stream = loop {
                 let attempt = async {
-                    let client = NodeServiceClient::connect(addr.clone()).await.map_err(|e| e.to_string())?;
-                    let mut client = client.max_decoding_message_size(usize::MAX);
+                    let endpoint = tls.endpoint(&addr).map_err(|e| format!("{e:#}"))?;
+                    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+                    let mut client = NodeServiceClient::new(channel).max_decoding_message_size(usize::MAX);
                     client.watch_run(WatchRunRequest { run: run.clone() }).await.map_err(|s| s.message().to_string())
                 };
                 match attempt.await {

@@ -43,6 +43,8 @@ pub struct NodeConfig {
     pub lease_ttl_s: i64,
     /// How long to wait for a peer's epoch message before failing the run.
     pub peer_timeout: Duration,
+    /// TLS (mutual between nodes and from the control when a CA is given).
+    pub tls: super::tls::Tls,
 }
 
 /// Largest message the node's internal API decodes (epoch messages of a full-scale
@@ -70,6 +72,7 @@ struct NodeState {
     metrics: NodeMetrics,
     runs: Mutex<Vec<(String, Arc<RunHandle>)>>,
     exchange: ExchangePort,
+    tls: super::tls::Tls,
 }
 
 impl NodeState {
@@ -154,7 +157,7 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
         .await
         .with_context(|| format!("--listen {}: cannot listen", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let advertise = cfg.advertise.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let advertise = cfg.advertise.clone().unwrap_or_else(|| format!("{}://{addr}", cfg.tls.scheme()));
     let exchange = ExchangePort::bind(cfg.exchange_listen)
         .with_context(|| format!("--exchange-listen {}: cannot listen", cfg.exchange_listen))?;
     let exchange_port = exchange.local_addr()?.port();
@@ -167,6 +170,7 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
         metrics: metrics.clone(),
         runs: Mutex::new(Vec::new()),
         exchange,
+        tls: cfg.tls.clone(),
     });
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<NodeServiceServer<NodeSvc>>().await;
@@ -176,7 +180,11 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
     let svc = NodeServiceServer::new(NodeSvc(state.clone()))
         .max_decoding_message_size(MAX_NODE_MESSAGE_BYTES)
         .max_encoding_message_size(usize::MAX);
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(t) = &cfg.tls.server {
+        builder = builder.tls_config(t.clone()).context("--tls-cert/--tls-key")?;
+    }
+    let server = builder
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .add_service(health_svc)
@@ -342,7 +350,7 @@ fn execute(state: &NodeState, a: &Assignment, rank: usize, handle: &RunHandle) -
 
     let peers: Vec<String> = a.members.iter().map(|m| m.exchange_addr.clone()).collect();
     let mut transport =
-        GrpcTransport::start(&a.id, rank as u32, &peers, &state.exchange, state.peer_timeout, m.clone())?;
+        GrpcTransport::start(&a.id, rank as u32, &peers, &state.exchange, &state.tls, state.peer_timeout, m.clone())?;
     let mut out = simulate(net, &compiled, start, threads, &mut transport, handle, m, rank == 0)?;
     transport.finish();
     out.stats.build_s = build_s;

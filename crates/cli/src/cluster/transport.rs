@@ -169,7 +169,9 @@ impl SpikeExchange for ExchangeSvc {
 
 /// Open the stream to a higher-ranked peer: connect (retrying until `deadline`),
 /// send what arrives on `rx`, forward the peer's messages to `inbound`.
+#[allow(clippy::too_many_arguments)]
 async fn open_stream(
+    tls: super::tls::Tls,
     run: String,
     my_rank: u32,
     peer: u32,
@@ -181,9 +183,9 @@ async fn open_stream(
     let fail = |why: String| {
         let _ = inbound.send(Inbound::Ended(peer, Some(why)));
     };
-    let endpoint = match tonic::transport::Endpoint::from_shared(addr.clone()) {
+    let endpoint = match tls.endpoint(&addr) {
         Ok(e) => e.tcp_nodelay(true),
-        Err(e) => return fail(format!("peer exchange address {addr}: {e}")),
+        Err(e) => return fail(format!("peer exchange address {addr}: {e:#}")),
     };
     let channel = loop {
         match endpoint.connect().await {
@@ -248,6 +250,7 @@ impl GrpcTransport {
         rank: u32,
         peers: &[String],
         port: &ExchangePort,
+        tls: &super::tls::Tls,
         timeout: Duration,
         metrics: NodeMetrics,
     ) -> Result<GrpcTransport, String> {
@@ -263,7 +266,11 @@ impl GrpcTransport {
             let _guard = rt.enter();
             let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("exchange port: {e}"))?;
             let svc = ExchangeSvc { run: run.to_string(), rank, inbound: tx.clone() };
-            let server = tonic::transport::Server::builder()
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(t) = &tls.server {
+                builder = builder.tls_config(t.clone()).map_err(|e| format!("exchange TLS: {e}"))?;
+            }
+            let server = builder
                 .tcp_nodelay(true)
                 .add_service(SpikeExchangeServer::new(svc).max_decoding_message_size(MAX_EPOCH_MESSAGE_BYTES))
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)));
@@ -272,7 +279,8 @@ impl GrpcTransport {
             for (r, addr) in peers.iter().enumerate().skip(rank as usize + 1) {
                 let (stx, srx) = mpsc::channel(64);
                 sinks[r] = Some(Sink::Request(stx));
-                rt.spawn(open_stream(run.to_string(), rank, r as u32, addr.clone(), deadline, srx, tx.clone()));
+                let (run, addr, tx) = (run.to_string(), addr.clone(), tx.clone());
+                rt.spawn(open_stream(tls.clone(), run, rank, r as u32, addr, deadline, srx, tx));
             }
         }
         Ok(GrpcTransport {
