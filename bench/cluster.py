@@ -96,6 +96,7 @@ def main():
             info = dict(l.split(None, 1) for l in out.splitlines() if l and not l.startswith(" ") and " " in l)
             summary = json.load(open(os.path.join(info["results"].strip(), "summary.json")))
             cluster_sim.append(summary["timings"]["simulate_s"])
+            cluster_profile = summary["timings"]["profile"]
             hashes.add(summary["spike_hash"])
         embedded, embedded_sim = [], []
         for r in range(args.runs):
@@ -107,6 +108,7 @@ def main():
             embedded.append(time.time() - t0)
             summary = json.load(open(os.path.join(out_dir, "summary.json")))
             embedded_sim.append(summary["timings"]["simulate_s"])
+            embedded_profile = summary["timings"]["profile"]
             hashes.add(summary["spike_hash"])
         m = statistics.median
         print(f"experiment        {os.path.basename(args.experiment)} {' '.join(sets)}")
@@ -117,6 +119,9 @@ def main():
         print(f"embedded simulate {m(embedded_sim):.2f} s")
         print(f"ratio wall        {m(cluster) / m(embedded):.2f}")
         print(f"ratio simulate    {m(cluster_sim) / m(embedded_sim):.2f}")
+        fmt = lambda p: ", ".join(f"{k[:-2]} {v:.2f}" for k, v in p.items())
+        print(f"cluster profile   {fmt(cluster_profile)} (thread s, summed over nodes)")
+        print(f"embedded profile  {fmt(embedded_profile)} (thread s, summed over threads)")
         print(f"spike hashes      {'identical' if len(hashes) == 1 else 'DIFFERENT: ' + ', '.join(sorted(hashes))}")
     finally:
         for p in reversed(procs):
