@@ -448,3 +448,45 @@ async fn tls_api_and_mutual_tls_between_nodes() {
     }
     assert!(got_result);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_fails_its_run_with_a_reason_and_the_cluster_goes_on() {
+    let tmp = TempDir::new("nodekill");
+    let etcd = start_etcd();
+    let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
+    let _n0 = start_node(&etcd, "node-0", 1, &["--peer-timeout-s", "20"]);
+    let mut n1 = start_node(&etcd, "node-1", 1, &["--peer-timeout-s", "20"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&http_get(&control.metrics, "/metrics").unwrap(), "neuropil_live_nodes") != Some(2.0) {
+        assert!(Instant::now() < deadline, "the control never saw 2 live nodes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut c = client(&control.grpc).await;
+    let set = with_duration(60_000);
+    let set: Vec<&str> = set.iter().map(String::as_str).collect();
+    let id = submit(&mut c, MICROCIRCUIT, &set).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let info = c.get(GetRequest { id: id.clone() }).await.unwrap().into_inner();
+        if info.bio_time_ms >= 100.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    n1.kill();
+    // Not a hang: the run fails, and says where.
+    let info = wait_done(&mut c, &id, Duration::from_secs(60)).await;
+    assert_eq!(info.state, ExperimentState::Failed as i32, "{info:?}");
+    assert!(info.message.contains("node-"), "the failure does not name a node: {}", info.message);
+    // The surviving node takes the next experiment alone once node-1's lease expires.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&http_get(&control.metrics, "/metrics").unwrap(), "neuropil_live_nodes") != Some(1.0) {
+        assert!(Instant::now() < deadline, "node-1's lease never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = submit(&mut c, "examples/brunel.toml", &["run.duration_ms=200"]).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.nodes, vec!["node-0"]);
+}
