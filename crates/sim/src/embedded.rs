@@ -291,15 +291,18 @@ pub fn build_some(net: &Network, indices: &[usize], n_shards: usize, threads: us
 
 /// The link from this process's shards to the rest of a distributed run. Once per
 /// epoch every process sends the spikes and values of its own shards and receives
-/// everyone else's; receiving all of them is the epoch barrier. The kernel only
-/// sees this blocking interface: the cluster runtime implements it over gRPC.
+/// everyone else's; receiving all of them is the epoch barrier. Between the two
+/// calls the shards draw their next Poisson input, which hides part of the
+/// latency. The kernel only sees this blocking interface: the cluster runtime
+/// implements it over gRPC.
 pub trait Transport: Send {
-    /// Send `local` (this process's output of `epoch`, canonical order) with
-    /// `stop` set when this process was cancelled, and append every peer's output
-    /// of the same epoch to `into`. Returns whether any process asked to stop
-    /// (everyone then stops after this epoch, together), or why the exchange
-    /// failed.
-    fn exchange(&mut self, epoch: u64, local: &Exchange, stop: bool, into: &mut Exchange) -> Result<bool, String>;
+    /// Send `local` (this process's output of the epoch, canonical order) with
+    /// `stop` set when this process was cancelled.
+    fn send(&mut self, local: &Exchange, stop: bool) -> Result<(), String>;
+
+    /// Append every peer's output of the same epoch to `into`. Returns whether any
+    /// process asked to stop (everyone then stops after this epoch, together).
+    fn receive(&mut self, into: &mut Exchange) -> Result<bool, String>;
 }
 
 /// Why a distributed stretch of a run failed.
@@ -397,20 +400,36 @@ pub fn run_part(
                             match &remote {
                                 None => merge(outboxes, parity, &mut incoming),
                                 Some(link) => {
+                                    let fail = |reason: String| {
+                                        *failure.lock().unwrap_or_else(|x| x.into_inner()) =
+                                            Some(TransportError { epoch: e - 1, reason });
+                                        done_epochs.store(e, Ordering::Release);
+                                    };
+                                    let mut sent = true;
                                     if t == 0 {
                                         merge(outboxes, parity, &mut incoming);
                                         let stop = done_epochs.load(Ordering::Acquire) <= e;
+                                        let mut link = link.lock().unwrap_or_else(|x| x.into_inner());
+                                        if let Err(reason) = link.send(&incoming, stop) {
+                                            fail(reason);
+                                            sent = false;
+                                        }
+                                    }
+                                    // While the peers' spikes travel: the next epoch's Poisson
+                                    // input, which does not depend on them.
+                                    if e < epochs {
+                                        for (_, shard) in mine.iter_mut() {
+                                            shard.predraw_poisson();
+                                        }
+                                    }
+                                    if t == 0 && sent {
                                         let mut all = shared_input.lock().unwrap_or_else(|x| x.into_inner());
                                         all.clone_from(&incoming);
                                         let mut link = link.lock().unwrap_or_else(|x| x.into_inner());
-                                        match link.exchange(e - 1, &incoming, stop, &mut all) {
+                                        match link.receive(&mut all) {
                                             Ok(true) => done_epochs.store(e, Ordering::Release),
                                             Ok(false) => {}
-                                            Err(reason) => {
-                                                *failure.lock().unwrap_or_else(|x| x.into_inner()) =
-                                                    Some(TransportError { epoch: e - 1, reason });
-                                                done_epochs.store(e, Ordering::Release);
-                                            }
+                                            Err(reason) => fail(reason),
                                         }
                                         all.spikes.sort_unstable();
                                         all.values.sort_unstable_by_key(|v| (v.step, v.gid, v.kind));

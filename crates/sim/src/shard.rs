@@ -209,9 +209,77 @@ pub struct Shard {
     fired: Vec<u32>,
     events: u64,
     times: PhaseTimes,
+    /// Poisson input of the coming epoch, drawn ahead by [`Shard::predraw_poisson`].
+    predrawn: Option<Predrawn>,
+}
+
+/// Poisson input drawn ahead of its epoch: for each step, (input index, value)
+/// in the order the draws add them, so that applying it later is the same
+/// arithmetic as drawing in place.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Default)]
+struct Predrawn {
+    first_step: u64,
+    /// `values[bounds[k]..bounds[k + 1]]` belong to step `first_step + k`.
+    bounds: Vec<usize>,
+    values: Vec<(u32, f64)>,
+}
+
+/// Draw every Poisson source's input of step `t`, calling `add(index, value)` in
+/// a fixed order (sources, then neurons).
+fn draw_poisson(sources: &mut [PoissonSource], t: u64, mut add: impl FnMut(usize, f64)) {
+    for src in sources {
+        if !src.active.contains(&t) {
+            continue;
+        }
+        let lo = 2 * src.local.start as usize;
+        let (ch, w) = (src.channel, src.weight);
+        match &mut src.draw {
+            Draw::Sparse { table, lambda, streams, next } => {
+                for (k, (rng, nx)) in streams.iter_mut().zip(next.iter_mut()).enumerate() {
+                    if *nx == t {
+                        add(lo + 2 * k + ch, table.sample_nonzero(rng) as f64 * w);
+                        *nx = t + 1 + poisson_gap(rng, *lambda);
+                    }
+                }
+            }
+            Draw::Dense { table, streams } => {
+                // No branch on n > 0: at these means it would mispredict often,
+                // and adding 0.0 leaves the input unchanged.
+                for (k, rng) in streams.iter_mut().enumerate() {
+                    add(lo + 2 * k + ch, table.sample(rng) as f64 * w);
+                }
+            }
+            Draw::Large { poisson: p, streams } => {
+                for (k, rng) in streams.iter_mut().enumerate() {
+                    let n = p.sample(rng);
+                    if n > 0.0 {
+                        add(lo + 2 * k + ch, n * w);
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Shard {
+    /// Draw the Poisson input of the coming epoch now, while this process waits for
+    /// the other processes' spikes (it does not depend on them); `advance` then
+    /// adds it exactly as it would have drawn it. The random streams are per
+    /// neuron, so the spikes do not change.
+    pub fn predraw_poisson(&mut self) {
+        if self.poisson.is_empty() || self.predrawn.is_some() {
+            return;
+        }
+        let start = Instant::now();
+        let mut pre = Predrawn { first_step: self.step, bounds: vec![0], values: Vec::new() };
+        for t in self.step..self.step + self.epoch_steps as u64 {
+            draw_poisson(&mut self.poisson, t, |i, v| pre.values.push((i as u32, v)));
+            pre.bounds.push(pre.values.len());
+        }
+        self.predrawn = Some(pre);
+        self.times.poisson_ns += start.elapsed().as_nanos() as u64;
+    }
+
     /// Build the part of `net` that `layout` assigns to this shard.
     pub fn build(net: &Network, layout: Layout) -> Shard {
         let total = net.total_neurons();
@@ -535,6 +603,7 @@ impl Shard {
             fired: Vec::new(),
             events: 0,
             times: PhaseTimes::default(),
+            predrawn: None,
         }
     }
 
@@ -612,38 +681,15 @@ impl Shard {
                 self.train_cursor += 1;
             }
             lap(&mut times.deliver_ns);
-            for src in &mut self.poisson {
-                if !src.active.contains(&t) {
-                    continue;
+            debug_assert!(self.predrawn.as_ref().is_none_or(|p| p.first_step == self.step));
+            if let Some(pre) = &self.predrawn {
+                let k = (t - self.step) as usize;
+                for &(i, v) in &pre.values[pre.bounds[k]..pre.bounds[k + 1]] {
+                    self.input[i as usize] += v;
                 }
-                let lo = src.local.start as usize;
-                let input = &mut self.input[2 * lo..];
-                let (ch, w) = (src.channel, src.weight);
-                match &mut src.draw {
-                    Draw::Sparse { table, lambda, streams, next } => {
-                        for (k, (rng, nx)) in streams.iter_mut().zip(next.iter_mut()).enumerate() {
-                            if *nx == t {
-                                input[2 * k + ch] += table.sample_nonzero(rng) as f64 * w;
-                                *nx = t + 1 + poisson_gap(rng, *lambda);
-                            }
-                        }
-                    }
-                    Draw::Dense { table, streams } => {
-                        // No branch on n > 0: at these means it would mispredict often,
-                        // and adding 0.0 leaves the input unchanged.
-                        for (k, rng) in streams.iter_mut().enumerate() {
-                            input[2 * k + ch] += table.sample(rng) as f64 * w;
-                        }
-                    }
-                    Draw::Large { poisson: p, streams } => {
-                        for (k, rng) in streams.iter_mut().enumerate() {
-                            let n = p.sample(rng);
-                            if n > 0.0 {
-                                input[2 * k + ch] += n * w;
-                            }
-                        }
-                    }
-                }
+            } else {
+                let input = &mut self.input;
+                draw_poisson(&mut self.poisson, t, |i, v| input[i] += v);
             }
             lap(&mut times.poisson_ns);
             let cur_base = (t & self.current_mask) as usize * self.n_local;
@@ -738,6 +784,7 @@ impl Shard {
         lap(&mut times.other_ns);
         self.times = times;
         self.step = end;
+        self.predrawn = None;
     }
 
     /// Where this shard's time went so far.

@@ -50,8 +50,11 @@ impl NodeMetrics {
             spikes: IntCounterVec::new(Opts::new("spikes_total", "Spikes, by population"), &["population"])?,
             synaptic_events: IntCounter::new("synaptic_events_total", "Synaptic events delivered by this node")?,
             epoch_exchange: Histogram::with_opts(
-                HistogramOpts::new("epoch_exchange_duration_seconds", "Wall time of one epoch's spike exchange")
-                    .buckets(EPOCH_BUCKETS.to_vec()),
+                HistogramOpts::new(
+                    "epoch_exchange_duration_seconds",
+                    "Wall time from sending an epoch's spikes to having every peer's (Poisson draws overlap it)",
+                )
+                .buckets(EPOCH_BUCKETS.to_vec()),
             )?,
             exchange_wait: Histogram::with_opts(
                 HistogramOpts::new("exchange_wait_seconds", "Time waiting for the peers' messages of an epoch")

@@ -239,6 +239,8 @@ pub struct GrpcTransport {
     seq: u64,
     timeout: Duration,
     metrics: NodeMetrics,
+    /// When this epoch's send began.
+    started: Option<Instant>,
 }
 
 impl GrpcTransport {
@@ -294,6 +296,7 @@ impl GrpcTransport {
             seq: 0,
             timeout,
             metrics,
+            started: None,
         })
     }
 
@@ -396,14 +399,14 @@ async fn flush(sinks: &[Option<Sink>]) {
 }
 
 impl Transport for GrpcTransport {
-    fn exchange(&mut self, _epoch: u64, local: &Exchange, stop: bool, into: &mut Exchange) -> Result<bool, String> {
-        let start = Instant::now();
+    fn send(&mut self, local: &Exchange, stop: bool) -> Result<(), String> {
+        self.started = Some(Instant::now());
         let msg = encode(&self.run, self.rank, self.seq, local, stop);
         let bytes = prost::Message::encoded_len(&msg) as u64;
-        let Self { rt, rank, sinks, inbound, queues, ended, seq, timeout, metrics, .. } = self;
-        let (rank, seq, timeout) = (*rank as usize, *seq, *timeout);
+        let Self { rt, rank, sinks, inbound, queues, ended, timeout, metrics, .. } = self;
+        let (rank, timeout) = (*rank as usize, *timeout);
         let n = sinks.len();
-        let result = rt.block_on(async {
+        rt.block_on(async {
             for r in (0..n).filter(|&r| r != rank) {
                 // A lower rank may not have opened its stream yet.
                 while sinks[r].is_none() {
@@ -426,28 +429,40 @@ impl Transport for GrpcTransport {
                 }
                 metrics.exchange_bytes.with_label_values(&["sent"]).inc_by(bytes);
             }
-            let wait_start = Instant::now();
-            let mut any_stop = stop;
+            // Out of this process before it computes anything else.
+            flush(sinks).await;
+            Ok(())
+        })
+    }
+
+    fn receive(&mut self, into: &mut Exchange) -> Result<bool, String> {
+        let Self { rt, rank, sinks, inbound, queues, ended, seq, timeout, metrics, .. } = self;
+        let (rank, epoch, timeout) = (*rank as usize, *seq, *timeout);
+        let n = sinks.len();
+        let wait_start = Instant::now();
+        let result = rt.block_on(async {
+            let mut any_stop = false;
             for r in (0..n).filter(|&r| r != rank) {
                 while queues[r].is_empty() {
                     if let Some(why) = &ended[r] {
-                        return Err(format!("rank {r} stopped sending at epoch {seq}: {why}"));
+                        return Err(format!("rank {r} stopped sending at epoch {epoch}: {why}"));
                     }
-                    let ev = next_event(inbound, timeout).await.map_err(|e| format!("epoch {seq}, rank {r}: {e}"))?;
+                    let ev = next_event(inbound, timeout).await.map_err(|e| format!("epoch {epoch}, rank {r}: {e}"))?;
                     absorb(ev, sinks, queues, ended, metrics, false)?;
                 }
                 let m = queues[r].pop_front().unwrap_or_default();
-                if m.epoch != seq {
-                    return Err(format!("rank {r} is at epoch {} but this node is at {seq}", m.epoch));
+                if m.epoch != epoch {
+                    return Err(format!("rank {r} is at epoch {} but this node is at {epoch}", m.epoch));
                 }
                 any_stop |= m.stop;
                 decode(&m, into)?;
             }
-            metrics.exchange_wait.observe(wait_start.elapsed().as_secs_f64());
-            flush(sinks).await;
             Ok(any_stop)
         });
-        metrics.epoch_exchange.observe(start.elapsed().as_secs_f64());
+        metrics.exchange_wait.observe(wait_start.elapsed().as_secs_f64());
+        if let Some(start) = self.started.take() {
+            metrics.epoch_exchange.observe(start.elapsed().as_secs_f64());
+        }
         self.seq += 1;
         result
     }
