@@ -1,0 +1,310 @@
+//! Spike packets crossing a chip fabric: per-hop latency, link serialisation,
+//! finite output buffers with queueing, drops, SpiNNaker-style emergency routing,
+//! multicast trees. Deterministic: the same packets give the same deliveries.
+//!
+//! Model (virtual cut-through): a packet's head crosses a hop in
+//! `hop_latency_ns`; a link is busy for the serialisation time `packet_bits /
+//! bandwidth` per packet; a packet that finds its output link busy waits in that
+//! link's buffer, and if `buffer_packets` packets already wait there it is
+//! blocked: rerouted around the triangle on a triangular torus with emergency
+//! routing, else dropped. A packet is delivered when its tail has arrived:
+//! zero-load latency = hops × hop_latency + serialisation.
+
+use crate::topology::{Chip, Dir, Kind, Topology};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+/// Timing of the links and routers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkModel {
+    /// Head latency per hop (router pipeline and wire), ns.
+    pub hop_latency_ns: f64,
+    /// Bits per spike packet.
+    pub packet_bits: f64,
+    /// Link bandwidth, bits per ns (Gbit/s).
+    pub bandwidth_bits_per_ns: f64,
+    /// Packets that may wait for one output link.
+    pub buffer_packets: u32,
+    /// Reroute blocked packets around the triangle (triangular torus only).
+    pub emergency_routing: bool,
+}
+
+impl LinkModel {
+    /// Time one packet occupies a link, ns.
+    pub fn serialisation_ns(&self) -> f64 {
+        self.packet_bits / self.bandwidth_bits_per_ns
+    }
+}
+
+/// A spike packet: one source chip, one or more destination chips (multicast).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packet {
+    /// Where it is injected.
+    pub src: Chip,
+    /// Destination chips (sorted, without repeats).
+    pub dests: Vec<Chip>,
+    /// Injection time, ns.
+    pub t_ns: f64,
+}
+
+/// One packet reaching one destination chip.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Delivery {
+    /// Index into the packets given to [`simulate`].
+    pub packet: usize,
+    /// The destination chip.
+    pub dst: Chip,
+    /// Arrival of the tail, ns.
+    pub t_ns: f64,
+    /// Links crossed to get there.
+    pub hops: u32,
+}
+
+/// What a batch of packets did in the fabric.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Deliveries, in the order they happened (ties by packet, then chip).
+    pub deliveries: Vec<Delivery>,
+    /// (packet, destination) pairs that were dropped.
+    pub dropped: Vec<(usize, Chip)>,
+    /// Busy time per link id, ns.
+    pub link_busy_ns: Vec<f64>,
+    /// Packets per link id.
+    pub link_packets: Vec<u64>,
+    /// Link traversals in all (energy per hop is charged on these).
+    pub traversals: u64,
+    /// Packets sent around a blocked link.
+    pub emergency_reroutes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Event {
+    /// Time in picoseconds (integer: a total order, and exact sums of ns values with
+    /// up to three decimals).
+    t_ps: i64,
+    packet: usize,
+    chip: Chip,
+    hops: u32,
+    /// A forced next direction (second leg of an emergency route).
+    forced: Option<Dir>,
+    dests: Vec<Chip>,
+}
+
+fn ps(ns: f64) -> i64 {
+    (ns * 1000.0).round() as i64
+}
+
+struct Links {
+    free_ps: Vec<i64>,
+    starts: Vec<VecDeque<i64>>,
+}
+
+impl Links {
+    /// Packets waiting for `link` at time `t` (scheduled to start later).
+    fn waiting(&mut self, link: usize, t: i64) -> usize {
+        let q = &mut self.starts[link];
+        while q.front().is_some_and(|&s| s <= t) {
+            q.pop_front();
+        }
+        q.len()
+    }
+
+    /// Reserve `link` for a packet whose head is there at `t`; returns when it starts.
+    fn reserve(&mut self, link: usize, t: i64, ser: i64, out: &mut Outcome) -> i64 {
+        let start = t.max(self.free_ps[link]);
+        self.free_ps[link] = start + ser;
+        self.starts[link].push_back(start);
+        out.link_busy_ns[link] += ser as f64 / 1000.0;
+        out.link_packets[link] += 1;
+        out.traversals += 1;
+        start
+    }
+}
+
+/// Send `packets` through the fabric.
+pub fn simulate(topo: &Topology, model: &LinkModel, packets: &[Packet]) -> Outcome {
+    let n_links = topo.link_ids();
+    let mut out = Outcome { link_busy_ns: vec![0.0; n_links], link_packets: vec![0; n_links], ..Default::default() };
+    let mut links = Links { free_ps: vec![i64::MIN; n_links], starts: vec![VecDeque::new(); n_links] };
+    let (hop, ser) = (ps(model.hop_latency_ns), ps(model.serialisation_ns()));
+    let buffer = model.buffer_packets as usize;
+    let emergency = model.emergency_routing && topo.kind == Kind::TriangularTorus;
+    let mut queue: BinaryHeap<Reverse<Event>> = packets
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Reverse(Event { t_ps: ps(p.t_ns), packet: i, chip: p.src, hops: 0, forced: None, dests: p.dests.clone() })
+        })
+        .collect();
+    while let Some(Reverse(ev)) = queue.pop() {
+        // Split the remaining destinations by the next link (a tree from any source).
+        let mut groups: Vec<(Dir, Vec<Chip>)> = Vec::new();
+        for &d in &ev.dests {
+            let next = match ev.forced {
+                Some(f) => f,
+                None if d == ev.chip => {
+                    let t_ns = (ev.t_ps + ser) as f64 / 1000.0;
+                    out.deliveries.push(Delivery { packet: ev.packet, dst: d, t_ns, hops: ev.hops });
+                    continue;
+                }
+                None => topo.route(ev.chip, d)[0],
+            };
+            match groups.iter_mut().find(|(dir, _)| *dir == next) {
+                Some((_, g)) => g.push(d),
+                None => groups.push((next, vec![d])),
+            }
+        }
+        for (dir, dests) in groups {
+            let link = topo.link(ev.chip, dir);
+            let Some(next_chip) = topo.neighbour(ev.chip, dir) else {
+                out.dropped.extend(dests.iter().map(|&d| (ev.packet, d)));
+                continue;
+            };
+            if links.waiting(link, ev.t_ps) < buffer {
+                let start = links.reserve(link, ev.t_ps, ser, &mut out);
+                let (packet, hops) = (ev.packet, ev.hops + 1);
+                queue.push(Reverse(Event { t_ps: start + hop, packet, chip: next_chip, hops, forced: None, dests }));
+                continue;
+            }
+            // Blocked.
+            let (a, b) = dir.emergency();
+            let detour = topo.link(ev.chip, a);
+            if emergency && ev.forced.is_none() && links.waiting(detour, ev.t_ps) < buffer {
+                if let Some(via) = topo.neighbour(ev.chip, a) {
+                    out.emergency_reroutes += 1;
+                    let start = links.reserve(detour, ev.t_ps, ser, &mut out);
+                    let (packet, hops) = (ev.packet, ev.hops + 1);
+                    queue.push(Reverse(Event { t_ps: start + hop, packet, chip: via, hops, forced: Some(b), dests }));
+                    continue;
+                }
+            }
+            out.dropped.extend(dests.iter().map(|&d| (ev.packet, d)));
+        }
+    }
+    out
+}
+
+/// Uniform random traffic: every chip injects packets as a Poisson process of
+/// `rate_per_ns` for `duration_ns`, each to one chip drawn uniformly (itself
+/// included). Deterministic for a seed.
+pub fn uniform_traffic(topo: &Topology, rate_per_ns: f64, duration_ns: f64, seed: u64) -> Vec<Packet> {
+    let n = topo.chips();
+    let mut packets = Vec::new();
+    for src in 0..n {
+        // One stream per source: traffic does not depend on the chip count's order.
+        let mut rng = neuropil_sim::rng::Stream::new(seed, &[0x7261_6666, src as u64]);
+        let mut t = 0.0f64;
+        loop {
+            t += -rng.uniform_open0().ln() / rate_per_ns;
+            if t >= duration_ns {
+                break;
+            }
+            // Injection times on a 1 ps grid, as the simulation keeps them.
+            let t_ns = (t * 1000.0).round() / 1000.0;
+            packets.push(Packet { src, dests: vec![rng.below(n as u64) as Chip], t_ns });
+        }
+    }
+    packets
+}
+
+/// Mean latency of deliveries of packets injected in `[from_ns, to_ns)`, and the
+/// accepted throughput (deliveries per chip per ns) over that window.
+pub fn latency_and_throughput(
+    topo: &Topology,
+    packets: &[Packet],
+    out: &Outcome,
+    from_ns: f64,
+    to_ns: f64,
+) -> (f64, f64) {
+    let mut sum = 0.0;
+    let mut n = 0usize;
+    for d in &out.deliveries {
+        let t0 = packets[d.packet].t_ns;
+        if t0 >= from_ns && t0 < to_ns {
+            sum += d.t_ns - t0;
+            n += 1;
+        }
+    }
+    let throughput = n as f64 / topo.chips() as f64 / (to_ns - from_ns);
+    (if n > 0 { sum / n as f64 } else { f64::NAN }, throughput)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> LinkModel {
+        LinkModel {
+            hop_latency_ns: 4.1,
+            packet_bits: 32.0,
+            bandwidth_bits_per_ns: 8.0,
+            buffer_packets: 16,
+            emergency_routing: false,
+        }
+    }
+
+    #[test]
+    fn zero_load_latency_is_hops_times_hop_latency_plus_serialisation() {
+        let m = model();
+        for kind in [Kind::Mesh, Kind::Torus, Kind::TriangularTorus] {
+            let topo = Topology { kind, width: 6, height: 5 };
+            for src in 0..topo.chips() {
+                for dst in 0..topo.chips() {
+                    // One packet alone in the fabric.
+                    let out = simulate(&topo, &m, &[Packet { src, dests: vec![dst], t_ns: 10.0 }]);
+                    assert_eq!(out.deliveries.len(), 1);
+                    let d = out.deliveries[0];
+                    let hops = topo.hops(src, dst);
+                    assert_eq!(d.hops as usize, hops);
+                    let expected = hops as f64 * m.hop_latency_ns + m.serialisation_ns();
+                    assert_eq!(ps(d.t_ns - 10.0), ps(expected), "{kind:?} {src}->{dst}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn contention_queues_and_full_buffers_drop() {
+        let topo = Topology { kind: Kind::Mesh, width: 3, height: 1 };
+        let mut m = model();
+        m.buffer_packets = 2;
+        // Five packets at once over the same first link: one goes, two wait, two drop.
+        let packets: Vec<Packet> = (0..5).map(|_| Packet { src: 0, dests: vec![2], t_ns: 0.0 }).collect();
+        let out = simulate(&topo, &m, &packets);
+        assert_eq!(out.deliveries.len(), 3);
+        assert_eq!(out.dropped.len(), 2);
+        let ser = m.serialisation_ns();
+        let mut t: Vec<f64> = out.deliveries.iter().map(|d| d.t_ns).collect();
+        t.sort_by(f64::total_cmp);
+        for (k, &tk) in t.iter().enumerate() {
+            assert_eq!(ps(tk), ps(2.0 * m.hop_latency_ns + ser + k as f64 * ser), "packet {k}");
+        }
+    }
+
+    #[test]
+    fn emergency_routing_goes_around_the_triangle() {
+        let topo = Topology { kind: Kind::TriangularTorus, width: 4, height: 4 };
+        let mut m = model();
+        m.buffer_packets = 1;
+        m.emergency_routing = true;
+        let packets: Vec<Packet> = (0..3).map(|_| Packet { src: 0, dests: vec![1], t_ns: 0.0 }).collect();
+        let out = simulate(&topo, &m, &packets);
+        assert_eq!(out.deliveries.len(), 3, "{out:?}");
+        assert_eq!(out.emergency_reroutes, 1);
+        assert_eq!(out.deliveries.iter().map(|d| d.hops).max(), Some(2));
+        assert!(out.dropped.is_empty());
+    }
+
+    #[test]
+    fn multicast_shares_the_tree() {
+        let topo = Topology { kind: Kind::Mesh, width: 4, height: 4 };
+        let m = model();
+        let dests: Vec<Chip> = vec![3, 7, 15];
+        let out = simulate(&topo, &m, &[Packet { src: 0, dests: dests.clone(), t_ns: 0.0 }]);
+        assert_eq!(out.deliveries.len(), 3);
+        // XY routes 0->3, 0->7, 0->15 (3, 4 and 6 hops) share the three eastward
+        // links and the northward ones: a tree of 6 links instead of 13.
+        assert_eq!(out.traversals, 6);
+        assert_eq!(out.deliveries.iter().map(|d| d.hops).collect::<Vec<_>>(), vec![3, 4, 6]);
+    }
+}
