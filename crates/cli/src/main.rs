@@ -4,8 +4,10 @@
 //! `cancel` and `spikes` talk to a control.
 
 mod bench;
+mod chart;
 mod cluster;
 mod columnar;
+mod hwemu;
 mod plot;
 mod progress;
 mod run;
@@ -88,6 +90,9 @@ enum Command {
         /// A model name, e.g. iaf_psc_exp.
         model: Option<String>,
     },
+    /// Neuromorphic hardware emulation: presets, interconnect sweeps, reports of an experiment on chip fabrics.
+    #[command(subcommand)]
+    Hwemu(hwemu::HwCommand),
     /// Cluster node: registers in etcd, hosts the shards the control assigns, exchanges spikes with peers.
     Node(NodeArgs),
     /// Cluster control: serves the ExperimentService; one replica, elected through etcd, schedules runs.
@@ -284,6 +289,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Models { model } => models(model.as_deref()),
+        Command::Hwemu(cmd) => match hwemu::run(&cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Node(args) => service(cmd_node(args)),
         Command::Control(args) => service(cmd_control(args)),
         Command::Submit { experiment, target, set, shards, wait, quiet } => {

@@ -6,9 +6,9 @@ use crate::summary::Summary;
 use anyhow::{Context, Result};
 use std::path::Path;
 
-const W: usize = 1400;
-const H: usize = 900;
-const PALETTE: [[u8; 3]; 10] = [
+pub(crate) const W: usize = 1400;
+pub(crate) const H: usize = 900;
+pub(crate) const PALETTE: [[u8; 3]; 10] = [
     [31, 119, 180],
     [214, 39, 40],
     [44, 160, 44],
@@ -21,23 +21,23 @@ const PALETTE: [[u8; 3]; 10] = [
     [23, 190, 207],
 ];
 
-struct Canvas {
+pub(crate) struct Canvas {
     px: Vec<u8>,
 }
 
 impl Canvas {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Canvas { px: vec![255; W * H * 3] }
     }
 
-    fn set(&mut self, x: i64, y: i64, c: [u8; 3]) {
+    pub(crate) fn set(&mut self, x: i64, y: i64, c: [u8; 3]) {
         if x >= 0 && y >= 0 && (x as usize) < W && (y as usize) < H {
             let i = (y as usize * W + x as usize) * 3;
             self.px[i..i + 3].copy_from_slice(&c);
         }
     }
 
-    fn rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: [u8; 3]) {
+    pub(crate) fn rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: [u8; 3]) {
         for y in y0.min(y1)..=y0.max(y1) {
             for x in x0.min(x1)..=x0.max(x1) {
                 self.set(x, y, c);
@@ -45,7 +45,7 @@ impl Canvas {
         }
     }
 
-    fn frame(&mut self, x0: i64, y0: i64, x1: i64, y1: i64) {
+    pub(crate) fn frame(&mut self, x0: i64, y0: i64, x1: i64, y1: i64) {
         let k = [0, 0, 0];
         self.rect(x0, y0, x1, y0, k);
         self.rect(x0, y1, x1, y1, k);
@@ -53,7 +53,7 @@ impl Canvas {
         self.rect(x1, y0, x1, y1, k);
     }
 
-    fn line(&mut self, (x0, y0): (f64, f64), (x1, y1): (f64, f64), c: [u8; 3]) {
+    pub(crate) fn line(&mut self, (x0, y0): (f64, f64), (x1, y1): (f64, f64), c: [u8; 3]) {
         let n = ((x1 - x0).abs().max((y1 - y0).abs()).ceil() as usize).max(1);
         for i in 0..=n {
             let t = i as f64 / n as f64;
@@ -62,7 +62,7 @@ impl Canvas {
     }
 
     /// Text with its top-left corner at (x, y); `scale` 1 or 2.
-    fn text(&mut self, x: i64, y: i64, s: &str, scale: i64, c: [u8; 3]) {
+    pub(crate) fn text(&mut self, x: i64, y: i64, s: &str, scale: i64, c: [u8; 3]) {
         for (k, ch) in s.chars().enumerate() {
             let code = ch as usize;
             let glyph = if code < 128 {
@@ -82,11 +82,11 @@ impl Canvas {
         }
     }
 
-    fn text_right(&mut self, x: i64, y: i64, s: &str, c: [u8; 3]) {
+    pub(crate) fn text_right(&mut self, x: i64, y: i64, s: &str, c: [u8; 3]) {
         self.text(x - 8 * s.len() as i64, y, s, 1, c);
     }
 
-    fn save(&self, path: &Path) -> Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> Result<()> {
         let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
         let mut enc = png::Encoder::new(std::io::BufWriter::new(file), W as u32, H as u32);
         enc.set_color(png::ColorType::Rgb);
@@ -97,7 +97,7 @@ impl Canvas {
     }
 }
 
-fn nice_step(range: f64, ticks: f64) -> f64 {
+pub(crate) fn nice_step(range: f64, ticks: f64) -> f64 {
     let raw = range / ticks;
     let mag = 10f64.powf(raw.log10().floor());
     let r = raw / mag;
@@ -112,7 +112,7 @@ fn nice_step(range: f64, ticks: f64) -> f64 {
     }
 }
 
-fn fmt_num(v: f64) -> String {
+pub(crate) fn fmt_num(v: f64) -> String {
     if v == v.round() {
         format!("{v:.0}")
     } else {

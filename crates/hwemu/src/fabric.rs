@@ -207,8 +207,8 @@ pub fn uniform_traffic(topo: &Topology, rate_per_ns: f64, duration_ns: f64, seed
     packets
 }
 
-/// Mean latency of deliveries of packets injected in `[from_ns, to_ns)`, and the
-/// accepted throughput (deliveries per chip per ns) over that window.
+/// Mean latency of the deliveries of packets injected in `[from_ns, to_ns)`, and
+/// the accepted throughput: deliveries that arrive in that window, per chip per ns.
 pub fn latency_and_throughput(
     topo: &Topology,
     packets: &[Packet],
@@ -217,15 +217,18 @@ pub fn latency_and_throughput(
     to_ns: f64,
 ) -> (f64, f64) {
     let mut sum = 0.0;
-    let mut n = 0usize;
+    let (mut n, mut arrived) = (0usize, 0usize);
     for d in &out.deliveries {
         let t0 = packets[d.packet].t_ns;
         if t0 >= from_ns && t0 < to_ns {
             sum += d.t_ns - t0;
             n += 1;
         }
+        if d.t_ns >= from_ns && d.t_ns < to_ns {
+            arrived += 1;
+        }
     }
-    let throughput = n as f64 / topo.chips() as f64 / (to_ns - from_ns);
+    let throughput = arrived as f64 / topo.chips() as f64 / (to_ns - from_ns);
     (if n > 0 { sum / n as f64 } else { f64::NAN }, throughput)
 }
 

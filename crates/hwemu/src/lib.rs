@@ -12,5 +12,7 @@
 //!   serialisation, finite buffers, drops, emergency routing, multicast.
 
 pub mod fabric;
+pub mod mapping;
 pub mod preset;
+pub mod report;
 pub mod topology;

@@ -121,6 +121,12 @@ pub const PARAMS: &[(&str, &str, bool, &str)] = &[
     ("buffer_packets", "packets", true, "packets that may wait for one output link"),
     ("neurons_per_core", "neurons", true, "neurons (compartments) one core updates"),
     ("fanin_per_core", "synapse rows", true, "distinct presynaptic sources a core accepts"),
+    (
+        "fanin_per_neuron",
+        "sources",
+        false,
+        "distinct presynaptic neurons of one neuron (CAM- or crossbar-limited chips)",
+    ),
     ("fanout_per_neuron", "destinations", true, "destination cores one neuron's spikes may reach"),
     ("routing_entries", "entries", true, "routing-table entries per router"),
     ("energy_synop_pj", "pJ", true, "energy per synaptic event"),

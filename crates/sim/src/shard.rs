@@ -942,6 +942,27 @@ impl Shard {
         std::mem::take(&mut self.samples)
     }
 
+    /// Every synapse onto this shard as (source gid, target gid), static then
+    /// plastic: for analyses such as mapping onto hardware, not the hot path.
+    pub fn for_each_synapse(&self, mut f: impl FnMut(Gid, Gid)) {
+        for s in 0..self.row_sec.len().saturating_sub(1) {
+            for j in self.row_sec[s] as usize..self.row_sec[s + 1] as usize {
+                for k in self.sec_start[j] as usize..self.sec_start[j + 1] as usize {
+                    f(s as Gid, self.layout.gid(self.syn_target[k]));
+                }
+            }
+        }
+        for t in &self.plastic {
+            for s in 0..t.row_sec.len().saturating_sub(1) {
+                for j in t.row_sec[s] as usize..t.row_sec[s + 1] as usize {
+                    for k in t.sec_start[j] as usize..t.sec_start[j + 1] as usize {
+                        f(t.src_first + s as Gid, self.layout.gid(t.target[k]));
+                    }
+                }
+            }
+        }
+    }
+
     /// Number of synapses stored on this shard (static and plastic).
     pub fn n_synapses(&self) -> u64 {
         (self.syn_target.len() + self.plastic.iter().map(|t| t.target.len()).sum::<usize>()) as u64

@@ -1,0 +1,304 @@
+//! `neuropil hwemu`: chip presets, the interconnect's latency–load curve, and the
+//! report of an experiment's spikes on a chip fabric.
+
+use crate::chart::{heatmap, line_chart, Series};
+use crate::run::{self, RunRequest};
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand};
+use neuropil_hwemu::fabric::{latency_and_throughput, simulate, uniform_traffic};
+use neuropil_hwemu::mapping::{map, Connectome, Strategy};
+use neuropil_hwemu::preset::{Preset, BUILTIN, PARAMS};
+use neuropil_hwemu::report::evaluate;
+use neuropil_hwemu::topology::{Kind, Topology};
+use neuropil_sim::embedded::{self, RunConfig};
+use std::path::{Path, PathBuf};
+
+/// `neuropil hwemu ...`.
+#[derive(Subcommand)]
+pub enum HwCommand {
+    /// List the built-in presets, or show one with every parameter's source and confidence mark.
+    Presets {
+        /// Preset name or file.
+        preset: Option<String>,
+    },
+    /// Latency against offered load under uniform random traffic on a k×k mesh (with a preset's links).
+    Sweep(SweepArgs),
+    /// Run an experiment (software only), map it onto presets and report what the fabric does to its spikes.
+    Report(ReportArgs),
+}
+
+/// Options of `hwemu sweep`.
+#[derive(Args)]
+pub struct SweepArgs {
+    /// Mesh side.
+    #[arg(long, default_value_t = 8)]
+    k: u32,
+    /// Preset whose link timing to use.
+    #[arg(long, default_value = "loihi")]
+    preset: String,
+    /// PNG to write (and a CSV beside it).
+    #[arg(long, default_value = "docs/img/hw_saturation.png")]
+    out: PathBuf,
+}
+
+/// Options of `hwemu report`.
+#[derive(Args)]
+pub struct ReportArgs {
+    /// Experiment file.
+    experiment: PathBuf,
+    /// Override a field, as for run.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    /// Presets (names or files), comma-separated, or "all".
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    preset: Vec<String>,
+    /// Mappings, comma-separated: round_robin, population_contiguous, locality_aware, or "all".
+    #[arg(long, default_value = "all", value_delimiter = ',')]
+    mapping: Vec<String>,
+    /// At most this many neurons per core (default: each preset's limit).
+    #[arg(long)]
+    neurons_per_core: Option<u32>,
+    /// Override the presets' router grid, WIDTHxHEIGHT (e.g. 4x2 for two DYNAP-SE boards side by side).
+    #[arg(long, value_name = "WxH")]
+    grid: Option<String>,
+    /// Refuse mappings that break a per-core limit (default: report the violations and go on).
+    #[arg(long)]
+    enforce_limits: bool,
+    /// Output directory (default: out/hwemu/<experiment name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Run a `neuropil hwemu` command.
+pub fn run(cmd: &HwCommand) -> Result<()> {
+    match cmd {
+        HwCommand::Presets { preset: None } => {
+            for (name, _) in BUILTIN {
+                let p = Preset::builtin(name)?;
+                println!("{name:<12} {}", p.file.description);
+            }
+            Ok(())
+        }
+        HwCommand::Presets { preset: Some(name) } => {
+            let p = load_preset(name)?;
+            println!("{}: {}\n", p.file.name, p.file.description);
+            let t = &p.file.topology;
+            println!(
+                "topology  {:?} {}x{}, {} cores per router [{:?}] {}",
+                t.kind, t.width, t.height, t.cores_per_router, t.conf, t.source
+            );
+            println!("timing    {:?}\n", p.file.timing);
+            for (param, unit, _, _) in PARAMS {
+                if let Some(v) = p.file.params.get(*param) {
+                    println!("{param:<22} {:>14} {unit:<12} [{:?}] {}", v.value, v.conf, v.source);
+                }
+            }
+            Ok(())
+        }
+        HwCommand::Sweep(a) => sweep(a),
+        HwCommand::Report(a) => report(a),
+    }
+}
+
+fn load_preset(name: &str) -> Result<Preset> {
+    if Path::new(name).exists() {
+        Ok(Preset::load(Path::new(name))?)
+    } else {
+        Ok(Preset::builtin(name)?)
+    }
+}
+
+fn sweep(a: &SweepArgs) -> Result<()> {
+    if a.k == 0 || a.k > 64 {
+        bail!("--k {}: choose a mesh side in 1..=64", a.k);
+    }
+    let preset = load_preset(&a.preset)?;
+    let mut model = preset.link_model();
+    model.buffer_packets = u32::MAX; // queues grow instead of dropping: latency shows saturation
+    let topo = Topology { kind: Kind::Mesh, width: a.k, height: a.k };
+    let ser = model.serialisation_ns();
+    let bound = 4.0 * topo.bisection_links() as f64 / (topo.chips() as f64 * ser);
+    let mean_hops = 2.0 * ((a.k * a.k) as f64 - 1.0) / (3.0 * a.k as f64);
+    let zero_load = mean_hops * model.hop_latency_ns + ser;
+    let duration = 4000.0 * ser;
+    println!(
+        "{}x{} mesh, XY routing, {} links: hop {} ns, {} bit packets at {} bit/ns (serialisation {:.3} ns)",
+        a.k, a.k, preset.file.name, model.hop_latency_ns, model.packet_bits, model.bandwidth_bits_per_ns, ser
+    );
+    println!(
+        "bisection bound {:.5} packets/ns per chip; zero-load latency {:.2} ns (mean hops {:.3})",
+        bound, zero_load, mean_hops
+    );
+    println!("{:>8} {:>14} {:>14} {:>12}", "load", "offered/chip", "accepted/chip", "latency_ns");
+    let mut csv = String::from("load_fraction,offered_per_chip_per_ns,accepted_per_chip_per_ns,mean_latency_ns\n");
+    let (mut lat_pts, mut thr_pts) = (Vec::new(), Vec::new());
+    for i in 1..=16 {
+        let frac = i as f64 * 0.1;
+        let packets = uniform_traffic(&topo, frac * bound, duration, 7);
+        let out = simulate(&topo, &model, &packets);
+        let (lat, thr) = latency_and_throughput(&topo, &packets, &out, 0.2 * duration, 0.8 * duration);
+        println!("{frac:>8.1} {:>14.5} {:>14.5} {:>12.2}", frac * bound, thr, lat);
+        csv.push_str(&format!("{frac},{},{thr},{lat}\n", frac * bound));
+        lat_pts.push((frac, lat));
+        thr_pts.push((frac, thr / bound));
+    }
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(a.out.with_extension("csv"), csv)?;
+    line_chart(
+        &format!("{k}x{k} mesh, uniform traffic, {} links: mean latency vs offered load", preset.file.name, k = a.k),
+        "offered load / bisection bound",
+        "mean latency (ns, log scale)",
+        &[Series { name: "mean latency".into(), points: lat_pts }],
+        &[(1.0, "bisection bound".into())],
+        true,
+        &a.out,
+    )?;
+    let thr_png = a.out.with_file_name(format!(
+        "{}_throughput.png",
+        a.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    line_chart(
+        "accepted throughput / bisection bound",
+        "offered load / bisection bound",
+        "accepted / bound",
+        &[Series { name: "accepted".into(), points: thr_pts }],
+        &[(1.0, "bisection bound".into())],
+        false,
+        &thr_png,
+    )?;
+    println!("wrote {}, {} and {}", a.out.display(), thr_png.display(), a.out.with_extension("csv").display());
+    Ok(())
+}
+
+fn report(a: &ReportArgs) -> Result<()> {
+    let presets: Vec<Preset> = if a.preset.iter().any(|p| p == "all") {
+        BUILTIN.iter().map(|(n, _)| Preset::builtin(n)).collect::<Result<_, _>>()?
+    } else {
+        a.preset.iter().map(|p| load_preset(p)).collect::<Result<_>>()?
+    };
+    let strategies: Vec<Strategy> = if a.mapping.iter().any(|m| m == "all") {
+        Strategy::ALL.to_vec()
+    } else {
+        a.mapping
+            .iter()
+            .map(|m| {
+                Strategy::from_name(m).with_context(|| {
+                    format!("--mapping {m}: unknown; use round_robin, population_contiguous, locality_aware or all")
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let mut presets = presets;
+    if let Some(g) = &a.grid {
+        let (w, h) = g
+            .split_once('x')
+            .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+            .filter(|&(w, h)| w > 0 && h > 0 && w * h <= 1 << 16)
+            .with_context(|| format!("--grid {g}: expected WIDTHxHEIGHT, e.g. 4x2, at most 65536 routers"))?;
+        for p in &mut presets {
+            p.file.topology.width = w;
+            p.file.topology.height = h;
+            p.file.topology.source = format!("--grid {g} (overrides the preset: {})", p.file.topology.source);
+            p.file.topology.conf = neuropil_hwemu::preset::Conf::U;
+        }
+    }
+    let prepared =
+        run::prepare(&RunRequest { experiment: a.experiment.clone(), set: a.set.clone(), ..Default::default() })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut net = prepared.compiled.network.clone();
+    net.record_spikes = vec![true; net.populations.len()];
+    let name =
+        if prepared.experiment.name.is_empty() { "experiment".to_string() } else { prepared.experiment.name.clone() };
+    let out_dir = a.out.clone().unwrap_or_else(|| PathBuf::from("out/hwemu").join(&name));
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+
+    // Software-only run: the reference, and the spikes to send.
+    let state = embedded::build(&net, prepared.shards, prepared.threads);
+    let mut edges: Vec<(u32, u32)> = Vec::new();
+    for s in &state.shards {
+        s.for_each_synapse(|src, tgt| edges.push((src, tgt)));
+    }
+    let populations = net.populations.iter().map(|p| (p.name.clone(), p.first_gid, p.size)).collect();
+    let connectome = Connectome::from_edges(populations, net.total_neurons() as u32, &edges);
+    drop(edges);
+    let cfg = RunConfig {
+        threads: prepared.threads,
+        shards: prepared.shards,
+        steps: prepared.compiled.steps,
+        count_from_step: prepared.compiled.transient_steps,
+    };
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let (output, _) = embedded::run_from(&net, state, cfg, &|_| {}, &cancel);
+    let spikes: Vec<(u32, f64)> = output.spikes.iter().map(|s| (s.gid, (s.step + 1) as f64 * net.dt_ms)).collect();
+    let duration_ms = prepared.compiled.steps as f64 * net.dt_ms;
+    let mut activity = vec![0u64; connectome.neurons() as usize];
+    spikes.iter().for_each(|&(g, _)| activity[g as usize] += 1);
+    println!(
+        "{name}: {} neurons, {} synapses, {} spikes in {duration_ms} ms (software only, spike hash {:016x})",
+        connectome.neurons(),
+        connectome.targets.len(),
+        spikes.len(),
+        output.spike_hash
+    );
+    println!(
+        "{:<11} {:<22} {:>5} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>7} {:>9} {:>10}  limits",
+        "preset",
+        "mapping",
+        "cores",
+        "hops/spk",
+        "lat_mean",
+        "lat_p99",
+        "lat_max",
+        "loss",
+        "disorder",
+        "late",
+        "util_max",
+        "energy_J"
+    );
+    let mut all = Vec::new();
+    for preset in &presets {
+        for &strategy in &strategies {
+            let mapping =
+                match map(&connectome, preset, strategy, a.neurons_per_core, a.enforce_limits, Some(&activity)) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        println!("{:<11} {:<22} refused: {e}", preset.file.name, strategy.name());
+                        continue;
+                    }
+                };
+            let (r, load) = evaluate(&connectome, preset, &mapping, &spikes, duration_ms);
+            println!(
+                "{:<11} {:<22} {:>5} {:>8.2} {:>9.1} {:>9.1} {:>9.1} {:>8.5} {:>9} {:>7} {:>9.5} {:>10.3e}  {}",
+                r.preset,
+                r.mapping,
+                r.cores_used,
+                r.hops_per_spike,
+                r.latency_ns.mean,
+                r.latency_ns.p99,
+                r.latency_ns.max,
+                r.loss,
+                r.disorder,
+                r.late,
+                r.link_utilisation_max,
+                r.energy.total_j,
+                if r.violations.is_empty() { "fit".to_string() } else { r.violations.join("; ") }
+            );
+            let topo = preset.topology();
+            let stem = format!("{}-{}", r.preset, r.mapping);
+            heatmap(
+                &format!("{name} on {} ({}): busiest-link utilisation per router", r.preset, r.mapping),
+                &load,
+                topo.width as usize,
+                topo.height as usize,
+                &out_dir.join(format!("links-{stem}.png")),
+            )?;
+            all.push(r);
+        }
+    }
+    let json = serde_json::to_string_pretty(&all)?;
+    std::fs::write(out_dir.join("report.json"), json + "\n")?;
+    println!("wrote {}/report.json and links-*.png", out_dir.display());
+    Ok(())
+}
