@@ -194,7 +194,7 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
     let server = tokio::spawn(server);
 
     let mut client = etcd::connect(&cfg.etcd, Duration::from_secs(30)).await?;
-    let (lease, mut lease_lost) = etcd::lease(&mut client, cfg.lease_ttl_s).await?;
+    let (first_lease, first_lost) = etcd::lease(&mut client, cfg.lease_ttl_s).await?;
     let record = NodeRecord {
         id: cfg.id.clone(),
         addr: advertise.clone(),
@@ -209,7 +209,8 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
         .watch(format!("{PREFIX}cancel/"), Some(WatchOptions::new().with_prefix()))
         .await
         .context("etcd: watch")?;
-    etcd::put_json(&mut client, &super::node_key(&cfg.id), &record, Some(lease)).await?;
+    etcd::put_json(&mut client, &super::node_key(&cfg.id), &record, Some(first_lease)).await?;
+    let lease = Arc::new(std::sync::atomic::AtomicI64::new(first_lease));
     println!(
         "neuropil node {}: grpc={addr} metrics={metrics_addr} exchange={exchange_addr} advertise={advertise}",
         cfg.id
@@ -245,13 +246,50 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
             }
         }
     };
+    // A lease can lapse while this process is starved of CPU (or etcd is briefly
+    // away): register again under a new one instead of dying, so that a run in
+    // progress goes on; give up only when etcd stays unreachable.
+    let registration = {
+        let (mut client, record, lease, ttl) = (client.clone(), record.clone(), lease.clone(), cfg.lease_ttl_s);
+        let key = super::node_key(&cfg.id);
+        async move {
+            let mut lost = first_lost;
+            loop {
+                if lost.changed().await.is_err() {
+                    return "lease keeper stopped".to_string();
+                }
+                eprintln!("node {}: etcd lease lapsed; registering again", record.id);
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                loop {
+                    let attempt = async {
+                        let (id, rx) = etcd::lease(&mut client, ttl).await?;
+                        etcd::put_json(&mut client, &key, &record, Some(id)).await?;
+                        anyhow::Ok((id, rx))
+                    };
+                    match attempt.await {
+                        Ok((id, rx)) => {
+                            lease.store(id, Ordering::Relaxed);
+                            lost = rx;
+                            break;
+                        }
+                        Err(e) if tokio::time::Instant::now() >= deadline => {
+                            return format!(
+                                "etcd unreachable for 60 s ({e:#}); stopping so the control reassigns work"
+                            );
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                    }
+                }
+            }
+        }
+    };
     let outcome = tokio::select! {
         why = watcher => Err(anyhow::anyhow!(why)),
-        _ = lease_lost.changed() => Err(anyhow::anyhow!("lost the etcd lease; stopping so the control reassigns work")),
+        why = registration => Err(anyhow::anyhow!(why)),
         r = server => Err(anyhow::anyhow!("gRPC server stopped: {r:?}")),
         _ = shutdown_signal() => Ok(()),
     };
-    let _ = client.lease_revoke(lease).await;
+    let _ = client.lease_revoke(lease.load(Ordering::Relaxed)).await;
     outcome
 }
 
