@@ -510,3 +510,82 @@ fn ctrl_c_keeps_the_run_and_resume_finishes_it() {
     assert_eq!(hash(&resumed), hash(&whole));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn hwemu_report_maps_an_experiment_onto_presets_and_writes_the_report() {
+    let out = scratch("hwemu-report");
+    let file = out.join("tiny.toml");
+    std::fs::write(&file, VALID).unwrap();
+    let o = bin()
+        .args(["hwemu", "report"])
+        .arg(&file)
+        .args(["--set", "populations.E.size=800", "--set", "populations.I.size=200"])
+        .args(["--preset", "loihi,spinnaker1,dynapse", "--mapping", "round_robin,locality_aware"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let reports: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let reports = reports.as_array().unwrap();
+    // 1000 neurons fit every fabric's cores: six reports.
+    assert_eq!(reports.len(), 6, "{stdout}");
+    for r in reports {
+        let expected = r["expected_receptions"].as_u64().unwrap();
+        let received = r["receptions"].as_u64().unwrap();
+        assert!(expected > 0 && received <= expected);
+        let loss = r["loss"].as_f64().unwrap();
+        assert!((loss - (1.0 - received as f64 / expected as f64)).abs() < 1e-12);
+        assert!(r["latency_ns"]["min"].as_f64().unwrap() > 0.0);
+        assert!(r["latency_ns"]["max"].as_f64().unwrap() >= r["latency_ns"]["p99"].as_f64().unwrap());
+        let e = &r["energy"];
+        let sum: f64 = ["synaptic_j", "hops_j", "updates_j", "static_j"].iter().map(|k| e[k].as_f64().unwrap()).sum();
+        assert!((sum - e["total_j"].as_f64().unwrap()).abs() <= 1e-12 * sum.max(1.0));
+        let png = out.join(format!("links-{}-{}.png", r["preset"].as_str().unwrap(), r["mapping"].as_str().unwrap()));
+        assert!(std::fs::metadata(&png).unwrap().len() > 1000, "{}", png.display());
+    }
+    // DYNAP-SE: 64 CAM words per neuron, the I neurons have ~160 inputs: reported, not hidden.
+    let dyn_rr = reports.iter().find(|r| r["preset"] == "dynapse").unwrap();
+    assert!(dyn_rr["violations"].to_string().contains("fanin_per_neuron"), "{dyn_rr}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn hwemu_errors_name_the_preset_mapping_or_limit() {
+    let o = bin().args(["hwemu", "presets", "loihi3"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown preset \"loihi3\"; built in: spinnaker1"), "{}", stderr(&o));
+    let o = bin()
+        .args(["hwemu", "report"])
+        .arg(root().join("examples/brunel.toml"))
+        .args(["--mapping", "diagonal"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--mapping diagonal: unknown"), "{}", stderr(&o));
+    let bad = scratch("hwemu-bad-preset").with_extension("toml");
+    std::fs::write(&bad, "name = \"x\"\n").unwrap();
+    let o = bin().args(["hwemu", "presets"]).arg(&bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("missing field"), "{}", stderr(&o));
+    // A mapping that breaks a limit is refused with the limit when asked to enforce.
+    let dir = scratch("hwemu-enforce");
+    let file = dir.join("tiny.toml");
+    std::fs::write(&file, VALID).unwrap();
+    let o = bin()
+        .args(["hwemu", "report"])
+        .arg(&file)
+        .args(["--set", "populations.E.size=800", "--set", "populations.I.size=200"])
+        .args(["--preset", "truenorth", "--mapping", "round_robin", "--enforce-limits", "--out"])
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("refused: mapping round_robin onto truenorth:"), "{stdout}");
+    assert!(stdout.contains("but params.fanin_per_core allows 256"), "{stdout}");
+    let o = bin().args(["hwemu", "sweep", "--k", "0"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--k 0"), "{}", stderr(&o));
+}
