@@ -105,6 +105,15 @@ pub fn line_chart(
     c.save(png)
 }
 
+/// A number in at most ~8 characters.
+fn short(v: f64) -> String {
+    if v != 0.0 && v.abs() < 0.01 {
+        format!("{v:.2e}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 /// A `width × height` grid of values in [0, 1] (row 0 at the bottom), white to
 /// dark red, with the value printed in each cell when the grid is small.
 pub fn heatmap(title: &str, values: &[f64], width: usize, height: usize, png: &Path) -> Result<()> {
@@ -123,7 +132,7 @@ pub fn heatmap(title: &str, values: &[f64], width: usize, height: usize, png: &P
             let (px, py) = (x0 + x as i64 * cell, y0 + (height - 1 - y) as i64 * cell);
             c.rect(px, py, px + cell - 1, py + cell - 1, colour(v));
             if cell >= 48 {
-                c.text(px + 4, py + cell / 2 - 4, &format!("{:.3}", v), 1, [0, 0, 0]);
+                c.text(px + 4, py + cell / 2 - 4, &short(v), 1, [0, 0, 0]);
             }
         }
     }
@@ -135,7 +144,7 @@ pub fn heatmap(title: &str, values: &[f64], width: usize, height: usize, png: &P
         let py = by0 + (by1 - by0) * i / 100;
         c.rect(bx, py, bx + 20, py + 3, colour(v));
     }
-    c.text(bx + 26, by0, &format!("{:.3}", vmax), 1, [0, 0, 0]);
+    c.text(bx + 26, by0, &short(vmax), 1, [0, 0, 0]);
     c.text(bx + 26, by1, "0", 1, [0, 0, 0]);
     c.text(bx - 20, by1 + 16, "busiest link", 1, [0, 0, 0]);
     c.text(bx - 20, by1 + 28, "utilisation", 1, [0, 0, 0]);
