@@ -4,7 +4,11 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = [root.join("neuropil/v1/experiment.proto"), root.join("neuropil/v1/cluster.proto")];
+    let files = [
+        root.join("neuropil/v1/experiment.proto"),
+        root.join("neuropil/v1/cluster.proto"),
+        root.join("neuropil/v1/hardware.proto"),
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

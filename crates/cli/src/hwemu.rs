@@ -13,6 +13,8 @@ use neuropil_hwemu::topology::{Kind, Topology};
 use neuropil_sim::embedded::{self, RunConfig};
 use std::path::{Path, PathBuf};
 
+pub mod service;
+
 /// `neuropil hwemu ...`.
 #[derive(Subcommand)]
 pub enum HwCommand {
@@ -25,6 +27,15 @@ pub enum HwCommand {
     Sweep(SweepArgs),
     /// Run an experiment (software only), map it onto presets and report what the fabric does to its spikes.
     Report(ReportArgs),
+    /// Serve the HardwareService over gRPC (with health, reflection and Prometheus /metrics).
+    Serve {
+        /// gRPC listen address (port 0: any free port).
+        #[arg(long, default_value = "0.0.0.0:7073")]
+        listen: std::net::SocketAddr,
+        /// Prometheus /metrics listen address.
+        #[arg(long, default_value = "0.0.0.0:9093")]
+        metrics: std::net::SocketAddr,
+    },
 }
 
 /// Options of `hwemu sweep`.
@@ -97,6 +108,10 @@ pub fn run(cmd: &HwCommand) -> Result<()> {
         }
         HwCommand::Sweep(a) => sweep(a),
         HwCommand::Report(a) => report(a),
+        HwCommand::Serve { listen, metrics } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(service::serve(*listen, *metrics)),
     }
 }
 
@@ -207,40 +222,21 @@ fn report(a: &ReportArgs) -> Result<()> {
     let prepared =
         run::prepare(&RunRequest { experiment: a.experiment.clone(), set: a.set.clone(), ..Default::default() })
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut net = prepared.compiled.network.clone();
-    net.record_spikes = vec![true; net.populations.len()];
+    let net = &prepared.compiled.network;
     let name =
         if prepared.experiment.name.is_empty() { "experiment".to_string() } else { prepared.experiment.name.clone() };
     let out_dir = a.out.clone().unwrap_or_else(|| PathBuf::from("out/hwemu").join(&name));
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
-    // Software-only run: the reference, and the spikes to send.
-    let state = embedded::build(&net, prepared.shards, prepared.threads);
-    let mut edges: Vec<(u32, u32)> = Vec::new();
-    for s in &state.shards {
-        s.for_each_synapse(|src, tgt| edges.push((src, tgt)));
-    }
-    let populations = net.populations.iter().map(|p| (p.name.clone(), p.first_gid, p.size)).collect();
-    let connectome = Connectome::from_edges(populations, net.total_neurons() as u32, &edges);
-    drop(edges);
-    let cfg = RunConfig {
-        threads: prepared.threads,
-        shards: prepared.shards,
-        steps: prepared.compiled.steps,
-        count_from_step: prepared.compiled.transient_steps,
-    };
-    let cancel = std::sync::atomic::AtomicBool::new(false);
-    let (output, _) = embedded::run_from(&net, state, cfg, &|_| {}, &cancel);
-    let spikes: Vec<(u32, f64)> = output.spikes.iter().map(|s| (s.gid, (s.step + 1) as f64 * net.dt_ms)).collect();
-    let duration_ms = prepared.compiled.steps as f64 * net.dt_ms;
-    let mut activity = vec![0u64; connectome.neurons() as usize];
-    spikes.iter().for_each(|&(g, _)| activity[g as usize] += 1);
+    let sw = software_run(net, prepared.shards, prepared.threads, &prepared.compiled);
+    let (connectome, spikes, activity, duration_ms) = (&sw.connectome, &sw.spikes, &sw.activity, sw.duration_ms);
+    let output_hash = sw.spike_hash;
     println!(
         "{name}: {} neurons, {} synapses, {} spikes in {duration_ms} ms (software only, spike hash {:016x})",
         connectome.neurons(),
         connectome.targets.len(),
         spikes.len(),
-        output.spike_hash
+        output_hash
     );
     println!(
         "{:<11} {:<22} {:>5} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9} {:>7} {:>9} {:>10}  limits",
@@ -260,15 +256,15 @@ fn report(a: &ReportArgs) -> Result<()> {
     let mut all = Vec::new();
     for preset in &presets {
         for &strategy in &strategies {
-            let mapping =
-                match map(&connectome, preset, strategy, a.neurons_per_core, a.enforce_limits, Some(&activity)) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        println!("{:<11} {:<22} refused: {e}", preset.file.name, strategy.name());
-                        continue;
-                    }
-                };
-            let (r, load) = evaluate(&connectome, preset, &mapping, &spikes, duration_ms);
+            let mapping = match map(connectome, preset, strategy, a.neurons_per_core, a.enforce_limits, Some(activity))
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    println!("{:<11} {:<22} refused: {e}", preset.file.name, strategy.name());
+                    continue;
+                }
+            };
+            let (r, load) = evaluate(connectome, preset, &mapping, spikes, duration_ms);
             println!(
                 "{:<11} {:<22} {:>5} {:>8.2} {:>9.1} {:>9.1} {:>9.1} {:>8.5} {:>9} {:>7} {:>9.5} {:>10.3e}  {}",
                 r.preset,
@@ -301,4 +297,51 @@ fn report(a: &ReportArgs) -> Result<()> {
     std::fs::write(out_dir.join("report.json"), json + "\n")?;
     println!("wrote {}/report.json and links-*.png", out_dir.display());
     Ok(())
+}
+
+/// A software-only run prepared for the fabric: connectivity, every spike, spikes
+/// per neuron.
+pub struct SoftwareRun {
+    /// Populations and synapses.
+    pub connectome: Connectome,
+    /// (neuron, time ms) in time order.
+    pub spikes: Vec<(u32, f64)>,
+    /// Spikes per neuron.
+    pub activity: Vec<u64>,
+    /// Simulated time, ms.
+    pub duration_ms: f64,
+    /// Digest of the spikes.
+    pub spike_hash: u64,
+}
+
+/// Build `net` (recording every population), collect its synapses, and run it.
+pub fn software_run(
+    net: &neuropil_sim::Network,
+    shards: usize,
+    threads: usize,
+    compiled: &neuropil_spec::Compiled,
+) -> SoftwareRun {
+    let mut net = net.clone();
+    net.record_spikes = vec![true; net.populations.len()];
+    let state = embedded::build(&net, shards, threads);
+    let mut edges: Vec<(u32, u32)> = Vec::new();
+    for s in &state.shards {
+        s.for_each_synapse(|src, tgt| edges.push((src, tgt)));
+    }
+    let populations = net.populations.iter().map(|p| (p.name.clone(), p.first_gid, p.size)).collect();
+    let connectome = Connectome::from_edges(populations, net.total_neurons(), &edges);
+    drop(edges);
+    let cfg = RunConfig { threads, shards, steps: compiled.steps, count_from_step: compiled.transient_steps };
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let (output, _) = embedded::run_from(&net, state, cfg, &|_| {}, &cancel);
+    let spikes: Vec<(u32, f64)> = output.spikes.iter().map(|s| (s.gid, (s.step + 1) as f64 * net.dt_ms)).collect();
+    let mut activity = vec![0u64; connectome.neurons() as usize];
+    spikes.iter().for_each(|&(g, _)| activity[g as usize] += 1);
+    SoftwareRun {
+        connectome,
+        spikes,
+        activity,
+        duration_ms: compiled.steps as f64 * net.dt_ms,
+        spike_hash: output.spike_hash,
+    }
 }
