@@ -27,6 +27,9 @@ pub enum HwCommand {
     Sweep(SweepArgs),
     /// Run an experiment (software only), map it onto presets and report what the fabric does to its spikes.
     Report(ReportArgs),
+    /// Run an experiment twice, software only and with a preset's fabric in the loop (delays and drops fed
+    /// back, deterministically), and compare rates and population activity.
+    Cosim(CosimArgs),
     /// Serve the HardwareService over gRPC (with health, reflection and Prometheus /metrics).
     Serve {
         /// gRPC listen address (port 0: any free port).
@@ -50,6 +53,31 @@ pub struct SweepArgs {
     /// PNG to write (and a CSV beside it).
     #[arg(long, default_value = "docs/img/hw_saturation.png")]
     out: PathBuf,
+}
+
+/// Options of `hwemu cosim`.
+#[derive(Args)]
+pub struct CosimArgs {
+    /// Experiment file.
+    experiment: PathBuf,
+    /// Override a field, as for run.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    /// Preset (name or file).
+    #[arg(long, default_value = "spinnaker1")]
+    preset: String,
+    /// Mapping: round_robin, population_contiguous or locality_aware.
+    #[arg(long, default_value = "population_contiguous")]
+    mapping: String,
+    /// At most this many neurons per core.
+    #[arg(long)]
+    neurons_per_core: Option<u32>,
+    /// Shards (results do not depend on it).
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Write cosim.json here.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Options of `hwemu report`.
@@ -108,6 +136,7 @@ pub fn run(cmd: &HwCommand) -> Result<()> {
         }
         HwCommand::Sweep(a) => sweep(a),
         HwCommand::Report(a) => report(a),
+        HwCommand::Cosim(a) => cosim(a),
         HwCommand::Serve { listen, metrics } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
@@ -344,4 +373,126 @@ pub fn software_run(
         duration_ms: compiled.steps as f64 * net.dt_ms,
         spike_hash: output.spike_hash,
     }
+}
+
+/// Population activity in `bin_ms` bins per population: spikes per bin.
+fn activity_bins(
+    net: &neuropil_sim::Network,
+    spikes: &[neuropil_sim::Spike],
+    steps: u64,
+    bin_ms: f64,
+) -> Vec<Vec<f64>> {
+    let bin_steps = ((bin_ms / net.dt_ms).round() as u64).max(1);
+    let bins = steps.div_ceil(bin_steps) as usize;
+    let mut out = vec![vec![0.0; bins]; net.populations.len()];
+    for s in spikes {
+        let b = (s.step / bin_steps) as usize;
+        if b < bins {
+            out[net.population_of(s.gid)][b] += 1.0;
+        }
+    }
+    out
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len()) as f64;
+    if n < 2.0 {
+        return f64::NAN;
+    }
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        sab += (x - ma) * (y - mb);
+        saa += (x - ma) * (x - ma);
+        sbb += (y - mb) * (y - mb);
+    }
+    sab / (saa * sbb).sqrt()
+}
+
+fn cosim(a: &CosimArgs) -> Result<()> {
+    let preset = load_preset(&a.preset)?;
+    let strategy = Strategy::from_name(&a.mapping).with_context(|| {
+        format!("--mapping {}: unknown; use round_robin, population_contiguous or locality_aware", a.mapping)
+    })?;
+    let prepared = run::prepare(&RunRequest {
+        experiment: a.experiment.clone(),
+        set: a.set.clone(),
+        shards: a.shards,
+        ..Default::default()
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut net = prepared.compiled.network.clone();
+    net.record_spikes = vec![true; net.populations.len()];
+    let steps = prepared.compiled.steps;
+    let cfg = RunConfig {
+        threads: prepared.threads,
+        shards: prepared.shards,
+        steps,
+        count_from_step: prepared.compiled.transient_steps,
+    };
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+
+    // Software only.
+    let sw = software_run(&net, prepared.shards, prepared.threads, &prepared.compiled);
+    let (software, _) =
+        embedded::run_from(&net, embedded::build(&net, prepared.shards, prepared.threads), cfg, &|_| {}, &cancel);
+
+    // With the fabric in the loop.
+    let mapping = map(&sw.connectome, &preset, strategy, a.neurons_per_core, false, Some(&sw.activity))?;
+    let mut state = embedded::build(&net, prepared.shards, prepared.threads);
+    for s in &mut state.shards {
+        s.set_cores(&mapping.core_of);
+    }
+    let mut fabric = neuropil_hwemu::cosim::CoSim::new(&sw.connectome, &preset, &mapping, net.dt_ms);
+    let (hardware, _) = embedded::run_part(&net, state, cfg, None, Some(&mut fabric), &|_| {}, &cancel)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let duration_s = steps as f64 * net.dt_ms / 1000.0;
+    let counted_s = (steps - prepared.compiled.transient_steps.min(steps)) as f64 * net.dt_ms / 1000.0;
+    let bins_sw = activity_bins(&net, &software.spikes, steps, 5.0);
+    let bins_hw = activity_bins(&net, &hardware.spikes, steps, 5.0);
+    let st = fabric.stats;
+    println!(
+        "{} on {} ({}): {} cores; {} spikes routed, {} of {} receptions delayed (mean {:.2} steps, max {}), {} dropped",
+        prepared.experiment.name,
+        preset.file.name,
+        strategy.name(),
+        mapping.cores_used,
+        st.spikes,
+        st.delayed,
+        st.receptions,
+        if st.delayed > 0 { st.extra_steps as f64 / st.delayed as f64 } else { 0.0 },
+        st.max_extra_steps,
+        st.dropped
+    );
+    println!("spike hash: software {:016x}, hardware {:016x}", software.spike_hash, hardware.spike_hash);
+    println!(
+        "{:<10} {:>12} {:>12} {:>9} {:>14}",
+        "population", "software_hz", "hardware_hz", "diff_%", "activity_corr"
+    );
+    let mut rows = Vec::new();
+    for (p, pop) in net.populations.iter().enumerate() {
+        let n = pop.size as f64 * counted_s;
+        let (r_sw, r_hw) = (software.counted_spikes[p] as f64 / n, hardware.counted_spikes[p] as f64 / n);
+        let diff = if r_sw > 0.0 { 100.0 * (r_hw - r_sw) / r_sw } else { f64::NAN };
+        let corr = pearson(&bins_sw[p], &bins_hw[p]);
+        println!("{:<10} {:>12.3} {:>12.3} {:>9.2} {:>14.3}", pop.name, r_sw, r_hw, diff, corr);
+        rows.push(serde_json::json!({
+            "population": pop.name, "software_hz": r_sw, "hardware_hz": r_hw, "difference_percent": diff,
+            "activity_correlation_5ms": corr,
+        }));
+    }
+    let json = serde_json::json!({
+        "experiment": prepared.experiment.name, "preset": preset.file.name, "mapping": strategy.name(),
+        "duration_s": duration_s, "cores_used": mapping.cores_used,
+        "violations": mapping.violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+        "fabric": st, "software_spike_hash": format!("{:016x}", software.spike_hash),
+        "hardware_spike_hash": format!("{:016x}", hardware.spike_hash), "populations": rows,
+    });
+    if let Some(out) = &a.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        std::fs::write(out.join("cosim.json"), serde_json::to_string_pretty(&json)? + "\n")?;
+        println!("wrote {}", out.join("cosim.json").display());
+    }
+    Ok(())
 }

@@ -589,3 +589,63 @@ fn hwemu_errors_name_the_preset_mapping_or_limit() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--k 0"), "{}", stderr(&o));
 }
+
+/// An asynchronous preset with a given hop latency, bandwidth and buffer.
+fn async_preset(hop_ns: f64, gbps: f64, buffer: u32) -> String {
+    let base = std::fs::read_to_string(root().join("crates/hwemu/presets/dynapse.toml")).unwrap();
+    base.replace("width = 2\n", "width = 4\n")
+        .replace("height = 2\n", "height = 4\n")
+        .replace("hop_latency_ns = { value = 30.0", &format!("hop_latency_ns = {{ value = {hop_ns:?}"))
+        .replace("link_bandwidth_gbps = { value = 0.5", &format!("link_bandwidth_gbps = {{ value = {gbps:?}"))
+        .replace("buffer_packets = { value = 4.0", &format!("buffer_packets = {{ value = {:?}", buffer as f64))
+        .replace("fanin_per_neuron = { value = 64.0", "fanin_per_neuron = { value = 100000.0")
+}
+
+fn cosim(dir: &Path, preset: &Path, shards: &str, mapping: &str) -> serde_json::Value {
+    let file = dir.join("tiny.toml");
+    std::fs::write(&file, VALID).unwrap();
+    let out = dir.join(format!("out-{shards}-{mapping}"));
+    let o = bin()
+        .args(["hwemu", "cosim"])
+        .arg(&file)
+        .args(["--set", "populations.E.size=800", "--set", "populations.I.size=200", "--set", "run.duration_ms=200"])
+        .arg("--preset")
+        .arg(preset)
+        .args(["--mapping", mapping, "--neurons-per-core", "64", "--shards", shards, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&std::fs::read_to_string(out.join("cosim.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn cosim_feeds_fabric_delays_back_deterministically() {
+    let dir = scratch("cosim");
+    // A fabric too fast to matter: every spike takes effect when it would in
+    // software, so the spikes are the software run's.
+    let fast = dir.join("fast.toml");
+    std::fs::write(&fast, async_preset(1.0, 1000.0, 1000)).unwrap();
+    let r = cosim(&dir, &fast, "2", "round_robin");
+    assert_eq!(r["fabric"]["delayed"], 0, "{r}");
+    assert_eq!(r["fabric"]["dropped"], 0, "{r}");
+    assert!(r["fabric"]["receptions"].as_u64().unwrap() > 1000);
+    assert_eq!(r["hardware_spike_hash"], r["software_spike_hash"]);
+    // SpiNNaker's 1 ms time step delays spikes to the next step boundary: the
+    // dynamics change, identically on 1 and 3 shards.
+    let spinn = root().join("crates/hwemu/presets/spinnaker1.toml");
+    let one = cosim(&dir, &spinn, "1", "population_contiguous");
+    let three = cosim(&dir, &spinn, "3", "population_contiguous");
+    assert!(one["fabric"]["delayed"].as_u64().unwrap() > 0);
+    assert!(one["fabric"]["max_extra_steps"].as_u64().unwrap() <= 10, "{one}");
+    assert_ne!(one["hardware_spike_hash"], one["software_spike_hash"]);
+    assert_eq!(one["hardware_spike_hash"], three["hardware_spike_hash"], "co-simulation depends on the shard count");
+    assert_eq!(one["fabric"], three["fabric"]);
+    // A congested asynchronous fabric drops spikes, and the run shows it.
+    let slow = dir.join("slow.toml");
+    std::fs::write(&slow, async_preset(500.0, 0.001, 1)).unwrap();
+    let r = cosim(&dir, &slow, "2", "round_robin");
+    assert!(r["fabric"]["dropped"].as_u64().unwrap() > 0, "{r}");
+    assert_ne!(r["hardware_spike_hash"], r["software_spike_hash"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

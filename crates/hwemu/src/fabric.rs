@@ -94,6 +94,7 @@ fn ps(ns: f64) -> i64 {
     (ns * 1000.0).round() as i64
 }
 
+#[derive(Debug, Clone)]
 struct Links {
     free_ps: Vec<i64>,
     starts: Vec<VecDeque<i64>>,
@@ -121,11 +122,37 @@ impl Links {
     }
 }
 
-/// Send `packets` through the fabric.
+/// Send `packets` through an idle fabric.
 pub fn simulate(topo: &Topology, model: &LinkModel, packets: &[Packet]) -> Outcome {
+    Fabric::new(*topo, *model).send(packets)
+}
+
+/// A fabric whose links stay busy between batches of packets (for running
+/// alongside a simulation, one epoch's spikes at a time, in time order).
+#[derive(Debug, Clone)]
+pub struct Fabric {
+    topo: Topology,
+    model: LinkModel,
+    links: Links,
+}
+
+impl Fabric {
+    /// An idle fabric.
+    pub fn new(topo: Topology, model: LinkModel) -> Fabric {
+        let n_links = topo.link_ids();
+        let links = Links { free_ps: vec![i64::MIN; n_links], starts: vec![VecDeque::new(); n_links] };
+        Fabric { topo, model, links }
+    }
+
+    /// Send a batch of packets (injected no earlier than the previous batch's).
+    pub fn send(&mut self, packets: &[Packet]) -> Outcome {
+        send(&self.topo, &self.model, &mut self.links, packets)
+    }
+}
+
+fn send(topo: &Topology, model: &LinkModel, links: &mut Links, packets: &[Packet]) -> Outcome {
     let n_links = topo.link_ids();
     let mut out = Outcome { link_busy_ns: vec![0.0; n_links], link_packets: vec![0; n_links], ..Default::default() };
-    let mut links = Links { free_ps: vec![i64::MIN; n_links], starts: vec![VecDeque::new(); n_links] };
     let (hop, ser) = (ps(model.hop_latency_ns), ps(model.serialisation_ns()));
     let buffer = model.buffer_packets as usize;
     let emergency = model.emergency_routing && topo.kind == Kind::TriangularTorus;

@@ -11,6 +11,7 @@
 //! - [`fabric`]: packets through routers and links: per-hop latency,
 //!   serialisation, finite buffers, drops, emergency routing, multicast.
 
+pub mod cosim;
 pub mod fabric;
 pub mod mapping;
 pub mod preset;

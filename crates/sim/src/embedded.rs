@@ -305,6 +305,15 @@ pub trait Transport: Send {
     fn receive(&mut self, into: &mut Exchange) -> Result<bool, String>;
 }
 
+/// An emulated chip fabric in the loop (hardware co-simulation): once per epoch it
+/// sees every spike in canonical order and says which (spike, core) pairs arrive
+/// late or not at all. It must be deterministic: it sees the same spikes whatever
+/// the number of shards, threads or processes.
+pub trait SpikeFabric: Send {
+    /// Append the delays and drops of `spikes` to `out`, in (step, gid, core) order.
+    fn route(&mut self, spikes: &[Spike], out: &mut Vec<crate::network::SpikeDelay>);
+}
+
 /// Why a distributed stretch of a run failed.
 #[derive(Debug, thiserror::Error)]
 #[error("spike exchange failed at epoch {epoch}: {reason}")]
@@ -324,7 +333,7 @@ pub fn run_from(
     progress: &(dyn Fn(Progress) + Sync),
     cancel: &AtomicBool,
 ) -> (RunOutput, Checkpoint) {
-    match run_part(net, start, cfg, None, progress, cancel) {
+    match run_part(net, start, cfg, None, None, progress, cancel) {
         Ok(done) => done,
         Err(e) => unreachable!("a run without transport cannot fail: {e}"),
     }
@@ -340,10 +349,12 @@ pub fn run_part(
     start: Checkpoint,
     cfg: RunConfig,
     remote: Option<&mut dyn Transport>,
+    fabric: Option<&mut dyn SpikeFabric>,
     progress: &(dyn Fn(Progress) + Sync),
     cancel: &AtomicBool,
 ) -> Result<(RunOutput, Checkpoint), TransportError> {
     let remote = remote.map(Mutex::new);
+    let fabric = fabric.map(Mutex::new);
     let shared_input = Mutex::new(Exchange::default());
     let failure: Mutex<Option<TransportError>> = Mutex::new(None);
     let Checkpoint { network_hash, mut shards, pending, spike_hash_state } = start;
@@ -386,7 +397,7 @@ pub fn run_part(
                 let exchange_ns = &exchange_ns;
                 let pending = &pending;
                 let final_input = &final_input;
-                let (remote, shared_input, failure) = (&remote, &shared_input, &failure);
+                let (remote, shared_input, failure, fabric) = (&remote, &shared_input, &failure, &fabric);
                 scope.spawn(move || {
                     let mut waited = std::time::Duration::ZERO;
                     let mut incoming = pending.clone();
@@ -397,17 +408,20 @@ pub fn run_part(
                         let merge_start = Instant::now();
                         if e > 0 {
                             let parity = ((e - 1) % 2) as usize;
-                            match &remote {
-                                None => merge(outboxes, parity, &mut incoming),
-                                Some(link) => {
-                                    let fail = |reason: String| {
-                                        *failure.lock().unwrap_or_else(|x| x.into_inner()) =
-                                            Some(TransportError { epoch: e - 1, reason });
-                                        done_epochs.store(e, Ordering::Release);
-                                    };
-                                    let mut sent = true;
-                                    if t == 0 {
-                                        merge(outboxes, parity, &mut incoming);
+                            if remote.is_none() && fabric.is_none() {
+                                merge(outboxes, parity, &mut incoming);
+                            } else {
+                                // The first thread merges (and exchanges, and routes through the
+                                // fabric); the others take the result after a second barrier.
+                                let fail = |reason: String| {
+                                    *failure.lock().unwrap_or_else(|x| x.into_inner()) =
+                                        Some(TransportError { epoch: e - 1, reason });
+                                    done_epochs.store(e, Ordering::Release);
+                                };
+                                let mut sent = true;
+                                if t == 0 {
+                                    merge(outboxes, parity, &mut incoming);
+                                    if let Some(link) = &remote {
                                         let stop = done_epochs.load(Ordering::Acquire) <= e;
                                         let mut link = link.lock().unwrap_or_else(|x| x.into_inner());
                                         if let Err(reason) = link.send(&incoming, stop) {
@@ -415,16 +429,18 @@ pub fn run_part(
                                             sent = false;
                                         }
                                     }
-                                    // While the peers' spikes travel: the next epoch's Poisson
-                                    // input, which does not depend on them.
-                                    if e < epochs {
-                                        for (_, shard) in mine.iter_mut() {
-                                            shard.predraw_poisson();
-                                        }
+                                }
+                                // While the peers' spikes travel: the next epoch's Poisson
+                                // input, which does not depend on them.
+                                if remote.is_some() && e < epochs {
+                                    for (_, shard) in mine.iter_mut() {
+                                        shard.predraw_poisson();
                                     }
-                                    if t == 0 && sent {
-                                        let mut all = shared_input.lock().unwrap_or_else(|x| x.into_inner());
-                                        all.clone_from(&incoming);
+                                }
+                                if t == 0 && sent {
+                                    let mut all = shared_input.lock().unwrap_or_else(|x| x.into_inner());
+                                    all.clone_from(&incoming);
+                                    if let Some(link) = &remote {
                                         let mut link = link.lock().unwrap_or_else(|x| x.into_inner());
                                         match link.receive(&mut all) {
                                             Ok(true) => done_epochs.store(e, Ordering::Release),
@@ -434,9 +450,15 @@ pub fn run_part(
                                         all.spikes.sort_unstable();
                                         all.values.sort_unstable_by_key(|v| (v.step, v.gid, v.kind));
                                     }
-                                    barrier.wait();
-                                    incoming.clone_from(&shared_input.lock().unwrap_or_else(|x| x.into_inner()));
+                                    if let Some(f) = &fabric {
+                                        let mut f = f.lock().unwrap_or_else(|x| x.into_inner());
+                                        let all = &mut *all;
+                                        all.delays.clear();
+                                        f.route(&all.spikes, &mut all.delays);
+                                    }
                                 }
+                                barrier.wait();
+                                incoming.clone_from(&shared_input.lock().unwrap_or_else(|x| x.into_inner()));
                             }
                             if t == 0 {
                                 for sp in &incoming.spikes {

@@ -62,13 +62,36 @@ pub struct Exchange {
     pub spikes: Vec<Spike>,
     /// State values.
     pub values: Vec<StateValue>,
+    /// Hardware co-simulation: the spikes an emulated chip fabric delays or drops
+    /// on their way to a core, in (step, gid, core) order (empty without one).
+    #[serde(default)]
+    pub delays: Vec<SpikeDelay>,
+}
+
+/// What an emulated fabric does to one spike on its way to one core.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SpikeDelay {
+    /// The spike's step.
+    pub step: u64,
+    /// The spike's neuron.
+    pub gid: Gid,
+    /// The receiving core (see `Shard::set_cores`).
+    pub core: u32,
+    /// Extra delay in steps, or [`SpikeDelay::DROPPED`].
+    pub extra_steps: u32,
+}
+
+impl SpikeDelay {
+    /// The spike never reaches the core.
+    pub const DROPPED: u32 = u32::MAX;
 }
 
 impl Exchange {
-    /// Empty both lists.
+    /// Empty every list.
     pub fn clear(&mut self) {
         self.spikes.clear();
         self.values.clear();
+        self.delays.clear();
     }
 }
 

@@ -13,7 +13,9 @@
 
 use crate::connectivity::{visit_projection, visit_tripartite, visit_tripartite_primary, Layout};
 use crate::models::{Group, StepInput};
-use crate::network::{Exchange, Gid, Homeostasis, Network, PlasticWeight, Spike, StateValue, Stimulus, ValueKind};
+use crate::network::{
+    Exchange, Gid, Homeostasis, Network, PlasticWeight, Spike, SpikeDelay, StateValue, Stimulus, ValueKind,
+};
 use crate::plasticity::{dopamine_update, stdp_update, DopamineHistory, Plasticity, PostHistory, PreState};
 use crate::rng::{poisson_gap, purpose, PoissonTable, Stream};
 use rand_distr::Distribution;
@@ -211,6 +213,13 @@ pub struct Shard {
     times: PhaseTimes,
     /// Poisson input of the coming epoch, drawn ahead by [`Shard::predraw_poisson`].
     predrawn: Option<Predrawn>,
+    /// Hardware co-simulation: the core of each local neuron (empty without it).
+    #[serde(default)]
+    core_of_local: Vec<u32>,
+    /// Synaptic events an emulated fabric delayed: (arrival, emitted, source,
+    /// synapse index) -> (local target, weight), delivered in key order.
+    #[serde(default)]
+    late: std::collections::BTreeMap<(u64, u64, Gid, u64), (u32, f32)>,
 }
 
 /// Poisson input drawn ahead of its epoch: for each step, (input index, value)
@@ -604,6 +613,8 @@ impl Shard {
             events: 0,
             times: PhaseTimes::default(),
             predrawn: None,
+            core_of_local: Vec::new(),
+            late: std::collections::BTreeMap::new(),
         }
     }
 
@@ -636,8 +647,35 @@ impl Shard {
             clock = now;
         };
         let mut times = self.times;
+        let mut cursor = 0;
         for sp in incoming {
             let (next, end) = (self.row_sec[sp.gid as usize], self.row_sec[sp.gid as usize + 1]);
+            // What an emulated fabric does to this spike, core by core.
+            let delays = &input.delays;
+            while cursor < delays.len() && (delays[cursor].step, delays[cursor].gid) < (sp.step, sp.gid) {
+                cursor += 1;
+            }
+            let mut upto = cursor;
+            while upto < delays.len() && (delays[upto].step, delays[upto].gid) == (sp.step, sp.gid) {
+                upto += 1;
+            }
+            if upto > cursor && !self.core_of_local.is_empty() && next < end {
+                let mine = &delays[cursor..upto];
+                for j in next as usize..end as usize {
+                    let delay = self.sec_delay[j] as u64;
+                    for k in self.sec_start[j] as usize..self.sec_start[j + 1] as usize {
+                        let tg = self.syn_target[k];
+                        let core = self.core_of_local[tg as usize];
+                        let extra = mine.binary_search_by_key(&core, |d| d.core).map_or(0, |i| mine[i].extra_steps);
+                        if extra == SpikeDelay::DROPPED {
+                            continue;
+                        }
+                        let arrival = sp.step + delay + extra as u64;
+                        self.late.insert((arrival, sp.step, sp.gid, k as u64), (tg, self.syn_weight[k]));
+                    }
+                }
+                continue;
+            }
             if next < end {
                 let arrival = sp.step + self.sec_delay[next as usize] as u64;
                 self.pending.push(Pending { arrival, emitted: sp.step, next, end });
@@ -672,6 +710,12 @@ impl Shard {
             self.deliver(t);
             if !self.plastic.is_empty() {
                 self.deliver_plastic(t);
+            }
+            while self.late.first_key_value().is_some_and(|(k, _)| k.0 <= t) {
+                if let Some((_, (tg, w))) = self.late.pop_first() {
+                    self.input[2 * tg as usize + usize::from(w < 0.0)] += w as f64;
+                    self.events += 1;
+                }
             }
             while let Some(&(arrival, l, w)) = self.trains.get(self.train_cursor) {
                 if arrival > t {
@@ -961,6 +1005,12 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// Hardware co-simulation: give every neuron its core on the emulated chip
+    /// (`core_of[gid]`); spikes then follow the `delays` of their [`Exchange`].
+    pub fn set_cores(&mut self, core_of: &[u32]) {
+        self.core_of_local = (0..self.n_local as u32).map(|l| core_of[self.layout.gid(l) as usize]).collect();
     }
 
     /// Number of synapses stored on this shard (static and plastic).

@@ -448,6 +448,7 @@ fn simulate(
             state,
             cfg,
             Some(transport),
+            None,
             &|p| {
                 let ms = wall.elapsed().as_millis() as u64;
                 if ms >= last_report_ms.load(Ordering::Relaxed) + 50 {
