@@ -477,6 +477,7 @@ mod tests {
         let x = Exchange {
             spikes: vec![Spike { step: 100, gid: 3 }, Spike { step: 101, gid: 1 }],
             values: vec![StateValue { step: 100, gid: 7, kind: ValueKind::Sic, value: 0.25 }],
+            delays: vec![],
         };
         let m = encode("exp", 1, 9, &x, true);
         assert_eq!((m.first_step, m.stop, m.epoch), (100, true, 9));
