@@ -45,11 +45,7 @@ async fn microcircuit_on_1_and_3_nodes_matches_the_embedded_run_and_metrics_move
     // Three nodes, one thread each (3 shards).
     let n1 = start_node(&etcd, "node-1", 1, &[]);
     let n2 = start_node(&etcd, "node-2", 1, &[]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(&http_get(&control.metrics, "/metrics").unwrap(), "neuropil_live_nodes") != Some(3.0) {
-        assert!(Instant::now() < deadline, "the control never saw 3 live nodes");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_live_nodes(&control, 3).await;
     let longer = with_duration(1100);
     let longer: Vec<&str> = longer.iter().map(String::as_str).collect();
     let expected_long =
@@ -92,25 +88,6 @@ async fn microcircuit_on_1_and_3_nodes_matches_the_embedded_run_and_metrics_move
         promtool_check(&text);
     }
     drop((n0, n1, n2));
-}
-
-fn promtool_check(text: &str) {
-    use std::io::Write;
-    let mut p = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool not found: install Debian's prometheus");
-    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = p.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,11 +215,7 @@ async fn cancel_stops_every_node_at_the_same_epoch_and_spikes_stream_live() {
     let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
     let _n0 = start_node(&etcd, "node-0", 1, &[]);
     let _n1 = start_node(&etcd, "node-1", 1, &[]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(&http_get(&control.metrics, "/metrics").unwrap(), "neuropil_live_nodes") != Some(2.0) {
-        assert!(Instant::now() < deadline, "the control never saw 2 live nodes");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_live_nodes(&control, 2).await;
     let mut c = client(&control.grpc).await;
     let set = with_duration(20_000);
     let set: Vec<&str> = set.iter().map(String::as_str).collect();
@@ -309,11 +282,7 @@ async fn astrocyte_brunel_on_3_nodes_has_the_embedded_spikes_and_astrocyte_trace
     let etcd = start_etcd();
     let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
     let _nodes: Vec<Proc> = (0..3).map(|i| start_node(&etcd, &format!("node-{i}"), 1, &[])).collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(&http_get(&control.metrics, "/metrics").unwrap(), "neuropil_live_nodes") != Some(3.0) {
-        assert!(Instant::now() < deadline, "the control never saw 3 live nodes");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_live_nodes(&control, 3).await;
     let set = ["run.duration_ms=150", "run.transient_ms=50"];
     let embedded = embedded_summary("examples/astrocyte_brunel.toml", &set, &tmp.0);
     let mut c = client(&control.grpc).await;
@@ -387,11 +356,7 @@ async fn tls_api_and_mutual_tls_between_nodes() {
     let mut c = neuropil_proto::v1::experiment_service_client::ExperimentServiceClient::new(
         endpoint.connect().await.expect("TLS connection to the control"),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(&http_get(&control.metrics, "/metrics").unwrap(), "neuropil_live_nodes") != Some(2.0) {
-        assert!(Instant::now() < deadline, "the control never saw 2 live nodes");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_live_nodes(&control, 2).await;
     let set = ["run.duration_ms=300"];
     let embedded = embedded_summary("examples/brunel.toml", &set, &tmp.0);
     let document = std::fs::read_to_string(root().join("examples/brunel.toml")).unwrap();
@@ -456,11 +421,7 @@ async fn a_killed_node_fails_its_run_with_a_reason_and_the_cluster_goes_on() {
     let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
     let _n0 = start_node(&etcd, "node-0", 1, &["--peer-timeout-s", "20"]);
     let mut n1 = start_node(&etcd, "node-1", 1, &["--peer-timeout-s", "20"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while metric(&http_get(&control.metrics, "/metrics").unwrap(), "neuropil_live_nodes") != Some(2.0) {
-        assert!(Instant::now() < deadline, "the control never saw 2 live nodes");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_live_nodes(&control, 2).await;
     let mut c = client(&control.grpc).await;
     let set = with_duration(60_000);
     let set: Vec<&str> = set.iter().map(String::as_str).collect();

@@ -245,3 +245,32 @@ pub fn embedded_summary(file: &str, set: &[&str], dir: &Path) -> serde_json::Val
     assert!(status.success(), "embedded run failed");
     serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
 }
+
+/// `promtool check metrics` on an exposition (Prometheus naming conventions).
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool not found: install Debian's prometheus");
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Poll the control's metrics until it counts `n` live nodes (20 s at most).
+pub async fn wait_live_nodes(control: &Proc, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&http_get(&control.metrics, "/metrics").unwrap(), "neuropil_live_nodes") != Some(n as f64) {
+        assert!(Instant::now() < deadline, "the control never saw {n} live nodes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

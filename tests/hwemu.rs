@@ -125,15 +125,5 @@ async fn hardware_service_answers_and_survives_malformed_requests() {
     assert!(metric(&text, "neuropil_hwemu_packets_total").unwrap() > 20_000.0);
     assert!(text.contains(r#"neuropil_hwemu_requests_total{code="InvalidArgument",method="RunTraffic"} 4"#), "{text}");
     assert!(text.contains(r#"neuropil_hwemu_requests_total{code="Ok",method="Report"} 1"#));
-    let mut p = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool not found: install Debian's prometheus");
-    use std::io::Write;
-    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = p.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    promtool_check(&text);
 }
