@@ -186,6 +186,10 @@ async fn bad_requests_get_clear_status_codes_and_the_service_keeps_serving() {
     let e = c.submit(req(micro, vec![])).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
     assert!(e.message().contains("GiB"), "{}", e.message());
+    // Co-simulation with a chip fabric is embedded only (for now): said, not ignored.
+    let e = c.submit(req(format!("{doc}\n[hardware]\npreset = \"loihi\"\n"), vec![])).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().starts_with("hardware:"), "{}", e.message());
     // Unknown ids.
     let e = c.get(GetRequest { id: "exp-nope".into() }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);

@@ -144,7 +144,8 @@ pub fn run(cmd: &HwCommand) -> Result<()> {
     }
 }
 
-fn load_preset(name: &str) -> Result<Preset> {
+/// A preset by file path or built-in name.
+pub fn load_preset(name: &str) -> Result<Preset> {
     if Path::new(name).exists() {
         Ok(Preset::load(Path::new(name))?)
     } else {
@@ -495,4 +496,35 @@ fn cosim(a: &CosimArgs) -> Result<()> {
         println!("wrote {}", out.join("cosim.json").display());
     }
     Ok(())
+}
+
+/// The fabric of an experiment's `[hardware]` section, in the loop of `state`'s
+/// shards (their neurons are told their cores), and what to say of it in the
+/// summary.
+pub fn fabric_for(
+    net: &neuropil_sim::Network,
+    state: &mut neuropil_sim::embedded::Checkpoint,
+    hw: &neuropil_spec::schema::HardwareSpec,
+) -> Result<(neuropil_hwemu::cosim::CoSim, serde_json::Value)> {
+    let preset = load_preset(&hw.preset).map_err(|e| anyhow::anyhow!("hardware.preset: {e:#}"))?;
+    let name = if hw.mapping.is_empty() { "population_contiguous" } else { hw.mapping.as_str() };
+    let strategy = Strategy::from_name(name).with_context(|| format!("hardware.mapping: unknown {name:?}"))?;
+    let mut edges = Vec::new();
+    for s in &state.shards {
+        s.for_each_synapse(|a, b| edges.push((a, b)));
+    }
+    let pops = net.populations.iter().map(|p| (p.name.clone(), p.first_gid, p.size)).collect();
+    let connectome = Connectome::from_edges(pops, net.total_neurons(), &edges);
+    drop(edges);
+    let npc = (hw.neurons_per_core > 0).then_some(hw.neurons_per_core);
+    let mapping =
+        map(&connectome, &preset, strategy, npc, false, None).map_err(|e| anyhow::anyhow!("hardware: {e}"))?;
+    for s in &mut state.shards {
+        s.set_cores(&mapping.core_of);
+    }
+    let about = serde_json::json!({
+        "preset": preset.file.name, "mapping": strategy.name(), "cores_used": mapping.cores_used,
+        "violations": mapping.violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+    });
+    Ok((neuropil_hwemu::cosim::CoSim::new(&connectome, &preset, &mapping, net.dt_ms), about))
 }

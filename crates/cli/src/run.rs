@@ -55,6 +55,14 @@ pub fn prepare(req: &RunRequest) -> Result<Prepared, SpecError> {
     experiment.run.shards = shards as u32;
     let limits = Limits { memory_bytes: crate::system::available_memory_bytes() };
     let compiled = neuropil_spec::compile(&experiment, &limits)?;
+    if let Some(hw) = &experiment.hardware {
+        if let Err(e) = crate::hwemu::load_preset(&hw.preset) {
+            return Err(SpecError::Invalid(vec![neuropil_spec::FieldError {
+                path: "hardware.preset".into(),
+                message: format!("{e:#}"),
+            }]));
+        }
+    }
     Ok(Prepared { experiment, compiled, threads, shards })
 }
 
@@ -90,7 +98,14 @@ pub fn simulate(
     let cancel = &INTERRUPTED;
     let total = p.compiled.steps;
     let build_start = std::time::Instant::now();
+    if p.experiment.hardware.is_some() && (resume.is_some() || periodic.is_some()) {
+        bail!("hardware: co-simulation keeps its fabric's state outside checkpoints; run it without --resume and --checkpoint-every-ms");
+    }
     let mut state = resume.unwrap_or_else(|| embedded::build(net, p.shards, p.threads));
+    let mut fabric = match &p.experiment.hardware {
+        Some(hw) => Some(crate::hwemu::fabric_for(net, &mut state, hw)?),
+        None => None,
+    };
     let start_step = state.step();
     let build_s = build_start.elapsed().as_secs_f64();
     let stretch = periodic.map_or(total, |pc| pc.every_steps.max(1));
@@ -101,13 +116,17 @@ pub fn simulate(
         let cfg =
             RunConfig { threads: p.threads, shards: p.shards, steps, count_from_step: p.compiled.transient_steps };
         let (spikes_before, offset) = (out.as_ref().map_or(0, |o| o.spikes_seen()), done);
-        let (part, next) = embedded::run_from(
+        let hook = fabric.as_mut().map(|(f, _)| f as &mut dyn embedded::SpikeFabric);
+        let (part, next) = embedded::run_part(
             net,
             state,
             cfg,
+            None,
+            hook,
             &|pr| bar.update(offset + pr.steps_done, total, spikes_before + pr.spikes),
             cancel,
-        );
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         done = next.step() - start_step;
         state = next;
         out = Some(match out {
@@ -136,7 +155,12 @@ pub fn simulate(
         shards: p.shards,
         dc_pa: &p.compiled.dc_compensation_pa,
     };
-    let s = summary::summarize(&ctx, &out);
+    let mut s = summary::summarize(&ctx, &out);
+    if let Some((f, about)) = &fabric {
+        let mut about = about.clone();
+        about["fabric"] = serde_json::to_value(f.stats)?;
+        s.hardware = Some(about);
+    }
     Ok((out, s, state))
 }
 

@@ -46,6 +46,9 @@ pub struct Summary {
     /// The run was stopped early (Ctrl-C); `duration_ms` is what was simulated.
     #[serde(default)]
     pub interrupted: bool,
+    /// Hardware co-simulation: preset, mapping and what the fabric did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<serde_json::Value>,
 }
 
 /// One population.
@@ -165,6 +168,7 @@ pub fn summarize(ctx: &Context<'_>, out: &RunOutput) -> Summary {
         bytes_per_synapse: (out.stats.synapses > 0).then(|| out.stats.synapse_bytes as f64 / out.stats.synapses as f64),
         spike_hash: format!("{:016x}", out.spike_hash),
         interrupted: false,
+        hardware: None,
     }
 }
 

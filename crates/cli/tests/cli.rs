@@ -649,3 +649,48 @@ fn cosim_feeds_fabric_delays_back_deterministically() {
     assert_ne!(r["hardware_spike_hash"], r["software_spike_hash"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_experiment_file_can_run_with_a_chip_fabric_in_the_loop() {
+    let dir = scratch("hardware-run");
+    let file = dir.join("tiny.toml");
+    let hw = "\n[hardware]\npreset = \"loihi\"\nmapping = \"population_contiguous\"\nneurons_per_core = 64\n";
+    std::fs::write(&file, format!("{VALID}{hw}")).unwrap();
+    let sizes = ["--set", "populations.E.size=800", "--set", "populations.I.size=200", "--set", "run.duration_ms=200"];
+    let out = dir.join("run");
+    let o = bin().arg("run").arg(&file).args(sizes).args(["-q", "--out"]).arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["hardware"]["preset"], "loihi");
+    assert!(s["hardware"]["fabric"]["delayed"].as_u64().unwrap() > 0, "{}", s["hardware"]);
+    // The same as `neuropil hwemu cosim` on the same network.
+    let plain = dir.join("plain.toml");
+    std::fs::write(&plain, VALID).unwrap();
+    let cosim_out = dir.join("cosim");
+    let o = bin()
+        .args(["hwemu", "cosim"])
+        .arg(&plain)
+        .args(sizes)
+        .args(["--preset", "loihi", "--mapping", "population_contiguous", "--neurons-per-core", "64", "--out"])
+        .arg(&cosim_out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cosim_out.join("cosim.json")).unwrap()).unwrap();
+    assert_eq!(s["spike_hash"], c["hardware_spike_hash"]);
+    assert_ne!(c["hardware_spike_hash"], c["software_spike_hash"]);
+    // Bad sections are refused before anything runs.
+    for (bad, path) in [
+        ("\n[hardware]\npreset = \"loihi3\"\n", "hardware.preset"),
+        ("\n[hardware]\npreset = \"loihi\"\nmapping = \"diagonal\"\n", "hardware.mapping"),
+    ] {
+        std::fs::write(&file, format!("{VALID}{bad}")).unwrap();
+        let o = bin().arg("run").arg(&file).args(["-q", "--out"]).arg(dir.join("never")).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(path), "{}", stderr(&o));
+        assert!(!dir.join("never").exists());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -73,6 +73,20 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         );
     }
     let transient_steps = (run.transient_ms / dt).round() as u64;
+    if let Some(hw) = &exp.hardware {
+        if hw.preset.trim().is_empty() {
+            errs.add(
+                "hardware.preset",
+                "empty; name a preset (spinnaker1, spinnaker2, loihi, truenorth, dynapse) or a preset file",
+            );
+        }
+        if !["", "round_robin", "population_contiguous", "locality_aware"].contains(&hw.mapping.as_str()) {
+            errs.add(
+                "hardware.mapping",
+                format!("unknown {:?}; use round_robin, population_contiguous or locality_aware", hw.mapping),
+            );
+        }
+    }
     if run.threads > 1024 {
         errs.add("run.threads", format!("must be at most 1024, got {}", run.threads));
     }

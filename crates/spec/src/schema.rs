@@ -32,6 +32,23 @@ pub struct Experiment {
     /// What to record.
     #[serde(default)]
     pub recorders: Vec<RecorderSpec>,
+    /// Run with an emulated chip fabric in the loop (absent: software only).
+    #[serde(default)]
+    pub hardware: Option<HardwareSpec>,
+}
+
+/// Hardware co-simulation settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareSpec {
+    /// Built-in preset name or a preset file's path.
+    pub preset: String,
+    /// `round_robin`, `population_contiguous` (default) or `locality_aware`.
+    #[serde(default)]
+    pub mapping: String,
+    /// At most this many neurons per core (0: the preset's limit).
+    #[serde(default)]
+    pub neurons_per_core: u32,
 }
 
 /// Run settings.

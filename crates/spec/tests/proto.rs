@@ -48,6 +48,7 @@ fn rust_schema_mirrors_the_proto() {
         ("SynSpec", fields(&SynSpec::default())),
         ("Distribution", fields(&DistFields::default())),
         ("RecorderSpec", fields(&RecorderSpec::default())),
+        ("HardwareSpec", fields(&HardwareSpec::default())),
     ];
     for (name, rust_fields) in rust {
         let p = proto.get(name).unwrap_or_else(|| panic!("proto lacks message {name}"));

@@ -104,6 +104,11 @@ impl Control {
         }
         let format = super::format_of(&req.format).map_err(Status::invalid_argument)?;
         let exp = neuropil_spec::parse(&req.document, format, &req.set).map_err(|e| neuropil_proto::spec_status(&e))?;
+        if exp.hardware.is_some() {
+            return Err(Status::invalid_argument(
+                "hardware: co-simulation with an emulated chip fabric runs embedded (neuropil run); the cluster does not run it yet",
+            ));
+        }
         let compiled = neuropil_spec::compile(&exp, &neuropil_spec::Limits { memory_bytes: None })
             .map_err(|e| neuropil_proto::spec_status(&e))?;
         let nodes = self.nodes().await?;
