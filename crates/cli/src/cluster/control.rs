@@ -662,9 +662,10 @@ async fn follow(control: &Control, a: &Assignment) -> Result<Finished> {
     let mut results: Vec<Option<Vec<u8>>> = vec![None; a.members.len()];
     let mut c = control.etcd.clone();
     let mut last_write = tokio::time::Instant::now();
-    let names: Vec<String> = {
+    // Parsed once: progress events arrive every 50 ms.
+    let (names, dt): (Vec<String>, f64) = {
         let exp = neuropil_spec::parse(&a.document, super::format_of(&a.format).map_err(anyhow::Error::msg)?, &a.set)?;
-        exp.populations.iter().map(|p| p.name.clone()).collect()
+        (exp.populations.iter().map(|p| p.name.clone()).collect(), exp.run.dt_ms)
     };
     while let Some((rank, ev)) = rx.recv().await {
         match ev {
@@ -678,7 +679,6 @@ async fn follow(control: &Control, a: &Assignment) -> Result<Finished> {
             }
             Ok(run_event::Event::Progress(p)) if rank == 0 => {
                 let m = &control.metrics;
-                let dt = a_dt_ms(a);
                 let bio_s = p.steps_done as f64 * dt / 1000.0;
                 m.bio_time.set(bio_s);
                 if bio_s > 0.0 {
@@ -722,16 +722,6 @@ async fn follow(control: &Control, a: &Assignment) -> Result<Finished> {
     let a2 = a.clone();
     // Writing parquet is blocking work.
     tokio::task::spawn_blocking(move || write_results(&data_dir, &a2, out)).await?
-}
-
-fn a_dt_ms(a: &Assignment) -> f64 {
-    super::format_of(&a.format).ok().and_then(|f| neuropil_spec::parse(&a.document, f, &a.set).ok()).map_or(0.1, |e| {
-        if e.run.dt_ms > 0.0 {
-            e.run.dt_ms
-        } else {
-            0.1
-        }
-    })
 }
 
 /// Write summary.json and the parquet files into `<data_dir>/<id>/`, exactly as

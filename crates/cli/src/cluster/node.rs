@@ -462,8 +462,7 @@ fn simulate(
         let advanced = next.step() - step_before;
         done += advanced;
         state = next;
-        for (p, (&n, pop)) in part.spike_counts.iter().zip(&net.populations).enumerate() {
-            let _ = p;
+        for (&n, pop) in part.spike_counts.iter().zip(&net.populations) {
             m.spikes.with_label_values(&[pop.name.as_str()]).inc_by(n);
         }
         m.synaptic_events.inc_by(part.stats.synaptic_events);
