@@ -46,6 +46,8 @@ pub struct CoSim {
     dt_ns: f64,
     router_of_core: Vec<u32>,
     src_router: Vec<u32>,
+    src_core: Vec<u32>,
+    intra_ns: f64,
     /// Destination cores of each neuron, sorted.
     dest: Vec<Vec<u32>>,
     /// Counts.
@@ -71,6 +73,8 @@ impl CoSim {
             dt_ns: dt_ms * 1e6,
             router_of_core: mapping.router_of_core.clone(),
             src_router: (0..net.neurons()).map(|n| mapping.router_of(n)).collect(),
+            src_core: mapping.core_of.clone(),
+            intra_ns: preset.intra_chip_latency_ns(),
             dest,
             stats: CoSimStats::default(),
         }
@@ -113,9 +117,12 @@ impl SpikeFabric for CoSim {
         for d in &o.deliveries {
             let s = spikes[d.packet];
             let t_gen = packets[d.packet].t_ns;
-            let extra_ns = self.effective(t_gen, d.t_ns) - t_gen;
-            let extra = (extra_ns / self.dt_ns).round().max(0.0) as u32;
+            let src_core = self.src_core[s.gid as usize];
             for core in cores_on(&self.dest[s.gid as usize], d.dst, &self.router_of_core) {
+                // Hierarchical chips: one more router between two cores.
+                let t_arr = d.t_ns + if core != src_core { self.intra_ns } else { 0.0 };
+                let extra_ns = self.effective(t_gen, t_arr) - t_gen;
+                let extra = (extra_ns / self.dt_ns).round().max(0.0) as u32;
                 self.stats.receptions += 1;
                 if extra > 0 {
                     self.stats.delayed += 1;

@@ -80,7 +80,7 @@ pub enum Timing {
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopologySpec {
-    /// `mesh`, `torus` or `triangular_torus`.
+    /// `mesh`, `torus`, `triangular_torus` or `hierarchical`.
     pub kind: Kind,
     /// Routers along x.
     pub width: u32,
@@ -116,6 +116,7 @@ pub struct PresetFile {
 /// Every parameter a preset may have: (name, unit, required, what).
 pub const PARAMS: &[(&str, &str, bool, &str)] = &[
     ("hop_latency_ns", "ns", true, "head latency per router hop (pipeline and wire)"),
+    ("intra_chip_latency_ns", "ns", false, "hierarchical chips: the core-level router between two cores of a chip"),
     ("packet_bits", "bit", true, "bits per spike packet"),
     ("link_bandwidth_gbps", "bit/ns", true, "bandwidth of one link"),
     ("buffer_packets", "packets", true, "packets that may wait for one output link"),
@@ -185,6 +186,12 @@ impl Preset {
         if t.width as u64 * t.height as u64 > 1 << 20 {
             return Err(invalid("topology", "more than 2^20 routers; model a part of the machine"));
         }
+        if t.kind == Kind::Hierarchical && !file.params.contains_key("intra_chip_latency_ns") {
+            return Err(invalid(
+                "params.intra_chip_latency_ns",
+                "missing: a hierarchical chip needs its core-level router latency",
+            ));
+        }
         if file.timing == Timing::TimeStep && !file.params.contains_key("time_step_us") {
             return Err(invalid("params.time_step_us", "missing: a time_step chip needs its step length"));
         }
@@ -220,6 +227,15 @@ impl Preset {
     /// A parameter's value.
     pub fn value(&self, name: &str) -> f64 {
         self.file.params.get(name).map_or(0.0, |p| p.value)
+    }
+
+    /// Latency of the core-level router of a hierarchical chip (0 otherwise), ns.
+    pub fn intra_chip_latency_ns(&self) -> f64 {
+        if self.file.topology.kind == Kind::Hierarchical {
+            self.value("intra_chip_latency_ns")
+        } else {
+            0.0
+        }
     }
 
     /// The router grid.

@@ -72,6 +72,10 @@ pub enum Kind {
     /// SpiNNaker's triangular torus: 6 links per chip (E, NE, N, W, SW, S) with
     /// wrap-around; shortest routes, diagonal first.
     TriangularTorus,
+    /// Two levels (DYNAP-SE): a 2D mesh between chips with XY routing, and inside
+    /// each chip a core-level router that every spike for another core crosses
+    /// (`intra_chip_latency_ns`, without contention).
+    Hierarchical,
 }
 
 /// A grid of chips.
@@ -100,7 +104,7 @@ impl Topology {
     pub fn chip(&self, x: i64, y: i64) -> Option<Chip> {
         let (w, h) = (self.width as i64, self.height as i64);
         let (x, y) = match self.kind {
-            Kind::Mesh => (x, y),
+            Kind::Mesh | Kind::Hierarchical => (x, y),
             Kind::Torus | Kind::TriangularTorus => (x.rem_euclid(w), y.rem_euclid(h)),
         };
         ((0..w).contains(&x) && (0..h).contains(&y)).then(|| (y * w + x) as Chip)
@@ -153,8 +157,8 @@ impl Topology {
         let mut out = Vec::new();
         let mut push = |d: Dir, n: i64| out.extend(std::iter::repeat_n(d, n.unsigned_abs() as usize));
         match self.kind {
-            Kind::Mesh | Kind::Torus => {
-                let (dx, dy) = if self.kind == Kind::Mesh {
+            Kind::Mesh | Kind::Torus | Kind::Hierarchical => {
+                let (dx, dy) = if self.kind != Kind::Torus {
                     (tx - sx, ty - sy)
                 } else {
                     (Self::ring_offset(sx, tx, w), Self::ring_offset(sy, ty, h))
@@ -201,7 +205,7 @@ impl Topology {
     /// uniform-random throughput.
     pub fn bisection_links(&self) -> u32 {
         match self.kind {
-            Kind::Mesh => self.height,
+            Kind::Mesh | Kind::Hierarchical => self.height,
             Kind::Torus => 2 * self.height,
             // E and NE links cross a vertical cut, twice with wrap-around.
             Kind::TriangularTorus => 4 * self.height,
@@ -215,7 +219,7 @@ mod tests {
 
     #[test]
     fn routes_arrive_and_are_minimal() {
-        for kind in [Kind::Mesh, Kind::Torus, Kind::TriangularTorus] {
+        for kind in [Kind::Mesh, Kind::Torus, Kind::TriangularTorus, Kind::Hierarchical] {
             let t = Topology { kind, width: 5, height: 4 };
             for s in 0..t.chips() {
                 for d in 0..t.chips() {
