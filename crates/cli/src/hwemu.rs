@@ -260,7 +260,7 @@ fn report(a: &ReportArgs) -> Result<()> {
 
     let sw = software_run(net, prepared.shards, prepared.threads, &prepared.compiled);
     let (connectome, spikes, activity, duration_ms) = (&sw.connectome, &sw.spikes, &sw.activity, sw.duration_ms);
-    let output_hash = sw.spike_hash;
+    let output_hash = sw.output.spike_hash;
     println!(
         "{name}: {} neurons, {} synapses, {} spikes in {duration_ms} ms (software only, spike hash {:016x})",
         connectome.neurons(),
@@ -340,8 +340,8 @@ pub struct SoftwareRun {
     pub activity: Vec<u64>,
     /// Simulated time, ms.
     pub duration_ms: f64,
-    /// Digest of the spikes.
-    pub spike_hash: u64,
+    /// The run's output (spikes, counts, digest).
+    pub output: embedded::RunOutput,
 }
 
 /// Build `net` (recording every population), collect its synapses, and run it.
@@ -354,26 +354,14 @@ pub fn software_run(
     let mut net = net.clone();
     net.record_spikes = vec![true; net.populations.len()];
     let state = embedded::build(&net, shards, threads);
-    let mut edges: Vec<(u32, u32)> = Vec::new();
-    for s in &state.shards {
-        s.for_each_synapse(|src, tgt| edges.push((src, tgt)));
-    }
-    let populations = net.populations.iter().map(|p| (p.name.clone(), p.first_gid, p.size)).collect();
-    let connectome = Connectome::from_edges(populations, net.total_neurons(), &edges);
-    drop(edges);
+    let connectome = Connectome::from_shards(&net, &state.shards);
     let cfg = RunConfig { threads, shards, steps: compiled.steps, count_from_step: compiled.transient_steps };
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let (output, _) = embedded::run_from(&net, state, cfg, &|_| {}, &cancel);
     let spikes: Vec<(u32, f64)> = output.spikes.iter().map(|s| (s.gid, (s.step + 1) as f64 * net.dt_ms)).collect();
     let mut activity = vec![0u64; connectome.neurons() as usize];
     spikes.iter().for_each(|&(g, _)| activity[g as usize] += 1);
-    SoftwareRun {
-        connectome,
-        spikes,
-        activity,
-        duration_ms: compiled.steps as f64 * net.dt_ms,
-        spike_hash: output.spike_hash,
-    }
+    SoftwareRun { connectome, spikes, activity, duration_ms: compiled.steps as f64 * net.dt_ms, output }
 }
 
 /// Population activity in `bin_ms` bins per population: spikes per bin.
@@ -433,10 +421,9 @@ fn cosim(a: &CosimArgs) -> Result<()> {
     };
     let cancel = std::sync::atomic::AtomicBool::new(false);
 
-    // Software only.
+    // Software only: the reference, its connectivity and activity.
     let sw = software_run(&net, prepared.shards, prepared.threads, &prepared.compiled);
-    let (software, _) =
-        embedded::run_from(&net, embedded::build(&net, prepared.shards, prepared.threads), cfg, &|_| {}, &cancel);
+    let software = &sw.output;
 
     // With the fabric in the loop.
     let mapping = map(&sw.connectome, &preset, strategy, a.neurons_per_core, false, Some(&sw.activity))?;
@@ -509,13 +496,7 @@ pub fn fabric_for(
     let preset = load_preset(&hw.preset).map_err(|e| anyhow::anyhow!("hardware.preset: {e:#}"))?;
     let name = if hw.mapping.is_empty() { "population_contiguous" } else { hw.mapping.as_str() };
     let strategy = Strategy::from_name(name).with_context(|| format!("hardware.mapping: unknown {name:?}"))?;
-    let mut edges = Vec::new();
-    for s in &state.shards {
-        s.for_each_synapse(|a, b| edges.push((a, b)));
-    }
-    let pops = net.populations.iter().map(|p| (p.name.clone(), p.first_gid, p.size)).collect();
-    let connectome = Connectome::from_edges(pops, net.total_neurons(), &edges);
-    drop(edges);
+    let connectome = Connectome::from_shards(net, &state.shards);
     let npc = (hw.neurons_per_core > 0).then_some(hw.neurons_per_core);
     let mapping =
         map(&connectome, &preset, strategy, npc, false, None).map_err(|e| anyhow::anyhow!("hardware: {e}"))?;

@@ -57,14 +57,8 @@ pub struct CoSim {
 impl CoSim {
     /// The fabric of `preset` under `mapping` of `net`, for a simulation step of `dt_ms`.
     pub fn new(net: &Connectome, preset: &Preset, mapping: &Mapping, dt_ms: f64) -> CoSim {
-        let dest = (0..net.neurons())
-            .map(|s| {
-                let mut c: Vec<u32> = net.targets_of(s).iter().map(|&t| mapping.core_of[t as usize]).collect();
-                c.sort_unstable();
-                c.dedup();
-                c
-            })
-            .collect();
+        let dest =
+            mapping.destination_cores(net).into_iter().map(|d| d.into_iter().map(|(c, _)| c).collect()).collect();
         CoSim {
             fabric: Fabric::new(preset.topology(), preset.link_model()),
             timing: preset.file.timing,

@@ -42,6 +42,16 @@ impl Connectome {
         Connectome { populations, row, targets }
     }
 
+    /// The synapses of built shards (every shard of `net`).
+    pub fn from_shards(net: &neuropil_sim::Network, shards: &[neuropil_sim::shard::Shard]) -> Connectome {
+        let mut edges = Vec::new();
+        for s in shards {
+            s.for_each_synapse(|src, tgt| edges.push((src, tgt)));
+        }
+        let pops = net.populations.iter().map(|p| (p.name.clone(), p.first_gid, p.size)).collect();
+        Connectome::from_edges(pops, net.total_neurons(), &edges)
+    }
+
     /// Number of neurons.
     pub fn neurons(&self) -> u32 {
         self.row.len().saturating_sub(1) as u32
@@ -156,6 +166,25 @@ pub struct Mapping {
 }
 
 impl Mapping {
+    /// For every neuron of `net`, the cores holding its targets (ascending) with the
+    /// number of its synapses onto each.
+    pub fn destination_cores(&self, net: &Connectome) -> Vec<Vec<(u32, u32)>> {
+        (0..net.neurons())
+            .map(|s| {
+                let mut cores: Vec<u32> = net.targets_of(s).iter().map(|&t| self.core_of[t as usize]).collect();
+                cores.sort_unstable();
+                let mut d: Vec<(u32, u32)> = Vec::new();
+                for c in cores {
+                    match d.last_mut() {
+                        Some((lc, k)) if *lc == c => *k += 1,
+                        _ => d.push((c, 1)),
+                    }
+                }
+                d
+            })
+            .collect()
+    }
+
     /// Router of a neuron.
     pub fn router_of(&self, n: u32) -> Chip {
         self.router_of_core[self.core_of[n as usize] as usize]
@@ -264,6 +293,20 @@ fn traffic_order(net: &Connectome, activity: Option<&[u64]>) -> Vec<usize> {
     placed
 }
 
+/// The largest number of distinct entries among `lists` (deduplicated in place),
+/// and where it is.
+fn most_distinct(lists: &mut [Vec<u32>]) -> (u64, usize) {
+    let mut worst = (0u64, 0usize);
+    for (i, v) in lists.iter_mut().enumerate() {
+        v.sort_unstable();
+        v.dedup();
+        if v.len() as u64 > worst.0 {
+            worst = (v.len() as u64, i);
+        }
+    }
+    worst
+}
+
 /// Every limit the mapping breaks (the worst case of each).
 fn check(net: &Connectome, preset: &Preset, m: &Mapping, topo: &Topology) -> Vec<Violation> {
     let mut out = Vec::new();
@@ -287,14 +330,7 @@ fn check(net: &Connectome, preset: &Preset, m: &Mapping, topo: &Topology) -> Vec
             dest_routers[sc].push(m.router_of_core[c as usize]);
         }
     }
-    let mut worst_fanin = (0u64, 0usize);
-    for (c, v) in sources.iter_mut().enumerate() {
-        v.sort_unstable();
-        v.dedup();
-        if v.len() as u64 > worst_fanin.0 {
-            worst_fanin = (v.len() as u64, c);
-        }
-    }
+    let worst_fanin = most_distinct(&mut sources);
     let limit = |name: &'static str| preset.value(name) as u64;
     if preset.file.params.contains_key("fanin_per_neuron") {
         // Distinct presynaptic neurons of each neuron.
@@ -304,14 +340,7 @@ fn check(net: &Connectome, preset: &Preset, m: &Mapping, topo: &Topology) -> Vec
                 pre[t as usize].push(s);
             }
         }
-        let mut worst = (0u64, 0usize);
-        for (t, v) in pre.iter_mut().enumerate() {
-            v.sort_unstable();
-            v.dedup();
-            if v.len() as u64 > worst.0 {
-                worst = (v.len() as u64, t);
-            }
-        }
+        let worst = most_distinct(&mut pre);
         if worst.0 > limit("fanin_per_neuron") {
             out.push(Violation {
                 limit: "fanin_per_neuron",

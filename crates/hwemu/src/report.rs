@@ -121,19 +121,8 @@ pub fn evaluate(
 ) -> (Report, RouterLoad) {
     let topo = preset.topology();
     let model = preset.link_model();
-    // Destination cores of each neuron, with the synapses onto each.
     let n = net.neurons() as usize;
-    let mut dest: Vec<Vec<(u32, u32)>> = vec![Vec::new(); n];
-    for (s, d) in dest.iter_mut().enumerate() {
-        let mut cores: Vec<u32> = net.targets_of(s as u32).iter().map(|&t| mapping.core_of[t as usize]).collect();
-        cores.sort_unstable();
-        for c in cores {
-            match d.last_mut() {
-                Some((lc, k)) if *lc == c => *k += 1,
-                _ => d.push((c, 1)),
-            }
-        }
-    }
+    let dest = mapping.destination_cores(net);
     let packets: Vec<Packet> = spikes
         .iter()
         .map(|&(s, t_ms)| {

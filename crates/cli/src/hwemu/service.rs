@@ -147,12 +147,7 @@ impl HardwareService for Svc {
             let sw = {
                 // Connectivity only: build, no run.
                 let state = neuropil_sim::embedded::build(&c.network, 1, 1);
-                let mut edges = Vec::new();
-                for s in &state.shards {
-                    s.for_each_synapse(|a, b| edges.push((a, b)));
-                }
-                let pops = c.network.populations.iter().map(|p| (p.name.clone(), p.first_gid, p.size)).collect();
-                neuropil_hwemu::mapping::Connectome::from_edges(pops, c.network.total_neurons(), &edges)
+                neuropil_hwemu::mapping::Connectome::from_shards(&c.network, &state.shards)
             };
             let npc = (req.neurons_per_core > 0).then_some(req.neurons_per_core);
             let m = map(&sw, &preset, strategy, npc, false, None)
