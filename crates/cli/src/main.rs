@@ -7,6 +7,7 @@ mod bench;
 mod chart;
 mod cluster;
 mod columnar;
+mod dni;
 mod hwemu;
 mod plot;
 mod progress;
@@ -85,6 +86,8 @@ enum Command {
     },
     /// Run the microcircuit without recording and print performance figures.
     Bench(bench::BenchArgs),
+    /// The cortico-cerebellar DNI experiment: line drawing learnt by truncated BPTT with and without a cerebellar module (curves, table, plots).
+    Dni(dni::DniArgs),
     /// List the neuron and synapse models, or one model's parameters (NEST names, defaults, units) and state variables.
     Models {
         /// A model name, e.g. iaf_psc_exp.
@@ -313,6 +316,13 @@ fn main() -> ExitCode {
         Command::Spikes { id, target, populations } => {
             client(&target, |t| async move { cluster::client::spikes(&t, &id, &populations).await.map(|()| true) })
         }
+        Command::Dni(args) => match dni::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Bench(args) => match bench::run(&args) {
             Ok(code) => code,
             Err(e) => {

@@ -6,6 +6,7 @@
 //! order ([`network::Spike`]'s order), so the same seed gives the same spikes on any
 //! number of shards and threads.
 
+pub mod cerebellum;
 pub mod connectivity;
 pub mod distribution;
 pub mod embedded;

@@ -1,0 +1,266 @@
+//! `neuropil dni`: the cortico-cerebellar DNI experiment (line drawing): truncated
+//! BPTT with and without a cerebellar module, the truncation sweep and lesions,
+//! several seeds; writes curves (CSV), a table (Markdown) and plots (PNG).
+
+use crate::chart::{line_chart, Series};
+use anyhow::{bail, Context, Result};
+use neuropil_dni::{train, Config, Epoch, Lesion, LesionKind};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Arguments of `neuropil dni`.
+#[derive(clap::Args, Debug)]
+pub struct DniArgs {
+    /// Seeds per arm.
+    #[arg(long, default_value_t = 5)]
+    pub seeds: u64,
+    /// Training epochs (the reference trains 100).
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+    /// Truncation windows K to sweep (10 = the whole sequence: full BPTT).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3,5,10")]
+    pub truncations: Vec<usize>,
+    /// Granule layer sizes of the cerebellar module.
+    #[arg(long, value_delimiter = ',', default_value = "400,400")]
+    pub granule: Vec<usize>,
+    /// Epoch from which the lesion arms (at K = 1) are lesioned (default: a quarter of the epochs).
+    #[arg(long)]
+    pub lesion_epoch: Option<usize>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Output directory.
+    #[arg(long, default_value = "out/dni")]
+    pub out: PathBuf,
+}
+
+/// One arm of the experiment.
+#[derive(Clone)]
+struct Arm {
+    name: String,
+    truncation: usize,
+    cerebellum: bool,
+    lesion: Option<Lesion>,
+}
+
+fn arms(args: &DniArgs, lesion_epoch: usize) -> Vec<Arm> {
+    let mut arms = Vec::new();
+    for &k in &args.truncations {
+        let full = k >= neuropil_dni::task::STEPS;
+        arms.push(Arm {
+            name: if full { "full BPTT".into() } else { format!("K={k} cortex only") },
+            truncation: k,
+            cerebellum: false,
+            lesion: None,
+        });
+        if !full {
+            arms.push(Arm { name: format!("K={k} + cerebellum"), truncation: k, cerebellum: true, lesion: None });
+        }
+    }
+    if args.truncations.contains(&1) {
+        for (kind, what) in [(LesionKind::Cerebellum, "cerebellar lesion"), (LesionKind::InferiorOlive, "olive lesion")]
+        {
+            arms.push(Arm {
+                name: format!("K=1 + cerebellum, {what} @{lesion_epoch}"),
+                truncation: 1,
+                cerebellum: true,
+                lesion: Some(Lesion { kind, epoch: lesion_epoch }),
+            });
+        }
+    }
+    arms
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (m, var.sqrt())
+}
+
+/// Run the experiment.
+pub fn run(args: &DniArgs) -> Result<()> {
+    if args.seeds == 0 || args.epochs == 0 {
+        bail!("--seeds and --epochs must be at least 1");
+    }
+    if args.truncations.is_empty() || args.truncations.contains(&0) {
+        bail!("--truncations: every window K must be at least 1 step (e.g. --truncations 1,2,3,5,10)");
+    }
+    if args.granule.is_empty() || args.granule.contains(&0) {
+        bail!("--granule: every granule layer needs at least 1 unit (e.g. --granule 400,400)");
+    }
+    let lesion_epoch = args.lesion_epoch.unwrap_or((args.epochs / 4).max(1));
+    let arms = arms(args, lesion_epoch);
+    let jobs: Vec<(usize, u64)> = (0..arms.len()).flat_map(|a| (0..args.seeds).map(move |s| (a, s))).collect();
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    eprintln!("{} arms × {} seeds, {} epochs, {threads} threads", arms.len(), args.seeds, args.epochs);
+    let results: Mutex<Vec<Option<Vec<Epoch>>>> = Mutex::new(vec![None; jobs.len()]);
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(jobs.len()) {
+            scope.spawn(|| loop {
+                let j = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&(a, seed)) = jobs.get(j) else { break };
+                let arm = &arms[a];
+                let cfg = Config {
+                    truncation: arm.truncation,
+                    cerebellum: arm.cerebellum.then(|| args.granule.clone()),
+                    lesion: arm.lesion,
+                    epochs: args.epochs,
+                    ..Config::reference(seed + 1)
+                };
+                let history = train(&cfg, &mut |_| {});
+                let last = history.last().copied();
+                results.lock().unwrap_or_else(|e| e.into_inner())[j] = Some(history);
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                let el = start.elapsed().as_secs_f64();
+                eprintln!(
+                    "[{n}/{}] {} seed {}: validation MSE {:.3} ({:.0} s elapsed, ~{:.0} s left)",
+                    jobs.len(),
+                    arm.name,
+                    seed + 1,
+                    last.map_or(f64::NAN, |e| e.validation_mse),
+                    el,
+                    el / n as f64 * (jobs.len() - n) as f64
+                );
+            });
+        }
+    });
+    let results: Vec<Vec<Epoch>> =
+        results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().map(Option::unwrap_or_default).collect();
+
+    // Curves.
+    let mut csv =
+        String::from("arm,truncation,cerebellum,seed,epoch,train_mse,validation_mse,correlation,module_mse\n");
+    for (j, &(a, seed)) in jobs.iter().enumerate() {
+        for e in &results[j] {
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{},{},{},{}",
+                arms[a].name,
+                arms[a].truncation,
+                arms[a].cerebellum,
+                seed + 1,
+                e.epoch,
+                e.train_mse,
+                e.validation_mse,
+                e.correlation,
+                e.module_mse
+            );
+        }
+    }
+    std::fs::write(args.out.join("dni_curves.csv"), csv)?;
+
+    // Per arm: mean curve, final statistics.
+    let per_arm = |a: usize| -> Vec<&Vec<Epoch>> {
+        jobs.iter().enumerate().filter(|(_, &(x, _))| x == a).map(|(j, _)| &results[j]).collect()
+    };
+    let mean_curve = |a: usize, f: &dyn Fn(&Epoch) -> f64| -> Vec<(f64, f64)> {
+        let runs = per_arm(a);
+        (0..=args.epochs)
+            .map(|e| {
+                let v: Vec<f64> = runs.iter().filter_map(|r| r.get(e)).map(f).collect();
+                (e as f64, mean_sd(&v).0)
+            })
+            .collect()
+    };
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "| arm | final validation MSE (mean ± sd) | min – max over seeds | best epoch (mean curve) | prediction–truth correlation at the end |"
+    );
+    let _ = writeln!(table, "|---|---|---|---|---|");
+    for (a, arm) in arms.iter().enumerate() {
+        let finals: Vec<f64> = per_arm(a).iter().filter_map(|r| r.last()).map(|e| e.validation_mse).collect();
+        let corr: Vec<f64> =
+            per_arm(a).iter().filter_map(|r| r.last()).map(|e| e.correlation).filter(|c| c.is_finite()).collect();
+        let (m, sd) = mean_sd(&finals);
+        let lo = finals.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = finals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let curve = mean_curve(a, &|e| e.validation_mse);
+        let best = curve.iter().copied().fold((0.0, f64::INFINITY), |b, p| if p.1 < b.1 { p } else { b });
+        let c = if corr.is_empty() {
+            "—".to_string()
+        } else {
+            let (cm, cs) = mean_sd(&corr);
+            format!("{cm:.2} ± {cs:.2}")
+        };
+        let _ = writeln!(
+            table,
+            "| {} | {m:.3} ± {sd:.3} | {lo:.3} – {hi:.3} | {:.0} ({:.3}) | {c} |",
+            arm.name, best.0, best.1
+        );
+    }
+    std::fs::write(args.out.join("dni_table.md"), &table)?;
+    println!("{table}");
+
+    // Plots.
+    let pick = |pred: &dyn Fn(&Arm) -> bool| -> Vec<usize> { (0..arms.len()).filter(|&a| pred(&arms[a])).collect() };
+    let k1 = pick(&|a| (a.truncation == 1 || a.truncation >= neuropil_dni::task::STEPS) && a.lesion.is_none());
+    let series = |ids: &[usize], f: &dyn Fn(&Epoch) -> f64| -> Vec<Series> {
+        ids.iter().map(|&a| Series { name: arms[a].name.clone(), points: mean_curve(a, f) }).collect()
+    };
+    let title = format!("line drawing: validation MSE, mean of {} seeds", args.seeds);
+    line_chart(
+        &title,
+        "epoch",
+        "validation MSE",
+        &series(&k1, &|e| e.validation_mse),
+        &[],
+        true,
+        &args.out.join("dni_k1.png"),
+    )?;
+    let lesions = pick(&|a| a.truncation == 1);
+    line_chart(
+        &format!("K = 1: lesions at epoch {lesion_epoch} (mean of {} seeds)", args.seeds),
+        "epoch",
+        "validation MSE",
+        &series(&lesions, &|e| e.validation_mse),
+        &[(lesion_epoch as f64, "lesion".into())],
+        true,
+        &args.out.join("dni_lesions.png"),
+    )?;
+    let with = pick(&|a| a.cerebellum && a.lesion.is_none());
+    line_chart(
+        "correlation of predicted and true feedback (gradients)",
+        "epoch",
+        "Pearson r",
+        &series(&with, &|e| e.correlation),
+        &[],
+        false,
+        &args.out.join("dni_correlation.png"),
+    )?;
+    let sweep = |cb: bool| -> Series {
+        let points = args
+            .truncations
+            .iter()
+            .filter_map(|&k| {
+                let a = (0..arms.len()).find(|&a| {
+                    arms[a].truncation == k
+                        && arms[a].lesion.is_none()
+                        && (arms[a].cerebellum == cb || k >= neuropil_dni::task::STEPS)
+                })?;
+                let finals: Vec<f64> = per_arm(a).iter().filter_map(|r| r.last()).map(|e| e.validation_mse).collect();
+                Some((k as f64, mean_sd(&finals).0))
+            })
+            .collect();
+        Series { name: if cb { "with cerebellum".into() } else { "cortex only".into() }, points }
+    };
+    line_chart(
+        "final validation MSE against the truncation window K",
+        "K (steps; 10 = full BPTT)",
+        "validation MSE",
+        &[sweep(false), sweep(true)],
+        &[],
+        true,
+        &args.out.join("dni_sweep.png"),
+    )?;
+    eprintln!("wrote {}/dni_{{curves.csv,table.md,k1.png,lesions.png,correlation.png,sweep.png}}", args.out.display());
+    Ok(())
+}
