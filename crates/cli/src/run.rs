@@ -256,5 +256,21 @@ pub fn write_results(dir: &Path, p: &Prepared, out: &RunOutput, s: &Summary) -> 
     if net.record_weights {
         crate::columnar::write_weights(&dir.join("weights.parquet"), net, &out.weights)?;
     }
+    if !net.cerebella.is_empty() {
+        let mut csv = String::from("module,step,t_ms,target,output,error,predicted\n");
+        for m in &out.cerebellum {
+            let name = &net.cerebella[m.module as usize].name;
+            csv.push_str(&format!(
+                "{name},{},{},{},{},{},{}\n",
+                m.step,
+                m.step as f64 * net.dt_ms,
+                m.target,
+                m.output,
+                m.error,
+                m.predicted
+            ));
+        }
+        std::fs::write(dir.join("cerebellum.csv"), csv).context("writing cerebellum.csv")?;
+    }
     Ok(())
 }

@@ -49,6 +49,68 @@ pub struct Summary {
     /// Hardware co-simulation: preset, mapping and what the fabric did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardware: Option<serde_json::Value>,
+    /// Cerebellar modules: how their task went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cerebellum: Vec<ModuleSummary>,
+}
+
+/// One cerebellar module's task over the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModuleSummary {
+    /// Module name.
+    pub name: String,
+    /// Samples (communication intervals).
+    pub samples: usize,
+    /// Mean squared error of the readout over the first tenth of the run.
+    pub mse_first_tenth: f64,
+    /// Mean squared error of the readout over the last tenth of the run.
+    pub mse_last_tenth: f64,
+    /// Pearson correlation of the predicted and the true feedback over the samples
+    /// with an active module (null: none).
+    pub prediction_correlation: Option<f64>,
+}
+
+/// Per module: task figures from the samples.
+pub fn module_summaries(net: &Network, out: &RunOutput) -> Vec<ModuleSummary> {
+    net.cerebella
+        .iter()
+        .enumerate()
+        .map(|(m, spec)| {
+            let rows: Vec<_> = out.cerebellum.iter().filter(|s| s.module as usize == m).collect();
+            let tenth = (rows.len() / 10).max(1).min(rows.len());
+            let mse = |r: &[&neuropil_sim::cerebellum::runtime::ModuleSample]| {
+                r.iter().map(|s| s.error * s.error).sum::<f64>() / r.len().max(1) as f64
+            };
+            let active: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|s| spec.remove_at_step.is_none_or(|r| s.step < r))
+                .map(|s| (s.predicted, s.error))
+                .collect();
+            ModuleSummary {
+                name: spec.name.clone(),
+                samples: rows.len(),
+                mse_first_tenth: mse(&rows[..tenth]),
+                mse_last_tenth: mse(&rows[rows.len() - tenth..]),
+                prediction_correlation: pearson(&active),
+            }
+        })
+        .collect()
+}
+
+/// Pearson correlation of pairs (None with fewer than 2 or no variance).
+pub fn pearson(pairs: &[(f64, f64)]) -> Option<f64> {
+    let n = pairs.len() as f64;
+    if n < 2.0 {
+        return None;
+    }
+    let (mx, my) = (pairs.iter().map(|p| p.0).sum::<f64>() / n, pairs.iter().map(|p| p.1).sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for &(x, y) in pairs {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+        syy += (y - my) * (y - my);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
 }
 
 /// One population.
@@ -169,6 +231,7 @@ pub fn summarize(ctx: &Context<'_>, out: &RunOutput) -> Summary {
         spike_hash: format!("{:016x}", out.spike_hash),
         interrupted: false,
         hardware: None,
+        cerebellum: module_summaries(net, out),
     }
 }
 
@@ -244,6 +307,13 @@ pub fn render(s: &Summary) -> String {
             t.push_str(&format!(", {b:.2} B per synapse in the kernel"));
         }
         t.push('\n');
+    }
+    for m in &s.cerebellum {
+        let r = m.prediction_correlation.map_or("-".into(), |r| format!("{r:.3}"));
+        t.push_str(&format!(
+            "cerebellum {}: readout MSE {:.4} (first tenth) -> {:.4} (last tenth), prediction-feedback correlation {r}\n",
+            m.name, m.mse_first_tenth, m.mse_last_tenth
+        ));
     }
     t.push_str(&format!("spike hash {}\n", s.spike_hash));
     t

@@ -14,6 +14,8 @@
 
 use crate::rng::Stream;
 
+pub mod runtime;
+
 /// Trainable parameters of one model in one flat vector, with their gradients and
 /// Adam moments (same layout).
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]

@@ -402,6 +402,7 @@ mod tests {
                 third: None,
             }],
             record_weights: false,
+            cerebella: Vec::new(),
             record_spikes: vec![true; populations.len()],
             populations,
             stimuli: vec![],

@@ -7,6 +7,7 @@
 //! separates publishing from reading (a thread can only overwrite an outbox slot two
 //! epochs later, after everyone has passed the next barrier).
 
+use crate::cerebellum::runtime::{ModuleRun, ModuleSample};
 use crate::connectivity::Layout;
 use crate::network::{Exchange, Network, PlasticWeight, Spike};
 use crate::shard::{PhaseTimes, Sample, Shard};
@@ -44,6 +45,9 @@ pub struct RunOutput {
     /// Final plastic weights (if the network asks for them), ordered by
     /// (projection, source, target, delay) and generation order.
     pub weights: Vec<PlasticWeight>,
+    /// Cerebellar modules' task samples, in (step, module) order.
+    #[serde(default)]
+    pub cerebellum: Vec<ModuleSample>,
     /// Figures.
     pub stats: RunStats,
 }
@@ -60,6 +64,7 @@ impl RunOutput {
     pub fn followed_by(mut self, next: RunOutput) -> RunOutput {
         self.spikes.extend(next.spikes);
         self.samples.extend(next.samples);
+        self.cerebellum.extend(next.cerebellum);
         for (a, b) in self.spike_counts.iter_mut().zip(&next.spike_counts) {
             *a += b;
         }
@@ -209,6 +214,9 @@ pub struct Checkpoint {
     /// [`SpikeHasher`] state over all spikes so far: a run continued from here
     /// reports the digest of the whole history, equal to the uninterrupted run's.
     pub spike_hash_state: u64,
+    /// Cerebellar modules (every process holds a replica of each).
+    #[serde(default)]
+    pub modules: Vec<ModuleRun>,
 }
 
 /// Why a checkpoint could not be restored.
@@ -286,6 +294,7 @@ pub fn build_some(net: &Network, indices: &[usize], n_shards: usize, threads: us
         shards,
         pending: Exchange::default(),
         spike_hash_state: SpikeHasher::new().finish(),
+        modules: (0..net.cerebella.len()).map(|i| ModuleRun::new(net, i)).collect(),
     }
 }
 
@@ -357,7 +366,9 @@ pub fn run_part(
     let fabric = fabric.map(Mutex::new);
     let shared_input = Mutex::new(Exchange::default());
     let failure: Mutex<Option<TransportError>> = Mutex::new(None);
-    let Checkpoint { network_hash, mut shards, pending, spike_hash_state } = start;
+    let Checkpoint { network_hash, mut shards, pending, spike_hash_state, modules } = start;
+    let first_step = shards.first().map_or(0, |s| s.step());
+    let modules = Mutex::new(modules);
     // Counters in the shards are cumulative; this stretch reports its own share.
     let events_before: u64 = shards.iter().map(|s| s.synaptic_events()).sum();
     let mut phases_before = PhaseTimes::default();
@@ -398,6 +409,7 @@ pub fn run_part(
                 let pending = &pending;
                 let final_input = &final_input;
                 let (remote, shared_input, failure, fabric) = (&remote, &shared_input, &failure, &fabric);
+                let modules = &modules;
                 scope.spawn(move || {
                     let mut waited = std::time::Duration::ZERO;
                     let mut incoming = pending.clone();
@@ -408,7 +420,7 @@ pub fn run_part(
                         let merge_start = Instant::now();
                         if e > 0 {
                             let parity = ((e - 1) % 2) as usize;
-                            if remote.is_none() && fabric.is_none() {
+                            if remote.is_none() && fabric.is_none() && net.cerebella.is_empty() {
                                 merge(outboxes, parity, &mut incoming);
                             } else {
                                 // The first thread merges (and exchanges, and routes through the
@@ -455,6 +467,21 @@ pub fn run_part(
                                         let all = &mut *all;
                                         all.delays.clear();
                                         f.route(&all.spikes, &mut all.delays);
+                                    }
+                                    // Cerebellar modules: every process runs the same replicas on
+                                    // the same spikes; their currents hold until the next sample.
+                                    let boundary = first_step + e * epoch;
+                                    let mut ms = modules.lock().unwrap_or_else(|x| x.into_inner());
+                                    for m in ms.iter_mut() {
+                                        if let Some((pa, sample)) = m.epoch(net, &all.spikes, boundary, epoch) {
+                                            leader_rec.cerebellum.push(sample);
+                                            all.values.push(crate::network::StateValue {
+                                                step: boundary,
+                                                gid: sample.module,
+                                                kind: crate::network::ValueKind::ModuleCurrent,
+                                                value: pa,
+                                            });
+                                        }
                                     }
                                 }
                                 barrier.wait();
@@ -549,6 +576,7 @@ pub fn run_part(
         spike_hash: rec.hasher.finish(),
         samples,
         weights,
+        cerebellum: rec.cerebellum,
         stats,
     };
     let checkpoint = Checkpoint {
@@ -556,6 +584,7 @@ pub fn run_part(
         shards: shards.into_iter().map(|(_, s)| s).collect(),
         pending: final_input.into_inner().unwrap_or_else(|e| e.into_inner()),
         spike_hash_state: out.spike_hash,
+        modules: modules.into_inner().unwrap_or_else(|e| e.into_inner()),
     };
     match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         Some(e) => Err(e),
@@ -569,11 +598,18 @@ struct Recorded {
     counts: Vec<u64>,
     counted: Vec<u64>,
     hasher: SpikeHasher,
+    cerebellum: Vec<ModuleSample>,
 }
 
 impl Recorded {
     fn new(n_pops: usize) -> Self {
-        Recorded { spikes: Vec::new(), counts: vec![0; n_pops], counted: vec![0; n_pops], hasher: SpikeHasher::new() }
+        Recorded {
+            spikes: Vec::new(),
+            counts: vec![0; n_pops],
+            counted: vec![0; n_pops],
+            hasher: SpikeHasher::new(),
+            cerebellum: Vec::new(),
+        }
     }
 }
 

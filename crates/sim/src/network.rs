@@ -26,6 +26,9 @@ pub enum ValueKind {
     Sic,
     /// An astrocyte's calcium at the end of an epoch (µM), for gliotransmission.
     Calcium,
+    /// A cerebellar module's output current (pA; `gid` is the module's index),
+    /// held until the next value.
+    ModuleCurrent,
 }
 
 impl ValueKind {
@@ -34,6 +37,7 @@ impl ValueKind {
         match n {
             0 => Some(ValueKind::Sic),
             1 => Some(ValueKind::Calcium),
+            2 => Some(ValueKind::ModuleCurrent),
             _ => None,
         }
     }
@@ -343,6 +347,72 @@ pub struct Network {
     pub samplers: Vec<Sampler>,
     /// Report the final weights of plastic synapses.
     pub record_weights: bool,
+    /// Cerebellar modules (decoupled neural interfaces), in spec order.
+    #[serde(default)]
+    pub cerebella: Vec<Cerebellar>,
+}
+
+/// Where a cerebellar module's output goes.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq)]
+pub enum ModuleOutput {
+    /// The predicted feedback is the third factor of the readout's plastic
+    /// synapses: they learn from it at once instead of from the delayed feedback.
+    ThirdFactor,
+    /// The predicted feedback, times `scale_pa`, is a current into every neuron of
+    /// `population` (the readout learns from the delayed feedback).
+    Current {
+        /// Target population index.
+        population: usize,
+        /// pA per unit of predicted feedback.
+        scale_pa: f64,
+    },
+}
+
+/// A cerebellar module between populations: mossy fibres carry the filtered spike
+/// trains of `mossy` (rates / `rate_norm_hz`), sampled every `interval_steps`; the
+/// module predicts the feedback (error) of a task — a linear readout of
+/// `readout`'s rates learning a sine target — that reaches it only after
+/// `delay_steps` through the climbing fibre. See [`crate::cerebellum::runtime`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Cerebellar {
+    /// Name from the spec.
+    pub name: String,
+    /// Mossy-fibre source populations.
+    pub mossy: Vec<usize>,
+    /// Time constant of the rate filter, ms.
+    pub tau_ms: f64,
+    /// Rates are divided by this before entering the module, Hz.
+    pub rate_norm_hz: f64,
+    /// Steps between two samples (predictions and learning steps); rounded up to
+    /// whole epochs by the runtime.
+    pub interval_steps: u64,
+    /// Granule layer sizes.
+    pub granule: Vec<u32>,
+    /// Sparse fan-in of the first granule layer (`None`: every mossy fibre).
+    pub fan_in: Option<u32>,
+    /// Gradient-descent step of the module's climbing-fibre learning.
+    pub learning_rate: f64,
+    /// Population read out by the task's plastic linear readout.
+    pub readout: usize,
+    /// Climbing-fibre (feedback) delay, steps.
+    pub delay_steps: u64,
+    /// Target `offset + amplitude · sin(2π t / period)`.
+    pub target_amplitude: f64,
+    /// Period of the target, ms.
+    pub target_period_ms: f64,
+    /// Offset of the target.
+    pub target_offset: f64,
+    /// Learning rate of the readout.
+    pub readout_learning_rate: f64,
+    /// Eligibility trace of the readout synapses, ms (pairs delayed feedback with
+    /// past activity when no module predicts it).
+    pub eligibility_tau_ms: f64,
+    /// Output.
+    pub output: ModuleOutput,
+    /// Cerebellar lesion: no module from this step on.
+    pub remove_at_step: Option<u64>,
+    /// Inferior-olive lesion: the module stops learning from this step on.
+    pub freeze_at_step: Option<u64>,
 }
 
 impl Network {

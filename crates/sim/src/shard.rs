@@ -220,6 +220,12 @@ pub struct Shard {
     /// synapse index) -> (local target, weight), delivered in key order.
     #[serde(default)]
     late: std::collections::BTreeMap<(u64, u64, Gid, u64), (u32, f32)>,
+    /// Cerebellar modules with a current output: per module, the local group it
+    /// drives (`usize::MAX`: none here) and its latest current, pA.
+    #[serde(default)]
+    module_group: Vec<usize>,
+    #[serde(default)]
+    module_pa: Vec<f64>,
 }
 
 /// Poisson input drawn ahead of its epoch: for each step, (input index, value)
@@ -615,6 +621,15 @@ impl Shard {
             predrawn: None,
             core_of_local: Vec::new(),
             late: std::collections::BTreeMap::new(),
+            module_group: net
+                .cerebella
+                .iter()
+                .map(|c| match c.output {
+                    crate::network::ModuleOutput::Current { population, .. } => group_of_pop[population],
+                    crate::network::ModuleOutput::ThirdFactor => usize::MAX,
+                })
+                .collect(),
+            module_pa: vec![0.0; net.cerebella.len()],
         }
     }
 
@@ -630,6 +645,11 @@ impl Shard {
             }
         }
         debug_assert!(incoming.windows(2).all(|w| w[0] < w[1]));
+        for v in input.values.iter().filter(|v| v.kind == ValueKind::ModuleCurrent) {
+            if let Some(pa) = self.module_pa.get_mut(v.gid as usize) {
+                *pa = v.value;
+            }
+        }
         if !self.sic_syn.is_empty() {
             let n = self.n_local;
             for v in input.values.iter().filter(|v| v.kind == ValueKind::Sic) {
@@ -737,8 +757,13 @@ impl Shard {
             }
             lap(&mut times.poisson_ns);
             let cur_base = (t & self.current_mask) as usize * self.n_local;
-            for slot in &mut self.groups {
-                let i_stim_pa: f64 = slot.dc.iter().filter(|d| (d.1..d.2).contains(&t)).map(|d| d.0).sum();
+            for (gi, slot) in self.groups.iter_mut().enumerate() {
+                let mut i_stim_pa: f64 = slot.dc.iter().filter(|d| (d.1..d.2).contains(&t)).map(|d| d.0).sum();
+                for (m, &g) in self.module_group.iter().enumerate() {
+                    if g == gi {
+                        i_stim_pa += self.module_pa[m];
+                    }
+                }
                 let (lo, hi) = (slot.local.start as usize, slot.local.end as usize);
                 let syn = &mut self.input[2 * lo..2 * hi];
                 let current =

@@ -6,7 +6,9 @@
 use crate::error::{Errors, SpecError};
 use crate::schema::{ConnSpec, Experiment, StimulusSpec};
 use neuropil_sim::models::ModelKind;
-use neuropil_sim::network::{Pool, Population, Projection, Rule, Sampler, Stimulus, ThirdParty};
+use neuropil_sim::network::{
+    Cerebellar, ModuleOutput, Pool, Population, Projection, Rule, Sampler, Stimulus, ThirdParty,
+};
 use neuropil_sim::{Dist, Network};
 use std::collections::HashMap;
 
@@ -535,6 +537,9 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         errs.add("recorders", format!("the multimeters would record {sample_count:.3e} values (limit {MAX_SAMPLES:.0e}); sample fewer neurons or a longer interval_ms"));
     }
 
+    let sizes: Vec<u64> = pops.iter().map(|p| p.size as u64).collect();
+    let cerebella = compile_cerebella(exp, dt, steps, &sizes, &resolve, &mut errs);
+
     if !errs.0.is_empty() {
         return Err(SpecError::Invalid(errs.0));
     }
@@ -548,6 +553,7 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         record_spikes,
         samplers,
         record_weights,
+        cerebella,
     };
     let expected_synapses = network.expected_synapses();
     let estimated_bytes = estimate_bytes(&network, run.shards.max(run.threads).max(1) as u64, sample_count);
@@ -1042,4 +1048,158 @@ fn compile_stimulus(
         }
     };
     (errs.0.len() == n0).then_some(out)
+}
+
+/// The `[[cerebellum]]` modules, checked.
+fn compile_cerebella(
+    exp: &Experiment,
+    dt: f64,
+    steps: u64,
+    sizes: &[u64],
+    resolve: &dyn Fn(&str, String, &mut Errors) -> Option<usize>,
+    errs: &mut Errors,
+) -> Vec<Cerebellar> {
+    let mut out = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (i, c) in exp.cerebellum.iter().enumerate() {
+        let path = format!("cerebellum[{i}]");
+        let before = errs.0.len();
+        if c.name.trim().is_empty() {
+            errs.add(format!("{path}.name"), "empty; give the module a name");
+        } else if !names.insert(c.name.as_str()) {
+            errs.add(
+                format!("{path}.name"),
+                format!("\"{}\" is used by an earlier module; names must be unique", c.name),
+            );
+        }
+        if c.mossy_fibres.is_empty() {
+            errs.add(format!("{path}.mossy_fibres"), "empty; name the populations the module reads");
+        }
+        let mossy: Vec<Option<usize>> = c
+            .mossy_fibres
+            .iter()
+            .enumerate()
+            .map(|(k, name)| resolve(name, format!("{path}.mossy_fibres[{k}]"), errs))
+            .collect();
+        let readout = resolve(&c.readout, format!("{path}.readout"), errs);
+        let positive = |v: f64, field: &str, unit: &str, errs: &mut Errors| {
+            if !(v.is_finite() && v > 0.0) {
+                errs.add(format!("{path}.{field}"), format!("must be a positive number{unit}, got {v}"));
+            }
+        };
+        let tau_ms = c.tau_ms.unwrap_or(20.0);
+        positive(tau_ms, "tau_ms", " of ms", errs);
+        let rate_norm_hz = c.rate_norm_hz.unwrap_or(10.0);
+        positive(rate_norm_hz, "rate_norm_hz", " of Hz", errs);
+        let interval_ms = c.interval_ms.unwrap_or(1.0);
+        positive(interval_ms, "interval_ms", " of ms", errs);
+        let learning_rate = c.learning_rate.unwrap_or(0.01);
+        let readout_learning_rate = c.readout_learning_rate.unwrap_or(1e-3);
+        for (field, v) in [("learning_rate", learning_rate), ("readout_learning_rate", readout_learning_rate)] {
+            if !(v.is_finite() && v >= 0.0) {
+                errs.add(format!("{path}.{field}"), format!("must be a non-negative number, got {v}"));
+            }
+        }
+        let eligibility_tau_ms = c.eligibility_tau_ms.unwrap_or(10.0);
+        positive(eligibility_tau_ms, "eligibility_tau_ms", " of ms", errs);
+        positive(c.target_period_ms, "target_period_ms", " of ms", errs);
+        for (field, v) in [("target_amplitude", c.target_amplitude), ("target_offset", c.target_offset)] {
+            if !v.is_finite() {
+                errs.add(format!("{path}.{field}"), format!("must be a finite number, got {v}"));
+            }
+        }
+        if !(c.feedback_delay_ms.is_finite() && c.feedback_delay_ms >= 0.0) {
+            errs.add(
+                format!("{path}.feedback_delay_ms"),
+                format!(
+                    "must be a delay ≥ 0 ms, got {} (the feedback arrives after the prediction)",
+                    c.feedback_delay_ms
+                ),
+            );
+        }
+        if c.granule.is_empty() {
+            errs.add(format!("{path}.granule"), "empty; give at least one granule layer size, e.g. granule = [200]");
+        }
+        for (k, &g) in c.granule.iter().enumerate() {
+            if g == 0 || g > 100_000 {
+                errs.add(
+                    format!("{path}.granule[{k}]"),
+                    format!("must be between 1 and 100000 granule cells, got {g}"),
+                );
+            }
+        }
+        let inputs: u64 =
+            mossy.iter().flatten().map(|&p| sizes.get(p).copied().unwrap_or(0)).sum::<u64>().min(u64::from(u32::MAX));
+        if c.fan_in as u64 > inputs && mossy.iter().all(Option::is_some) {
+            errs.add(
+                format!("{path}.fan_in"),
+                format!("{} is more than the {inputs} mossy fibres; use 0 (all) or at most {inputs}", c.fan_in),
+            );
+        }
+        if inputs * c.granule.first().copied().unwrap_or(0) > 50_000_000 {
+            errs.add(
+                format!("{path}.granule"),
+                format!("{inputs} mossy fibres × {} granule cells is over 5e7 weights; use fewer", c.granule[0]),
+            );
+        }
+        let output = match c.output.as_str() {
+            "" | "third_factor" => {
+                if c.output_population.is_some() {
+                    errs.add(format!("{path}.output_population"), "only for output = \"current\"");
+                }
+                Some(ModuleOutput::ThirdFactor)
+            }
+            "current" => match &c.output_population {
+                None => {
+                    errs.add(format!("{path}.output_population"), "output = \"current\" needs a target population");
+                    None
+                }
+                Some(name) => resolve(name, format!("{path}.output_population"), errs).map(|population| {
+                    if !c.output_scale_pa.is_finite() {
+                        errs.add(format!("{path}.output_scale_pa"), "must be a finite number of pA");
+                    }
+                    ModuleOutput::Current { population, scale_pa: c.output_scale_pa }
+                }),
+            },
+            other => {
+                errs.add(format!("{path}.output"), format!("unknown {other:?}; use third_factor or current"));
+                None
+            }
+        };
+        let at = |v: Option<f64>, field: &str, errs: &mut Errors| -> Option<u64> {
+            let v = v?;
+            if !(v.is_finite() && v >= 0.0) {
+                errs.add(format!("{path}.{field}"), format!("must be a time ≥ 0 ms, got {v}"));
+                return None;
+            }
+            Some(((v / dt).round() as u64).min(steps.saturating_add(1)))
+        };
+        let remove_at_step = at(c.remove_at_ms, "remove_at_ms", errs);
+        let freeze_at_step = at(c.freeze_at_ms, "freeze_at_ms", errs);
+        if errs.0.len() > before {
+            continue;
+        }
+        let (Some(readout), Some(output)) = (readout, output) else { continue };
+        out.push(Cerebellar {
+            name: c.name.clone(),
+            mossy: mossy.into_iter().flatten().collect(),
+            tau_ms,
+            rate_norm_hz,
+            interval_steps: ((interval_ms / dt).round() as u64).max(1),
+            granule: c.granule.iter().map(|&g| g as u32).collect(),
+            fan_in: (c.fan_in > 0).then_some(c.fan_in),
+            learning_rate,
+            readout,
+            delay_steps: (c.feedback_delay_ms / dt).round() as u64,
+            target_amplitude: c.target_amplitude,
+            target_period_ms: c.target_period_ms,
+            target_offset: c.target_offset,
+            readout_learning_rate,
+            eligibility_tau_ms,
+            output,
+            remove_at_step,
+            freeze_at_step,
+        });
+    }
+    out
 }

@@ -35,6 +35,72 @@ pub struct Experiment {
     /// Run with an emulated chip fabric in the loop (absent: software only).
     #[serde(default)]
     pub hardware: Option<HardwareSpec>,
+    /// Cerebellar modules (decoupled neural interfaces), `[[cerebellum]]` in TOML.
+    #[serde(default)]
+    pub cerebellum: Vec<CerebellumSpec>,
+}
+
+/// A cerebellar module: mossy fibres from populations, a granule expansion, a
+/// Purkinje readout predicting the feedback of a readout task (a plastic linear
+/// readout of `readout` learning a sine), climbing-fibre learning from the true
+/// feedback `feedback_delay_ms` later, output as third factor or current, lesions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CerebellumSpec {
+    /// Name, used in outputs.
+    pub name: String,
+    /// Mossy-fibre source populations.
+    pub mossy_fibres: Vec<String>,
+    /// Rate filter time constant, ms (default 20).
+    #[serde(default)]
+    pub tau_ms: Option<f64>,
+    /// Rates are divided by this before entering the module, Hz (default 10).
+    #[serde(default)]
+    pub rate_norm_hz: Option<f64>,
+    /// Communication interval: sample, predict and learn every this many ms
+    /// (default 1; rounded up to whole epochs).
+    #[serde(default)]
+    pub interval_ms: Option<f64>,
+    /// Granule layer sizes (one or more layers).
+    pub granule: Vec<u64>,
+    /// Mossy fibres per granule cell of the first layer (0: all).
+    #[serde(default)]
+    pub fan_in: u32,
+    /// Climbing-fibre learning rate of the module (default 0.01).
+    #[serde(default)]
+    pub learning_rate: Option<f64>,
+    /// Population whose plastic linear readout is the task.
+    pub readout: String,
+    /// Delay of the feedback (the feedback horizon), ms.
+    pub feedback_delay_ms: f64,
+    /// Target of the readout: offset + amplitude · sin(2π t / period).
+    pub target_amplitude: f64,
+    /// Period of the target, ms.
+    pub target_period_ms: f64,
+    /// Offset of the target.
+    #[serde(default)]
+    pub target_offset: f64,
+    /// Learning rate of the readout (default 1e-3).
+    #[serde(default)]
+    pub readout_learning_rate: Option<f64>,
+    /// Eligibility trace of the readout synapses, ms (default 10).
+    #[serde(default)]
+    pub eligibility_tau_ms: Option<f64>,
+    /// `third_factor` (default) or `current`.
+    #[serde(default)]
+    pub output: String,
+    /// `current`: the population receiving the current.
+    #[serde(default)]
+    pub output_population: Option<String>,
+    /// `current`: pA per unit of predicted feedback.
+    #[serde(default)]
+    pub output_scale_pa: f64,
+    /// Cerebellar lesion: remove the module from this time on, ms.
+    #[serde(default)]
+    pub remove_at_ms: Option<f64>,
+    /// Inferior-olive lesion: freeze the module's learning from this time on, ms.
+    #[serde(default)]
+    pub freeze_at_ms: Option<f64>,
 }
 
 /// Hardware co-simulation settings.

@@ -49,6 +49,7 @@ fn rust_schema_mirrors_the_proto() {
         ("Distribution", fields(&DistFields::default())),
         ("RecorderSpec", fields(&RecorderSpec::default())),
         ("HardwareSpec", fields(&HardwareSpec::default())),
+        ("CerebellumSpec", fields(&CerebellumSpec::default())),
     ];
     for (name, rust_fields) in rust {
         let p = proto.get(name).unwrap_or_else(|| panic!("proto lacks message {name}"));

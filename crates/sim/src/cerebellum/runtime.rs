@@ -1,0 +1,190 @@
+//! A cerebellar module inside a spiking simulation. Every process runs a replica of
+//! every module at the epoch boundaries, fed with all spikes of the epoch (every
+//! process sees every spike), so replicas agree bit for bit and nothing extra
+//! travels between nodes.
+//!
+//! The task whose feedback the module predicts: a linear readout of a population's
+//! filtered spike trains (the cortex's plastic output synapses) should follow a
+//! sine; its error reaches the synapses and the module only `delay_steps` later
+//! (the climbing fibre). Without a module the readout pairs the late error with an
+//! eligibility trace of its inputs, which has decayed when the delay is long; with
+//! one (third-factor output) it learns at once from the module's prediction of the
+//! error, and the module learns from the true error when it arrives, paired with
+//! the mossy-fibre input it predicted from.
+
+use super::{CerebellarModule, ModuleShape, Tape};
+use crate::network::{Cerebellar, ModuleOutput, Network, Spike};
+use crate::rng::Stream;
+use std::collections::VecDeque;
+
+/// Stream key of module weights (`[MODULE_KEY, module index]`).
+const MODULE_KEY: u64 = 0xCE2E_BE11;
+
+/// One sample of a module's task, for learning curves.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModuleSample {
+    /// Module index.
+    pub module: u32,
+    /// Step of the sample (an epoch boundary).
+    pub step: u64,
+    /// Target of the readout.
+    pub target: f64,
+    /// Readout output.
+    pub output: f64,
+    /// True feedback: target − output (reaches the module `delay_steps` later).
+    pub error: f64,
+    /// The module's prediction of that feedback (0 without an active module).
+    pub predicted: f64,
+}
+
+/// The state of one module and its task.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ModuleRun {
+    index: u32,
+    spec: Cerebellar,
+    /// Populations whose rates are filtered: (index, first gid, rates in Hz).
+    rates: Vec<(usize, u32, Vec<f32>)>,
+    readout_w: Vec<f32>,
+    readout_b: f32,
+    eligibility: Vec<f32>,
+    module: CerebellarModule,
+    /// Errors on their way: (arrival step, sample step, error).
+    feedback: VecDeque<(u64, u64, f32)>,
+    /// Mossy-fibre inputs awaiting their feedback: (sample step, input).
+    inputs: VecDeque<(u64, Vec<f32>)>,
+    next_sample: u64,
+    #[serde(skip)]
+    tape: Tape,
+}
+
+impl ModuleRun {
+    /// The initial state of module `index` of `net` (weights from the network seed).
+    pub fn new(net: &Network, index: usize) -> ModuleRun {
+        let spec = net.cerebella[index].clone();
+        let mut pops: Vec<usize> = spec.mossy.clone();
+        if !pops.contains(&spec.readout) {
+            pops.push(spec.readout);
+        }
+        let rates = pops
+            .iter()
+            .map(|&p| (p, net.populations[p].first_gid, vec![0.0; net.populations[p].size as usize]))
+            .collect();
+        let inputs: usize = spec.mossy.iter().map(|&p| net.populations[p].size as usize).sum();
+        let shape = ModuleShape {
+            inputs,
+            granule: spec.granule.iter().map(|&g| g as usize).collect(),
+            fan_in: spec.fan_in.map(|k| k as usize),
+            outputs: 1,
+        };
+        let mut rng = Stream::new(net.seed, &[MODULE_KEY, index as u64]);
+        // The spec compiler checks shapes; a bad one here is a kernel bug.
+        let module = CerebellarModule::new(shape, &mut rng).unwrap_or_else(|e| panic!("cerebellum[{index}]: {e}"));
+        let n_readout = net.populations[spec.readout].size as usize;
+        ModuleRun {
+            index: index as u32,
+            spec,
+            rates,
+            readout_w: vec![0.0; n_readout],
+            readout_b: 0.0,
+            eligibility: vec![0.0; n_readout],
+            module,
+            feedback: VecDeque::new(),
+            inputs: VecDeque::new(),
+            next_sample: 0,
+            tape: Tape::default(),
+        }
+    }
+
+    fn rates_of(&self, pop: usize) -> &[f32] {
+        self.rates.iter().find(|r| r.0 == pop).map_or(&[][..], |r| &r.2[..])
+    }
+
+    /// Take in one epoch's spikes (all of them, canonical order) ending before step
+    /// `boundary`; at a sample boundary predict, learn and append a sample. Returns
+    /// the output current (pA) for the next epochs when the module drives one.
+    pub fn epoch(
+        &mut self,
+        net: &Network,
+        spikes: &[Spike],
+        boundary: u64,
+        epoch_steps: u64,
+    ) -> Option<(f64, ModuleSample)> {
+        let dt = net.dt_ms;
+        let tau = self.spec.tau_ms;
+        let decay = (-(epoch_steps as f64 * dt) / tau).exp() as f32;
+        let jump = (1000.0 / tau) as f32;
+        for (_, first, r) in &mut self.rates {
+            r.iter_mut().for_each(|v| *v *= decay);
+            let end = *first + r.len() as u32;
+            for sp in spikes.iter().filter(|sp| sp.gid >= *first && sp.gid < end) {
+                r[(sp.gid - *first) as usize] += jump;
+            }
+        }
+        if boundary < self.next_sample {
+            return None;
+        }
+        let s = boundary;
+        self.next_sample = s + self.spec.interval_steps.max(1);
+        let norm = self.spec.rate_norm_hz as f32;
+        let x: Vec<f32> =
+            self.spec.mossy.iter().flat_map(|&p| self.rates_of(p).iter().map(move |&r| r / norm)).collect();
+        let xr: Vec<f32> = self.rates_of(self.spec.readout).iter().map(|&r| r / norm).collect();
+        let y = super::dot(&self.readout_w, &xr) + self.readout_b;
+        let t_ms = s as f64 * dt;
+        let target = self.spec.target_offset
+            + self.spec.target_amplitude * (std::f64::consts::TAU * t_ms / self.spec.target_period_ms).sin();
+        let error = target as f32 - y;
+        let active = self.spec.remove_at_step.is_none_or(|r| s < r);
+        let learning = active && self.spec.freeze_at_step.is_none_or(|f| s < f);
+        let third_factor = active && self.spec.output == ModuleOutput::ThirdFactor;
+        let mut predicted = 0.0f32;
+        if active {
+            self.module.forward(&x, 1, &mut self.tape);
+            predicted = self.tape.output()[0];
+            self.inputs.push_back((s, x));
+        } else {
+            self.inputs.clear();
+        }
+        self.feedback.push_back((s + self.spec.delay_steps, s, error));
+        let eta = self.spec.readout_learning_rate as f32;
+        while self.feedback.front().is_some_and(|f| f.0 <= s) {
+            let Some((_, sampled, e)) = self.feedback.pop_front() else { break };
+            // The climbing fibre: the true feedback meets the input it belongs to.
+            while self.inputs.front().is_some_and(|i| i.0 < sampled) {
+                self.inputs.pop_front();
+            }
+            if learning && self.inputs.front().is_some_and(|i| i.0 == sampled) {
+                if let Some((_, old)) = self.inputs.pop_front() {
+                    self.module.forward(&old, 1, &mut self.tape);
+                    self.module.learn(&mut self.tape, &[e]);
+                    self.module.descend(self.spec.learning_rate as f32);
+                }
+            }
+            if !third_factor {
+                super::axpy(eta * e, &self.eligibility, &mut self.readout_w);
+                self.readout_b += eta * e;
+            }
+        }
+        if third_factor {
+            super::axpy(eta * predicted, &xr, &mut self.readout_w);
+            self.readout_b += eta * predicted;
+        }
+        let k = (-(self.spec.interval_steps.max(1) as f64 * dt) / self.spec.eligibility_tau_ms).exp() as f32;
+        for (el, &v) in self.eligibility.iter_mut().zip(&xr) {
+            *el = k * *el + (1.0 - k) * v;
+        }
+        let sample = ModuleSample {
+            module: self.index,
+            step: s,
+            target,
+            output: y as f64,
+            error: error as f64,
+            predicted: predicted as f64,
+        };
+        let current = match self.spec.output {
+            ModuleOutput::Current { scale_pa, .. } => predicted as f64 * scale_pa,
+            ModuleOutput::ThirdFactor => 0.0,
+        };
+        Some((current, sample))
+    }
+}
