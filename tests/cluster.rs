@@ -303,6 +303,42 @@ async fn astrocyte_brunel_on_3_nodes_has_the_embedded_spikes_and_astrocyte_trace
     assert!(ours == theirs, "state.parquet differs from the embedded run's");
 }
 
+/// A cerebellar module driving its population with a current (so the spikes depend
+/// on it) runs as replicas on 3 nodes: spikes and the module's task trace
+/// (cerebellum.csv: target, readout, true and predicted feedback) equal the
+/// embedded run's, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cerebellar_module_on_3_nodes_matches_the_embedded_run() {
+    let tmp = TempDir::new("cerebellum");
+    let etcd = start_etcd();
+    let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
+    let _nodes: Vec<Proc> = (0..3).map(|i| start_node(&etcd, &format!("node-{i}"), 1, &[])).collect();
+    wait_live_nodes(&control, 3).await;
+    let set = [
+        "run.duration_ms=600",
+        "cerebellum[0].output=current",
+        "cerebellum[0].output_population=cortex",
+        "cerebellum[0].output_scale_pa=400",
+        "cerebellum[0].freeze_at_ms=400",
+    ];
+    let embedded = embedded_summary("examples/cerebellar_dni.toml", &set, &tmp.0);
+    let without: Vec<String> =
+        set.iter().map(|s| s.to_string()).chain(["cerebellum[0].remove_at_ms=0".into()]).collect();
+    let without: Vec<&str> = without.iter().map(String::as_str).collect();
+    let silent = embedded_summary("examples/cerebellar_dni.toml", &without, &tmp.0.join("silent"));
+    assert_ne!(embedded["spike_hash"], silent["spike_hash"], "the module's current changes the spikes");
+    let mut c = client(&control.grpc).await;
+    let id = submit(&mut c, "examples/cerebellar_dni.toml", &set).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.nodes.len(), 3);
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "spikes differ from the embedded run");
+    let ours = std::fs::read_to_string(std::path::Path::new(&info.output_dir).join("cerebellum.csv")).unwrap();
+    let theirs = std::fs::read_to_string(tmp.0.join("embedded/cerebellum.csv")).unwrap();
+    assert!(ours.lines().count() > 500, "{} samples", ours.lines().count());
+    assert!(ours == theirs, "cerebellum.csv differs from the embedded run's");
+}
+
 /// Self-signed CA and one certificate for 127.0.0.1 (server and client use), by
 /// the openssl command line tool.
 fn make_certs(dir: &std::path::Path) {

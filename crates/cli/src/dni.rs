@@ -35,6 +35,11 @@ pub struct DniArgs {
     /// Output directory.
     #[arg(long, default_value = "out/dni")]
     pub out: PathBuf,
+    /// Instead: the spiking demonstration. Run this experiment (its first
+    /// [[cerebellum]] module) intact, without module, without module and delay,
+    /// and with both lesions at half time, for each seed; curves per target period.
+    #[arg(long, value_name = "EXPERIMENT")]
+    pub spiking: Option<PathBuf>,
 }
 
 /// One arm of the experiment.
@@ -81,8 +86,103 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
+/// The spiking demonstration (`--spiking FILE`).
+fn spiking(args: &DniArgs, file: &std::path::Path) -> Result<()> {
+    let base = crate::run::prepare(&crate::run::RunRequest { experiment: file.into(), ..Default::default() })?;
+    let Some(module) = base.compiled.network.cerebella.first().cloned() else {
+        bail!("{}: the experiment has no [[cerebellum]] module", file.display());
+    };
+    let duration = base.experiment.run.duration_ms;
+    let half = format!("{}", duration / 2.0);
+    let variants: Vec<(String, Vec<String>)> = vec![
+        ("module (third factor)".into(), vec![]),
+        ("no module (eligibility trace)".into(), vec!["cerebellum[0].remove_at_ms=0".into()]),
+        (
+            "no module, no delay (upper bound)".into(),
+            vec!["cerebellum[0].remove_at_ms=0".into(), "cerebellum[0].feedback_delay_ms=0".into()],
+        ),
+        (format!("cerebellar lesion @{half} ms"), vec![format!("cerebellum[0].remove_at_ms={half}")]),
+        (format!("olive lesion @{half} ms"), vec![format!("cerebellum[0].freeze_at_ms={half}")]),
+    ];
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let period = module.target_period_ms;
+    let trials = (duration / period).floor().max(1.0) as usize;
+    let mut csv = String::from("variant,seed,trial,mse\n");
+    let mut table = String::from(
+        "| variant | readout MSE, first trial | readout MSE, last tenth (mean ± sd) | prediction–feedback correlation |\n|---|---|---|---|\n",
+    );
+    let mut series = Vec::new();
+    for (name, set) in &variants {
+        let mut curves: Vec<Vec<f64>> = Vec::new();
+        let (mut lasts, mut firsts, mut corrs) = (Vec::new(), Vec::new(), Vec::new());
+        for seed in 1..=args.seeds {
+            let mut set = set.clone();
+            set.push(format!("run.seed={seed}"));
+            let req = crate::run::RunRequest { experiment: file.into(), set, threads: args.threads, shards: None };
+            let p = crate::run::prepare(&req)?;
+            let (out, summary, _) = crate::run::simulate(&p, false, None, None)?;
+            let dt = p.compiled.network.dt_ms;
+            let mut per = vec![(0.0, 0usize); trials];
+            for m in out.cerebellum.iter().filter(|m| m.module == 0) {
+                let k = ((m.step as f64 * dt / period) as usize).min(trials - 1);
+                per[k].0 += m.error * m.error;
+                per[k].1 += 1;
+            }
+            let curve: Vec<f64> = per.iter().map(|&(s, n)| s / n.max(1) as f64).collect();
+            for (k, v) in curve.iter().enumerate() {
+                let _ = writeln!(csv, "{name},{seed},{},{v}", k + 1);
+            }
+            firsts.push(curve[0]);
+            curves.push(curve);
+            if let Some(m) = summary.cerebellum.first() {
+                lasts.push(m.mse_last_tenth);
+                if let Some(r) = m.prediction_correlation {
+                    corrs.push(r);
+                }
+            }
+            eprintln!("{name}, seed {seed}: last-tenth MSE {:.4}", lasts.last().copied().unwrap_or(f64::NAN));
+        }
+        let (lm, ls) = mean_sd(&lasts);
+        let c = if corrs.is_empty() {
+            "—".into()
+        } else {
+            let (cm, cs) = mean_sd(&corrs);
+            format!("{cm:.2} ± {cs:.2}")
+        };
+        let _ = writeln!(table, "| {name} | {:.3} | {lm:.4} ± {ls:.4} | {c} |", mean_sd(&firsts).0);
+        let points = (0..trials)
+            .map(|k| ((k + 1) as f64, mean_sd(&curves.iter().map(|c| c[k]).collect::<Vec<_>>()).0))
+            .collect();
+        series.push(Series { name: name.clone(), points });
+    }
+    std::fs::write(args.out.join("spiking_curves.csv"), csv)?;
+    std::fs::write(args.out.join("spiking_table.md"), &table)?;
+    println!("{table}");
+    line_chart(
+        &format!(
+            "spiking cortex: readout MSE per {period:.0} ms trial, feedback {:.0} ms late (mean of {} seeds)",
+            module.delay_steps as f64 * base.compiled.network.dt_ms,
+            args.seeds
+        ),
+        "trial",
+        "readout MSE",
+        &series,
+        &[(trials as f64 / 2.0 + 0.5, "lesions".into())],
+        true,
+        &args.out.join("spiking_curves.png"),
+    )?;
+    eprintln!("wrote {}/spiking_{{curves.csv,table.md,curves.png}}", args.out.display());
+    Ok(())
+}
+
 /// Run the experiment.
 pub fn run(args: &DniArgs) -> Result<()> {
+    if let Some(file) = &args.spiking {
+        if args.seeds == 0 {
+            bail!("--seeds must be at least 1");
+        }
+        return spiking(args, file);
+    }
     if args.seeds == 0 || args.epochs == 0 {
         bail!("--seeds and --epochs must be at least 1");
     }
