@@ -160,7 +160,7 @@ fn spiking(args: &DniArgs, file: &std::path::Path) -> Result<()> {
     println!("{table}");
     line_chart(
         &format!(
-            "spiking cortex: readout MSE per {period:.0} ms trial, feedback {:.0} ms late (mean of {} seeds)",
+            "spiking cortex: readout MSE per {period:.0} ms trial, feedback {:.0} ms late, {} seeds",
             module.delay_steps as f64 * base.compiled.network.dt_ms,
             args.seeds
         ),
@@ -306,7 +306,7 @@ pub fn run(args: &DniArgs) -> Result<()> {
     let series = |ids: &[usize], f: &dyn Fn(&Epoch) -> f64| -> Vec<Series> {
         ids.iter().map(|&a| Series { name: arms[a].name.clone(), points: mean_curve(a, f) }).collect()
     };
-    let title = format!("line drawing: validation MSE, mean of {} seeds", args.seeds);
+    let title = format!("line drawing: validation MSE, {} seeds", args.seeds);
     line_chart(
         &title,
         "epoch",
@@ -318,7 +318,7 @@ pub fn run(args: &DniArgs) -> Result<()> {
     )?;
     let lesions = pick(&|a| a.truncation == 1);
     line_chart(
-        &format!("K = 1: lesions at epoch {lesion_epoch} (mean of {} seeds)", args.seeds),
+        &format!("K = 1: lesions at epoch {lesion_epoch}, {} seeds", args.seeds),
         "epoch",
         "validation MSE",
         &series(&lesions, &|e| e.validation_mse),
@@ -328,7 +328,7 @@ pub fn run(args: &DniArgs) -> Result<()> {
     )?;
     let with = pick(&|a| a.cerebellum && a.lesion.is_none());
     line_chart(
-        "correlation of predicted and true feedback (gradients)",
+        "predicted vs true gradient: correlation",
         "epoch",
         "Pearson r",
         &series(&with, &|e| e.correlation),
@@ -353,7 +353,7 @@ pub fn run(args: &DniArgs) -> Result<()> {
         Series { name: if cb { "with cerebellum".into() } else { "cortex only".into() }, points }
     };
     line_chart(
-        "final validation MSE against the truncation window K",
+        "final validation MSE against truncation K",
         "K (steps; 10 = full BPTT)",
         "validation MSE",
         &[sweep(false), sweep(true)],
