@@ -220,9 +220,9 @@ pub fn train(cfg: &Config, progress: &mut dyn FnMut(&Epoch)) -> Vec<Epoch> {
                 m.params.zero_grad();
             }
             let (mut h, mut c) = (vec![0.0f32; b * n_hid], vec![0.0f32; b * n_hid]);
-            if active {
+            if let (true, Some(m)) = (active, &module) {
                 state(&h, &c, n_hid, &mut mossy);
-                module.as_ref().map(|m| m.forward(&mossy, b, &mut tape_start));
+                m.forward(&mossy, b, &mut tape_start);
             }
             let mut batch_loss = 0.0f64;
             let mut s = 0;
