@@ -186,10 +186,10 @@ async fn bad_requests_get_clear_status_codes_and_the_service_keeps_serving() {
     let e = c.submit(req(micro, vec![])).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
     assert!(e.message().contains("GiB"), "{}", e.message());
-    // Co-simulation with a chip fabric is embedded only (for now): said, not ignored.
-    let e = c.submit(req(format!("{doc}\n[hardware]\npreset = \"loihi\"\n"), vec![])).await.unwrap_err();
+    // Co-simulation with an unknown chip preset.
+    let e = c.submit(req(format!("{doc}\n[hardware]\npreset = \"loihi9\"\n"), vec![])).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    assert!(e.message().starts_with("hardware:"), "{}", e.message());
+    assert!(e.message().starts_with("hardware.preset:"), "{}", e.message());
     // Unknown ids.
     let e = c.get(GetRequest { id: "exp-nope".into() }).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
@@ -337,6 +337,36 @@ async fn cerebellar_module_on_3_nodes_matches_the_embedded_run() {
     let theirs = std::fs::read_to_string(tmp.0.join("embedded/cerebellum.csv")).unwrap();
     assert!(ours.lines().count() > 500, "{} samples", ours.lines().count());
     assert!(ours == theirs, "cerebellum.csv differs from the embedded run's");
+}
+
+/// Issue 7: hardware co-simulation in the cluster. Every node runs a replica of the
+/// emulated Loihi fabric on all spikes; the delays and drops it imposes give the
+/// co-simulated embedded run's spikes (which differ from the software-only run's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardware_cosimulation_on_2_nodes_matches_the_embedded_cosimulation() {
+    let tmp = TempDir::new("cosim");
+    let file = tmp.0.join("microcircuit_loihi.toml");
+    let doc = std::fs::read_to_string(root().join(MICROCIRCUIT)).unwrap();
+    std::fs::write(&file, format!("{doc}\n[hardware]\npreset = \"loihi\"\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let etcd = start_etcd();
+    let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
+    let _nodes: Vec<Proc> = (0..2).map(|i| start_node(&etcd, &format!("node-{i}"), 1, &[])).collect();
+    wait_live_nodes(&control, 2).await;
+    let set = [SCALE[0], SCALE[1], "run.duration_ms=200", "run.transient_ms=0"];
+    let cosim = embedded_summary(file, &set, &tmp.0.join("hw"));
+    assert!(cosim["hardware"]["fabric"].is_object(), "{}", cosim["hardware"]);
+    let software = embedded_summary(MICROCIRCUIT, &set, &tmp.0.join("sw"));
+    assert_ne!(cosim["spike_hash"], software["spike_hash"], "the fabric changes the spikes");
+    let mut c = client(&control.grpc).await;
+    let document = std::fs::read_to_string(file).unwrap();
+    let req =
+        SubmitRequest { document, format: "toml".into(), set: set.iter().map(|s| s.to_string()).collect(), shards: 0 };
+    let id = c.submit(req).await.unwrap().into_inner().id;
+    let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.nodes.len(), 2);
+    assert_eq!(info.spike_hash, cosim["spike_hash"].as_str().unwrap(), "spikes differ from the embedded co-simulation");
 }
 
 /// Self-signed CA and one certificate for 127.0.0.1 (server and client use), by

@@ -273,9 +273,9 @@ pub fn run(args: &DniArgs) -> Result<()> {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| arm | final validation MSE (mean ± sd) | min – max over seeds | best epoch (mean curve) | prediction–truth correlation at the end |"
+        "| arm | final validation MSE (mean ± sd) | min – max over seeds | best epoch (mean curve) | prediction–truth correlation: peak of the mean curve (epoch) | at the end |"
     );
-    let _ = writeln!(table, "|---|---|---|---|---|");
+    let _ = writeln!(table, "|---|---|---|---|---|---|");
     for (a, arm) in arms.iter().enumerate() {
         let finals: Vec<f64> = per_arm(a).iter().filter_map(|r| r.last()).map(|e| e.validation_mse).collect();
         let corr: Vec<f64> =
@@ -285,15 +285,23 @@ pub fn run(args: &DniArgs) -> Result<()> {
         let hi = finals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let curve = mean_curve(a, &|e| e.validation_mse);
         let best = curve.iter().copied().fold((0.0, f64::INFINITY), |b, p| if p.1 < b.1 { p } else { b });
-        let c = if corr.is_empty() {
-            "—".to_string()
+        let (c, peak) = if corr.is_empty() {
+            ("—".to_string(), "—".to_string())
         } else {
             let (cm, cs) = mean_sd(&corr);
-            format!("{cm:.2} ± {cs:.2}")
+            let curve = mean_curve(a, &|e| e.correlation);
+            let p = curve.iter().copied().filter(|p| p.1.is_finite()).fold((0.0, f64::NEG_INFINITY), |b, p| {
+                if p.1 > b.1 {
+                    p
+                } else {
+                    b
+                }
+            });
+            (format!("{cm:.2} ± {cs:.2}"), format!("{:.2} ({:.0})", p.1, p.0))
         };
         let _ = writeln!(
             table,
-            "| {} | {m:.3} ± {sd:.3} | {lo:.3} – {hi:.3} | {:.0} ({:.3}) | {c} |",
+            "| {} | {m:.3} ± {sd:.3} | {lo:.3} – {hi:.3} | {:.0} ({:.3}) | {peak} | {c} |",
             arm.name, best.0, best.1
         );
     }

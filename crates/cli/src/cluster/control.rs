@@ -104,10 +104,14 @@ impl Control {
         }
         let format = super::format_of(&req.format).map_err(Status::invalid_argument)?;
         let exp = neuropil_spec::parse(&req.document, format, &req.set).map_err(|e| neuropil_proto::spec_status(&e))?;
-        if exp.hardware.is_some() {
-            return Err(Status::invalid_argument(
-                "hardware: co-simulation with an emulated chip fabric runs embedded (neuropil run); the cluster does not run it yet",
-            ));
+        if let Some(hw) = &exp.hardware {
+            // Nodes build the same fabric from the same preset; a file path would have
+            // to exist on every node, so only built-in presets are accepted here.
+            if let Err(e) = neuropil_hwemu::preset::Preset::builtin(&hw.preset) {
+                return Err(Status::invalid_argument(format!(
+                    "hardware.preset: {e}; the cluster runs built-in presets only (neuropil hwemu presets)"
+                )));
+            }
         }
         let compiled = neuropil_spec::compile(&exp, &neuropil_spec::Limits { memory_bytes: None })
             .map_err(|e| neuropil_proto::spec_status(&e))?;

@@ -376,7 +376,18 @@ fn execute(state: &NodeState, a: &Assignment, rank: usize, handle: &RunHandle) -
     // Build in rounds of `threads` shards so that progress moves.
     let build_start = Instant::now();
     let mut start = embedded::build_some(net, &[], a.shards as usize, 1);
-    for (i, chunk) in mine.chunks(threads).enumerate() {
+    // Hardware co-simulation: every node runs a replica of the fabric on all spikes
+    // (like cerebellar modules). Mapping and routes need the whole connectome, so
+    // this node builds every shard once, maps, and keeps its own.
+    let mut fabric = None;
+    if let Some(hw) = &exp.hardware {
+        let mut all = embedded::build(net, a.shards as usize, threads);
+        let (cosim, _) = crate::hwemu::fabric_for(net, &mut all, hw).map_err(|e| format!("{e:#}"))?;
+        fabric = Some(cosim);
+        start.shards = all.shards.into_iter().enumerate().filter(|(i, _)| mine.contains(i)).map(|(_, s)| s).collect();
+        m.build_progress.set(1.0);
+    }
+    for (i, chunk) in mine.chunks(threads).enumerate().take_while(|_| fabric.is_none()) {
         start.shards.extend(embedded::build_some(net, chunk, a.shards as usize, threads).shards);
         m.build_progress.set(((i + 1) * threads).min(mine.len()) as f64 / mine.len().max(1) as f64);
         if handle.cancel.load(Ordering::Relaxed) {
@@ -389,7 +400,7 @@ fn execute(state: &NodeState, a: &Assignment, rank: usize, handle: &RunHandle) -
     let peers: Vec<String> = a.members.iter().map(|m| m.exchange_addr.clone()).collect();
     let mut transport =
         GrpcTransport::start(&a.id, rank as u32, &peers, &state.exchange, &state.tls, state.peer_timeout, m.clone())?;
-    let mut out = simulate(net, &compiled, start, threads, &mut transport, handle, m, rank == 0)?;
+    let mut out = simulate(net, &compiled, start, threads, &mut transport, fabric.as_mut(), handle, m, rank == 0)?;
     transport.finish();
     out.stats.build_s = build_s;
     if rank != 0 {
@@ -407,6 +418,7 @@ fn simulate(
     mut state: Checkpoint,
     threads: usize,
     transport: &mut GrpcTransport,
+    mut fabric: Option<&mut neuropil_hwemu::cosim::CoSim>,
     handle: &RunHandle,
     m: &NodeMetrics,
     recorder: bool,
@@ -448,7 +460,7 @@ fn simulate(
             state,
             cfg,
             Some(transport),
-            None,
+            fabric.as_mut().map(|f| &mut **f as &mut dyn embedded::SpikeFabric),
             &|p| {
                 let ms = wall.elapsed().as_millis() as u64;
                 if ms >= last_report_ms.load(Ordering::Relaxed) + 50 {
