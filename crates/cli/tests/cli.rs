@@ -694,3 +694,32 @@ fn an_experiment_file_can_run_with_a_chip_fabric_in_the_loop() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `neuropil dni` (tiny settings) writes its curves, table and plots; bad settings
+/// are refused naming the flag.
+#[test]
+fn dni_writes_curves_table_and_plots_and_refuses_bad_settings() {
+    let dir = scratch("dni");
+    let o = bin()
+        .args(["dni", "--seeds", "1", "--epochs", "2", "--truncations", "1,10", "--granule", "16", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = std::fs::read_to_string(dir.join("dni_table.md")).unwrap();
+    for arm in ["K=1 cortex only", "K=1 + cerebellum", "full BPTT", "cerebellar lesion", "olive lesion"] {
+        assert!(table.contains(arm), "{table}");
+    }
+    let csv = std::fs::read_to_string(dir.join("dni_curves.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 5 * 3, "5 arms × (epochs 0..=2)");
+    for png in ["dni_k1.png", "dni_sweep.png", "dni_lesions.png", "dni_correlation.png"] {
+        assert_eq!(&std::fs::read(dir.join(png)).unwrap()[..8], b"\x89PNG\r\n\x1a\n", "{png}");
+    }
+    let o = bin().args(["dni", "--truncations", "0"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--truncations"), "{}", stderr(&o));
+    let o = bin().args(["dni", "--spiking"]).arg(root().join("examples/brunel.toml")).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no [[cerebellum]] module"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

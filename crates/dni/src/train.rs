@@ -333,6 +333,19 @@ mod tests {
         assert!(none.iter().skip(1).all(|e| e.correlation.is_nan()));
     }
 
+    /// The published effect at K = 1, on a smaller module and 40 epochs (the full
+    /// protocol is `neuropil dni`, docs/cerebellum.md): with the module the cortex
+    /// ends far below the cortex alone, and its predictions track the true gradients.
+    #[test]
+    fn at_k1_the_module_rescues_learning() {
+        let cfg = Config { cerebellum: Some(vec![128]), epochs: 40, ..Config::reference(1) };
+        let with = train(&cfg, &mut |_| {});
+        let without = train(&Config { cerebellum: None, ..cfg }, &mut |_| {});
+        let (w, wo) = (with.last().unwrap(), without.last().unwrap());
+        assert!(w.validation_mse < 0.5 * wo.validation_mse, "with {w:?}, without {wo:?}");
+        assert!(w.correlation > 0.3, "{w:?}");
+    }
+
     /// A removed module stops predicting; a frozen one keeps predicting but no
     /// longer learns, so its history differs from the intact module's.
     #[test]
