@@ -4,7 +4,9 @@
 
 use crate::chart::{line_chart, Series};
 use anyhow::{bail, Context, Result};
-use neuropil_dni::{train, Config, Epoch, Lesion, LesionKind};
+use neuropil_dni::lstm::Cortex;
+use neuropil_dni::task::{Sequence, CLASSES, STEPS};
+use neuropil_dni::{draw, train_model, Config, Epoch, Lesion, LesionKind};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -199,6 +201,8 @@ pub fn run(args: &DniArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     eprintln!("{} arms × {} seeds, {} epochs, {threads} threads", arms.len(), args.seeds, args.epochs);
     let results: Mutex<Vec<Option<Vec<Epoch>>>> = Mutex::new(vec![None; jobs.len()]);
+    // The first seed's trained cortex of every arm without a lesion, for drawings.
+    let cortices: Mutex<Vec<Option<Cortex>>> = Mutex::new(vec![None; arms.len()]);
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
     let start = Instant::now();
@@ -215,7 +219,10 @@ pub fn run(args: &DniArgs) -> Result<()> {
                     epochs: args.epochs,
                     ..Config::reference(seed + 1)
                 };
-                let history = train(&cfg, &mut |_| {});
+                let (history, cortex) = train_model(&cfg, &mut |_| {});
+                if seed == 0 && arm.lesion.is_none() {
+                    cortices.lock().unwrap_or_else(|e| e.into_inner())[a] = Some(cortex);
+                }
                 let last = history.last().copied();
                 results.lock().unwrap_or_else(|e| e.into_inner())[j] = Some(history);
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -369,6 +376,37 @@ pub fn run(args: &DniArgs) -> Result<()> {
         true,
         &args.out.join("dni_sweep.png"),
     )?;
-    eprintln!("wrote {}/dni_{{curves.csv,table.md,k1.png,lesions.png,correlation.png,sweep.png}}", args.out.display());
+    // What the cortex draws (seed 1, validation inputs: one per class).
+    let cortices = cortices.into_inner().unwrap_or_else(|e| e.into_inner());
+    for &a in &k1 {
+        let Some(cortex) = &cortices[a] else { continue };
+        let gap = (f64::NAN, f64::NAN);
+        let mut target = Vec::new();
+        let mut drawn = Vec::new();
+        for class in 0..CLASSES {
+            let seq = Sequence { class };
+            target.push((0.0, 0.0));
+            target.extend((0..STEPS).map(|t| seq.target(t)).map(|p| (p[0] as f64, p[1] as f64)));
+            target.push(gap);
+            drawn.push((0.0, 0.0));
+            drawn.extend(draw(cortex, class).iter().map(|p| (p[0] as f64, p[1] as f64)));
+            drawn.push(gap);
+        }
+        let slug: String =
+            arms[a].name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        line_chart(
+            &format!("what the cortex draws after {} epochs: {} (seed 1)", args.epochs, arms[a].name),
+            "x",
+            "y",
+            &[Series { name: "target lines".into(), points: target }, Series { name: "drawn".into(), points: drawn }],
+            &[],
+            false,
+            &args.out.join(format!("dni_drawing_{slug}.png")),
+        )?;
+    }
+    eprintln!(
+        "wrote {}/dni_{{curves.csv,table.md,k1.png,lesions.png,correlation.png,sweep.png,drawing_*.png}}",
+        args.out.display()
+    );
     Ok(())
 }

@@ -11,4 +11,4 @@ pub mod lstm;
 pub mod task;
 pub mod train;
 
-pub use train::{train, Config, Epoch, Lesion, LesionKind};
+pub use train::{draw, train, train_model, Config, Epoch, Lesion, LesionKind};

@@ -174,6 +174,27 @@ fn validate(cortex: &Cortex, set: &[Sequence]) -> f64 {
 
 /// Train per `cfg`; `progress` sees every epoch (0 first: before training).
 pub fn train(cfg: &Config, progress: &mut dyn FnMut(&Epoch)) -> Vec<Epoch> {
+    train_model(cfg, progress).0
+}
+
+/// What a trained cortex draws for `class`: its output at each of the 10 steps.
+pub fn draw(cortex: &Cortex, class: usize) -> Vec<[f32; OUT]> {
+    let seq = Sequence { class };
+    let n_hid = cortex.n_hid;
+    let (mut h, mut c) = (vec![0.0; n_hid], vec![0.0; n_hid]);
+    let mut cache = StepCache::default();
+    (0..STEPS)
+        .map(|t| {
+            cortex.step(&[seq.input(t)], &h, &c, 1, &mut cache);
+            std::mem::swap(&mut h, &mut cache.h);
+            std::mem::swap(&mut c, &mut cache.c);
+            [cache.y[0], cache.y[1]]
+        })
+        .collect()
+}
+
+/// [`train`], also returning the trained cortex.
+pub fn train_model(cfg: &Config, progress: &mut dyn FnMut(&Epoch)) -> (Vec<Epoch>, Cortex) {
     let (train_set, val_set) = dataset(cfg.sequences, cfg.train_fraction, cfg.seed);
     let mut cortex = Cortex::new(1, cfg.hidden, OUT, &mut Stream::new(cfg.seed, &[1]));
     let n_hid = cfg.hidden;
@@ -306,7 +327,7 @@ pub fn train(cfg: &Config, progress: &mut dyn FnMut(&Epoch)) -> Vec<Epoch> {
         progress(&ep);
         history.push(ep);
     }
-    history
+    (history, cortex)
 }
 
 #[cfg(test)]
