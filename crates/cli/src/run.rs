@@ -98,14 +98,21 @@ pub fn simulate(
     let cancel = &INTERRUPTED;
     let total = p.compiled.steps;
     let build_start = std::time::Instant::now();
-    if p.experiment.hardware.is_some() && (resume.is_some() || periodic.is_some()) {
-        bail!("hardware: co-simulation keeps its fabric's state outside checkpoints; run it without --resume and --checkpoint-every-ms");
-    }
     let mut state = resume.unwrap_or_else(|| embedded::build(net, p.shards, p.threads));
     let mut fabric = match &p.experiment.hardware {
         Some(hw) => Some(crate::hwemu::fabric_for(net, &mut state, hw)?),
         None => None,
     };
+    match &mut fabric {
+        // Resuming a co-simulation: the links are as busy as when it stopped.
+        Some((f, _)) if !state.fabric_state.is_empty() => f.restore_state(&state.fabric_state).map_err(|e| {
+            anyhow::anyhow!("--resume: {e}; resume with the same experiment, [hardware] section and overrides")
+        })?,
+        None if !state.fabric_state.is_empty() => {
+            bail!("--resume: the checkpoint was written by a co-simulation; add its [hardware] section again")
+        }
+        _ => {}
+    }
     let start_step = state.step();
     let build_s = build_start.elapsed().as_secs_f64();
     let stretch = periodic.map_or(total, |pc| pc.every_steps.max(1));
@@ -129,6 +136,9 @@ pub fn simulate(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         done = next.step() - start_step;
         state = next;
+        if let Some((f, _)) = &fabric {
+            state.fabric_state = f.save_state();
+        }
         out = Some(match out {
             None => part,
             Some(acc) => acc.followed_by(part),

@@ -681,6 +681,42 @@ fn an_experiment_file_can_run_with_a_chip_fabric_in_the_loop() {
         serde_json::from_str(&std::fs::read_to_string(cosim_out.join("cosim.json")).unwrap()).unwrap();
     assert_eq!(s["spike_hash"], c["hardware_spike_hash"]);
     assert_ne!(c["hardware_spike_hash"], c["software_spike_hash"]);
+    // Stopped at 100 ms and resumed: the fabric's links continue as busy as they
+    // were (their state is in the checkpoint), so spikes and counts are the
+    // uninterrupted co-simulation's.
+    let half = ["--set", "populations.E.size=800", "--set", "populations.I.size=200", "--set", "run.duration_ms=100"];
+    let first = dir.join("first");
+    let o = bin().arg("run").arg(&file).args(half).args(["-q", "--checkpoint", "--out"]).arg(&first).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let second = dir.join("second");
+    let o = bin()
+        .arg("run")
+        .arg(&file)
+        .args(half)
+        .args(["-q", "--resume"])
+        .arg(first.join("checkpoint.bin"))
+        .arg("--out")
+        .arg(&second)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(second.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(r["spike_hash"], s["spike_hash"], "resumed co-simulation");
+    assert_eq!(r["hardware"]["fabric"], s["hardware"]["fabric"], "fabric counts continue across the checkpoint");
+    // Resuming it without the [hardware] section is refused, not silently software.
+    let o = bin()
+        .arg("run")
+        .arg(&plain)
+        .args(half)
+        .args(["-q", "--resume"])
+        .arg(first.join("checkpoint.bin"))
+        .arg("--out")
+        .arg(dir.join("never"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("[hardware]"), "{}", stderr(&o));
     // Bad sections are refused before anything runs.
     for (bad, path) in [
         ("\n[hardware]\npreset = \"loihi3\"\n", "hardware.preset"),

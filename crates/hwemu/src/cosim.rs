@@ -21,7 +21,7 @@ use neuropil_sim::network::SpikeDelay;
 use neuropil_sim::Spike;
 
 /// What the fabric did over a run.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct CoSimStats {
     /// Spikes routed.
     pub spikes: u64,
@@ -72,6 +72,21 @@ impl CoSim {
             dest,
             stats: CoSimStats::default(),
         }
+    }
+
+    /// The fabric's dynamic state (link occupancy and counts), for a checkpoint:
+    /// everything else follows from preset, mapping and network.
+    pub fn save_state(&self) -> Vec<u8> {
+        postcard::to_allocvec(&(self.fabric.save_links(), self.stats)).unwrap_or_default()
+    }
+
+    /// Continue from [`CoSim::save_state`] of the same preset, mapping and network.
+    pub fn restore_state(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let (links, stats): (Vec<u8>, CoSimStats) =
+            postcard::from_bytes(bytes).map_err(|e| format!("fabric state: {e}"))?;
+        self.fabric.restore_links(&links)?;
+        self.stats = stats;
+        Ok(())
     }
 
     /// When a spike generated at `t_gen` and arriving at `t_arr` takes effect, ns.

@@ -94,7 +94,7 @@ fn ps(ns: f64) -> i64 {
     (ns * 1000.0).round() as i64
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Links {
     free_ps: Vec<i64>,
     starts: Vec<VecDeque<i64>>,
@@ -142,6 +142,22 @@ impl Fabric {
         let n_links = topo.link_ids();
         let links = Links { free_ps: vec![i64::MIN; n_links], starts: vec![VecDeque::new(); n_links] };
         Fabric { topo, model, links }
+    }
+
+    /// The links' state (busy-until times and queued starts), for checkpoints.
+    pub fn save_links(&self) -> Vec<u8> {
+        postcard::to_allocvec(&self.links).unwrap_or_default()
+    }
+
+    /// Restore the links' state saved by [`Fabric::save_links`] from a fabric of the
+    /// same topology.
+    pub fn restore_links(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let links: Links = postcard::from_bytes(bytes).map_err(|e| format!("fabric state: {e}"))?;
+        if links.free_ps.len() != self.links.free_ps.len() || links.starts.len() != self.links.starts.len() {
+            return Err("fabric state: saved for a fabric with a different number of links".into());
+        }
+        self.links = links;
+        Ok(())
     }
 
     /// Send a batch of packets (injected no earlier than the previous batch's).

@@ -217,6 +217,11 @@ pub struct Checkpoint {
     /// Cerebellar modules (every process holds a replica of each).
     #[serde(default)]
     pub modules: Vec<ModuleRun>,
+    /// The dynamic state of an emulated chip fabric in the loop, opaque to the
+    /// kernel (the runtime that owns the fabric saves and restores it; empty
+    /// without one).
+    #[serde(default)]
+    pub fabric_state: Vec<u8>,
 }
 
 /// Why a checkpoint could not be restored.
@@ -295,6 +300,7 @@ pub fn build_some(net: &Network, indices: &[usize], n_shards: usize, threads: us
         pending: Exchange::default(),
         spike_hash_state: SpikeHasher::new().finish(),
         modules: (0..net.cerebella.len()).map(|i| ModuleRun::new(net, i)).collect(),
+        fabric_state: Vec::new(),
     }
 }
 
@@ -366,7 +372,7 @@ pub fn run_part(
     let fabric = fabric.map(Mutex::new);
     let shared_input = Mutex::new(Exchange::default());
     let failure: Mutex<Option<TransportError>> = Mutex::new(None);
-    let Checkpoint { network_hash, mut shards, pending, spike_hash_state, modules } = start;
+    let Checkpoint { network_hash, mut shards, pending, spike_hash_state, modules, fabric_state } = start;
     let first_step = shards.first().map_or(0, |s| s.step());
     let modules = Mutex::new(modules);
     // Counters in the shards are cumulative; this stretch reports its own share.
@@ -585,6 +591,7 @@ pub fn run_part(
         pending: final_input.into_inner().unwrap_or_else(|e| e.into_inner()),
         spike_hash_state: out.spike_hash,
         modules: modules.into_inner().unwrap_or_else(|e| e.into_inner()),
+        fabric_state,
     };
     match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         Some(e) => Err(e),
