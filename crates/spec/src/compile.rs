@@ -591,7 +591,22 @@ pub fn estimate_bytes(net: &Network, shards: u64, samples: f64) -> u64 {
     let ring = n * 16.0 * (max_delay + 16.0).log2().ceil().exp2();
     let state: f64 = net.populations.iter().map(|p| p.size as f64 * p.model.bytes_per_neuron() as f64).sum();
     let poisson = net.stimuli.len() as f64 * n * 32.0;
-    (syn + rows + ring + state + poisson + samples * 24.0 + 64e6) as u64
+    // Cerebellar modules: weights with gradients and moments (16 B per parameter),
+    // the fan-in mask, and the mossy-fibre inputs buffered until their feedback.
+    let modules: f64 = net
+        .cerebella
+        .iter()
+        .map(|c| {
+            let inputs: f64 = c.mossy.iter().map(|&p| net.populations[p].size as f64).sum();
+            let mut sizes = vec![inputs];
+            sizes.extend(c.granule.iter().map(|&g| g as f64));
+            sizes.push(1.0);
+            let params: f64 = sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+            let buffered = (c.delay_steps / c.interval_steps.max(1) + 1) as f64 * inputs * 4.0;
+            params * 16.0 + inputs * sizes[1] * 4.0 + buffered
+        })
+        .sum();
+    (syn + rows + ring + state + poisson + samples * 24.0 + modules + 64e6) as u64
 }
 
 fn compile_homeostasis(
@@ -1114,6 +1129,14 @@ fn compile_cerebella(
                 format!(
                     "must be a delay ≥ 0 ms, got {} (the feedback arrives after the prediction)",
                     c.feedback_delay_ms
+                ),
+            );
+        } else if c.feedback_delay_ms > exp.run.duration_ms {
+            errs.add(
+                format!("{path}.feedback_delay_ms"),
+                format!(
+                    "{} ms is longer than the run ({} ms): no feedback would ever arrive; shorten it or run longer",
+                    c.feedback_delay_ms, exp.run.duration_ms
                 ),
             );
         }

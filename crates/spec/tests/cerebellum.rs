@@ -97,6 +97,14 @@ fn bad_module_specs_are_refused_naming_the_field() {
             "{set:?}: expected {path}: …{message}…, got {errs:?}"
         );
     }
+    let errs = errors(&["cerebellum[0].feedback_delay_ms=5000"]);
+    assert!(errs.iter().any(|(p, m)| p == "cerebellum[0].feedback_delay_ms" && m.contains("longer than the run")));
+    // A module too big for the memory on offer is refused before anything is built.
+    let set = vec!["cerebellum[0].granule=[100000, 100000]".to_string()];
+    let exp = neuropil_spec::load(&root().join("examples/cerebellar_dni.toml"), &set).expect("loads");
+    let limits = neuropil_spec::Limits { memory_bytes: Some(8 << 30) };
+    let e = neuropil_spec::compile(&exp, &limits).err().expect("refused").to_string();
+    assert!(e.contains("GiB"), "{e}");
     let errs = errors(&["cerebellum[0].remove_at_ms=-1", "cerebellum[0].tau_ms=0"]);
     assert!(errs.iter().any(|(p, _)| p == "cerebellum[0].remove_at_ms"), "{errs:?}");
     assert!(errs.iter().any(|(p, _)| p == "cerebellum[0].tau_ms"), "{errs:?}");
