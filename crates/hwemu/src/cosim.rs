@@ -13,7 +13,7 @@
 //! drops go back to the kernel as `SpikeDelay`s; the kernel applies them on top of
 //! the synaptic delays. Deterministic: the same spikes give the same delays.
 
-use crate::fabric::{Fabric, Packet};
+use crate::fabric::{CoreRouters, Fabric, Packet};
 use crate::mapping::{Connectome, Mapping};
 use crate::preset::{Preset, Timing};
 use neuropil_sim::embedded::SpikeFabric;
@@ -47,7 +47,8 @@ pub struct CoSim {
     router_of_core: Vec<u32>,
     src_router: Vec<u32>,
     src_core: Vec<u32>,
-    intra_ns: f64,
+    /// Hierarchical chips: their core-level routers (`None` on flat fabrics).
+    core_routers: Option<CoreRouters>,
     /// Destination cores of each neuron, sorted.
     dest: Vec<Vec<u32>>,
     /// Counts.
@@ -68,7 +69,14 @@ impl CoSim {
             router_of_core: mapping.router_of_core.clone(),
             src_router: (0..net.neurons()).map(|n| mapping.router_of(n)).collect(),
             src_core: mapping.core_of.clone(),
-            intra_ns: preset.intra_chip_latency_ns(),
+            core_routers: (preset.file.topology.kind == crate::topology::Kind::Hierarchical).then(|| {
+                let topo = preset.topology();
+                CoreRouters::new(
+                    topo.chips() as usize,
+                    preset.intra_chip_latency_ns(),
+                    preset.link_model().serialisation_ns(),
+                )
+            }),
             dest,
             stats: CoSimStats::default(),
         }
@@ -77,15 +85,19 @@ impl CoSim {
     /// The fabric's dynamic state (link occupancy and counts), for a checkpoint:
     /// everything else follows from preset, mapping and network.
     pub fn save_state(&self) -> Vec<u8> {
-        postcard::to_allocvec(&(self.fabric.save_links(), self.stats)).unwrap_or_default()
+        postcard::to_allocvec(&(self.fabric.save_links(), self.stats, &self.core_routers)).unwrap_or_default()
     }
 
     /// Continue from [`CoSim::save_state`] of the same preset, mapping and network.
     pub fn restore_state(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let (links, stats): (Vec<u8>, CoSimStats) =
+        let (links, stats, core_routers): (Vec<u8>, CoSimStats, Option<CoreRouters>) =
             postcard::from_bytes(bytes).map_err(|e| format!("fabric state: {e}"))?;
+        if core_routers.is_some() != self.core_routers.is_some() {
+            return Err("fabric state: saved for a different kind of fabric".into());
+        }
         self.fabric.restore_links(&links)?;
         self.stats = stats;
+        self.core_routers = core_routers;
         Ok(())
     }
 
@@ -123,13 +135,28 @@ impl SpikeFabric for CoSim {
         let cores_on = |dest: &[u32], router: u32, roc: &[u32]| -> Vec<u32> {
             dest.iter().copied().filter(|&c| roc[c as usize] == router).collect()
         };
-        for d in &o.deliveries {
+        // (arrival at the chip, packet, core), in time order: hierarchical chips pass
+        // deliveries to other cores through their core-level router in that order.
+        let mut arrivals: Vec<(f64, usize, u32)> = Vec::new();
+        for (i, d) in o.deliveries.iter().enumerate() {
+            let s = spikes[d.packet];
+            for core in cores_on(&self.dest[s.gid as usize], d.dst, &self.router_of_core) {
+                arrivals.push((d.t_ns, i, core));
+            }
+        }
+        if self.core_routers.is_some() {
+            arrivals.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        }
+        for (t_chip, i, core) in arrivals {
+            let d = &o.deliveries[i];
             let s = spikes[d.packet];
             let t_gen = packets[d.packet].t_ns;
             let src_core = self.src_core[s.gid as usize];
-            for core in cores_on(&self.dest[s.gid as usize], d.dst, &self.router_of_core) {
-                // Hierarchical chips: one more router between two cores.
-                let t_arr = d.t_ns + if core != src_core { self.intra_ns } else { 0.0 };
+            {
+                let t_arr = match &mut self.core_routers {
+                    Some(r) if core != src_core => r.pass(d.dst as usize, t_chip),
+                    _ => t_chip,
+                };
                 let extra_ns = self.effective(t_gen, t_arr) - t_gen;
                 let extra = (extra_ns / self.dt_ns).round().max(0.0) as u32;
                 self.stats.receptions += 1;

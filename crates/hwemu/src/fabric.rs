@@ -122,6 +122,34 @@ impl Links {
     }
 }
 
+/// The core-level routers of hierarchical chips (DYNAP-SE): between a chip's
+/// mesh router and its cores, one router per chip forwards every (packet, core)
+/// delivery to a core other than the sender's, one after the other: each takes the
+/// router's latency and occupies it for one serialisation time, so deliveries that
+/// meet there queue. Fed in time order (per chip), it keeps its state between
+/// batches like [`Fabric`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CoreRouters {
+    free_ps: Vec<i64>,
+    latency_ps: i64,
+    ser_ps: i64,
+}
+
+impl CoreRouters {
+    /// Idle routers for `chips` chips.
+    pub fn new(chips: usize, latency_ns: f64, ser_ns: f64) -> CoreRouters {
+        CoreRouters { free_ps: vec![i64::MIN; chips], latency_ps: ps(latency_ns), ser_ps: ps(ser_ns) }
+    }
+
+    /// A delivery that reaches `chip`'s core-level router at `t_ns`: when it reaches
+    /// the core, ns.
+    pub fn pass(&mut self, chip: usize, t_ns: f64) -> f64 {
+        let start = ps(t_ns).max(self.free_ps[chip]);
+        self.free_ps[chip] = start + self.ser_ps;
+        (start + self.latency_ps) as f64 / 1000.0
+    }
+}
+
 /// Send `packets` through an idle fabric.
 pub fn simulate(topo: &Topology, model: &LinkModel, packets: &[Packet]) -> Outcome {
     Fabric::new(*topo, *model).send(packets)

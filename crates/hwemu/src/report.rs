@@ -7,7 +7,7 @@
 //! into the fabric at t ms of wall-clock time, as a multicast packet from its
 //! core's router to the routers of every core holding one of its targets.
 
-use crate::fabric::{simulate, Packet};
+use crate::fabric::{simulate, CoreRouters, Packet};
 use crate::mapping::{Connectome, Mapping};
 use crate::preset::{Preset, Timing};
 use serde::Serialize;
@@ -141,13 +141,27 @@ pub fn evaluate(
     let mut synaptic_events = 0u64;
     let (step_ns, barrier_ns) = (preset.value("time_step_us") * 1e3, preset.value("barrier_ns"));
     let mut late = 0u64;
-    let intra = preset.intra_chip_latency_ns();
-    for d in &out.deliveries {
+    // Hierarchical chips: deliveries to another core pass the chip's core-level
+    // router, in time order (they queue there).
+    let mut core_routers = (preset.file.topology.kind == crate::topology::Kind::Hierarchical)
+        .then(|| CoreRouters::new(topo.chips() as usize, preset.intra_chip_latency_ns(), model.serialisation_ns()));
+    let mut arrivals: Vec<(f64, usize, u32, u32)> = Vec::new();
+    for (i, d) in out.deliveries.iter().enumerate() {
+        let s = spikes[d.packet].0;
+        for &(c, k) in dest[s as usize].iter().filter(|(c, _)| mapping.router_of_core[*c as usize] == d.dst) {
+            arrivals.push((d.t_ns, i, c, k));
+        }
+    }
+    arrivals.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    for (t_chip, i, c, k) in arrivals {
+        let d = &out.deliveries[i];
         let (s, t_gen) = (spikes[d.packet].0, packets[d.packet].t_ns);
         let src_core = mapping.core_of[s as usize];
-        for &(c, k) in dest[s as usize].iter().filter(|(c, _)| mapping.router_of_core[*c as usize] == d.dst) {
-            // Hierarchical chips: one more router between two cores.
-            let t_recv = d.t_ns + if c != src_core { intra } else { 0.0 };
+        {
+            let t_recv = match &mut core_routers {
+                Some(r) if c != src_core => r.pass(d.dst as usize, t_chip),
+                _ => t_chip,
+            };
             received[c as usize].push((t_recv, t_gen));
             latencies.push(t_recv - t_gen);
             synaptic_events += k as u64;
@@ -237,6 +251,32 @@ pub fn evaluate(
 mod tests {
     use super::*;
     use crate::mapping::{map, Strategy};
+
+    /// DYNAP-SE's core-level router is shared: one spike for two other cores of its
+    /// chip reaches the first after serialisation + router latency and the second
+    /// one serialisation later (it waited); a spike a millisecond later finds the
+    /// router idle again.
+    #[test]
+    fn deliveries_queue_at_a_hierarchical_chips_core_router() {
+        let net = Connectome::from_edges(vec![("A".into(), 0, 3)], 3, &[(0, 1), (0, 2)]);
+        let dynapse = Preset::builtin("dynapse").unwrap();
+        let m = map(&net, &dynapse, Strategy::RoundRobin, Some(1), false, None).unwrap();
+        assert!(m.core_of[0] != m.core_of[1] && m.core_of[1] != m.core_of[2]);
+        assert!(m.router_of(0) == m.router_of(1) && m.router_of(1) == m.router_of(2));
+        let ser = dynapse.value("packet_bits") / dynapse.value("link_bandwidth_gbps");
+        let zero_load = ser + dynapse.value("intra_chip_latency_ns");
+        let (r, _) = evaluate(&net, &dynapse, &m, &[(0, 1.0)], 10.0);
+        assert_eq!(r.receptions, 2);
+        assert!((r.latency_ns.min - zero_load).abs() < 1e-3, "{:?}", r.latency_ns);
+        assert!((r.latency_ns.max - (zero_load + ser)).abs() < 1e-3, "{:?}", r.latency_ns);
+        let (r, _) = evaluate(&net, &dynapse, &m, &[(0, 1.0), (0, 2.0)], 10.0);
+        assert!((r.latency_ns.max - (zero_load + ser)).abs() < 1e-3, "{:?}", r.latency_ns);
+        let mut routers = CoreRouters::new(2, 10.0, 4.0);
+        assert_eq!(routers.pass(0, 100.0), 110.0);
+        assert_eq!(routers.pass(1, 100.0), 110.0, "another chip's router is free");
+        assert_eq!(routers.pass(0, 101.0), 114.0, "queued behind the first");
+        assert_eq!(routers.pass(0, 200.0), 210.0);
+    }
 
     #[test]
     fn a_quiet_fabric_delivers_everything_in_order_at_zero_load_latency() {

@@ -74,7 +74,7 @@ pub enum Kind {
     TriangularTorus,
     /// Two levels (DYNAP-SE): a 2D mesh between chips with XY routing, and inside
     /// each chip a core-level router that every spike for another core crosses
-    /// (`intra_chip_latency_ns`, without contention).
+    /// (`intra_chip_latency_ns`, one delivery at a time: `fabric::CoreRouters`).
     Hierarchical,
 }
 
