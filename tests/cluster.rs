@@ -318,7 +318,7 @@ async fn cerebellar_module_on_3_nodes_matches_the_embedded_run() {
         "run.duration_ms=600",
         "cerebellum[0].output=current",
         "cerebellum[0].output_population=cortex",
-        "cerebellum[0].output_scale_pa=400",
+        "cerebellum[0].output_scale=400",
         "cerebellum[0].freeze_at_ms=400",
     ];
     let embedded = embedded_summary("examples/cerebellar_dni.toml", &set, &tmp.0);
@@ -337,6 +337,17 @@ async fn cerebellar_module_on_3_nodes_matches_the_embedded_run() {
     let theirs = std::fs::read_to_string(tmp.0.join("embedded/cerebellum.csv")).unwrap();
     assert!(ours.lines().count() > 500, "{} samples", ours.lines().count());
     assert!(ours == theirs, "cerebellum.csv differs from the embedded run's");
+    // The module as the dopamine of stdp_dopamine_synapse projections: every node
+    // applies the same impulses to its shards' synapses.
+    let set = ["run.duration_ms=600"];
+    let embedded = embedded_summary("examples/cerebellar_dopamine.toml", &set, &tmp.0.join("dopamine"));
+    let id = submit(&mut c, "examples/cerebellar_dopamine.toml", &set).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "dopamine run differs from the embedded one");
+    let ours = std::fs::read_to_string(std::path::Path::new(&info.output_dir).join("cerebellum.csv")).unwrap();
+    let theirs = std::fs::read_to_string(tmp.0.join("dopamine/embedded/cerebellum.csv")).unwrap();
+    assert!(ours == theirs, "dopamine run: cerebellum.csv differs");
 }
 
 /// Issue 7: hardware co-simulation in the cluster. Every node runs a replica of the

@@ -97,8 +97,8 @@ fn spiking(args: &DniArgs, file: &std::path::Path) -> Result<()> {
     let duration = base.experiment.run.duration_ms;
     let half = format!("{}", duration / 2.0);
     let variants: Vec<(String, Vec<String>)> = vec![
-        ("module (third factor)".into(), vec![]),
-        ("no module (eligibility trace)".into(), vec!["cerebellum[0].remove_at_ms=0".into()]),
+        ("module".into(), vec![]),
+        ("no module (late feedback)".into(), vec!["cerebellum[0].remove_at_ms=0".into()]),
         (
             "no module, no delay (upper bound)".into(),
             vec!["cerebellum[0].remove_at_ms=0".into(), "cerebellum[0].feedback_delay_ms=0".into()],
@@ -111,7 +111,7 @@ fn spiking(args: &DniArgs, file: &std::path::Path) -> Result<()> {
     let trials = (duration / period).floor().max(1.0) as usize;
     let mut csv = String::from("variant,seed,trial,mse\n");
     let mut table = String::from(
-        "| variant | readout MSE, first trial | readout MSE, last tenth (mean ± sd) | prediction–feedback correlation |\n|---|---|---|---|\n",
+        "| variant | task MSE, first trial | task MSE, last tenth (mean ± sd) | prediction–feedback correlation |\n|---|---|---|---|\n",
     );
     let mut series = Vec::new();
     for (name, set) in &variants {
@@ -157,23 +157,25 @@ fn spiking(args: &DniArgs, file: &std::path::Path) -> Result<()> {
             .collect();
         series.push(Series { name: name.clone(), points });
     }
-    std::fs::write(args.out.join("spiking_curves.csv"), csv)?;
-    std::fs::write(args.out.join("spiking_table.md"), &table)?;
+    let stem = file.file_stem().map_or("experiment".into(), |s| s.to_string_lossy().into_owned());
+    let name = |what: &str| args.out.join(format!("spiking_{stem}_{what}"));
+    std::fs::write(name("curves.csv"), csv)?;
+    std::fs::write(name("table.md"), &table)?;
     println!("{table}");
     line_chart(
         &format!(
-            "spiking cortex: readout MSE per {period:.0} ms trial, feedback {:.0} ms late, {} seeds",
+            "{stem}: task MSE per {period:.0} ms trial, feedback {:.0} ms late, {} seeds",
             module.delay_steps as f64 * base.compiled.network.dt_ms,
             args.seeds
         ),
         "trial",
-        "readout MSE",
+        "MSE",
         &series,
         &[(trials as f64 / 2.0 + 0.5, "lesions".into())],
         true,
-        &args.out.join("spiking_curves.png"),
+        &name("curves.png"),
     )?;
-    eprintln!("wrote {}/spiking_{{curves.csv,table.md,curves.png}}", args.out.display());
+    eprintln!("wrote {}/spiking_{stem}_{{curves.csv,table.md,curves.png}}", args.out.display());
     Ok(())
 }
 

@@ -479,14 +479,9 @@ pub fn run_part(
                                     let boundary = first_step + e * epoch;
                                     let mut ms = modules.lock().unwrap_or_else(|x| x.into_inner());
                                     for m in ms.iter_mut() {
-                                        if let Some((pa, sample)) = m.epoch(net, &all.spikes, boundary, epoch) {
+                                        if let Some((value, sample)) = m.epoch(net, &all.spikes, boundary, epoch) {
                                             leader_rec.cerebellum.push(sample);
-                                            all.values.push(crate::network::StateValue {
-                                                step: boundary,
-                                                gid: sample.module,
-                                                kind: crate::network::ValueKind::ModuleCurrent,
-                                                value: pa,
-                                            });
+                                            all.values.extend(value);
                                         }
                                     }
                                 }

@@ -29,6 +29,8 @@ pub enum ValueKind {
     /// A cerebellar module's output current (pA; `gid` is the module's index),
     /// held until the next value.
     ModuleCurrent,
+    /// A cerebellar module's dopamine impulse (1/ms; `gid` is the module's index).
+    ModuleDopamine,
 }
 
 impl ValueKind {
@@ -38,6 +40,7 @@ impl ValueKind {
             0 => Some(ValueKind::Sic),
             1 => Some(ValueKind::Calcium),
             2 => Some(ValueKind::ModuleCurrent),
+            3 => Some(ValueKind::ModuleDopamine),
             _ => None,
         }
     }
@@ -366,6 +369,16 @@ pub enum ModuleOutput {
         /// pA per unit of predicted feedback.
         scale_pa: f64,
     },
+    /// The third factor of the `stdp_dopamine_synapse` projections onto
+    /// `population`: each sample adds `scale` × the predicted feedback to their
+    /// dopamine concentration (without an active module: × the true feedback that
+    /// arrived, late).
+    Dopamine {
+        /// Target population index.
+        population: usize,
+        /// Concentration (1/ms) per unit of feedback.
+        scale: f64,
+    },
 }
 
 /// A cerebellar module between populations: mossy fibres carry the filtered spike
@@ -413,6 +426,10 @@ pub struct Cerebellar {
     pub remove_at_step: Option<u64>,
     /// Inferior-olive lesion: the module stops learning from this step on.
     pub freeze_at_step: Option<u64>,
+    /// The task's output is the readout population's mean rate (/ rate_norm_hz)
+    /// instead of a plastic linear readout of it.
+    #[serde(default)]
+    pub readout_rate: bool,
 }
 
 impl Network {

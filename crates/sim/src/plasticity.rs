@@ -145,7 +145,13 @@ pub struct DopamineHistory {
 impl DopamineHistory {
     /// Record a modulator spike at `stamp` (in order).
     pub fn push(&mut self, stamp: u64, tau_n: f64, dt_ms: f64) {
-        let n = self.at(stamp as i64, tau_n, dt_ms) + 1.0 / tau_n;
+        self.add(stamp, 1.0 / tau_n, tau_n, dt_ms);
+    }
+
+    /// Add `amount` (1/ms, may be negative: a signed teaching signal) to the
+    /// concentration at `stamp` (in order).
+    pub fn add(&mut self, stamp: u64, amount: f64, tau_n: f64, dt_ms: f64) {
+        let n = self.at(stamp as i64, tau_n, dt_ms) + amount;
         self.spikes.push((stamp, n));
     }
 

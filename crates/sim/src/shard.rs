@@ -226,6 +226,9 @@ pub struct Shard {
     module_group: Vec<usize>,
     #[serde(default)]
     module_pa: Vec<f64>,
+    /// Cerebellar modules with a dopamine output: (module, plastic table) pairs.
+    #[serde(default)]
+    module_dopamine: Vec<(u32, usize)>,
 }
 
 /// Poisson input drawn ahead of its epoch: for each step, (input index, value)
@@ -587,6 +590,18 @@ impl Shard {
             .collect();
 
         let epoch_steps = net.epoch_steps();
+        // Modules whose output is the dopamine of the plastic projections onto a population.
+        let mut module_dopamine = Vec::new();
+        for (m, c) in net.cerebella.iter().enumerate() {
+            if let crate::network::ModuleOutput::Dopamine { population, .. } = c.output {
+                for (ti, t) in plastic.iter().enumerate() {
+                    let target = net.projections[t.projection as usize].target;
+                    if target == population && matches!(t.rule, Plasticity::Dopamine(_)) {
+                        module_dopamine.push((m as u32, ti));
+                    }
+                }
+            }
+        }
         Shard {
             layout,
             step: 0,
@@ -626,10 +641,11 @@ impl Shard {
                 .iter()
                 .map(|c| match c.output {
                     crate::network::ModuleOutput::Current { population, .. } => group_of_pop[population],
-                    crate::network::ModuleOutput::ThirdFactor => usize::MAX,
+                    _ => usize::MAX,
                 })
                 .collect(),
             module_pa: vec![0.0; net.cerebella.len()],
+            module_dopamine,
         }
     }
 
@@ -721,6 +737,16 @@ impl Shard {
                     let arrival = sp.step + table.sec_delay[next as usize] as u64;
                     let at = Pending { arrival, emitted: sp.step, next, end };
                     table.pending.push(PlasticPending { at, before, factor });
+                }
+            }
+        }
+        // Cerebellar dopamine, after the modulator spikes of the last epoch (stamps in order).
+        for v in input.values.iter().filter(|v| v.kind == ValueKind::ModuleDopamine) {
+            for &(m, ti) in &self.module_dopamine {
+                if m == v.gid {
+                    if let Plasticity::Dopamine(dp) = self.plastic[ti].rule {
+                        self.plastic[ti].dopamine.add(v.step, v.value, dp.tau_n, self.dt_ms);
+                    }
                 }
             }
         }

@@ -538,7 +538,12 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
     }
 
     let sizes: Vec<u64> = pops.iter().map(|p| p.size as u64).collect();
-    let cerebella = compile_cerebella(exp, dt, steps, &sizes, &resolve, &mut errs);
+    let dopamine_targets: Vec<usize> = projections
+        .iter()
+        .filter(|p| matches!(p.plasticity, Some(neuropil_sim::plasticity::Plasticity::Dopamine(_))))
+        .map(|p| p.target)
+        .collect();
+    let cerebella = compile_cerebella(exp, dt, steps, &sizes, &dopamine_targets, &resolve, &mut errs);
 
     if !errs.0.is_empty() {
         return Err(SpecError::Invalid(errs.0));
@@ -1071,6 +1076,7 @@ fn compile_cerebella(
     dt: f64,
     steps: u64,
     sizes: &[u64],
+    dopamine_targets: &[usize],
     resolve: &dyn Fn(&str, String, &mut Errors) -> Option<usize>,
     errs: &mut Errors,
 ) -> Vec<Cerebellar> {
@@ -1168,7 +1174,13 @@ fn compile_cerebella(
         let output = match c.output.as_str() {
             "" | "third_factor" => {
                 if c.output_population.is_some() {
-                    errs.add(format!("{path}.output_population"), "only for output = \"current\"");
+                    errs.add(format!("{path}.output_population"), "only for output = \"current\" or \"dopamine\"");
+                }
+                if c.readout_kind == "rate" {
+                    errs.add(
+                        format!("{path}.readout_kind"),
+                        "\"rate\" has no readout synapses for a third_factor output; use output = \"dopamine\" or \"current\"",
+                    );
                 }
                 Some(ModuleOutput::ThirdFactor)
             }
@@ -1178,15 +1190,42 @@ fn compile_cerebella(
                     None
                 }
                 Some(name) => resolve(name, format!("{path}.output_population"), errs).map(|population| {
-                    if !c.output_scale_pa.is_finite() {
-                        errs.add(format!("{path}.output_scale_pa"), "must be a finite number of pA");
+                    if !c.output_scale.is_finite() {
+                        errs.add(format!("{path}.output_scale"), "must be a finite number of pA");
                     }
-                    ModuleOutput::Current { population, scale_pa: c.output_scale_pa }
+                    ModuleOutput::Current { population, scale_pa: c.output_scale }
+                }),
+            },
+            "dopamine" => match &c.output_population {
+                None => {
+                    errs.add(format!("{path}.output_population"), "output = \"dopamine\" needs a target population");
+                    None
+                }
+                Some(name) => resolve(name, format!("{path}.output_population"), errs).and_then(|population| {
+                    if !c.output_scale.is_finite() {
+                        errs.add(format!("{path}.output_scale"), "must be a finite concentration (1/ms) per unit");
+                    }
+                    if !dopamine_targets.contains(&population) {
+                        errs.add(
+                            format!("{path}.output_population"),
+                            format!("no stdp_dopamine_synapse projection targets \"{name}\"; the dopamine would modulate nothing"),
+                        );
+                        return None;
+                    }
+                    Some(ModuleOutput::Dopamine { population, scale: c.output_scale })
                 }),
             },
             other => {
-                errs.add(format!("{path}.output"), format!("unknown {other:?}; use third_factor or current"));
+                errs.add(format!("{path}.output"), format!("unknown {other:?}; use third_factor, current or dopamine"));
                 None
+            }
+        };
+        let readout_rate = match c.readout_kind.as_str() {
+            "" | "linear" => false,
+            "rate" => true,
+            other => {
+                errs.add(format!("{path}.readout_kind"), format!("unknown {other:?}; use linear or rate"));
+                false
             }
         };
         let at = |v: Option<f64>, field: &str, errs: &mut Errors| -> Option<u64> {
@@ -1222,6 +1261,7 @@ fn compile_cerebella(
             output,
             remove_at_step,
             freeze_at_step,
+            readout_rate,
         });
     }
     out

@@ -86,21 +86,29 @@ pub struct CerebellumSpec {
     /// Eligibility trace of the readout synapses, ms (default 10).
     #[serde(default)]
     pub eligibility_tau_ms: Option<f64>,
-    /// `third_factor` (default) or `current`.
+    /// `third_factor` (default: the readout's plastic synapses), `current` or
+    /// `dopamine` (the third factor of the `stdp_dopamine_synapse` projections onto
+    /// `output_population`).
     #[serde(default)]
     pub output: String,
-    /// `current`: the population receiving the current.
+    /// `current`, `dopamine`: the target population.
     #[serde(default)]
     pub output_population: Option<String>,
-    /// `current`: pA per unit of predicted feedback.
+    /// `current`: pA per unit of predicted feedback; `dopamine`: concentration
+    /// (1/ms) per unit.
     #[serde(default)]
-    pub output_scale_pa: f64,
+    pub output_scale: f64,
     /// Cerebellar lesion: remove the module from this time on, ms.
     #[serde(default)]
     pub remove_at_ms: Option<f64>,
     /// Inferior-olive lesion: freeze the module's learning from this time on, ms.
     #[serde(default)]
     pub freeze_at_ms: Option<f64>,
+    /// The task's output: `linear` (default: a plastic linear readout of the
+    /// readout population's rates) or `rate` (its mean rate / rate_norm_hz, shaped
+    /// by the network itself, e.g. by dopamine-modulated synapses).
+    #[serde(default)]
+    pub readout_kind: String,
 }
 
 /// Hardware co-simulation settings.

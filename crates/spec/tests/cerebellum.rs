@@ -10,7 +10,7 @@ const CURRENT: [&str; 5] = [
     "run.duration_ms=800",
     "cerebellum[0].output=current",
     "cerebellum[0].output_population=cortex",
-    "cerebellum[0].output_scale_pa=400",
+    "cerebellum[0].output_scale=400",
     "cerebellum[0].freeze_at_ms=500",
 ];
 
@@ -69,6 +69,22 @@ fn module_rescues_learning_from_delayed_feedback() {
     assert!(r > 0.4, "prediction-feedback correlation {r}");
 }
 
+/// The module as the dopamine of real stdp_dopamine_synapse synapses: the same on
+/// 1 and 3 shards (every shard applies the same dopamine impulses), and the output
+/// rate follows its target better than with the late true feedback as dopamine.
+#[test]
+fn module_as_dopamine_drives_plastic_synapses_identically_on_any_shards() {
+    let c = compile_example("cerebellar_dopamine.toml", &[]);
+    let one = run(&c, 1, 1);
+    let three = run(&c, 2, 3);
+    assert_eq!(one.spike_hash, three.spike_hash);
+    assert_eq!(one.cerebellum, three.cerebellum);
+    let without = run(&compile_example("cerebellar_dopamine.toml", &["cerebellum[0].remove_at_ms=0"]), 2, 2);
+    assert_ne!(without.spike_hash, one.spike_hash, "the dopamine reaches the synapses");
+    let (w, wo) = (late_mse(&one), late_mse(&without));
+    assert!(w < 0.6 * wo, "with the module {w}, with late dopamine {wo}");
+}
+
 fn errors(set: &[&str]) -> Vec<(String, String)> {
     let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
     let exp = neuropil_spec::load(&root().join("examples/cerebellar_dni.toml"), &set).expect("loads");
@@ -80,7 +96,7 @@ fn errors(set: &[&str]) -> Vec<(String, String)> {
 
 #[test]
 fn bad_module_specs_are_refused_naming_the_field() {
-    let cases: [(&[&str], &str, &str); 8] = [
+    let cases: [(&[&str], &str, &str); 10] = [
         (&["cerebellum[0].mossy_fibres=[\"cortx\"]"], "cerebellum[0].mossy_fibres[0]", "no population named \"cortx\""),
         (&["cerebellum[0].readout=\"thalamus\""], "cerebellum[0].readout", "no population named \"thalamus\""),
         (&["cerebellum[0].granule=[200, 0]"], "cerebellum[0].granule[1]", "between 1 and 100000"),
@@ -88,7 +104,13 @@ fn bad_module_specs_are_refused_naming_the_field() {
         (&["cerebellum[0].feedback_delay_ms=-5"], "cerebellum[0].feedback_delay_ms", "≥ 0 ms"),
         (&["cerebellum[0].fan_in=500"], "cerebellum[0].fan_in", "more than the 200 mossy fibres"),
         (&["cerebellum[0].output=\"current\""], "cerebellum[0].output_population", "needs a target population"),
-        (&["cerebellum[0].output=\"dopamine\""], "cerebellum[0].output", "use third_factor or current"),
+        (
+            &["cerebellum[0].output=\"dopamine\"", "cerebellum[0].output_population=\"cortex\""],
+            "cerebellum[0].output_population",
+            "no stdp_dopamine_synapse projection targets \"cortex\"",
+        ),
+        (&["cerebellum[0].readout_kind=\"rate\""], "cerebellum[0].readout_kind", "use output = \"dopamine\""),
+        (&["cerebellum[0].output=\"serotonin\""], "cerebellum[0].output", "use third_factor, current or dopamine"),
     ];
     for (set, path, message) in cases {
         let errs = errors(set);

@@ -13,7 +13,7 @@
 //! the mossy-fibre input it predicted from.
 
 use super::{CerebellarModule, ModuleShape, Tape};
-use crate::network::{Cerebellar, ModuleOutput, Network, Spike};
+use crate::network::{Cerebellar, ModuleOutput, Network, Spike, StateValue, ValueKind};
 use crate::rng::Stream;
 use std::collections::VecDeque;
 
@@ -100,15 +100,15 @@ impl ModuleRun {
     }
 
     /// Take in one epoch's spikes (all of them, canonical order) ending before step
-    /// `boundary`; at a sample boundary predict, learn and append a sample. Returns
-    /// the output current (pA) for the next epochs when the module drives one.
+    /// `boundary`; at a sample boundary predict and learn. Returns the sample and,
+    /// for `current` and `dopamine` outputs, the value for the shards.
     pub fn epoch(
         &mut self,
         net: &Network,
         spikes: &[Spike],
         boundary: u64,
         epoch_steps: u64,
-    ) -> Option<(f64, ModuleSample)> {
+    ) -> Option<(Option<StateValue>, ModuleSample)> {
         let dt = net.dt_ms;
         let tau = self.spec.tau_ms;
         let decay = (-(epoch_steps as f64 * dt) / tau).exp() as f32;
@@ -129,7 +129,11 @@ impl ModuleRun {
         let x: Vec<f32> =
             self.spec.mossy.iter().flat_map(|&p| self.rates_of(p).iter().map(move |&r| r / norm)).collect();
         let xr: Vec<f32> = self.rates_of(self.spec.readout).iter().map(|&r| r / norm).collect();
-        let y = super::dot(&self.readout_w, &xr) + self.readout_b;
+        let y = if self.spec.readout_rate {
+            xr.iter().sum::<f32>() / xr.len().max(1) as f32
+        } else {
+            super::dot(&self.readout_w, &xr) + self.readout_b
+        };
         let t_ms = s as f64 * dt;
         let target = self.spec.target_offset
             + self.spec.target_amplitude * (std::f64::consts::TAU * t_ms / self.spec.target_period_ms).sin();
@@ -146,9 +150,11 @@ impl ModuleRun {
             self.inputs.clear();
         }
         self.feedback.push_back((s + self.spec.delay_steps, s, error));
-        let eta = self.spec.readout_learning_rate as f32;
+        let eta = if self.spec.readout_rate { 0.0 } else { self.spec.readout_learning_rate as f32 };
+        let mut arrived = 0.0f32;
         while self.feedback.front().is_some_and(|f| f.0 <= s) {
             let Some((_, sampled, e)) = self.feedback.pop_front() else { break };
+            arrived += e;
             // The climbing fibre: the true feedback meets the input it belongs to.
             while self.inputs.front().is_some_and(|i| i.0 < sampled) {
                 self.inputs.pop_front();
@@ -181,10 +187,16 @@ impl ModuleRun {
             error: error as f64,
             predicted: predicted as f64,
         };
-        let current = match self.spec.output {
-            ModuleOutput::Current { scale_pa, .. } => predicted as f64 * scale_pa,
-            ModuleOutput::ThirdFactor => 0.0,
+        let value = |kind, value| Some(StateValue { step: s, gid: self.index, kind, value });
+        let out = match self.spec.output {
+            ModuleOutput::ThirdFactor => None,
+            ModuleOutput::Current { scale_pa, .. } => value(ValueKind::ModuleCurrent, predicted as f64 * scale_pa),
+            // The third factor: the prediction now, or without a module the true
+            // feedback when it arrives.
+            ModuleOutput::Dopamine { scale, .. } => {
+                value(ValueKind::ModuleDopamine, scale * if active { predicted } else { arrived } as f64)
+            }
         };
-        Some((current, sample))
+        Some((out, sample))
     }
 }
