@@ -109,6 +109,63 @@ struct PlasticTable {
     astro: Vec<u32>,
 }
 
+/// A plastic synapse's event delayed by an emulated fabric: applied when it
+/// arrives, with the rule's update for the synapse's own delay (the spike's
+/// timing as emitted), so the weight is the software run's unless the fabric
+/// reorders the synapse's events.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy)]
+struct LatePlastic {
+    before: PreState,
+    factor: f64,
+    delay: u64,
+}
+
+/// The weight a plastic synapse `k` of `table` transmits for a presynaptic spike
+/// stamped `stamp` seen after `d` steps, updating it (and its eligibility) by the
+/// table's rule.
+#[allow(clippy::too_many_arguments)]
+fn plastic_weight(
+    table: &mut PlasticTable,
+    k: usize,
+    before: &PreState,
+    factor: f64,
+    stamp: u64,
+    d: u64,
+    post: &mut [PostHistory],
+    astro_ca: &[f64],
+    dt_ms: f64,
+) -> f64 {
+    let tg = table.target[k] as usize;
+    match &table.rule {
+        Plasticity::Stdp(sp) => {
+            let w = stdp_update(sp, table.weight[k], before, stamp, d, &mut post[tg], dt_ms);
+            table.weight[k] = w;
+            w
+        }
+        Plasticity::Tsodyks(_) => table.weight[k] * factor,
+        Plasticity::Gliotransmission { gain } => {
+            let a = table.astro[k];
+            let ca = if a == u32::MAX { 0.0 } else { astro_ca[a as usize] };
+            table.weight[k] * (1.0 + gain * ca)
+        }
+        Plasticity::Dopamine(dp) => {
+            let w = dopamine_update(
+                dp,
+                table.weight[k],
+                &mut table.eligibility[k],
+                before,
+                stamp,
+                d,
+                &mut post[tg],
+                &table.dopamine,
+                dt_ms,
+            );
+            table.weight[k] = w;
+            w
+        }
+    }
+}
+
 /// A spike pending on a plastic projection, with the presynaptic state before it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy)]
 struct PlasticPending {
@@ -220,6 +277,10 @@ pub struct Shard {
     /// synapse index) -> (local target, weight), delivered in key order.
     #[serde(default)]
     late: std::collections::BTreeMap<(u64, u64, Gid, u64), (u32, f32)>,
+    /// Plastic synapses' events an emulated fabric delayed: (arrival, emitted,
+    /// source, table, synapse) -> the presynaptic state and the synapse's delay.
+    #[serde(default)]
+    late_plastic: std::collections::BTreeMap<(u64, u64, Gid, u32, u64), LatePlastic>,
     /// Cerebellar modules with a current output: per module, the local group it
     /// drives (`usize::MAX`: none here) and its latest current, pA.
     #[serde(default)]
@@ -636,6 +697,7 @@ impl Shard {
             predrawn: None,
             core_of_local: Vec::new(),
             late: std::collections::BTreeMap::new(),
+            late_plastic: std::collections::BTreeMap::new(),
             module_group: net
                 .cerebella
                 .iter()
@@ -717,7 +779,7 @@ impl Shard {
                 self.pending.push(Pending { arrival, emitted: sp.step, next, end });
             }
         }
-        for table in &mut self.plastic {
+        for (ti, table) in self.plastic.iter_mut().enumerate() {
             if let Plasticity::Dopamine(dp) = table.rule {
                 let m = table.modulator;
                 for sp in incoming.iter().filter(|sp| sp.gid >= m.0 && sp.gid < m.1) {
@@ -733,6 +795,30 @@ impl Shard {
                 // synapses of it: the state depends on the spike train alone.
                 let (before, factor) = table.pre[src].on_spike(&table.rule, sp.step + 1, self.dt_ms);
                 let (next, end) = (table.row_sec[src], table.row_sec[src + 1]);
+                // What an emulated fabric does to this spike, core by core: each
+                // synapse's event then arrives on its own.
+                let delays = &input.delays;
+                let from = delays.partition_point(|d| (d.step, d.gid) < (sp.step, sp.gid));
+                let to = delays.partition_point(|d| (d.step, d.gid) <= (sp.step, sp.gid));
+                if to > from && !self.core_of_local.is_empty() && next < end {
+                    let mine = &delays[from..to];
+                    for j in next as usize..end as usize {
+                        let d = table.sec_delay[j] as u64;
+                        for k in table.sec_start[j] as usize..table.sec_start[j + 1] as usize {
+                            let core = self.core_of_local[table.target[k] as usize];
+                            let extra = mine.binary_search_by_key(&core, |x| x.core).map_or(0, |i| mine[i].extra_steps);
+                            if extra == SpikeDelay::DROPPED {
+                                continue;
+                            }
+                            // The current arrives late; the rule pairs with the spike's own
+                            // timing (a time-stamped event), so the post-spike windows of
+                            // a synapse still tile its spike train exactly.
+                            let key = (sp.step + d + extra as u64, sp.step, sp.gid, ti as u32, k as u64);
+                            self.late_plastic.insert(key, LatePlastic { before, factor, delay: d });
+                        }
+                    }
+                    continue;
+                }
                 if next < end {
                     let arrival = sp.step + table.sec_delay[next as usize] as u64;
                     let at = Pending { arrival, emitted: sp.step, next, end };
@@ -892,7 +978,8 @@ impl Shard {
     fn deliver_plastic(&mut self, t: u64) {
         for table in &mut self.plastic {
             let mut any_done = false;
-            for p in table.pending.iter_mut() {
+            for pi in 0..table.pending.len() {
+                let p = table.pending[pi];
                 if p.at.arrival != t {
                     continue;
                 }
@@ -902,49 +989,30 @@ impl Shard {
                 self.events += range.len() as u64;
                 for k in range {
                     let tg = table.target[k] as usize;
-                    let w = match &table.rule {
-                        Plasticity::Stdp(sp) => {
-                            let w = stdp_update(
-                                sp,
-                                table.weight[k],
-                                &p.before,
-                                p.at.emitted + 1,
-                                d,
-                                &mut self.post[tg],
-                                self.dt_ms,
-                            );
-                            table.weight[k] = w;
-                            w
-                        }
-                        Plasticity::Tsodyks(_) => table.weight[k] * p.factor,
-                        Plasticity::Gliotransmission { gain } => {
-                            let a = table.astro[k];
-                            let ca = if a == u32::MAX { 0.0 } else { self.astro_ca[a as usize] };
-                            table.weight[k] * (1.0 + gain * ca)
-                        }
-                        Plasticity::Dopamine(dp) => {
-                            let w = dopamine_update(
-                                dp,
-                                table.weight[k],
-                                &mut table.eligibility[k],
-                                &p.before,
-                                p.at.emitted + 1,
-                                d,
-                                &mut self.post[tg],
-                                &table.dopamine,
-                                self.dt_ms,
-                            );
-                            table.weight[k] = w;
-                            w
-                        }
-                    };
+                    let (before, factor, stamp) = (p.before, p.factor, p.at.emitted + 1);
+                    let ca = &self.astro_ca;
+                    let w = plastic_weight(table, k, &before, factor, stamp, d, &mut self.post, ca, self.dt_ms);
                     self.input[2 * tg + usize::from(w < 0.0)] += w;
                 }
-                any_done |= p.at.next_section(&table.sec_delay);
+                let sec_delay = &table.sec_delay;
+                any_done |= table.pending[pi].at.next_section(sec_delay);
             }
             if any_done {
                 table.pending.retain(|p| p.at.next < p.at.end);
             }
+        }
+        // Events an emulated fabric delayed, in (arrival, emission, source, table,
+        // synapse) order.
+        while self.late_plastic.first_key_value().is_some_and(|(key, _)| key.0 <= t) {
+            let Some(((_, emitted, _, ti, k), late)) = self.late_plastic.pop_first() else { break };
+            let table = &mut self.plastic[ti as usize];
+            let k = k as usize;
+            let tg = table.target[k] as usize;
+            let (ca, dt) = (&self.astro_ca, self.dt_ms);
+            let w =
+                plastic_weight(table, k, &late.before, late.factor, emitted + 1, late.delay, &mut self.post, ca, dt);
+            self.input[2 * tg + usize::from(w < 0.0)] += w;
+            self.events += 1;
         }
     }
 
