@@ -378,6 +378,12 @@ async fn hardware_cosimulation_on_2_nodes_matches_the_embedded_cosimulation() {
     assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
     assert_eq!(info.nodes.len(), 2);
     assert_eq!(info.spike_hash, cosim["spike_hash"].as_str().unwrap(), "spikes differ from the embedded co-simulation");
+    // The cluster's summary reports the fabric as the embedded run does.
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(&info.output_dir).join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["hardware"], cosim["hardware"], "hardware section");
 }
 
 /// Self-signed CA and one certificate for 127.0.0.1 (server and client use), by

@@ -48,6 +48,11 @@ pub struct RunOutput {
     /// Cerebellar modules' task samples, in (step, module) order.
     #[serde(default)]
     pub cerebellum: Vec<ModuleSample>,
+    /// What the runtime reports of an emulated chip fabric in the loop (JSON, opaque
+    /// to the kernel; `None` without one). A cluster node fills it in for the
+    /// control's summary.
+    #[serde(default)]
+    pub hardware: Option<String>,
     /// Figures.
     pub stats: RunStats,
 }
@@ -65,6 +70,7 @@ impl RunOutput {
         self.spikes.extend(next.spikes);
         self.samples.extend(next.samples);
         self.cerebellum.extend(next.cerebellum);
+        self.hardware = next.hardware.or(self.hardware);
         for (a, b) in self.spike_counts.iter_mut().zip(&next.spike_counts) {
             *a += b;
         }
@@ -578,6 +584,7 @@ pub fn run_part(
         samples,
         weights,
         cerebellum: rec.cerebellum,
+        hardware: None,
         stats,
     };
     let checkpoint = Checkpoint {

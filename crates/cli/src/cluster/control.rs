@@ -751,6 +751,7 @@ fn write_results(data_dir: &std::path::Path, a: &Assignment, out: RunOutput) -> 
     };
     let mut summary = crate::summary::summarize(&ctx, &out);
     summary.peak_rss_bytes = None; // the control's own memory says nothing about the run
+    summary.hardware = out.hardware.as_deref().and_then(|h| serde_json::from_str(h).ok());
     let target = data_dir.join(&a.id);
     let staging = crate::run::Staging::new(&target)?;
     crate::run::write_results(staging.dir(), &prepared, &out, &summary)?;

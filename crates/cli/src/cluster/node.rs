@@ -382,8 +382,8 @@ fn execute(state: &NodeState, a: &Assignment, rank: usize, handle: &RunHandle) -
     let mut fabric = None;
     if let Some(hw) = &exp.hardware {
         let mut all = embedded::build(net, a.shards as usize, threads);
-        let (cosim, _) = crate::hwemu::fabric_for(net, &mut all, hw).map_err(|e| format!("{e:#}"))?;
-        fabric = Some(cosim);
+        let (cosim, about) = crate::hwemu::fabric_for(net, &mut all, hw).map_err(|e| format!("{e:#}"))?;
+        fabric = Some((cosim, about));
         start.shards = all.shards.into_iter().enumerate().filter(|(i, _)| mine.contains(i)).map(|(_, s)| s).collect();
         m.build_progress.set(1.0);
     }
@@ -400,8 +400,14 @@ fn execute(state: &NodeState, a: &Assignment, rank: usize, handle: &RunHandle) -
     let peers: Vec<String> = a.members.iter().map(|m| m.exchange_addr.clone()).collect();
     let mut transport =
         GrpcTransport::start(&a.id, rank as u32, &peers, &state.exchange, &state.tls, state.peer_timeout, m.clone())?;
-    let mut out = simulate(net, &compiled, start, threads, &mut transport, fabric.as_mut(), handle, m, rank == 0)?;
+    let cosim = fabric.as_mut().map(|(f, _)| f);
+    let mut out = simulate(net, &compiled, start, threads, &mut transport, cosim, handle, m, rank == 0)?;
     transport.finish();
+    if let Some((f, mut about)) = fabric {
+        // The replicas agree; the control reports this one's counts.
+        about["fabric"] = serde_json::to_value(f.stats).map_err(|e| e.to_string())?;
+        out.hardware = Some(about.to_string());
+    }
     out.stats.build_s = build_s;
     if rank != 0 {
         // Every node sees every spike; only the recording node reports them.
