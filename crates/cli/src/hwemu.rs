@@ -41,6 +41,13 @@ pub enum HwCommand {
     },
 }
 
+impl HwCommand {
+    /// Whether this is the long-running gRPC service.
+    pub fn is_service(&self) -> bool {
+        matches!(self, HwCommand::Serve { .. })
+    }
+}
+
 /// Options of `hwemu sweep`.
 #[derive(Args)]
 pub struct SweepArgs {

@@ -228,12 +228,20 @@ struct ControlArgs {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
     // Like other Unix tools, end quietly when the reader of stdout goes away
-    // (`neuropil run ... | head`) instead of panicking on the failed write.
+    // (`neuropil run ... | head`) instead of panicking on the failed write. Not
+    // for the services: with the default disposition a client that hangs up while
+    // a reply is written with writev (which cannot ask for MSG_NOSIGNAL) would kill
+    // the whole node or control; they keep Rust's "ignore" and see EPIPE instead.
+    let long_running = matches!(cli.command, Command::Node(_) | Command::Control(_))
+        || matches!(&cli.command, Command::Hwemu(h) if h.is_service());
     #[cfg(unix)]
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    if !long_running {
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
     }
     // Ctrl-C stops a run at the next epoch boundary and keeps what was simulated.
     #[cfg(unix)]
@@ -241,7 +249,6 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
     }
-    let cli = Cli::parse();
     match cli.command {
         Command::Run {
             experiment,
