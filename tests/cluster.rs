@@ -313,7 +313,7 @@ async fn cerebellar_module_on_3_nodes_matches_the_embedded_run() {
     let tmp = TempDir::new("cerebellum");
     let etcd = start_etcd();
     let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
-    let _nodes: Vec<Proc> = (0..3).map(|i| start_node(&etcd, &format!("node-{i}"), 1, &[])).collect();
+    let nodes: Vec<Proc> = (0..3).map(|i| start_node(&etcd, &format!("node-{i}"), 1, &[])).collect();
     wait_live_nodes(&control, 3).await;
     let set = [
         "run.duration_ms=600",
@@ -338,6 +338,12 @@ async fn cerebellar_module_on_3_nodes_matches_the_embedded_run() {
     let theirs = std::fs::read_to_string(tmp.0.join("embedded/cerebellum.csv")).unwrap();
     assert!(ours.lines().count() > 500, "{} samples", ours.lines().count());
     assert!(ours == theirs, "cerebellum.csv differs from the embedded run's");
+    // Every node shows the module's task error and prediction quality live.
+    let text = http_get(&nodes[1].metrics, "/metrics").unwrap();
+    let line = text.lines().find(|l| l.starts_with("neuropil_cerebellum_task_error{")).expect("module metric");
+    assert!(line.contains("module=\"cb\""), "{line}");
+    assert!(text.lines().any(|l| l.starts_with("neuropil_cerebellum_prediction_correlation{")), "{text}");
+    promtool_check(&text);
     // The module as the dopamine of stdp_dopamine_synapse projections: every node
     // applies the same impulses to its shards' synapses.
     let set = ["run.duration_ms=600"];

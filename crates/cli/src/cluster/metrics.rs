@@ -37,6 +37,11 @@ pub struct NodeMetrics {
     pub build_progress: prometheus::Gauge,
     /// Runs ended, by outcome.
     pub runs: IntCounterVec,
+    /// Cerebellar modules: mean squared task error over the last stretch, by module.
+    pub module_error: prometheus::GaugeVec,
+    /// Cerebellar modules: correlation of predicted and true feedback over the last
+    /// stretch, by module.
+    pub module_correlation: prometheus::GaugeVec,
 }
 
 impl NodeMetrics {
@@ -67,6 +72,20 @@ impl NodeMetrics {
             shards: IntGauge::new("shards", "Shards hosted by this node")?,
             build_progress: prometheus::Gauge::new("build_progress_ratio", "Fraction of this node's shards built")?,
             runs: IntCounterVec::new(Opts::new("runs_total", "Runs ended on this node, by outcome"), &["outcome"])?,
+            module_error: prometheus::GaugeVec::new(
+                Opts::new(
+                    "cerebellum_task_error",
+                    "Mean squared task error of a cerebellar module over the last stretch",
+                ),
+                &["module"],
+            )?,
+            module_correlation: prometheus::GaugeVec::new(
+                Opts::new(
+                    "cerebellum_prediction_correlation",
+                    "Correlation of a cerebellar module's predicted and true feedback over the last stretch",
+                ),
+                &["module"],
+            )?,
             registry,
         };
         let r = &m.registry;
@@ -80,6 +99,8 @@ impl NodeMetrics {
         r.register(Box::new(m.shards.clone()))?;
         r.register(Box::new(m.build_progress.clone()))?;
         r.register(Box::new(m.runs.clone()))?;
+        r.register(Box::new(m.module_error.clone()))?;
+        r.register(Box::new(m.module_correlation.clone()))?;
         register_process(r);
         Ok(m)
     }

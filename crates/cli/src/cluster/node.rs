@@ -484,6 +484,18 @@ fn simulate(
             m.spikes.with_label_values(&[pop.name.as_str()]).inc_by(n);
         }
         m.synaptic_events.inc_by(part.stats.synaptic_events);
+        for (i, module) in net.cerebella.iter().enumerate() {
+            let rows: Vec<(f64, f64)> =
+                part.cerebellum.iter().filter(|s| s.module as usize == i).map(|s| (s.predicted, s.error)).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let mse = rows.iter().map(|r| r.1 * r.1).sum::<f64>() / rows.len() as f64;
+            m.module_error.with_label_values(&[module.name.as_str()]).set(mse);
+            if let Some(r) = crate::summary::pearson(&rows) {
+                m.module_correlation.with_label_values(&[module.name.as_str()]).set(r);
+            }
+        }
         if recorder && !part.spikes.is_empty() && handle.spikes.receiver_count() > 0 {
             let _ = handle.spikes.send(spike_batch(net, &part.spikes));
         }
