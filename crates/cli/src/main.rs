@@ -556,6 +556,7 @@ fn cmd_run(req: run::RunRequest, out: Option<PathBuf>, opts: RunOpts) -> ExitCod
         }
         if plot {
             plot::render(&summary, &columnar_spikes(&output, &prepared), &staging.dir().join("raster.png"))?;
+            dni::plot_modules(&prepared.compiled.network, &output.cerebellum, staging.dir())?;
         }
         staging.commit()
     });

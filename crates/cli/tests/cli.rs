@@ -751,6 +751,19 @@ fn dni_writes_curves_table_and_plots_and_refuses_bad_settings() {
     for png in ["dni_k1.png", "dni_sweep.png", "dni_lesions.png", "dni_correlation.png"] {
         assert_eq!(&std::fs::read(dir.join(png)).unwrap()[..8], b"\x89PNG\r\n\x1a\n", "{png}");
     }
+    // A run with a module and --plot draws the module's task and feedback.
+    let run = dir.join("run");
+    let o = bin()
+        .arg("run")
+        .arg(root().join("examples/cerebellar_dni.toml"))
+        .args(["--set", "run.duration_ms=400", "-q", "--plot", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(&std::fs::read(run.join("cerebellum-cb.png")).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    let csv = std::fs::read_to_string(run.join("cerebellum.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 400, "one sample per ms");
     let o = bin().args(["dni", "--truncations", "0"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--truncations"), "{}", stderr(&o));
