@@ -231,9 +231,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Like other Unix tools, end quietly when the reader of stdout goes away
     // (`neuropil run ... | head`) instead of panicking on the failed write. Not
-    // for the services: with the default disposition a client that hangs up while
-    // a reply is written with writev (which cannot ask for MSG_NOSIGNAL) would kill
-    // the whole node or control; they keep Rust's "ignore" and see EPIPE instead.
+    // for the services: with the default disposition a client that hangs up at the
+    // wrong moment killed a node by SIGPIPE (seen in the TLS test; writev, unlike
+    // send, cannot ask for MSG_NOSIGNAL); they keep Rust's "ignore" and see EPIPE.
     let long_running = matches!(cli.command, Command::Node(_) | Command::Control(_))
         || matches!(&cli.command, Command::Hwemu(h) if h.is_service());
     #[cfg(unix)]
