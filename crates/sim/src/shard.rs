@@ -109,6 +109,20 @@ struct PlasticTable {
     astro: Vec<u32>,
 }
 
+/// The fabric's verdicts on spike `sp`, one per affected core, from the epoch's
+/// (step, gid, core)-ordered list.
+fn delays_of<'a>(delays: &'a [SpikeDelay], sp: &Spike) -> &'a [SpikeDelay] {
+    let from = delays.partition_point(|d| (d.step, d.gid) < (sp.step, sp.gid));
+    let to = from + delays[from..].partition_point(|d| (d.step, d.gid) == (sp.step, sp.gid));
+    &delays[from..to]
+}
+
+/// Extra steps the fabric adds on the way to `core` ([`SpikeDelay::DROPPED`]:
+/// never arrives; 0: on time) given one spike's verdicts.
+fn extra_steps(mine: &[SpikeDelay], core: u32) -> u32 {
+    mine.binary_search_by_key(&core, |d| d.core).map_or(0, |i| mine[i].extra_steps)
+}
+
 /// A plastic synapse's event delayed by an emulated fabric: applied when it
 /// arrives, with the rule's update for the synapse's own delay (the spike's
 /// timing as emitted), so the weight is the software run's unless the fabric
@@ -764,7 +778,7 @@ impl Shard {
                     for k in self.sec_start[j] as usize..self.sec_start[j + 1] as usize {
                         let tg = self.syn_target[k];
                         let core = self.core_of_local[tg as usize];
-                        let extra = mine.binary_search_by_key(&core, |d| d.core).map_or(0, |i| mine[i].extra_steps);
+                        let extra = extra_steps(mine, core);
                         if extra == SpikeDelay::DROPPED {
                             continue;
                         }
@@ -797,16 +811,14 @@ impl Shard {
                 let (next, end) = (table.row_sec[src], table.row_sec[src + 1]);
                 // What an emulated fabric does to this spike, core by core: each
                 // synapse's event then arrives on its own.
-                let delays = &input.delays;
-                let from = delays.partition_point(|d| (d.step, d.gid) < (sp.step, sp.gid));
-                let to = delays.partition_point(|d| (d.step, d.gid) <= (sp.step, sp.gid));
-                if to > from && !self.core_of_local.is_empty() && next < end {
-                    let mine = &delays[from..to];
+                let mine =
+                    if self.core_of_local.is_empty() || next >= end { &[][..] } else { delays_of(&input.delays, sp) };
+                if !mine.is_empty() {
                     for j in next as usize..end as usize {
                         let d = table.sec_delay[j] as u64;
                         for k in table.sec_start[j] as usize..table.sec_start[j + 1] as usize {
                             let core = self.core_of_local[table.target[k] as usize];
-                            let extra = mine.binary_search_by_key(&core, |x| x.core).map_or(0, |i| mine[i].extra_steps);
+                            let extra = extra_steps(mine, core);
                             if extra == SpikeDelay::DROPPED {
                                 continue;
                             }

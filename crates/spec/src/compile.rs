@@ -1184,37 +1184,39 @@ fn compile_cerebella(
                 }
                 Some(ModuleOutput::ThirdFactor)
             }
-            "current" => match &c.output_population {
-                None => {
-                    errs.add(format!("{path}.output_population"), "output = \"current\" needs a target population");
-                    None
-                }
-                Some(name) => resolve(name, format!("{path}.output_population"), errs).map(|population| {
-                    if !c.output_scale.is_finite() {
-                        errs.add(format!("{path}.output_scale"), "must be a finite number of pA");
+            mode @ ("current" | "dopamine") => {
+                let population = match &c.output_population {
+                    None => {
+                        errs.add(
+                            format!("{path}.output_population"),
+                            format!("output = \"{mode}\" needs a target population"),
+                        );
+                        None
                     }
-                    ModuleOutput::Current { population, scale_pa: c.output_scale }
-                }),
-            },
-            "dopamine" => match &c.output_population {
-                None => {
-                    errs.add(format!("{path}.output_population"), "output = \"dopamine\" needs a target population");
-                    None
+                    Some(name) => resolve(name, format!("{path}.output_population"), errs),
+                };
+                let unit = if mode == "current" { "number of pA" } else { "concentration (1/ms) per unit" };
+                if population.is_some() && !c.output_scale.is_finite() {
+                    errs.add(format!("{path}.output_scale"), format!("must be a finite {unit}"));
                 }
-                Some(name) => resolve(name, format!("{path}.output_population"), errs).and_then(|population| {
-                    if !c.output_scale.is_finite() {
-                        errs.add(format!("{path}.output_scale"), "must be a finite concentration (1/ms) per unit");
+                match population {
+                    Some(population) if mode == "current" => {
+                        Some(ModuleOutput::Current { population, scale_pa: c.output_scale })
                     }
-                    if !dopamine_targets.contains(&population) {
+                    Some(population) if dopamine_targets.contains(&population) => {
+                        Some(ModuleOutput::Dopamine { population, scale: c.output_scale })
+                    }
+                    Some(_) => {
+                        let name = c.output_population.as_deref().unwrap_or_default();
                         errs.add(
                             format!("{path}.output_population"),
                             format!("no stdp_dopamine_synapse projection targets \"{name}\"; the dopamine would modulate nothing"),
                         );
-                        return None;
+                        None
                     }
-                    Some(ModuleOutput::Dopamine { population, scale: c.output_scale })
-                }),
-            },
+                    None => None,
+                }
+            }
             other => {
                 errs.add(format!("{path}.output"), format!("unknown {other:?}; use third_factor, current or dopamine"));
                 None
