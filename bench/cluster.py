@@ -8,6 +8,7 @@ the spike hashes agree.
 
     python3 bench/cluster.py                      # microcircuit 0.1, 2 nodes x 1 thread
     python3 bench/cluster.py --nodes 3 --runs 5
+    python3 bench/cluster.py --socket             # exchange over Unix sockets (same host)
 
 Needs `target/release/neuropil` (cargo build --release) and Debian's etcd-server.
 """
@@ -48,6 +49,8 @@ def main():
     ap.add_argument("--nodes", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="threads per node")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--socket", action="store_true",
+                    help="nodes also serve the exchange on a Unix socket (peers on this host use it)")
     args = ap.parse_args()
     sets = args.set if args.set is not None else ["scaling.neurons=0.1", "scaling.synapses=0.1"]
     if not os.path.exists(BIN):
@@ -72,8 +75,9 @@ def main():
         procs.append(control)
         addr = "http://" + fields["grpc"]
         for i in range(args.nodes):
+            sock = ["--exchange-socket", os.path.join(tmp, f"node-{i}.sock")] if args.socket else []
             node, _ = started([BIN, "node", "--id", f"node-{i}", "--threads", str(args.threads),
-                               "--exchange-listen", "127.0.0.1:0"] + common, log)
+                               "--exchange-listen", "127.0.0.1:0"] + sock + common, log)
             procs.append(node)
         metrics = fields["metrics"]
         deadline = time.time() + 30
@@ -112,7 +116,8 @@ def main():
             hashes.add(summary["spike_hash"])
         m = statistics.median
         print(f"experiment        {os.path.basename(args.experiment)} {' '.join(sets)}")
-        print(f"cluster           {args.nodes} nodes x {args.threads} thread(s), {args.runs} runs")
+        via = "Unix sockets" if args.socket else "TCP"
+        print(f"cluster           {args.nodes} nodes x {args.threads} thread(s), {args.runs} runs, exchange over {via}")
         print(f"cluster wall      {m(cluster):.2f} s (submit to results; runs {', '.join(f'{x:.2f}' for x in cluster)})")
         print(f"cluster simulate  {m(cluster_sim):.2f} s (slowest node's simulation loop)")
         print(f"embedded wall     {m(embedded):.2f} s ({args.nodes * args.threads} threads; runs {', '.join(f'{x:.2f}' for x in embedded)})")

@@ -42,8 +42,10 @@ async fn microcircuit_on_1_and_3_nodes_matches_the_embedded_run_and_metrics_move
     assert_eq!(summary["synapses"], embedded["synapses"]);
     assert!(std::path::Path::new(&info.output_dir).join("spikes.parquet").exists());
 
-    // Three nodes, one thread each (3 shards).
-    let n1 = start_node(&etcd, "node-1", 1, &[]);
+    // Three nodes, one thread each (3 shards). node-1 also serves the exchange on
+    // a Unix socket: the node that dials it uses the socket, the others TCP.
+    let s1 = tmp.0.join("node-1.sock").to_str().unwrap().to_string();
+    let n1 = start_node(&etcd, "node-1", 1, &["--exchange-socket", &s1]);
     let n2 = start_node(&etcd, "node-2", 1, &[]);
     wait_live_nodes(&control, 3).await;
     let longer = with_duration(1100);
@@ -82,6 +84,23 @@ async fn microcircuit_on_1_and_3_nodes_matches_the_embedded_run_and_metrics_move
         ["neuropil_spikes_total", "neuropil_exchange_bytes_total", "neuropil_epoch_exchange_duration_seconds_count"]
     {
         assert!(exposition.contains(name), "{name} missing from node metrics");
+    }
+    // Streams by transport: the lower rank of a pair dials the higher one, over
+    // its socket if it has one (info.nodes is in rank order).
+    let streams = |p: &Proc, via: &str| {
+        let text = http_get(&p.metrics, "/metrics").unwrap();
+        let label = format!("transport=\"{via}\"");
+        let line =
+            text.lines().find(|l| l.starts_with("neuropil_exchange_streams_opened_total{") && l.contains(&label));
+        line.map_or(0.0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
+    };
+    let procs = [&n0, &n1, &n2];
+    let by_rank: Vec<&Proc> = info.nodes.iter().map(|n| *procs.iter().find(|p| &p.name == n).unwrap()).collect();
+    for (rank, p) in by_rank.iter().enumerate() {
+        let dials_socket = by_rank[rank + 1..].iter().filter(|q| q.name == "node-1").count() as f64;
+        let dials = (2 - rank) as f64;
+        let got = (streams(p, "unix"), streams(p, "tcp"));
+        assert_eq!(got, (dials_socket, dials - dials_socket), "{} (rank {rank}): unix and tcp streams", p.name);
     }
     // The exposition follows Prometheus conventions.
     for text in [exposition, http_get(&control.metrics, "/metrics").unwrap()] {
@@ -442,7 +461,14 @@ async fn tls_api_and_mutual_tls_between_nodes() {
     let tls_args = ["--tls-cert", cert.as_str(), "--tls-key", key.as_str(), "--tls-ca", ca.as_str()];
     let etcd = start_etcd();
     let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &tls_args);
-    let mut nodes: Vec<Proc> = (0..2).map(|i| start_node(&etcd, &format!("node-{i}"), 1, &tls_args)).collect();
+    // Both nodes also serve the exchange on Unix sockets: mutual TLS over them.
+    let mut nodes: Vec<Proc> = (0..2)
+        .map(|i| {
+            let sock = p(&format!("node-{i}.sock"));
+            let args: Vec<&str> = tls_args.iter().copied().chain(["--exchange-socket", sock.as_str()]).collect();
+            start_node(&etcd, &format!("node-{i}"), 1, &args)
+        })
+        .collect();
     let url = control.grpc.replace("http://", "https://");
     let ca_pem = std::fs::read(&ca).unwrap();
     let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(&ca_pem));
@@ -466,6 +492,16 @@ async fn tls_api_and_mutual_tls_between_nodes() {
     assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
     assert_eq!(info.nodes.len(), 2);
     assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap());
+    let unix_streams: usize = nodes
+        .iter()
+        .map(|n| {
+            let text = http_get(&n.metrics, "/metrics").unwrap();
+            text.lines()
+                .filter(|l| l.starts_with("neuropil_exchange_streams_opened_total") && l.contains("unix"))
+                .count()
+        })
+        .sum();
+    assert_eq!(unix_streams, 1, "the two nodes' exchange did not go over the Unix socket");
 
     // Plaintext to the TLS control fails.
     let plain =

@@ -1,6 +1,7 @@
 //! `neuropil bench`: the microcircuit at a chosen scale, without spike recording,
 //! printing the figures the field compares (build time, RTF, memory, bytes per
-//! synapse, synaptic events per second, rates).
+//! synapse, synaptic events per second, rates); `--memory` and `--exchange`
+//! measure the machine.
 
 use crate::run::{self, RunRequest};
 use anyhow::Result;
@@ -33,6 +34,13 @@ pub struct BenchArgs {
     /// 512 MiB per thread) to set the figures in perspective.
     #[arg(long)]
     memory: bool,
+    /// Instead: measure what one epoch's spike exchange costs between two threads,
+    /// from bare TCP and Unix sockets through HTTP/2 to the nodes' gRPC transport.
+    #[arg(long)]
+    exchange: bool,
+    /// Epochs for --exchange.
+    #[arg(long, default_value_t = 20_000)]
+    epochs: usize,
 }
 
 /// Triad a[i] = b[i] + s * c[i] over `n` f64 per thread, best of 5; bytes per
@@ -65,6 +73,10 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         for t in [1, a.threads.max(1)] {
             println!("memory bandwidth (triad), {t} thread(s): {:.1} GB/s", memory_bandwidth(t) / 1e9);
         }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.exchange {
+        crate::cluster::floor::run(a.epochs)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut set = vec![

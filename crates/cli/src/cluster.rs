@@ -15,6 +15,7 @@ pub mod auth;
 pub mod client;
 pub mod control;
 pub mod etcd;
+pub mod floor;
 pub mod metrics;
 pub mod node;
 pub mod tls;
@@ -41,6 +42,13 @@ pub struct NodeRecord {
     pub addr: String,
     /// Spike exchange address peers dial.
     pub exchange_addr: String,
+    /// Unix socket of the spike exchange, for peers on the same host.
+    #[serde(default)]
+    pub exchange_socket: Option<String>,
+    /// Host identity (host name and boot id): peers with the same one may use
+    /// the socket.
+    #[serde(default)]
+    pub host: String,
     /// Worker threads it runs shards on.
     pub threads: u32,
     /// Memory it offers to runs, bytes.
@@ -56,6 +64,12 @@ pub struct Member {
     pub addr: String,
     /// Its spike exchange address.
     pub exchange_addr: String,
+    /// Its spike exchange Unix socket, if it serves one.
+    #[serde(default)]
+    pub exchange_socket: Option<String>,
+    /// Its host identity.
+    #[serde(default)]
+    pub host: String,
     /// Shard indices it hosts.
     pub shards: Vec<u32>,
     /// Threads to run them on.

@@ -199,6 +199,11 @@ struct NodeArgs {
     /// Spike exchange listen address (port 0: any free port); peers dial the advertised host at this port.
     #[arg(long, env = "NEUROPIL_EXCHANGE_LISTEN", default_value = "0.0.0.0:7072")]
     exchange_listen: std::net::SocketAddr,
+    /// Also serve the spike exchange on this Unix socket: peers on the same host
+    /// (same host name and boot id) reach it there instead of over TCP, which is
+    /// cheaper per epoch (several node processes per machine, e.g. one per socket).
+    #[arg(long, env = "NEUROPIL_EXCHANGE_SOCKET")]
+    exchange_socket: Option<std::path::PathBuf>,
     /// Worker threads (default: one per core).
     #[arg(long, env = "NEUROPIL_THREADS")]
     threads: Option<usize>,
@@ -406,6 +411,7 @@ async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
         listen: a.listen,
         advertise: a.advertise,
         exchange_listen: a.exchange_listen,
+        exchange_socket: a.exchange_socket,
         etcd: s.etcd,
         threads: a.threads.unwrap_or(cores).max(1),
         metrics_listen: s.metrics.unwrap_or(([0, 0, 0, 0], 9091).into()),

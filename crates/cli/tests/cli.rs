@@ -822,3 +822,43 @@ kind = "weight_recorder"
     assert!(w1 == w3, "final weights differ between 1 and 3 shards");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_node_refuses_an_exchange_socket_path_it_cannot_use() {
+    let dir = scratch("exchange-socket");
+    let file = dir.join("not-a-socket");
+    std::fs::write(&file, "data").unwrap();
+    let node = |path: &std::path::Path| {
+        bin()
+            .args(["node", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--exchange-listen", "127.0.0.1:0"])
+            .args(["--etcd", "http://127.0.0.1:1", "--exchange-socket"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let o = node(&file);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("--exchange-socket") && e.contains("not a socket"), "{e}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "data", "the file was touched");
+    // A socket somebody listens on is not taken over.
+    let taken = dir.join("taken.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&taken).unwrap();
+    let e = stderr(&node(&taken));
+    assert!(e.contains("another process listens there"), "{e}");
+}
+
+#[test]
+fn bench_exchange_measures_every_layer() {
+    let o = bin().args(["bench", "--exchange", "--epochs", "200"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.strip_suffix(" µs per epoch"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(rows.len(), 5, "{out}");
+    assert!(rows.iter().all(|&t| t > 0.0 && t.is_finite()), "{out}");
+    assert!(out.contains("gRPC exchange (node transport), Unix socket"), "{out}");
+}

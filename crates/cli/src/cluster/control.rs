@@ -522,6 +522,8 @@ impl Scheduler {
                 node: n.id.clone(),
                 addr: n.addr.clone(),
                 exchange_addr: n.exchange_addr.clone(),
+                exchange_socket: n.exchange_socket.clone(),
+                host: n.host.clone(),
                 shards: vec![],
                 threads: n.threads.max(1),
             })

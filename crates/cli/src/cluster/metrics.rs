@@ -31,6 +31,8 @@ pub struct NodeMetrics {
     pub exchange_wait: Histogram,
     /// Bytes of epoch messages, by direction (sent, received).
     pub exchange_bytes: IntCounterVec,
+    /// Exchange streams this node opened to peers, by transport (tcp, unix).
+    pub exchange_streams: IntCounterVec,
     /// Shards hosted now.
     pub shards: IntGauge,
     /// Fraction of this node's shards built, 0..1.
@@ -69,6 +71,10 @@ impl NodeMetrics {
                 Opts::new("exchange_bytes_total", "Bytes of epoch messages exchanged with peers"),
                 &["direction"],
             )?,
+            exchange_streams: IntCounterVec::new(
+                Opts::new("exchange_streams_opened_total", "Spike exchange streams this node opened, by transport"),
+                &["transport"],
+            )?,
             shards: IntGauge::new("shards", "Shards hosted by this node")?,
             build_progress: prometheus::Gauge::new("build_progress_ratio", "Fraction of this node's shards built")?,
             runs: IntCounterVec::new(Opts::new("runs_total", "Runs ended on this node, by outcome"), &["outcome"])?,
@@ -96,6 +102,7 @@ impl NodeMetrics {
         r.register(Box::new(m.epoch_exchange.clone()))?;
         r.register(Box::new(m.exchange_wait.clone()))?;
         r.register(Box::new(m.exchange_bytes.clone()))?;
+        r.register(Box::new(m.exchange_streams.clone()))?;
         r.register(Box::new(m.shards.clone()))?;
         r.register(Box::new(m.build_progress.clone()))?;
         r.register(Box::new(m.runs.clone()))?;

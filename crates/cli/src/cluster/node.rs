@@ -4,8 +4,8 @@
 //! progress, live spikes and its results to whoever watches the run.
 
 use super::metrics::NodeMetrics;
-use super::transport::{ExchangePort, GrpcTransport};
-use super::{etcd, Assignment, NodeRecord, PREFIX};
+use super::transport::{ExchangePort, GrpcTransport, Peer};
+use super::{etcd, Assignment, Member, NodeRecord, PREFIX};
 use anyhow::{Context as _, Result};
 use etcd_client::{EventType, WatchOptions};
 use neuropil_proto::v1::node_service_server::{NodeService, NodeServiceServer};
@@ -31,6 +31,8 @@ pub struct NodeConfig {
     /// Spike exchange listen address (port 0 picks a free one); peers dial the
     /// advertised host at this port.
     pub exchange_listen: SocketAddr,
+    /// Also serve the exchange on this Unix socket, for peers on the same host.
+    pub exchange_socket: Option<std::path::PathBuf>,
     /// etcd endpoints.
     pub etcd: Vec<String>,
     /// Worker threads for its shards.
@@ -72,6 +74,7 @@ struct NodeState {
     metrics: NodeMetrics,
     runs: Mutex<Vec<(String, Arc<RunHandle>)>>,
     exchange: ExchangePort,
+    host: String,
     tls: super::tls::Tls,
 }
 
@@ -158,8 +161,12 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
         .with_context(|| format!("--listen {}: cannot listen", cfg.listen))?;
     let addr = listener.local_addr()?;
     let advertise = cfg.advertise.clone().unwrap_or_else(|| format!("{}://{addr}", cfg.tls.scheme()));
-    let exchange = ExchangePort::bind(cfg.exchange_listen)
+    let mut exchange = ExchangePort::bind(cfg.exchange_listen)
         .with_context(|| format!("--exchange-listen {}: cannot listen", cfg.exchange_listen))?;
+    if let Some(path) = &cfg.exchange_socket {
+        exchange.bind_socket(path).map_err(|e| anyhow::anyhow!("--exchange-socket {e}"))?;
+    }
+    let host = super::transport::host_identity();
     let exchange_port = exchange.local_addr()?.port();
     let exchange_addr = with_port(&advertise, exchange_port);
     let metrics_addr = super::metrics::serve(cfg.metrics_listen, metrics.registry.clone()).await?;
@@ -170,6 +177,7 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
         metrics: metrics.clone(),
         runs: Mutex::new(Vec::new()),
         exchange,
+        host: host.clone(),
         tls: cfg.tls.clone(),
     });
     let (health, health_svc) = tonic_health::server::health_reporter();
@@ -199,6 +207,8 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
         id: cfg.id.clone(),
         addr: advertise.clone(),
         exchange_addr: exchange_addr.clone(),
+        exchange_socket: cfg.exchange_socket.as_ref().map(|p| p.display().to_string()),
+        host: host.clone(),
         threads: cfg.threads as u32,
         memory_bytes: cfg.memory_bytes,
     };
@@ -397,7 +407,7 @@ fn execute(state: &NodeState, a: &Assignment, rank: usize, handle: &RunHandle) -
     }
     let build_s = build_start.elapsed().as_secs_f64();
 
-    let peers: Vec<String> = a.members.iter().map(|m| m.exchange_addr.clone()).collect();
+    let peers = peers(&a.members, &state.host);
     let mut transport =
         GrpcTransport::start(&a.id, rank as u32, &peers, &state.exchange, &state.tls, state.peer_timeout, m.clone())?;
     let cosim = fabric.as_mut().map(|(f, _)| f);
@@ -532,6 +542,24 @@ pub fn spike_batch(net: &Network, spikes: &[neuropil_sim::Spike]) -> SpikeBatch 
 }
 
 /// `url` (`http://host:port`) with another port.
+/// The peers' exchange addresses by rank. A peer on this host (same identity)
+/// whose socket path exists here is reached over its Unix socket first.
+fn peers(members: &[Member], host: &str) -> Vec<Peer> {
+    let local = |m: &&Member| !host.is_empty() && m.host == host;
+    members
+        .iter()
+        .map(|m| Peer {
+            addr: m.exchange_addr.clone(),
+            socket: m
+                .exchange_socket
+                .as_ref()
+                .filter(|_| local(&m))
+                .map(std::path::PathBuf::from)
+                .filter(|p| p.exists()),
+        })
+        .collect()
+}
+
 fn with_port(url: &str, port: u16) -> String {
     match url.rsplit_once(':') {
         Some((head, tail)) if tail.chars().all(|c| c.is_ascii_digit()) && head.contains("://") => {
@@ -543,6 +571,37 @@ fn with_port(url: &str, port: u16) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_on_this_host_with_a_reachable_socket_use_it() {
+        let dir = std::env::temp_dir().join(format!("neuropil-peers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let there = dir.join("node.sock");
+        let _l = std::os::unix::net::UnixListener::bind(&there).unwrap();
+        let member = |host: &str, socket: Option<&std::path::Path>| Member {
+            node: "n".into(),
+            addr: "http://h:1".into(),
+            exchange_addr: "http://h:2".into(),
+            exchange_socket: socket.map(|p| p.display().to_string()),
+            host: host.into(),
+            shards: vec![],
+            threads: 1,
+        };
+        let missing = dir.join("missing.sock");
+        let ms = [
+            member("me", Some(&there)),
+            member("other", Some(&there)),
+            member("me", Some(&missing)),
+            member("me", None),
+        ];
+        let got: Vec<_> = peers(&ms, "me").into_iter().map(|p| p.socket.is_some()).collect();
+        assert_eq!(got, [true, false, false, false]);
+        assert!(peers(&ms, "").iter().all(|p| p.socket.is_none()), "an unknown host identity never matches");
+        assert_eq!(peers(&ms, "me")[0].addr, "http://h:2");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn exchange_address_takes_the_advertised_host() {
         assert_eq!(super::with_port("http://node-0.neuropil-node:7071", 7072), "http://node-0.neuropil-node:7072");
