@@ -61,6 +61,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="neuropil-bench-")
     log = open(os.path.join(tmp, "services.log"), "w")
     procs = []
+    node_metrics = []
     try:
         cport, pport = free_port(), free_port()
         endpoint = f"http://127.0.0.1:{cport}"
@@ -76,9 +77,10 @@ def main():
         addr = "http://" + fields["grpc"]
         for i in range(args.nodes):
             sock = ["--exchange-socket", os.path.join(tmp, f"node-{i}.sock")] if args.socket else []
-            node, _ = started([BIN, "node", "--id", f"node-{i}", "--threads", str(args.threads),
+            node, nfields = started([BIN, "node", "--id", f"node-{i}", "--threads", str(args.threads),
                                "--exchange-listen", "127.0.0.1:0"] + sock + common, log)
             procs.append(node)
+            node_metrics.append(nfields["metrics"])
         metrics = fields["metrics"]
         deadline = time.time() + 30
         while True:
@@ -127,6 +129,25 @@ def main():
         fmt = lambda p: ", ".join(f"{k[:-2]} {v:.2f}" for k, v in p.items())
         print(f"cluster profile   {fmt(cluster_profile)} (thread s, summed over nodes)")
         print(f"embedded profile  {fmt(embedded_profile)} (thread s, summed over threads)")
+        # Where the exchange time goes, from the nodes' histograms (all runs).
+        buckets = {}
+        for nm in node_metrics:
+            samples = {}
+            for l in urllib.request.urlopen(f"http://{nm}/metrics").read().decode().splitlines():
+                if l.startswith("neuropil_epoch_exchange_duration_seconds_bucket"):
+                    le = l.split('le="')[1].split('"')[0]
+                    buckets[le] = buckets.get(le, 0) + float(l.split()[-1])
+                elif l.startswith(("neuropil_epoch_exchange_duration_seconds_", "neuropil_exchange_wait_seconds_")):
+                    samples[l.split()[0].split("{")[0]] = float(l.split()[-1])
+            mean = lambda h: samples[h + "_sum"] / max(samples.get(h + "_count", 0), 1)
+            if samples.get("neuropil_exchange_wait_seconds_count"):
+                print(f"node {nm:<15} mean epoch exchange {mean('neuropil_epoch_exchange_duration_seconds') * 1e6:.1f} µs "
+                      f"(send, Poisson draws, receive), receiving {mean('neuropil_exchange_wait_seconds') * 1e6:.1f} µs")
+        total = buckets.get("+Inf", 0)
+        if total:
+            within = [f"{float(le) * 1e6:.0f} µs {100 * c / total:.0f}%" for le, c in buckets.items()
+                      if le != "+Inf" and float(le) <= 1e-3]
+            print(f"epoch exchanges   {int(total)}; share done within {', '.join(within)}")
         print(f"spike hashes      {'identical' if len(hashes) == 1 else 'DIFFERENT: ' + ', '.join(sorted(hashes))}")
     finally:
         for p in reversed(procs):
