@@ -298,6 +298,29 @@ async fn cancel_stops_every_node_at_the_same_epoch_and_spikes_stream_live() {
     assert!(got.iter().all(|(_, _, t)| *t <= info.bio_time_ms + 1e-6), "a streamed spike after the end");
 }
 
+/// Shards go where the memory is: a node offering less than one shard's estimated
+/// memory gets none, and the run succeeds on the other with the embedded spikes
+/// (before, the run failed because the small node got its share of threads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_go_where_the_memory_is() {
+    let tmp = TempDir::new("memory");
+    let etcd = start_etcd();
+    let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
+    // The microcircuit at 10 % is estimated at ~0.21 GiB: ~107 MiB per shard of 2.
+    let _small = start_node(&etcd, "node-small", 1, &["--memory-mib", "64"]);
+    let _big = start_node(&etcd, "node-big", 1, &["--memory-mib", "4096"]);
+    wait_live_nodes(&control, 2).await;
+    let set = with_duration(200);
+    let set: Vec<&str> = set.iter().map(String::as_str).collect();
+    let embedded = embedded_summary(MICROCIRCUIT, &set, &tmp.0);
+    let mut c = client(&control.grpc).await;
+    let id = submit(&mut c, MICROCIRCUIT, &set).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!((info.nodes.clone(), info.shards), (vec!["node-big".to_string()], 2));
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "spikes differ from the embedded run");
+}
+
 /// Issue 5: astrocytes are sharded and exchanged like neurons (their slow inward
 /// currents travel as state values in the epoch messages).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

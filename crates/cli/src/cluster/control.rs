@@ -157,6 +157,50 @@ impl Control {
     }
 }
 
+/// Place `shards` shards (about equal in estimated memory) on `nodes`: each to
+/// the node with the least shards per thread among those with memory left for
+/// it. Nodes that get none are left out; no room anywhere is an error naming the
+/// sizes and what each node offers.
+fn place(nodes: &[NodeRecord], shards: u32, estimated_bytes: u64) -> Result<Vec<Member>, String> {
+    let mut members: Vec<Member> = nodes
+        .iter()
+        .map(|n| Member {
+            node: n.id.clone(),
+            addr: n.addr.clone(),
+            exchange_addr: n.exchange_addr.clone(),
+            exchange_socket: n.exchange_socket.clone(),
+            host: n.host.clone(),
+            shards: vec![],
+            threads: n.threads.max(1),
+        })
+        .collect();
+    let per_shard = estimated_bytes as f64 / shards.max(1) as f64;
+    let fits = |m: &Member, n: &NodeRecord| (m.shards.len() + 1) as f64 * per_shard <= n.memory_bytes as f64;
+    let load = |m: &Member| (m.shards.len() + 1) as f64 / m.threads as f64;
+    for s in 0..shards {
+        let best = (0..members.len())
+            .filter(|&i| fits(&members[i], &nodes[i]))
+            .min_by(|&a, &b| load(&members[a]).total_cmp(&load(&members[b])).then(a.cmp(&b)));
+        let Some(best) = best else {
+            let offers: Vec<String> = nodes
+                .iter()
+                .zip(&members)
+                .map(|(n, m)| format!("{} {:.2} GiB ({} placed)", n.id, gib(n.memory_bytes), m.shards.len()))
+                .collect();
+            return Err(format!(
+                "no node has memory left for shard {s} of {shards} (about {:.2} GiB each, {:.2} GiB in all); \
+                 nodes offer: {}; add nodes or memory, or scale the network down",
+                per_shard / (1u64 << 30) as f64,
+                gib(estimated_bytes),
+                offers.join(", ")
+            ));
+        };
+        members[best].shards.push(s);
+    }
+    members.retain(|m| !m.shards.is_empty());
+    Ok(members)
+}
+
 fn gib(b: u64) -> f64 {
     b as f64 / (1u64 << 30) as f64
 }
@@ -515,42 +559,10 @@ impl Scheduler {
             Ok(c) => c,
             Err(e) => return fail(rec, e.to_string()).await,
         };
-        // Greedy: each shard to the node with the least shards per thread.
-        let mut members: Vec<Member> = nodes
-            .iter()
-            .map(|n| Member {
-                node: n.id.clone(),
-                addr: n.addr.clone(),
-                exchange_addr: n.exchange_addr.clone(),
-                exchange_socket: n.exchange_socket.clone(),
-                host: n.host.clone(),
-                shards: vec![],
-                threads: n.threads.max(1),
-            })
-            .collect();
-        for s in 0..shards {
-            let best = (0..members.len())
-                .min_by(|&a, &b| {
-                    let load = |m: &Member| (m.shards.len() + 1) as f64 / m.threads as f64;
-                    load(&members[a]).total_cmp(&load(&members[b])).then(a.cmp(&b))
-                })
-                .unwrap_or(0);
-            members[best].shards.push(s);
-        }
-        members.retain(|m| !m.shards.is_empty());
-        for (m, n) in members.iter().zip(nodes.iter().filter(|n| members.iter().any(|m| m.node == n.id))) {
-            let share = compiled.estimated_bytes as f64 * m.shards.len() as f64 / shards as f64;
-            if share > n.memory_bytes as f64 {
-                let why = format!(
-                    "node {} would need about {:.2} GiB for its {} shards but offers {:.2} GiB",
-                    n.id,
-                    share / (1u64 << 30) as f64,
-                    m.shards.len(),
-                    gib(n.memory_bytes)
-                );
-                return fail(rec, why).await;
-            }
-        }
+        let members = match place(nodes, shards, compiled.estimated_bytes) {
+            Ok(m) => m,
+            Err(why) => return fail(rec, why).await,
+        };
         let m = &self.control.metrics;
         m.shards_per_node.reset();
         for mem in &members {
@@ -771,4 +783,48 @@ fn write_results(data_dir: &std::path::Path, a: &Assignment, out: RunOutput) -> 
         rtf: if bio_time_ms > 0.0 { out.stats.simulate_s / (bio_time_ms / 1000.0) } else { 0.0 },
         output_dir: target.display().to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, threads: u32, mib: u64) -> NodeRecord {
+        NodeRecord {
+            id: id.into(),
+            addr: format!("http://{id}:1"),
+            exchange_addr: format!("http://{id}:2"),
+            exchange_socket: None,
+            host: String::new(),
+            threads,
+            memory_bytes: mib << 20,
+        }
+    }
+
+    fn placed(m: &[Member]) -> Vec<(&str, Vec<u32>)> {
+        m.iter().map(|m| (m.node.as_str(), m.shards.clone())).collect()
+    }
+
+    #[test]
+    fn shards_follow_threads_within_each_nodes_memory() {
+        // Plenty of memory: by shards per thread after placing (ties to the first node).
+        let nodes = [node("a", 2, 4096), node("b", 1, 4096)];
+        let m = place(&nodes, 3, 300 << 20).unwrap();
+        assert_eq!(placed(&m), [("a", vec![0, 1]), ("b", vec![2])]);
+        // 100 MiB per shard: a node offering 64 MiB gets none and is left out.
+        let nodes = [node("small", 1, 64), node("big", 1, 4096)];
+        assert_eq!(placed(&place(&nodes, 2, 200 << 20).unwrap()), [("big", vec![0, 1])]);
+        // The 4-thread node would take both but has memory for one; the other takes the rest.
+        let nodes = [node("a", 1, 150), node("b", 4, 150)];
+        assert_eq!(placed(&place(&nodes, 2, 200 << 20).unwrap()), [("a", vec![1]), ("b", vec![0])]);
+    }
+
+    #[test]
+    fn no_room_for_a_shard_is_an_error_with_the_sizes() {
+        let nodes = [node("small", 1, 100), node("big", 1, 160)];
+        let e = place(&nodes, 2, 214 << 20).unwrap_err();
+        assert!(e.contains("shard 1 of 2"), "{e}");
+        assert!(e.contains("small 0.10 GiB (0 placed)") && e.contains("big 0.16 GiB (1 placed)"), "{e}");
+        assert!(e.contains("scale the network down"), "{e}");
+    }
 }
