@@ -284,6 +284,11 @@ pub struct Shard {
     times: PhaseTimes,
     /// Poisson input of the coming epoch, drawn ahead by [`Shard::predraw_poisson`].
     predrawn: Option<Predrawn>,
+    /// The last epoch's predrawn buffers, kept for the next (a fresh vector per
+    /// epoch cost the full-scale microcircuit ~50 µs per epoch in reallocations
+    /// and page faults).
+    #[serde(skip)]
+    predraw_spare: Option<Predrawn>,
     /// Hardware co-simulation: the core of each local neuron (empty without it).
     #[serde(default)]
     core_of_local: Vec<u32>,
@@ -364,7 +369,11 @@ impl Shard {
             return;
         }
         let start = Instant::now();
-        let mut pre = Predrawn { first_step: self.step, bounds: vec![0], values: Vec::new() };
+        let mut pre = self.predraw_spare.take().unwrap_or_default();
+        pre.first_step = self.step;
+        pre.values.clear();
+        pre.bounds.clear();
+        pre.bounds.push(0);
         for t in self.step..self.step + self.epoch_steps as u64 {
             draw_poisson(&mut self.poisson, t, |i, v| pre.values.push((i as u32, v)));
             pre.bounds.push(pre.values.len());
@@ -709,6 +718,7 @@ impl Shard {
             events: 0,
             times: PhaseTimes::default(),
             predrawn: None,
+            predraw_spare: None,
             core_of_local: Vec::new(),
             late: std::collections::BTreeMap::new(),
             late_plastic: std::collections::BTreeMap::new(),
@@ -977,7 +987,7 @@ impl Shard {
         lap(&mut times.other_ns);
         self.times = times;
         self.step = end;
-        self.predrawn = None;
+        self.predraw_spare = self.predrawn.take();
     }
 
     /// Where this shard's time went so far.
