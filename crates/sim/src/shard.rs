@@ -284,9 +284,8 @@ pub struct Shard {
     times: PhaseTimes,
     /// Poisson input of the coming epoch, drawn ahead by [`Shard::predraw_poisson`].
     predrawn: Option<Predrawn>,
-    /// The last epoch's predrawn buffers, kept for the next (a fresh vector per
-    /// epoch cost the full-scale microcircuit ~50 µs per epoch in reallocations
-    /// and page faults).
+    /// The last epoch's predrawn buffers, kept for the next (no reallocation of
+    /// a growing vector every epoch).
     #[serde(skip)]
     predraw_spare: Option<Predrawn>,
     /// Hardware co-simulation: the core of each local neuron (empty without it).
