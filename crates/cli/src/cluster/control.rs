@@ -190,7 +190,7 @@ fn place(nodes: &[NodeRecord], shards: u32, estimated_bytes: u64) -> Result<Vec<
             return Err(format!(
                 "no node has memory left for shard {s} of {shards} (about {:.2} GiB each, {:.2} GiB in all); \
                  nodes offer: {}; add nodes or memory, or scale the network down",
-                per_shard / (1u64 << 30) as f64,
+                gib(per_shard as u64),
                 gib(estimated_bytes),
                 offers.join(", ")
             ));

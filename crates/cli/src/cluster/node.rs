@@ -541,11 +541,9 @@ pub fn spike_batch(net: &Network, spikes: &[neuropil_sim::Spike]) -> SpikeBatch 
     b
 }
 
-/// `url` (`http://host:port`) with another port.
 /// The peers' exchange addresses by rank. A peer on this host (same identity)
 /// whose socket path exists here is reached over its Unix socket first.
 fn peers(members: &[Member], host: &str) -> Vec<Peer> {
-    let local = |m: &&Member| !host.is_empty() && m.host == host;
     members
         .iter()
         .map(|m| Peer {
@@ -553,13 +551,14 @@ fn peers(members: &[Member], host: &str) -> Vec<Peer> {
             socket: m
                 .exchange_socket
                 .as_ref()
-                .filter(|_| local(&m))
+                .filter(|_| !host.is_empty() && m.host == host)
                 .map(std::path::PathBuf::from)
                 .filter(|p| p.exists()),
         })
         .collect()
 }
 
+/// `url` (`http://host:port`) with another port.
 fn with_port(url: &str, port: u16) -> String {
     match url.rsplit_once(':') {
         Some((head, tail)) if tail.chars().all(|c| c.is_ascii_digit()) && head.contains("://") => {

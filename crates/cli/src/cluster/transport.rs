@@ -291,6 +291,9 @@ pub struct GrpcTransport {
     seq: u64,
     timeout: Duration,
     metrics: NodeMetrics,
+    /// The byte counters by direction, looked up once (not every epoch).
+    bytes_sent: prometheus::IntCounter,
+    bytes_received: prometheus::IntCounter,
     /// When this epoch's send began.
     started: Option<Instant>,
 }
@@ -359,6 +362,8 @@ impl GrpcTransport {
             ended: vec![None; n],
             seq: 0,
             timeout,
+            bytes_sent: metrics.exchange_bytes.with_label_values(&["sent"]),
+            bytes_received: metrics.exchange_bytes.with_label_values(&["received"]),
             metrics,
             started: None,
         })
@@ -464,7 +469,7 @@ impl Transport for GrpcTransport {
         self.started = Some(Instant::now());
         let msg = encode(&self.run, self.rank, self.seq, local, stop);
         let bytes = prost::Message::encoded_len(&msg) as u64;
-        let Self { rt, rank, sinks, streams, inbound, ended, timeout, metrics, .. } = self;
+        let Self { rt, rank, sinks, streams, inbound, ended, timeout, bytes_sent, .. } = self;
         let (rank, timeout) = (*rank as usize, *timeout);
         let n = sinks.len();
         rt.block_on(async {
@@ -488,7 +493,7 @@ impl Transport for GrpcTransport {
                     let why = ended[r].clone().unwrap_or_else(|| "stream closed".into());
                     return Err(format!("rank {r}: {why}"));
                 }
-                metrics.exchange_bytes.with_label_values(&["sent"]).inc_by(bytes);
+                bytes_sent.inc_by(bytes);
             }
             // Out of this process before it computes anything else.
             flush(sinks).await;
@@ -497,7 +502,7 @@ impl Transport for GrpcTransport {
     }
 
     fn receive(&mut self, into: &mut Exchange) -> Result<bool, String> {
-        let Self { rt, rank, sinks, streams, inbound, ended, seq, timeout, metrics, .. } = self;
+        let Self { rt, rank, sinks, streams, inbound, ended, seq, timeout, bytes_received, metrics, .. } = self;
         let (rank, epoch, timeout) = (*rank as usize, *seq, *timeout);
         let n = sinks.len();
         let wait_start = Instant::now();
@@ -512,21 +517,21 @@ impl Transport for GrpcTransport {
                     absorb(ev, sinks, streams, ended)?;
                 }
                 let Some(stream) = streams[r].as_mut() else { continue };
-                let m = match spin(|cx| Pin::new(&mut *stream).poll_next(cx), timeout).await {
-                    Some(Some(Ok(m))) => m,
-                    got => {
-                        let why = match got {
-                            None => format!("no message for {} s", timeout.as_secs()),
-                            Some(None) => "ended its stream".to_string(),
-                            Some(Some(Err(s))) => s.message().to_string(),
-                            Some(Some(Ok(_))) => unreachable!(),
-                        };
+                let got = match spin(|cx| Pin::new(&mut *stream).poll_next(cx), timeout).await {
+                    Some(Some(Ok(m))) => Ok(m),
+                    Some(Some(Err(s))) => Err(s.message().to_string()),
+                    Some(None) => Err("ended its stream".to_string()),
+                    None => Err(format!("no message for {} s", timeout.as_secs())),
+                };
+                let m = match got {
+                    Ok(m) => m,
+                    Err(why) => {
                         streams[r] = None;
                         ended[r] = Some(why.clone());
                         return Err(format!("rank {r} stopped sending at epoch {epoch}: {why}"));
                     }
                 };
-                metrics.exchange_bytes.with_label_values(&["received"]).inc_by(prost::Message::encoded_len(&m) as u64);
+                bytes_received.inc_by(prost::Message::encoded_len(&m) as u64);
                 if m.epoch != epoch {
                     return Err(format!("rank {r} is at epoch {} but this node is at {epoch}", m.epoch));
                 }
