@@ -19,9 +19,12 @@ def main():
     ap.add_argument("--scales", default="0.05,0.1,0.2,0.3,0.5,0.75,1.0")
     ap.add_argument("--duration-ms", type=float, default=600.0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--python", default=os.path.join(ROOT, "target", "nest-venv", "bin", "python"),
-                    help="a python with matplotlib for the plot")
+    ap.add_argument("--python", default=None,
+                    help="a python with matplotlib for the plot (default: target/venv-bench, installed by scripts/install-deps --python bench)")
     a = ap.parse_args()
+    if a.python is None:
+        subprocess.run([os.path.join(ROOT, "scripts", "install-deps"), "--python", "bench"], check=True)
+        a.python = os.path.join(ROOT, "target", "venv-bench", "bin", "python")
     subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
     rows = []
     for sc in [float(x) for x in a.scales.split(",")]:

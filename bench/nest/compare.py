@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Side by side: neuropil and NEST 3.10 (PyPI) on the same microcircuit file, same
-machine, same threads. Installs NEST into target/nest-venv on first use, builds
+machine, same threads. Installs NEST into target/venv-bench on first use (scripts/install-deps --python bench), builds
 neuropil, runs both several times and prints medians, ratios and rates.
 
     python3 bench/nest/compare.py --scale 0.1 --runs 3
@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-VENV = os.path.join(ROOT, "target", "nest-venv")
+VENV = os.path.join(ROOT, "target", "venv-bench")
 PY = os.path.join(VENV, "bin", "python")
 POPS = ["L23E", "L23I", "L4E", "L4I", "L5E", "L5I", "L6E", "L6I"]
 
@@ -26,12 +26,9 @@ def sh(cmd, **kw):
 
 
 def ensure_nest():
-    if not os.path.exists(PY):
-        print("installing nest-simulator 3.10.0 into target/nest-venv ...", file=sys.stderr)
-        sh([sys.executable, "-m", "venv", VENV])
-    probe = subprocess.run([PY, "-c", "import nest"], cwd=ROOT, capture_output=True)
-    if probe.returncode != 0:
-        sh([PY, "-m", "pip", "install", "-q", "nest-simulator==3.10.0", "numpy"])
+    # The one install step for the benchmarks' Python packages (pinned in
+    # scripts/deps/python-bench.txt); a no-op once the venv holds them.
+    sh([os.path.join(ROOT, "scripts", "install-deps"), "--python", "bench"])
 
 
 def last_json(text):
