@@ -3,9 +3,9 @@
 //! synapse, synaptic events per second, rates); `--memory` and `--exchange`
 //! measure the machine.
 
-use crate::run::{self, RunRequest};
 use anyhow::Result;
 use clap::Args;
+use neuropil_runtime::run::{self, RunRequest};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -76,7 +76,7 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if a.exchange {
-        crate::cluster::floor::run(a.epochs)?;
+        neuropil_cluster::floor::run(a.epochs)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut set = vec![
@@ -98,11 +98,11 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let (_, s, _) = run::simulate(&prepared, true, None, None)?;
+    let (_, s, _) = run::simulate(&prepared, true, None, None, &std::sync::atomic::AtomicBool::new(false))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
-        print!("{}", crate::summary::render(&s));
+        print!("{}", neuropil_output::summary::render(&s));
         if let Some(rss) = s.peak_rss_bytes {
             println!("peak RSS per synapse {:.1} B", rss as f64 / s.synapses.max(1) as f64);
         }

@@ -2,11 +2,11 @@
 //! BPTT with and without a cerebellar module, the truncation sweep and lesions,
 //! several seeds; writes curves (CSV), a table (Markdown) and plots (PNG).
 
-use crate::chart::{line_chart, Series};
 use anyhow::{bail, Context, Result};
 use neuropil_dni::lstm::Cortex;
 use neuropil_dni::task::{Sequence, CLASSES, STEPS};
 use neuropil_dni::{draw, train_model, Config, Epoch, Lesion, LesionKind};
+use neuropil_output::chart::{line_chart, Series};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,7 +90,8 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 
 /// The spiking demonstration (`--spiking FILE`).
 fn spiking(args: &DniArgs, file: &std::path::Path) -> Result<()> {
-    let base = crate::run::prepare(&crate::run::RunRequest { experiment: file.into(), ..Default::default() })?;
+    let base =
+        neuropil_runtime::prepare(&neuropil_runtime::RunRequest { experiment: file.into(), ..Default::default() })?;
     let Some(module) = base.compiled.network.cerebella.first().cloned() else {
         bail!("{}: the experiment has no [[cerebellum]] module", file.display());
     };
@@ -120,9 +121,11 @@ fn spiking(args: &DniArgs, file: &std::path::Path) -> Result<()> {
         for seed in 1..=args.seeds {
             let mut set = set.clone();
             set.push(format!("run.seed={seed}"));
-            let req = crate::run::RunRequest { experiment: file.into(), set, threads: args.threads, shards: None };
-            let p = crate::run::prepare(&req)?;
-            let (out, summary, _) = crate::run::simulate(&p, false, None, None)?;
+            let req =
+                neuropil_runtime::RunRequest { experiment: file.into(), set, threads: args.threads, shards: None };
+            let p = neuropil_runtime::prepare(&req)?;
+            let (out, summary, _) =
+                neuropil_runtime::simulate(&p, false, None, None, &std::sync::atomic::AtomicBool::new(false))?;
             let dt = p.compiled.network.dt_ms;
             let mut per = vec![(0.0, 0usize); trials];
             for m in out.cerebellum.iter().filter(|m| m.module == 0) {
@@ -410,39 +413,5 @@ pub fn run(args: &DniArgs) -> Result<()> {
         "wrote {}/dni_{{curves.csv,table.md,k1.png,lesions.png,correlation.png,sweep.png,drawing_*.png}}",
         args.out.display()
     );
-    Ok(())
-}
-
-/// With `neuropil run --plot`: per cerebellar module, `cerebellum-NAME.png` — the
-/// task's target and output, and the true and predicted feedback, over the run.
-pub fn plot_modules(
-    net: &neuropil_sim::Network,
-    samples: &[neuropil_sim::cerebellum::runtime::ModuleSample],
-    dir: &std::path::Path,
-) -> Result<()> {
-    for (i, module) in net.cerebella.iter().enumerate() {
-        let rows: Vec<_> = samples.iter().filter(|s| s.module as usize == i).collect();
-        // At most ~4000 points per line.
-        let stride = rows.len().div_ceil(4000).max(1);
-        let line = |name: &str, f: &dyn Fn(&neuropil_sim::cerebellum::runtime::ModuleSample) -> f64| Series {
-            name: name.into(),
-            points: rows.iter().step_by(stride).map(|s| (s.step as f64 * net.dt_ms, f(s))).collect(),
-        };
-        let name: String = module.name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-        line_chart(
-            &format!("cerebellar module {}: task and feedback", module.name),
-            "time (ms)",
-            "value",
-            &[
-                line("target", &|s| s.target),
-                line("output", &|s| s.output),
-                line("true feedback (arrives later)", &|s| s.error),
-                line("predicted feedback", &|s| s.predicted),
-            ],
-            &[],
-            false,
-            &dir.join(format!("cerebellum-{name}.png")),
-        )?;
-    }
     Ok(())
 }

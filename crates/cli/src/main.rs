@@ -4,18 +4,13 @@
 //! `cancel` and `spikes` talk to a control.
 
 mod bench;
-mod chart;
-mod cluster;
-mod columnar;
+mod client;
 mod dni;
 mod hwemu;
-mod plot;
-mod progress;
-mod run;
-mod summary;
-mod system;
 
 use clap::{Parser, Subcommand};
+use neuropil_output::{plot, summary};
+use neuropil_runtime::{run, system};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -314,19 +309,16 @@ fn main() -> ExitCode {
         Command::Node(args) => service(cmd_node(args)),
         Command::Control(args) => service(cmd_control(args)),
         Command::Submit { experiment, target, set, shards, wait, quiet } => {
-            client(
-                &target,
-                |t| async move { cluster::client::submit(&t, &experiment, &set, shards, wait, quiet).await },
-            )
+            client(&target, |t| async move { client::submit(&t, &experiment, &set, shards, wait, quiet).await })
         }
         Command::Status { id, target, json } => {
-            client(&target, |t| async move { cluster::client::status(&t, id.as_deref(), json).await.map(|()| true) })
+            client(&target, |t| async move { client::status(&t, id.as_deref(), json).await.map(|()| true) })
         }
         Command::Cancel { id, target } => {
-            client(&target, |t| async move { cluster::client::cancel(&t, &id).await.map(|()| true) })
+            client(&target, |t| async move { client::cancel(&t, &id).await.map(|()| true) })
         }
         Command::Spikes { id, target, populations } => {
-            client(&target, |t| async move { cluster::client::spikes(&t, &id, &populations).await.map(|()| true) })
+            client(&target, |t| async move { client::spikes(&t, &id, &populations).await.map(|()| true) })
         }
         Command::Dni(args) => match dni::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -364,24 +356,24 @@ fn service(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode
 /// 2 on errors.
 fn client<F, Fut>(target: &TargetArgs, f: F) -> ExitCode
 where
-    F: FnOnce(cluster::client::Target) -> Fut,
+    F: FnOnce(client::Target) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<bool>>,
 {
-    let token = match target.token_file.as_deref().map(cluster::auth::read_token).transpose() {
+    let token = match target.token_file.as_deref().map(neuropil_cluster::auth::read_token).transpose() {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
-    let tls = match cluster::tls::Tls::load(None, None, target.tls_ca.as_deref(), false) {
+    let tls = match neuropil_cluster::tls::Tls::load(None, None, target.tls_ca.as_deref(), false) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::from(2);
         }
     };
-    let t = cluster::client::Target { control: target.control.clone(), token, tls };
+    let t = client::Target { control: target.control.clone(), token, tls };
     match runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(f(t))) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -405,8 +397,8 @@ async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
         None => system::available_memory_bytes().unwrap_or(1 << 30),
     };
     let s = a.service;
-    let tls = cluster::tls::Tls::load(s.tls_cert.as_deref(), s.tls_key.as_deref(), s.tls_ca.as_deref(), true)?;
-    let cfg = cluster::node::NodeConfig {
+    let tls = neuropil_cluster::tls::Tls::load(s.tls_cert.as_deref(), s.tls_key.as_deref(), s.tls_ca.as_deref(), true)?;
+    let cfg = neuropil_node::NodeConfig {
         id: s.id.unwrap_or_else(|| default_id("node", a.listen)),
         listen: a.listen,
         advertise: a.advertise,
@@ -420,17 +412,17 @@ async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
         peer_timeout: std::time::Duration::from_secs(a.peer_timeout_s.max(1)),
         tls,
     };
-    cluster::node::serve(cfg).await
+    neuropil_node::serve(cfg, neuropil_cluster::server::shutdown_signal()).await
 }
 
 async fn cmd_control(a: ControlArgs) -> anyhow::Result<()> {
-    let token = a.token_file.as_deref().map(cluster::auth::read_token).transpose()?;
+    let token = a.token_file.as_deref().map(neuropil_cluster::auth::read_token).transpose()?;
     let s = a.service;
     let (cert, key, ca) = (s.tls_cert.as_deref(), s.tls_key.as_deref(), s.tls_ca.as_deref());
-    let tls = cluster::tls::Tls::load(cert, key, None, false)?;
+    let tls = neuropil_cluster::tls::Tls::load(cert, key, None, false)?;
     // Mutual TLS towards the nodes only when they have a CA to check us against.
-    let node_tls = cluster::tls::Tls::load(ca.and(cert), ca.and(key), ca, true)?;
-    let cfg = cluster::control::ControlConfig {
+    let node_tls = neuropil_cluster::tls::Tls::load(ca.and(cert), ca.and(key), ca, true)?;
+    let cfg = neuropil_control::ControlConfig {
         id: s.id.unwrap_or_else(|| default_id("control", a.listen)),
         listen: a.listen,
         etcd: s.etcd,
@@ -441,7 +433,7 @@ async fn cmd_control(a: ControlArgs) -> anyhow::Result<()> {
         tls,
         node_tls,
     };
-    cluster::control::serve(cfg).await
+    neuropil_control::serve(cfg, neuropil_cluster::server::shutdown_signal()).await
 }
 
 fn models(name: Option<&str>) -> ExitCode {
@@ -488,9 +480,13 @@ fn spec_error(e: &neuropil_spec::SpecError) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Set by SIGINT (Ctrl-C): the run stops at the next epoch boundary, and what was
+/// simulated is written out with a checkpoint to resume from.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 #[cfg(unix)]
 extern "C" fn on_sigint(_: libc::c_int) {
-    run::INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Options of `neuropil run` beyond what to run.
@@ -509,7 +505,7 @@ fn cmd_run(req: run::RunRequest, out: Option<PathBuf>, opts: RunOpts) -> ExitCod
         Ok(p) => p,
         Err(e) => return spec_error(&e),
     };
-    let resume = match resume.map(|path| run::load_checkpoint(&path, &prepared)).transpose() {
+    let resume = match resume.map(|path| neuropil_runtime::load_checkpoint(&path, &prepared)).transpose() {
         Ok(cp) => cp,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -522,7 +518,7 @@ fn cmd_run(req: run::RunRequest, out: Option<PathBuf>, opts: RunOpts) -> ExitCod
         prepared.experiment.name.clone()
     };
     let out_dir = out.unwrap_or_else(|| PathBuf::from("out").join(&name));
-    let staging = match run::Staging::new(&out_dir) {
+    let staging = match neuropil_output::Staging::new(&out_dir) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -545,27 +541,28 @@ fn cmd_run(req: run::RunRequest, out: Option<PathBuf>, opts: RunOpts) -> ExitCod
             return ExitCode::from(2);
         }
     };
-    let (output, mut summary, state) = match run::simulate(&prepared, !quiet, resume, periodic.as_ref()) {
+    let (output, mut summary, state) = match run::simulate(&prepared, !quiet, resume, periodic.as_ref(), &INTERRUPTED) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    let interrupted = run::interrupted();
+    let interrupted = INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed);
     summary.interrupted = interrupted;
     // An interrupted run always leaves a checkpoint to continue from.
     let checkpoint = checkpoint || interrupted;
-    let result = run::write_results(staging.dir(), &prepared, &output, &summary).and_then(|()| {
-        if checkpoint {
-            std::fs::write(staging.dir().join("checkpoint.bin"), state.to_bytes())?;
-        }
-        if plot {
-            plot::render(&summary, &columnar_spikes(&output, &prepared), &staging.dir().join("raster.png"))?;
-            dni::plot_modules(&prepared.compiled.network, &output.cerebellum, staging.dir())?;
-        }
-        staging.commit()
-    });
+    let result =
+        neuropil_output::write_results(staging.dir(), &prepared.compiled.network, &output, &summary).and_then(|()| {
+            if checkpoint {
+                std::fs::write(staging.dir().join("checkpoint.bin"), state.to_bytes())?;
+            }
+            if plot {
+                plot::render(&summary, &columnar_spikes(&output, &prepared), &staging.dir().join("raster.png"))?;
+                neuropil_output::chart::plot_modules(&prepared.compiled.network, &output.cerebellum, staging.dir())?;
+            }
+            staging.commit()
+        });
     match result {
         Ok(()) => {
             print!("{}", summary::render(&summary));

@@ -1,7 +1,11 @@
 //! `neuropil hwemu serve`: the HardwareService over gRPC, with Prometheus metrics.
 
-use crate::cluster::metrics::render;
+pub mod error;
+pub mod metrics;
+
 use anyhow::{Context as _, Result};
+pub use error::HwemuError;
+use metrics::Metrics;
 use neuropil_hwemu::fabric::{latency_and_throughput, simulate, uniform_traffic};
 use neuropil_hwemu::mapping::{map, Strategy};
 use neuropil_hwemu::preset::{Preset, BUILTIN};
@@ -11,9 +15,9 @@ use neuropil_proto::v1::{
     EvaluateMappingRequest, HardwareReport, HardwareReportRequest, ListPresetsRequest, ListPresetsResponse,
     MappingSummary, PresetInfo, PresetRef, RunTrafficRequest, TrafficReport,
 };
-use prometheus::{Gauge, IntCounter, IntCounterVec, Opts, Registry};
 use std::net::SocketAddr;
 use std::time::Duration;
+use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 /// Largest experiment document or preset text a request may carry.
@@ -25,93 +29,54 @@ const MAX_SYNAPSES: f64 = 2e7;
 /// Largest traffic run: packets offered (rate × duration × routers).
 const MAX_PACKETS: f64 = 2e6;
 
-#[derive(Clone)]
-struct Metrics {
-    registry: Registry,
-    requests: IntCounterVec,
-    packets: IntCounter,
-    dropped: IntCounter,
-    energy: Gauge,
-    utilisation: Gauge,
-}
-
-impl Metrics {
-    fn new() -> Result<Metrics> {
-        let registry = Registry::new_custom(Some("neuropil_hwemu".into()), None)?;
-        let m = Metrics {
-            requests: IntCounterVec::new(
-                Opts::new("requests_total", "HardwareService requests, by method and code"),
-                &["method", "code"],
-            )?,
-            packets: IntCounter::new("packets_total", "Spike packets sent through emulated fabrics")?,
-            dropped: IntCounter::new("dropped_packets_total", "Packet deliveries dropped in full buffers")?,
-            energy: Gauge::new("last_report_energy_joules", "Energy of the last report's run")?,
-            utilisation: Gauge::new("last_link_utilisation_max_ratio", "Busiest link's utilisation in the last run")?,
-            registry,
-        };
-        let r = &m.registry;
-        r.register(Box::new(m.requests.clone()))?;
-        r.register(Box::new(m.packets.clone()))?;
-        r.register(Box::new(m.dropped.clone()))?;
-        r.register(Box::new(m.energy.clone()))?;
-        r.register(Box::new(m.utilisation.clone()))?;
-        #[cfg(target_os = "linux")]
-        let _ = r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
-        Ok(m)
-    }
-
-    fn count<T>(&self, method: &str, r: &Result<T, Status>) {
-        let code = r.as_ref().err().map_or(tonic::Code::Ok, |s| s.code());
-        self.requests.with_label_values(&[method, &format!("{code:?}")]).inc();
-    }
-}
-
-fn preset_of(p: Option<&PresetRef>) -> Result<Preset, Status> {
-    let p = p.ok_or_else(|| Status::invalid_argument("preset: give a built-in name or a preset file's TOML"))?;
+fn preset_of(p: Option<&PresetRef>) -> Result<Preset, HwemuError> {
+    let p =
+        p.ok_or_else(|| HwemuError::InvalidArgument("preset: give a built-in name or a preset file's TOML".into()))?;
     match (p.name.is_empty(), p.toml.is_empty()) {
-        (false, true) => Preset::builtin(&p.name).map_err(|e| Status::invalid_argument(format!("preset.name: {e}"))),
+        (false, true) => Preset::builtin(&p.name).map_err(|e| HwemuError::InvalidArgument(format!("preset.name: {e}"))),
         (true, false) => {
             if p.toml.len() > MAX_TEXT_BYTES {
-                return Err(Status::resource_exhausted(format!(
+                return Err(HwemuError::TooLarge(format!(
                     "preset.toml: {} bytes; a preset has at most {MAX_TEXT_BYTES}",
                     p.toml.len()
                 )));
             }
-            Preset::parse(&p.toml).map_err(|e| Status::invalid_argument(format!("preset.toml: {e}")))
+            Preset::parse(&p.toml).map_err(|e| HwemuError::InvalidArgument(format!("preset.toml: {e}")))
         }
-        _ => Err(Status::invalid_argument("preset: give exactly one of name and toml")),
+        _ => Err(HwemuError::InvalidArgument("preset: give exactly one of name and toml".into())),
     }
 }
 
-fn strategy_of(name: &str) -> Result<Strategy, Status> {
+fn strategy_of(name: &str) -> Result<Strategy, HwemuError> {
     if name.is_empty() {
         return Ok(Strategy::PopulationContiguous);
     }
     Strategy::from_name(name).ok_or_else(|| {
-        Status::invalid_argument(format!(
+        HwemuError::InvalidArgument(format!(
             "mapping: unknown {name:?}; use round_robin, population_contiguous or locality_aware"
         ))
     })
 }
 
 /// Compile an experiment from a request, refusing what is too big to run here.
-fn compile(document: &str, format: &str, set: &[String]) -> Result<neuropil_spec::Compiled, Status> {
+fn compile(document: &str, format: &str, set: &[String]) -> Result<neuropil_spec::Compiled, HwemuError> {
     if document.len() > MAX_TEXT_BYTES {
-        return Err(Status::resource_exhausted(format!(
+        return Err(HwemuError::TooLarge(format!(
             "document: {} bytes; an experiment has at most {MAX_TEXT_BYTES}",
             document.len()
         )));
     }
-    let format = crate::cluster::format_of(format).map_err(Status::invalid_argument)?;
-    let mut exp = neuropil_spec::parse(document, format, set).map_err(|e| neuropil_proto::spec_status(&e))?;
+    let format = neuropil_cluster::format_of(format).map_err(HwemuError::InvalidArgument)?;
+    let mut exp = neuropil_spec::parse(document, format, set)?;
     exp.run.threads = 1;
     exp.run.shards = 1;
-    let c =
-        neuropil_spec::compile(&exp, &neuropil_spec::Limits { memory_bytes: crate::system::available_memory_bytes() })
-            .map_err(|e| neuropil_proto::spec_status(&e))?;
+    let c = neuropil_spec::compile(
+        &exp,
+        &neuropil_spec::Limits { memory_bytes: neuropil_runtime::system::available_memory_bytes() },
+    )?;
     let neurons = c.network.total_neurons() as u64;
     if neurons > MAX_NEURONS || c.expected_synapses > MAX_SYNAPSES {
-        return Err(Status::resource_exhausted(format!(
+        return Err(HwemuError::TooLarge(format!(
             "the network has {neurons} neurons and ~{:.2e} synapses; this service maps and runs at most {MAX_NEURONS} and {MAX_SYNAPSES:.0e} (scale it down, or use `neuropil hwemu report` locally)",
             c.expected_synapses
         )));
@@ -129,18 +94,19 @@ impl HardwareService for Svc {
         let r = BUILTIN
             .iter()
             .map(|(n, _)| {
-                let p = Preset::builtin(n).map_err(|e| Status::internal(e.to_string()))?;
+                let p = Preset::builtin(n).map_err(|e| HwemuError::Internal(e.to_string()))?;
                 Ok(PresetInfo { name: p.file.name.clone(), description: p.file.description.clone(), cores: p.cores() })
             })
-            .collect::<Result<Vec<_>, Status>>()
-            .map(|presets| ListPresetsResponse { presets });
+            .collect::<Result<Vec<_>, HwemuError>>()
+            .map(|presets| ListPresetsResponse { presets })
+            .map_err(Status::from);
         self.metrics.count("ListPresets", &r);
         r.map(Response::new)
     }
 
     async fn evaluate_mapping(&self, req: Request<EvaluateMappingRequest>) -> Result<Response<MappingSummary>, Status> {
         let req = req.into_inner();
-        let r = tokio::task::spawn_blocking(move || {
+        let r = tokio::task::spawn_blocking(move || -> Result<_, HwemuError> {
             let preset = preset_of(req.preset.as_ref())?;
             let strategy = strategy_of(&req.mapping)?;
             let c = compile(&req.document, &req.format, &req.set)?;
@@ -150,8 +116,7 @@ impl HardwareService for Svc {
                 neuropil_hwemu::mapping::Connectome::from_shards(&c.network, &state.shards)
             };
             let npc = (req.neurons_per_core > 0).then_some(req.neurons_per_core);
-            let m = map(&sw, &preset, strategy, npc, false, None)
-                .map_err(|e| Status::failed_precondition(e.to_string()))?;
+            let m = map(&sw, &preset, strategy, npc, false, None).map_err(|e| HwemuError::Unmappable(e.to_string()))?;
             Ok(MappingSummary {
                 cores_used: m.cores_used,
                 cores_available: preset.cores(),
@@ -161,7 +126,8 @@ impl HardwareService for Svc {
             })
         })
         .await
-        .unwrap_or_else(|e| Err(Status::internal(e.to_string())));
+        .unwrap_or_else(|e| Err(HwemuError::Internal(format!("worker: {e}"))))
+        .map_err(Status::from);
         self.metrics.count("EvaluateMapping", &r);
         r.map(Response::new)
     }
@@ -169,19 +135,19 @@ impl HardwareService for Svc {
     async fn run_traffic(&self, req: Request<RunTrafficRequest>) -> Result<Response<TrafficReport>, Status> {
         let req = req.into_inner();
         let metrics = self.metrics.clone();
-        let r = tokio::task::spawn_blocking(move || {
+        let r = tokio::task::spawn_blocking(move || -> Result<_, HwemuError> {
             let preset = preset_of(req.preset.as_ref())?;
             let (rate, duration) = (req.rate_per_chip_per_ns, req.duration_ns);
             if !(rate.is_finite() && rate > 0.0) {
-                return Err(Status::invalid_argument(format!("rate_per_chip_per_ns: {rate} is not a rate > 0")));
+                return Err(HwemuError::InvalidArgument(format!("rate_per_chip_per_ns: {rate} is not a rate > 0")));
             }
             if !(duration.is_finite() && duration > 0.0) {
-                return Err(Status::invalid_argument(format!("duration_ns: {duration} is not a time > 0")));
+                return Err(HwemuError::InvalidArgument(format!("duration_ns: {duration} is not a time > 0")));
             }
             let topo = preset.topology();
             let offered = rate * duration * topo.chips() as f64;
             if offered > MAX_PACKETS {
-                return Err(Status::resource_exhausted(format!(
+                return Err(HwemuError::TooLarge(format!(
                     "rate × duration × routers = {offered:.3e} packets; at most {MAX_PACKETS:.0e} per request"
                 )));
             }
@@ -208,7 +174,8 @@ impl HardwareService for Svc {
             })
         })
         .await
-        .unwrap_or_else(|e| Err(Status::internal(e.to_string())));
+        .unwrap_or_else(|e| Err(HwemuError::Internal(format!("worker: {e}"))))
+        .map_err(Status::from);
         self.metrics.count("RunTraffic", &r);
         r.map(Response::new)
     }
@@ -216,73 +183,55 @@ impl HardwareService for Svc {
     async fn report(&self, req: Request<HardwareReportRequest>) -> Result<Response<HardwareReport>, Status> {
         let req = req.into_inner();
         let metrics = self.metrics.clone();
-        let r = tokio::task::spawn_blocking(move || {
+        let r = tokio::task::spawn_blocking(move || -> Result<_, HwemuError> {
             let preset = preset_of(req.preset.as_ref())?;
             let strategy = strategy_of(&req.mapping)?;
             let c = compile(&req.document, &req.format, &req.set)?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-            let sw = super::software_run(&c.network, threads, threads, &c);
+            let sw = neuropil_runtime::cosim::software_run(&c.network, threads, threads, &c);
             let npc = (req.neurons_per_core > 0).then_some(req.neurons_per_core);
             let m = map(&sw.connectome, &preset, strategy, npc, false, Some(&sw.activity))
-                .map_err(|e| Status::failed_precondition(e.to_string()))?;
+                .map_err(|e| HwemuError::Unmappable(e.to_string()))?;
             let (r, _) = evaluate(&sw.connectome, &preset, &m, &sw.spikes, sw.duration_ms);
             metrics.packets.inc_by(r.spikes);
             metrics.dropped.inc_by(r.expected_receptions - r.receptions);
             metrics.energy.set(r.energy.total_j);
             metrics.utilisation.set(r.link_utilisation_max);
             Ok(HardwareReport {
-                json: serde_json::to_string_pretty(&r).map_err(|e| Status::internal(e.to_string()))?,
+                json: serde_json::to_string_pretty(&r).map_err(|e| HwemuError::Internal(e.to_string()))?,
                 energy_j: r.energy.total_j,
                 loss: r.loss,
                 mean_latency_ns: r.latency_ns.mean,
             })
         })
         .await
-        .unwrap_or_else(|e| Err(Status::internal(e.to_string())));
+        .unwrap_or_else(|e| Err(HwemuError::Internal(format!("worker: {e}"))))
+        .map_err(Status::from);
         self.metrics.count("Report", &r);
         r.map(Response::new)
     }
 }
 
-/// Serve until SIGTERM/SIGINT.
-pub async fn serve(listen: SocketAddr, metrics_listen: SocketAddr) -> Result<()> {
+/// Serve until `shutdown` completes (the binary passes SIGTERM/SIGINT).
+pub async fn serve(
+    listen: SocketAddr,
+    metrics_listen: SocketAddr,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     let metrics = Metrics::new()?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("--listen {listen}: cannot listen"))?;
     let addr = listener.local_addr()?;
-    let registry = metrics.registry.clone();
-    let metrics_addr = {
-        use axum::routing::get;
-        let l = tokio::net::TcpListener::bind(metrics_listen)
-            .await
-            .with_context(|| format!("--metrics {metrics_listen}: cannot listen"))?;
-        let bound = l.local_addr()?;
-        let app = axum::Router::new().route(
-            "/metrics",
-            get(move || {
-                let registry = registry.clone();
-                async move { render(&registry) }
-            }),
-        );
-        tokio::spawn(async move {
-            let _ = axum::serve(l, app).await;
-        });
-        bound
-    };
-    let (health, health_svc) = tonic_health::server::health_reporter();
-    health.set_serving::<HardwareServiceServer<Svc>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(neuropil_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let metrics_addr = neuropil_cluster::telemetry::serve(metrics_listen, metrics.registry.clone()).await?;
     println!("neuropil hwemu: grpc={addr} metrics={metrics_addr}");
-    let server = tonic::transport::Server::builder()
-        .timeout(Duration::from_secs(600))
-        .add_service(health_svc)
-        .add_service(reflection)
-        .add_service(HardwareServiceServer::new(Svc { metrics }).max_decoding_message_size(4 * MAX_TEXT_BYTES))
-        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)));
+    let builder = tonic::transport::Server::builder().timeout(Duration::from_secs(600));
+    let server =
+        neuropil_cluster::server::introspection(builder, &[<HardwareServiceServer<Svc> as NamedService>::NAME])
+            .await?
+            .add_service(HardwareServiceServer::new(Svc { metrics }).max_decoding_message_size(4 * MAX_TEXT_BYTES))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)));
     tokio::select! {
         r = server => r.context("gRPC server"),
-        _ = crate::cluster::node::shutdown_signal() => Ok(()),
+        _ = shutdown => Ok(()),
     }
 }

@@ -1,25 +1,5 @@
-//! The cluster runtime: `neuropil node` and `neuropil control` processes that
-//! coordinate through etcd, and the client commands that talk to the control.
-//!
-//! etcd keys (all under [`PREFIX`]):
-//! - `nodes/{id}`: a live node ([`NodeRecord`]), attached to the node's lease;
-//! - `experiments/{id}`: an experiment and its state ([`ExperimentRecord`]);
-//! - `runs/{id}`: the shard assignment of a running experiment ([`Assignment`]),
-//!   which nodes watch; `cancel/{id}`: a cancellation request;
-//! - `control/leader`: the election of the scheduling control replica.
-//!
-//! etcd is never on the per-epoch path: nodes exchange spikes with their peers
-//! directly (SpikeExchange.Exchange) and report progress over NodeService.WatchRun.
-
-pub mod auth;
-pub mod client;
-pub mod control;
-pub mod etcd;
-pub mod floor;
-pub mod metrics;
-pub mod node;
-pub mod tls;
-pub mod transport;
+//! What the cluster keeps in etcd: node records, experiment records, assignments,
+//! their keys, and the limits on documents and messages.
 
 use serde::{Deserialize, Serialize};
 

@@ -3,51 +3,26 @@
 //! exchanging every epoch's spikes with its peers directly over gRPC, and reports
 //! progress, live spikes and its results to whoever watches the run.
 
-use super::metrics::NodeMetrics;
-use super::transport::{ExchangePort, GrpcTransport, Peer};
-use super::{etcd, Assignment, Member, NodeRecord, PREFIX};
+pub mod config;
+pub mod metrics;
+
 use anyhow::{Context as _, Result};
+pub use config::NodeConfig;
 use etcd_client::{EventType, WatchOptions};
+use metrics::NodeMetrics;
+use neuropil_cluster::transport::{ExchangePort, GrpcTransport, Peer};
+use neuropil_cluster::{etcd, Assignment, Member, NodeRecord, PREFIX};
 use neuropil_proto::v1::node_service_server::{NodeService, NodeServiceServer};
 use neuropil_proto::v1::{run_event, NodeProgress, RunEvent, SpikeBatch, WatchRunRequest};
-use neuropil_sim::embedded::{self, Checkpoint, RunConfig, RunOutput};
+use neuropil_runtime::driver::{drive, Plan, Stretch};
+use neuropil_sim::embedded::{self, Checkpoint, RunOutput, Transport};
 use neuropil_sim::Network;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
+use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
-
-/// How a node runs.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    /// Unique id (default: host name + port).
-    pub id: String,
-    /// gRPC listen address (port 0 picks a free one).
-    pub listen: SocketAddr,
-    /// Address the control dials; default `http://<listen>`.
-    pub advertise: Option<String>,
-    /// Spike exchange listen address (port 0 picks a free one); peers dial the
-    /// advertised host at this port.
-    pub exchange_listen: SocketAddr,
-    /// Also serve the exchange on this Unix socket, for peers on the same host.
-    pub exchange_socket: Option<std::path::PathBuf>,
-    /// etcd endpoints.
-    pub etcd: Vec<String>,
-    /// Worker threads for its shards.
-    pub threads: usize,
-    /// Prometheus listen address.
-    pub metrics_listen: SocketAddr,
-    /// Memory offered to runs, bytes (default: what the system has available).
-    pub memory_bytes: u64,
-    /// Lease time to live, s: a node silent this long is considered gone.
-    pub lease_ttl_s: i64,
-    /// How long to wait for a peer's epoch message before failing the run.
-    pub peer_timeout: Duration,
-    /// TLS (mutual between nodes and from the control when a CA is given).
-    pub tls: super::tls::Tls,
-}
 
 /// Largest message the node's internal API decodes (epoch messages of a full-scale
 /// network are far below; this bounds what a misbehaving peer can make it buffer).
@@ -75,7 +50,7 @@ struct NodeState {
     runs: Mutex<Vec<(String, Arc<RunHandle>)>>,
     exchange: ExchangePort,
     host: String,
-    tls: super::tls::Tls,
+    tls: neuropil_cluster::tls::Tls,
 }
 
 impl NodeState {
@@ -153,8 +128,9 @@ impl NodeService for NodeSvc {
     }
 }
 
-/// Run a node until SIGTERM/SIGINT or until its etcd lease is lost.
-pub async fn serve(cfg: NodeConfig) -> Result<()> {
+/// Run a node until `shutdown` completes (the binary passes SIGTERM/SIGINT) or its
+/// etcd lease is lost.
+pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
     let metrics = NodeMetrics::new(&cfg.id)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -166,10 +142,10 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
     if let Some(path) = &cfg.exchange_socket {
         exchange.bind_socket(path).map_err(|e| anyhow::anyhow!("--exchange-socket {e}"))?;
     }
-    let host = super::transport::host_identity();
+    let host = neuropil_cluster::transport::host_identity();
     let exchange_port = exchange.local_addr()?.port();
     let exchange_addr = with_port(&advertise, exchange_port);
-    let metrics_addr = super::metrics::serve(cfg.metrics_listen, metrics.registry.clone()).await?;
+    let metrics_addr = neuropil_cluster::telemetry::serve(cfg.metrics_listen, metrics.registry.clone()).await?;
 
     let state = Arc::new(NodeState {
         id: cfg.id.clone(),
@@ -180,11 +156,6 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
         host: host.clone(),
         tls: cfg.tls.clone(),
     });
-    let (health, health_svc) = tonic_health::server::health_reporter();
-    health.set_serving::<NodeServiceServer<NodeSvc>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(neuropil_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
     let svc = NodeServiceServer::new(NodeSvc(state.clone()))
         .max_decoding_message_size(MAX_NODE_MESSAGE_BYTES)
         .max_encoding_message_size(usize::MAX);
@@ -192,13 +163,12 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
     if let Some(t) = &cfg.tls.server {
         builder = builder.tls_config(t.clone()).context("--tls-cert/--tls-key")?;
     }
-    let server = builder
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(health_svc)
-        .add_service(reflection)
-        .add_service(svc)
-        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)));
+    let builder = builder.tcp_nodelay(true).http2_keepalive_interval(Some(Duration::from_secs(10)));
+    let server =
+        neuropil_cluster::server::introspection(builder, &[<NodeServiceServer<NodeSvc> as NamedService>::NAME])
+            .await?
+            .add_service(svc)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)));
     let server = tokio::spawn(server);
 
     let mut client = etcd::connect(&cfg.etcd, Duration::from_secs(30)).await?;
@@ -219,7 +189,7 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
         .watch(format!("{PREFIX}cancel/"), Some(WatchOptions::new().with_prefix()))
         .await
         .context("etcd: watch")?;
-    etcd::put_json(&mut client, &super::node_key(&cfg.id), &record, Some(first_lease)).await?;
+    etcd::put_json(&mut client, &neuropil_cluster::node_key(&cfg.id), &record, Some(first_lease)).await?;
     let lease = Arc::new(std::sync::atomic::AtomicI64::new(first_lease));
     println!(
         "neuropil node {}: grpc={addr} metrics={metrics_addr} exchange={exchange_addr} advertise={advertise}",
@@ -261,7 +231,7 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
     // progress goes on; give up only when etcd stays unreachable.
     let registration = {
         let (mut client, record, lease, ttl) = (client.clone(), record.clone(), lease.clone(), cfg.lease_ttl_s);
-        let key = super::node_key(&cfg.id);
+        let key = neuropil_cluster::node_key(&cfg.id);
         async move {
             let mut lost = first_lost;
             loop {
@@ -297,27 +267,10 @@ pub async fn serve(cfg: NodeConfig) -> Result<()> {
         why = watcher => Err(anyhow::anyhow!(why)),
         why = registration => Err(anyhow::anyhow!(why)),
         r = server => Err(anyhow::anyhow!("gRPC server stopped: {r:?}")),
-        _ = shutdown_signal() => Ok(()),
+        _ = shutdown => Ok(()),
     };
     let _ = client.lease_revoke(lease.load(Ordering::Relaxed)).await;
     outcome
-}
-
-/// SIGTERM (Kubernetes) or SIGINT.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Start this node's share of `a`, if it has one and is not running it already.
@@ -366,7 +319,7 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
 
 /// Build and simulate this node's shards of `a`; the encoded [`RunOutput`].
 fn execute(state: &NodeState, a: &Assignment, rank: usize, handle: &RunHandle) -> Result<Vec<u8>, String> {
-    let format = super::format_of(&a.format)?;
+    let format = neuropil_cluster::format_of(&a.format)?;
     let mut exp = neuropil_spec::parse(&a.document, format, &a.set).map_err(|e| e.to_string())?;
     let me = &a.members[rank];
     exp.run.shards = a.shards;
@@ -392,7 +345,7 @@ fn execute(state: &NodeState, a: &Assignment, rank: usize, handle: &RunHandle) -
     let mut fabric = None;
     if let Some(hw) = &exp.hardware {
         let mut all = embedded::build(net, a.shards as usize, threads);
-        let (cosim, about) = crate::hwemu::fabric_for(net, &mut all, hw).map_err(|e| format!("{e:#}"))?;
+        let (cosim, about) = neuropil_runtime::cosim::fabric_for(net, &mut all, hw).map_err(|e| format!("{e:#}"))?;
         fabric = Some((cosim, about));
         start.shards = all.shards.into_iter().enumerate().filter(|(i, _)| mine.contains(i)).map(|(_, s)| s).collect();
         m.build_progress.set(1.0);
@@ -408,8 +361,15 @@ fn execute(state: &NodeState, a: &Assignment, rank: usize, handle: &RunHandle) -
     let build_s = build_start.elapsed().as_secs_f64();
 
     let peers = peers(&a.members, &state.host);
-    let mut transport =
-        GrpcTransport::start(&a.id, rank as u32, &peers, &state.exchange, &state.tls, state.peer_timeout, m.clone())?;
+    let mut transport = GrpcTransport::start(
+        &a.id,
+        rank as u32,
+        &peers,
+        &state.exchange,
+        &state.tls,
+        state.peer_timeout,
+        m.exchange.clone(),
+    )?;
     let cosim = fabric.as_mut().map(|(f, _)| f);
     let mut out = simulate(net, &compiled, start, threads, &mut transport, cosim, handle, m, rank == 0)?;
     transport.finish();
@@ -431,22 +391,17 @@ fn execute(state: &NodeState, a: &Assignment, rank: usize, handle: &RunHandle) -
 fn simulate(
     net: &Network,
     compiled: &neuropil_spec::Compiled,
-    mut state: Checkpoint,
+    state: Checkpoint,
     threads: usize,
     transport: &mut GrpcTransport,
-    mut fabric: Option<&mut neuropil_hwemu::cosim::CoSim>,
+    fabric: Option<&mut neuropil_hwemu::cosim::CoSim>,
     handle: &RunHandle,
     m: &NodeMetrics,
     recorder: bool,
 ) -> Result<RunOutput, String> {
     let total = compiled.steps;
-    let epoch = net.epoch_steps() as u64;
-    let stretch = ((STRETCH_MS / net.dt_ms).round() as u64).div_ceil(epoch).max(1) * epoch;
     let wall = Instant::now();
-    let mut out: Option<RunOutput> = None;
-    let mut done = 0u64;
     let last_report_ms = AtomicU64::new(0);
-    let n_shards = state.shards.len();
     let publish = |steps_done: u64, spikes: u64, counts: &[u64], phase: &str| {
         let bio_s = steps_done as f64 * net.dt_ms / 1000.0;
         let wall_s = wall.elapsed().as_secs_f64();
@@ -464,32 +419,16 @@ fn simulate(
         });
     };
     publish(0, 0, &vec![0; net.populations.len()], "running");
-    while done < total {
-        let steps = stretch.min(total - done);
-        let cfg = RunConfig { threads, shards: n_shards, steps, count_from_step: compiled.transient_steps };
-        let (counts_before, offset) =
-            (out.as_ref().map(|o| o.spike_counts.clone()).unwrap_or_else(|| vec![0; net.populations.len()]), done);
-        let spikes_before: u64 = counts_before.iter().sum();
-        let step_before = state.step();
-        let (part, next) = embedded::run_part(
-            net,
-            state,
-            cfg,
-            Some(transport),
-            fabric.as_mut().map(|f| &mut **f as &mut dyn embedded::SpikeFabric),
-            &|p| {
-                let ms = wall.elapsed().as_millis() as u64;
-                if ms >= last_report_ms.load(Ordering::Relaxed) + 50 {
-                    last_report_ms.store(ms, Ordering::Relaxed);
-                    publish(offset + p.steps_done, spikes_before + p.spikes, &counts_before, "running");
-                }
-            },
-            &handle.cancel,
-        )
-        .map_err(|e| e.to_string())?;
-        let advanced = next.step() - step_before;
-        done += advanced;
-        state = next;
+    let plan = Plan {
+        total_steps: total,
+        stretch_steps: Plan::stretch_steps_for(net, STRETCH_MS),
+        threads,
+        count_from_step: compiled.transient_steps,
+    };
+    let mut done = 0;
+    let mut on_stretch = |s: Stretch<'_>| -> anyhow::Result<()> {
+        let part = s.part;
+        done = s.steps_done;
         for (&n, pop) in part.spike_counts.iter().zip(&net.populations) {
             m.spikes.with_label_values(&[pop.name.as_str()]).inc_by(n);
         }
@@ -502,24 +441,33 @@ fn simulate(
             }
             let mse = rows.iter().map(|r| r.1 * r.1).sum::<f64>() / rows.len() as f64;
             m.module_error.with_label_values(&[module.name.as_str()]).set(mse);
-            if let Some(r) = crate::summary::pearson(&rows) {
+            if let Some(r) = neuropil_output::summary::pearson(&rows) {
                 m.module_correlation.with_label_values(&[module.name.as_str()]).set(r);
             }
         }
         if recorder && !part.spikes.is_empty() && handle.spikes.receiver_count() > 0 {
             let _ = handle.spikes.send(spike_batch(net, &part.spikes));
         }
-        out = Some(match out {
-            None => part,
-            Some(acc) => acc.followed_by(part),
-        });
-        let o = out.as_ref().map(|o| (o.spikes_seen(), o.spike_counts.clone())).unwrap_or_default();
-        publish(done, o.0, &o.1, "running");
-        if advanced < steps {
-            break; // cancelled, together with every peer
-        }
-    }
-    let out = out.unwrap_or_default();
+        publish(s.steps_done, s.spikes_seen, s.spike_counts, "running");
+        Ok(())
+    };
+    let (out, _) = drive(
+        net,
+        state,
+        plan,
+        Some(transport as &mut dyn Transport),
+        fabric,
+        &|steps, spikes, counts_before| {
+            let ms = wall.elapsed().as_millis() as u64;
+            if ms >= last_report_ms.load(Ordering::Relaxed) + 50 {
+                last_report_ms.store(ms, Ordering::Relaxed);
+                publish(steps, spikes, counts_before, "running");
+            }
+        },
+        &handle.cancel,
+        &mut on_stretch,
+    )
+    .map_err(|e| e.to_string())?;
     publish(done, out.spikes_seen(), &out.spike_counts, "done");
     Ok(out)
 }

@@ -2,14 +2,20 @@
 //! etcd; one replica, elected through etcd, schedules pending experiments onto the
 //! live nodes, follows their runs, and writes the results into its data directory.
 
-use super::auth::BearerAuth;
-use super::metrics::ControlMetrics;
-use super::{
+pub mod config;
+pub mod error;
+pub mod metrics;
+
+use anyhow::{Context as _, Result};
+pub use config::ControlConfig;
+pub use error::ControlError;
+use etcd_client::{Client, EventType};
+use metrics::ControlMetrics;
+use neuropil_cluster::auth::BearerAuth;
+use neuropil_cluster::{
     cancel_key, etcd, experiment_key, now_unix_ms, run_key, Assignment, ExperimentRecord, Member, NodeRecord,
     PopulationCount, State, MAX_DOCUMENT_BYTES, MAX_REQUEST_BYTES, PREFIX,
 };
-use anyhow::{Context as _, Result};
-use etcd_client::{Client, EventType};
 use neuropil_proto::v1::experiment_service_server::{ExperimentService, ExperimentServiceServer};
 use neuropil_proto::v1::node_service_client::NodeServiceClient;
 use neuropil_proto::v1::{
@@ -17,108 +23,81 @@ use neuropil_proto::v1::{
     SubmitRequest, SubmitResponse, WatchRequest, WatchRunRequest,
 };
 use neuropil_sim::embedded::{self, RunOutput};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 /// The election every control replica campaigns in.
 const LEADER_ELECTION: &str = "/neuropil/control/leader";
-
-/// How a control replica runs.
-#[derive(Debug, Clone)]
-pub struct ControlConfig {
-    /// Replica id (pod name).
-    pub id: String,
-    /// gRPC listen address.
-    pub listen: SocketAddr,
-    /// etcd endpoints.
-    pub etcd: Vec<String>,
-    /// Prometheus listen address.
-    pub metrics_listen: SocketAddr,
-    /// Where results go: `<data_dir>/<experiment id>/`.
-    pub data_dir: PathBuf,
-    /// Bearer token clients must send (None: open).
-    pub token: Option<String>,
-    /// Leader lease time to live, s: a dead leader is replaced after this long.
-    pub lease_ttl_s: i64,
-    /// TLS of the public API (server side).
-    pub tls: super::tls::Tls,
-    /// TLS towards the nodes (client side, mutual when configured).
-    pub node_tls: super::tls::Tls,
-}
 
 struct Control {
     id: String,
     etcd: Client,
     metrics: ControlMetrics,
     data_dir: PathBuf,
-    node_tls: super::tls::Tls,
-}
-
-fn internal(e: impl std::fmt::Display) -> Status {
-    Status::unavailable(format!("etcd: {e}"))
+    node_tls: neuropil_cluster::tls::Tls,
 }
 
 impl Control {
-    async fn record(&self, id: &str) -> Result<ExperimentRecord, Status> {
+    async fn record(&self, id: &str) -> Result<ExperimentRecord, ControlError> {
         if id.is_empty() || id.len() > 128 {
-            return Err(Status::invalid_argument("id: give an experiment id, as returned by Submit"));
+            return Err(ControlError::InvalidArgument("id: give an experiment id, as returned by Submit".into()));
         }
         let mut c = self.etcd.clone();
         etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(id))
             .await
-            .map_err(internal)?
-            .ok_or_else(|| Status::not_found(format!("id: no experiment {id:?}; List shows the known ones")))
+            .map_err(ControlError::etcd)?
+            .ok_or_else(|| ControlError::NotFound(format!("id: no experiment {id:?}; List shows the known ones")))
     }
 
-    async fn nodes(&self) -> Result<Vec<NodeRecord>, Status> {
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, ControlError> {
         let mut c = self.etcd.clone();
-        let mut nodes: Vec<NodeRecord> = etcd::list_json(&mut c, &format!("{PREFIX}nodes/")).await.map_err(internal)?;
+        let mut nodes: Vec<NodeRecord> =
+            etcd::list_json(&mut c, &format!("{PREFIX}nodes/")).await.map_err(ControlError::etcd)?;
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(nodes)
     }
 
-    fn count(&self, method: &str, r: &Result<impl Sized, Status>) {
+    fn count(&self, method: &str, r: &Result<impl Sized, ControlError>) {
         let code = match r {
             Ok(_) => tonic::Code::Ok,
-            Err(s) => s.code(),
+            Err(e) => e.code(),
         };
         self.metrics.requests.with_label_values(&[method, &format!("{code:?}")]).inc();
     }
 
-    async fn submit(&self, req: SubmitRequest) -> Result<SubmitResponse, Status> {
+    async fn submit(&self, req: SubmitRequest) -> Result<SubmitResponse, ControlError> {
         if req.document.len() > MAX_DOCUMENT_BYTES {
-            return Err(Status::resource_exhausted(format!(
+            return Err(ControlError::TooLarge(format!(
                 "document: {} bytes is more than the {} bytes an experiment may have",
                 req.document.len(),
                 MAX_DOCUMENT_BYTES
             )));
         }
         if req.set.len() > 1024 || req.set.iter().any(|s| s.len() > 4096) {
-            return Err(Status::invalid_argument("set: at most 1024 overrides of at most 4096 bytes each"));
+            return Err(ControlError::InvalidArgument("set: at most 1024 overrides of at most 4096 bytes each".into()));
         }
         if req.shards > 65_536 {
-            return Err(Status::invalid_argument(format!("shards: {} is too many; at most 65536", req.shards)));
+            return Err(ControlError::InvalidArgument(format!("shards: {} is too many; at most 65536", req.shards)));
         }
-        let format = super::format_of(&req.format).map_err(Status::invalid_argument)?;
-        let exp = neuropil_spec::parse(&req.document, format, &req.set).map_err(|e| neuropil_proto::spec_status(&e))?;
+        let format = neuropil_cluster::format_of(&req.format).map_err(ControlError::InvalidArgument)?;
+        let exp = neuropil_spec::parse(&req.document, format, &req.set)?;
         if let Some(hw) = &exp.hardware {
             // Nodes build the same fabric from the same preset; a file path would have
             // to exist on every node, so only built-in presets are accepted here.
             if let Err(e) = neuropil_hwemu::preset::Preset::builtin(&hw.preset) {
-                return Err(Status::invalid_argument(format!(
+                return Err(ControlError::InvalidArgument(format!(
                     "hardware.preset: {e}; the cluster runs built-in presets only (neuropil hwemu presets)"
                 )));
             }
         }
-        let compiled = neuropil_spec::compile(&exp, &neuropil_spec::Limits { memory_bytes: None })
-            .map_err(|e| neuropil_proto::spec_status(&e))?;
+        let compiled = neuropil_spec::compile(&exp, &neuropil_spec::Limits { memory_bytes: None })?;
         let nodes = self.nodes().await?;
         let offered: u64 = nodes.iter().map(|n| n.memory_bytes).sum();
         if !nodes.is_empty() && compiled.estimated_bytes > offered {
-            return Err(Status::resource_exhausted(format!(
+            return Err(ControlError::TooLarge(format!(
                 "the experiment needs about {:.2} GiB but the {} live nodes offer {:.2} GiB; scale it down \
                  (scaling.neurons, scaling.synapses) or add nodes",
                 gib(compiled.estimated_bytes),
@@ -152,7 +131,7 @@ impl Control {
             estimated_bytes: compiled.estimated_bytes,
         };
         let mut c = self.etcd.clone();
-        etcd::put_json(&mut c, &experiment_key(&id), &record, None).await.map_err(internal)?;
+        etcd::put_json(&mut c, &experiment_key(&id), &record, None).await.map_err(ControlError::etcd)?;
         Ok(SubmitResponse { id, info: Some(record.to_proto()) })
     }
 }
@@ -225,24 +204,26 @@ impl ExperimentService for ControlSvc {
     async fn submit(&self, req: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
         let r = self.0.submit(req.into_inner()).await;
         self.0.count("Submit", &r);
-        r.map(Response::new)
+        r.map(Response::new).map_err(Status::from)
     }
 
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<ExperimentInfo>, Status> {
         let r = self.0.record(&req.into_inner().id).await.map(|r| r.to_proto());
         self.0.count("Get", &r);
-        r.map(Response::new)
+        r.map(Response::new).map_err(Status::from)
     }
 
     async fn list(&self, _req: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
         let mut c = self.0.etcd.clone();
-        let r = etcd::list_json::<ExperimentRecord>(&mut c, &format!("{PREFIX}experiments/")).await.map_err(internal);
+        let r = etcd::list_json::<ExperimentRecord>(&mut c, &format!("{PREFIX}experiments/"))
+            .await
+            .map_err(ControlError::etcd);
         let r = r.map(|mut v| {
             v.sort_by(|a, b| (a.submitted_unix_ms, &a.id).cmp(&(b.submitted_unix_ms, &b.id)));
             ListResponse { experiments: v.iter().map(|r| r.to_proto()).collect() }
         });
         self.0.count("List", &r);
-        r.map(Response::new)
+        r.map(Response::new).map_err(Status::from)
     }
 
     async fn cancel(&self, req: Request<CancelRequest>) -> Result<Response<ExperimentInfo>, Status> {
@@ -250,18 +231,15 @@ impl ExperimentService for ControlSvc {
         let r = async {
             let rec = self.0.record(&id).await?;
             if rec.state.is_terminal() {
-                return Err(Status::failed_precondition(format!(
-                    "id: experiment {id} has already {}",
-                    rec.state.name()
-                )));
+                return Err(ControlError::WrongState(format!("id: experiment {id} has already {}", rec.state.name())));
             }
             let mut c = self.0.etcd.clone();
-            c.put(cancel_key(&id), now_unix_ms().to_string(), None).await.map_err(internal)?;
+            c.put(cancel_key(&id), now_unix_ms().to_string(), None).await.map_err(ControlError::etcd)?;
             Ok(rec.to_proto())
         }
         .await;
         self.0.count("Cancel", &r);
-        r.map(Response::new)
+        r.map(Response::new).map_err(Status::from)
     }
 
     type WatchProgressStream = InfoStream;
@@ -272,7 +250,7 @@ impl ExperimentService for ControlSvc {
         self.0.count("WatchProgress", &first);
         let first = first?;
         let mut c = self.0.etcd.clone();
-        let mut watch = c.watch(experiment_key(&id), None).await.map_err(internal)?;
+        let mut watch = c.watch(experiment_key(&id), None).await.map_err(ControlError::etcd)?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
             let terminal = first.state.is_terminal();
@@ -310,7 +288,9 @@ impl ExperimentService for ControlSvc {
             let mut client = match channel {
                 Ok(c) => NodeServiceClient::new(c).max_decoding_message_size(usize::MAX),
                 Err(e) => {
-                    let _ = tx.send(Err(Status::unavailable(format!("recording node at {addr}: {e}")))).await;
+                    let _ = tx
+                        .send(Err(ControlError::NodeUnreachable(format!("recording node at {addr}: {e}")).into()))
+                        .await;
                     return;
                 }
             };
@@ -340,12 +320,12 @@ impl ExperimentService for ControlSvc {
 
 impl Control {
     /// The recording node of a running experiment and the population indexes wanted.
-    async fn spike_source(&self, req: &StreamSpikesRequest) -> Result<(String, Vec<bool>), Status> {
+    async fn spike_source(&self, req: &StreamSpikesRequest) -> Result<(String, Vec<bool>), ControlError> {
         // Wait while the experiment is queued.
         loop {
             let rec = self.record(&req.id).await?;
             if rec.state.is_terminal() {
-                return Err(Status::failed_precondition(format!(
+                return Err(ControlError::WrongState(format!(
                     "id: experiment {} has already {}; its spikes are in {}/spikes.parquet",
                     req.id,
                     rec.state.name(),
@@ -353,15 +333,20 @@ impl Control {
                 )));
             }
             let mut c = self.etcd.clone();
-            if let Some(a) = etcd::get_json::<Assignment>(&mut c, &run_key(&req.id)).await.map_err(internal)? {
-                let exp =
-                    neuropil_spec::parse(&a.document, super::format_of(&a.format).map_err(Status::internal)?, &a.set)
-                        .map_err(|e| Status::internal(e.to_string()))?;
+            if let Some(a) =
+                etcd::get_json::<Assignment>(&mut c, &run_key(&req.id)).await.map_err(ControlError::etcd)?
+            {
+                let exp = neuropil_spec::parse(
+                    &a.document,
+                    neuropil_cluster::format_of(&a.format).map_err(ControlError::Internal)?,
+                    &a.set,
+                )
+                .map_err(|e| ControlError::Internal(e.to_string()))?;
                 let names: Vec<&str> = exp.populations.iter().map(|p| p.name.as_str()).collect();
                 let mut wanted = vec![req.populations.is_empty(); names.len()];
                 for p in &req.populations {
                     let i = names.iter().position(|n| n == p).ok_or_else(|| {
-                        Status::invalid_argument(format!(
+                        ControlError::InvalidArgument(format!(
                             "populations: no population {p:?}; the experiment has {}",
                             names.join(", ")
                         ))
@@ -388,14 +373,14 @@ fn filter_batch(b: SpikeBatch, wanted: &[bool]) -> SpikeBatch {
     out
 }
 
-/// Run a control replica until SIGTERM/SIGINT.
-pub async fn serve(cfg: ControlConfig) -> Result<()> {
+/// Run a control replica until `shutdown` completes (the binary passes SIGTERM/SIGINT).
+pub async fn serve(cfg: ControlConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
     let metrics = ControlMetrics::new(&cfg.id)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("--listen {}: cannot listen", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let metrics_addr = super::metrics::serve(cfg.metrics_listen, metrics.registry.clone()).await?;
+    let metrics_addr = neuropil_cluster::telemetry::serve(cfg.metrics_listen, metrics.registry.clone()).await?;
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("--data-dir {}", cfg.data_dir.display()))?;
     let client = etcd::connect(&cfg.etcd, Duration::from_secs(30)).await?;
     let control = Arc::new(Control {
@@ -406,11 +391,6 @@ pub async fn serve(cfg: ControlConfig) -> Result<()> {
         node_tls: cfg.node_tls.clone(),
     });
 
-    let (health, health_svc) = tonic_health::server::health_reporter();
-    health.set_serving::<ExperimentServiceServer<ControlSvc>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(neuropil_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
     let auth = BearerAuth::new(cfg.token.clone());
     let svc = ExperimentServiceServer::new(ControlSvc(control.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
@@ -420,9 +400,9 @@ pub async fn serve(cfg: ControlConfig) -> Result<()> {
     if let Some(t) = &cfg.tls.server {
         builder = builder.tls_config(t.clone()).context("--tls-cert/--tls-key")?;
     }
-    let server = builder
-        .add_service(health_svc)
-        .add_service(reflection)
+    let names = [<ExperimentServiceServer<ControlSvc> as NamedService>::NAME];
+    let server = neuropil_cluster::server::introspection(builder, &names)
+        .await?
         .add_service(svc)
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)));
     let server = tokio::spawn(server);
@@ -432,7 +412,7 @@ pub async fn serve(cfg: ControlConfig) -> Result<()> {
     tokio::select! {
         r = server => Err(anyhow::anyhow!("gRPC server stopped: {r:?}")),
         r = leader => Err(anyhow::anyhow!("leader election stopped: {r:?}")),
-        _ = super::node::shutdown_signal() => Ok(()),
+        _ = shutdown => Ok(()),
     }
 }
 
@@ -483,7 +463,7 @@ impl Scheduler {
             self.collectors.retain(|(_, h)| !h.is_finished());
             let mut records: Vec<ExperimentRecord> = etcd::list_json(&mut c, &format!("{PREFIX}experiments/")).await?;
             records.sort_by(|a, b| (a.submitted_unix_ms, &a.id).cmp(&(b.submitted_unix_ms, &b.id)));
-            let nodes = self.control.nodes().await.map_err(|s| anyhow::anyhow!(s.message().to_string()))?;
+            let nodes = self.control.nodes().await?;
             let m = &self.control.metrics;
             m.live_nodes.set(nodes.len() as i64);
             for s in State::ALL {
@@ -547,7 +527,7 @@ impl Scheduler {
         };
         let threads: u32 = nodes.iter().map(|n| n.threads.max(1)).sum();
         let shards = if rec.shards_requested == 0 { threads } else { rec.shards_requested };
-        let format = match super::format_of(&rec.format) {
+        let format = match neuropil_cluster::format_of(&rec.format) {
             Ok(f) => f,
             Err(e) => return fail(rec, e).await,
         };
@@ -682,7 +662,11 @@ async fn follow(control: &Control, a: &Assignment) -> Result<Finished> {
     let mut last_write = tokio::time::Instant::now();
     // Parsed once: progress events arrive every 50 ms.
     let (names, dt): (Vec<String>, f64) = {
-        let exp = neuropil_spec::parse(&a.document, super::format_of(&a.format).map_err(anyhow::Error::msg)?, &a.set)?;
+        let exp = neuropil_spec::parse(
+            &a.document,
+            neuropil_cluster::format_of(&a.format).map_err(anyhow::Error::msg)?,
+            &a.set,
+        )?;
         (exp.populations.iter().map(|p| p.name.clone()).collect(), exp.run.dt_ms)
     };
     while let Some((rank, ev)) = rx.recv().await {
@@ -745,30 +729,29 @@ async fn follow(control: &Control, a: &Assignment) -> Result<Finished> {
 /// Write summary.json and the parquet files into `<data_dir>/<id>/`, exactly as
 /// `neuropil run` would.
 fn write_results(data_dir: &std::path::Path, a: &Assignment, out: RunOutput) -> Result<Finished> {
-    let format = super::format_of(&a.format).map_err(anyhow::Error::msg)?;
+    let format = neuropil_cluster::format_of(&a.format).map_err(anyhow::Error::msg)?;
     let mut experiment = neuropil_spec::parse(&a.document, format, &a.set)?;
     experiment.run.shards = a.shards;
     let compiled = neuropil_spec::compile(&experiment, &neuropil_spec::Limits { memory_bytes: None })?;
     let threads: usize = a.members.iter().map(|m| m.threads as usize).sum();
-    let prepared = crate::run::Prepared { experiment, compiled, threads, shards: a.shards as usize };
-    let net = &prepared.compiled.network;
-    let name = if prepared.experiment.name.is_empty() { "experiment" } else { prepared.experiment.name.as_str() };
-    let ctx = crate::summary::Context {
+    let net = &compiled.network;
+    let name = if experiment.name.is_empty() { "experiment" } else { experiment.name.as_str() };
+    let ctx = neuropil_output::summary::Context {
         experiment: name,
         net,
         start_step: 0,
         steps: out.stats.steps,
-        transient_steps: prepared.compiled.transient_steps,
+        transient_steps: compiled.transient_steps,
         threads,
         shards: a.shards as usize,
-        dc_pa: &prepared.compiled.dc_compensation_pa,
+        dc_pa: &compiled.dc_compensation_pa,
+        peak_rss_bytes: None, // the control's own memory says nothing about the run
     };
-    let mut summary = crate::summary::summarize(&ctx, &out);
-    summary.peak_rss_bytes = None; // the control's own memory says nothing about the run
+    let mut summary = neuropil_output::summary::summarize(&ctx, &out);
     summary.hardware = out.hardware.as_deref().and_then(|h| serde_json::from_str(h).ok());
     let target = data_dir.join(&a.id);
-    let staging = crate::run::Staging::new(&target)?;
-    crate::run::write_results(staging.dir(), &prepared, &out, &summary)?;
+    let staging = neuropil_output::Staging::new(&target)?;
+    neuropil_output::write_results(staging.dir(), net, &out, &summary)?;
     staging.commit()?;
     let bio_time_ms = out.stats.steps as f64 * net.dt_ms;
     Ok(Finished {

@@ -6,9 +6,9 @@
 //! network whose smallest delay is one 0.1 ms step exchanges 10,000 times per
 //! biological second.
 
-use super::metrics::NodeMetrics;
-use super::tls::Tls;
-use super::transport::{ExchangePort, GrpcTransport, Peer};
+use crate::telemetry::ExchangeMetrics;
+use crate::tls::Tls;
+use crate::transport::{ExchangePort, GrpcTransport, Peer};
 use anyhow::{anyhow, Context as _, Result};
 use bytes::Bytes;
 use neuropil_sim::embedded::Transport;
@@ -149,7 +149,7 @@ fn grpc(epochs: usize, socket: bool) -> Result<f64> {
         ports.push(port);
     }
     let t = pair(epochs, |r| {
-        let metrics = NodeMetrics::new(&format!("floor-{r}"))?;
+        let metrics = ExchangeMetrics::new()?;
         let timeout = Duration::from_secs(30);
         let mut tr = GrpcTransport::start("floor", r as u32, &peers, &ports[r], &Tls::default(), timeout, metrics)
             .map_err(|e| anyhow!(e))?;

@@ -17,7 +17,7 @@
 //! benchmark VM a bare exchange over loopback TCP costs 6.7 µs, over a Unix
 //! socket 2.5 µs; docs/benchmarks.md).
 
-use super::metrics::NodeMetrics;
+use crate::telemetry::ExchangeMetrics;
 use hyper_util::rt::TokioIo;
 use neuropil_proto::v1::spike_exchange_client::SpikeExchangeClient;
 use neuropil_proto::v1::spike_exchange_server::{SpikeExchange, SpikeExchangeServer};
@@ -218,7 +218,7 @@ impl SpikeExchange for ExchangeSvc {
 /// send what arrives on `rx`, hand the peer's side of the stream to `inbound`.
 #[allow(clippy::too_many_arguments)]
 async fn open_stream(
-    tls: super::tls::Tls,
+    tls: crate::tls::Tls,
     run: String,
     my_rank: u32,
     peer: u32,
@@ -226,7 +226,7 @@ async fn open_stream(
     deadline: tokio::time::Instant,
     rx: mpsc::Receiver<EpochMessage>,
     inbound: mpsc::UnboundedSender<Inbound>,
-    metrics: NodeMetrics,
+    metrics: ExchangeMetrics,
 ) {
     let fail = |why: String| {
         let _ = inbound.send(Inbound::Failed(peer, why));
@@ -290,7 +290,7 @@ pub struct GrpcTransport {
     ended: Vec<Option<String>>,
     seq: u64,
     timeout: Duration,
-    metrics: NodeMetrics,
+    metrics: ExchangeMetrics,
     /// The byte counters by direction, looked up once (not every epoch).
     bytes_sent: prometheus::IntCounter,
     bytes_received: prometheus::IntCounter,
@@ -307,9 +307,9 @@ impl GrpcTransport {
         rank: u32,
         peers: &[Peer],
         port: &ExchangePort,
-        tls: &super::tls::Tls,
+        tls: &crate::tls::Tls,
         timeout: Duration,
-        metrics: NodeMetrics,
+        metrics: ExchangeMetrics,
     ) -> Result<GrpcTransport, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

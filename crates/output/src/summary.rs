@@ -178,6 +178,8 @@ pub struct Context<'a> {
     pub shards: usize,
     /// DC compensation per population, pA.
     pub dc_pa: &'a [f64],
+    /// Peak resident set size of the process that ran it, bytes, if known.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// Build the summary of a finished run.
@@ -226,7 +228,7 @@ pub fn summarize(ctx: &Context<'_>, out: &RunOutput) -> Summary {
                 other_s: out.stats.phases.other_ns as f64 * 1e-9,
             },
         },
-        peak_rss_bytes: crate::system::peak_rss_bytes(),
+        peak_rss_bytes: ctx.peak_rss_bytes,
         bytes_per_synapse: (out.stats.synapses > 0).then(|| out.stats.synapse_bytes as f64 / out.stats.synapses as f64),
         spike_hash: format!("{:016x}", out.spike_hash),
         interrupted: false,

@@ -18,7 +18,7 @@ pub struct Target {
     /// Bearer token, if the control requires one.
     pub token: Option<String>,
     /// CA for `https` control addresses.
-    pub tls: super::tls::Tls,
+    pub tls: neuropil_cluster::tls::Tls,
 }
 
 type Client = ExperimentServiceClient<tonic::service::interceptor::InterceptedService<Channel, AddToken>>;
@@ -48,8 +48,8 @@ async fn connect(t: &Target) -> Result<Client> {
         None => None,
     };
     Ok(ExperimentServiceClient::with_interceptor(channel, AddToken(token))
-        .max_decoding_message_size(super::MAX_REQUEST_BYTES)
-        .max_encoding_message_size(super::MAX_REQUEST_BYTES))
+        .max_decoding_message_size(neuropil_cluster::MAX_REQUEST_BYTES)
+        .max_encoding_message_size(neuropil_cluster::MAX_REQUEST_BYTES))
 }
 
 fn status_error(s: tonic::Status) -> anyhow::Error {
@@ -78,8 +78,13 @@ fn is_terminal(i: i32) -> bool {
 /// whether it succeeded (always true without `wait`).
 pub async fn submit(t: &Target, file: &Path, set: &[String], shards: u32, wait: bool, quiet: bool) -> Result<bool> {
     let meta = std::fs::metadata(file).with_context(|| format!("{}", file.display()))?;
-    if meta.len() > super::MAX_DOCUMENT_BYTES as u64 {
-        bail!("{}: {} bytes; an experiment file has at most {}", file.display(), meta.len(), super::MAX_DOCUMENT_BYTES);
+    if meta.len() > neuropil_cluster::MAX_DOCUMENT_BYTES as u64 {
+        bail!(
+            "{}: {} bytes; an experiment file has at most {}",
+            file.display(),
+            meta.len(),
+            neuropil_cluster::MAX_DOCUMENT_BYTES
+        );
     }
     let document = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
     let format = match file.extension().and_then(|e| e.to_str()) {
@@ -99,7 +104,7 @@ pub async fn submit(t: &Target, file: &Path, set: &[String], shards: u32, wait: 
     }
     let mut stream = c.watch_progress(WatchRequest { id: resp.id.clone() }).await.map_err(status_error)?.into_inner();
     let mut last: Option<ExperimentInfo> = None;
-    let bar = crate::progress::ProgressBar::new(0.1, !quiet);
+    let bar = neuropil_runtime::progress::ProgressBar::new(0.1, !quiet);
     while let Some(info) = stream.message().await.map_err(status_error)? {
         if info.duration_ms > 0.0 {
             let steps = (info.bio_time_ms * 10.0) as u64;

@@ -150,3 +150,37 @@ pub fn heatmap(title: &str, values: &[f64], width: usize, height: usize, png: &P
     c.text(bx - 20, by1 + 28, "utilisation", 1, [0, 0, 0]);
     c.save(png)
 }
+
+/// With `neuropil run --plot`: per cerebellar module, `cerebellum-NAME.png` — the
+/// task's target and output, and the true and predicted feedback, over the run.
+pub fn plot_modules(
+    net: &neuropil_sim::Network,
+    samples: &[neuropil_sim::cerebellum::runtime::ModuleSample],
+    dir: &std::path::Path,
+) -> Result<()> {
+    for (i, module) in net.cerebella.iter().enumerate() {
+        let rows: Vec<_> = samples.iter().filter(|s| s.module as usize == i).collect();
+        // At most ~4000 points per line.
+        let stride = rows.len().div_ceil(4000).max(1);
+        let line = |name: &str, f: &dyn Fn(&neuropil_sim::cerebellum::runtime::ModuleSample) -> f64| Series {
+            name: name.into(),
+            points: rows.iter().step_by(stride).map(|s| (s.step as f64 * net.dt_ms, f(s))).collect(),
+        };
+        let name: String = module.name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        line_chart(
+            &format!("cerebellar module {}: task and feedback", module.name),
+            "time (ms)",
+            "value",
+            &[
+                line("target", &|s| s.target),
+                line("output", &|s| s.output),
+                line("true feedback (arrives later)", &|s| s.error),
+                line("predicted feedback", &|s| s.predicted),
+            ],
+            &[],
+            false,
+            &dir.join(format!("cerebellum-{name}.png")),
+        )?;
+    }
+    Ok(())
+}

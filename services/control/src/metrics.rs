@@ -1,0 +1,81 @@
+//! Prometheus metrics of a control replica (`/metrics`).
+
+use anyhow::Result;
+use neuropil_cluster::telemetry::register_process;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// Metrics of a control replica.
+#[derive(Clone)]
+pub struct ControlMetrics {
+    /// Registry they live in.
+    pub registry: Registry,
+    /// Live nodes registered in etcd.
+    pub live_nodes: IntGauge,
+    /// Shards assigned per node in the running experiment.
+    pub shards_per_node: IntGaugeVec,
+    /// Experiments by state.
+    pub experiments: IntGaugeVec,
+    /// 1 on the elected leader.
+    pub leader: IntGauge,
+    /// Requests answered, by method and gRPC code.
+    pub requests: IntCounterVec,
+    /// Biological time of the running experiment, s.
+    pub bio_time: prometheus::Gauge,
+    /// Wall time per biological time of the running experiment.
+    pub rtf: prometheus::Gauge,
+    /// Spikes of the running experiment, by population.
+    pub spikes: IntGaugeVec,
+    /// Time from submission to the end of a run.
+    pub run_duration: HistogramVec,
+}
+
+impl ControlMetrics {
+    /// Register every control metric in a fresh registry.
+    pub fn new(replica: &str) -> Result<ControlMetrics> {
+        let registry =
+            Registry::new_custom(Some("neuropil".into()), Some([("replica".to_string(), replica.to_string())].into()))?;
+        let m = ControlMetrics {
+            live_nodes: IntGauge::new("live_nodes", "Nodes registered in etcd under a live lease")?,
+            shards_per_node: IntGaugeVec::new(
+                Opts::new("assigned_shards", "Shards assigned to each node by the running experiment"),
+                &["node_id"],
+            )?,
+            experiments: IntGaugeVec::new(Opts::new("experiments", "Experiments by state"), &["state"])?,
+            leader: IntGauge::new("control_leader", "1 if this replica is the elected leader")?,
+            requests: IntCounterVec::new(
+                Opts::new("grpc_requests_total", "ExperimentService requests, by method and code"),
+                &["method", "code"],
+            )?,
+            bio_time: prometheus::Gauge::new(
+                "experiment_bio_time_seconds",
+                "Biological time of the running experiment",
+            )?,
+            rtf: prometheus::Gauge::new(
+                "experiment_real_time_factor",
+                "Wall time per biological time of the running experiment",
+            )?,
+            spikes: IntGaugeVec::new(
+                Opts::new("experiment_spikes", "Spikes of the running experiment so far, by population"),
+                &["population"],
+            )?,
+            run_duration: HistogramVec::new(
+                HistogramOpts::new("experiment_duration_seconds", "Wall time from submission to the end of a run")
+                    .buckets(prometheus::exponential_buckets(0.5, 2.0, 14)?),
+                &["state"],
+            )?,
+            registry,
+        };
+        let r = &m.registry;
+        r.register(Box::new(m.live_nodes.clone()))?;
+        r.register(Box::new(m.shards_per_node.clone()))?;
+        r.register(Box::new(m.experiments.clone()))?;
+        r.register(Box::new(m.leader.clone()))?;
+        r.register(Box::new(m.requests.clone()))?;
+        r.register(Box::new(m.bio_time.clone()))?;
+        r.register(Box::new(m.rtf.clone()))?;
+        r.register(Box::new(m.spikes.clone()))?;
+        r.register(Box::new(m.run_duration.clone()))?;
+        register_process(r);
+        Ok(m)
+    }
+}

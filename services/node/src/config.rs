@@ -1,0 +1,34 @@
+//! How a node runs: its addresses, etcd, threads, memory offer, lease and TLS.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Unique id (default: host name + port).
+    pub id: String,
+    /// gRPC listen address (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Address the control dials; default `http://<listen>`.
+    pub advertise: Option<String>,
+    /// Spike exchange listen address (port 0 picks a free one); peers dial the
+    /// advertised host at this port.
+    pub exchange_listen: SocketAddr,
+    /// Also serve the exchange on this Unix socket, for peers on the same host.
+    pub exchange_socket: Option<std::path::PathBuf>,
+    /// etcd endpoints.
+    pub etcd: Vec<String>,
+    /// Worker threads for its shards.
+    pub threads: usize,
+    /// Prometheus listen address.
+    pub metrics_listen: SocketAddr,
+    /// Memory offered to runs, bytes (default: what the system has available).
+    pub memory_bytes: u64,
+    /// Lease time to live, s: a node silent this long is considered gone.
+    pub lease_ttl_s: i64,
+    /// How long to wait for a peer's epoch message before failing the run.
+    pub peer_timeout: Duration,
+    /// TLS (mutual between nodes and from the control when a CA is given).
+    pub tls: neuropil_cluster::tls::Tls,
+}

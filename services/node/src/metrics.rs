@@ -1,0 +1,79 @@
+//! Prometheus metrics of a node process (`/metrics`).
+
+use anyhow::Result;
+use neuropil_cluster::telemetry::{register_process, ExchangeMetrics};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Metrics of a node process.
+#[derive(Clone)]
+pub struct NodeMetrics {
+    /// Registry they live in.
+    pub registry: Registry,
+    /// Biological time simulated by the current (or last) run, s.
+    pub bio_time: prometheus::Gauge,
+    /// Wall time per biological time of the current run.
+    pub rtf: prometheus::Gauge,
+    /// Spikes per population, as seen by this node (every node sees all spikes).
+    pub spikes: IntCounterVec,
+    /// Synaptic events delivered by this node's shards.
+    pub synaptic_events: IntCounter,
+    /// The spike exchange's metrics (the transport updates them).
+    pub exchange: ExchangeMetrics,
+    /// Shards hosted now.
+    pub shards: IntGauge,
+    /// Fraction of this node's shards built, 0..1.
+    pub build_progress: prometheus::Gauge,
+    /// Runs ended, by outcome.
+    pub runs: IntCounterVec,
+    /// Cerebellar modules: mean squared task error over the last stretch, by module.
+    pub module_error: prometheus::GaugeVec,
+    /// Cerebellar modules: correlation of predicted and true feedback over the last
+    /// stretch, by module.
+    pub module_correlation: prometheus::GaugeVec,
+}
+
+impl NodeMetrics {
+    /// Register every node metric (and the process collector) in a fresh registry.
+    pub fn new(node: &str) -> Result<NodeMetrics> {
+        let registry =
+            Registry::new_custom(Some("neuropil".into()), Some([("node".to_string(), node.to_string())].into()))?;
+        let m = NodeMetrics {
+            bio_time: prometheus::Gauge::new("bio_time_seconds", "Biological time simulated by the current run")?,
+            rtf: prometheus::Gauge::new("real_time_factor", "Wall-clock time per biological time of the current run")?,
+            spikes: IntCounterVec::new(Opts::new("spikes_total", "Spikes, by population"), &["population"])?,
+            synaptic_events: IntCounter::new("synaptic_events_total", "Synaptic events delivered by this node")?,
+            exchange: ExchangeMetrics::new()?,
+            shards: IntGauge::new("shards", "Shards hosted by this node")?,
+            build_progress: prometheus::Gauge::new("build_progress_ratio", "Fraction of this node's shards built")?,
+            runs: IntCounterVec::new(Opts::new("runs_total", "Runs ended on this node, by outcome"), &["outcome"])?,
+            module_error: prometheus::GaugeVec::new(
+                Opts::new(
+                    "cerebellum_task_error",
+                    "Mean squared task error of a cerebellar module over the last stretch",
+                ),
+                &["module"],
+            )?,
+            module_correlation: prometheus::GaugeVec::new(
+                Opts::new(
+                    "cerebellum_prediction_correlation",
+                    "Correlation of a cerebellar module's predicted and true feedback over the last stretch",
+                ),
+                &["module"],
+            )?,
+            registry,
+        };
+        let r = &m.registry;
+        r.register(Box::new(m.bio_time.clone()))?;
+        r.register(Box::new(m.rtf.clone()))?;
+        r.register(Box::new(m.spikes.clone()))?;
+        r.register(Box::new(m.synaptic_events.clone()))?;
+        m.exchange.register(r)?;
+        r.register(Box::new(m.shards.clone()))?;
+        r.register(Box::new(m.build_progress.clone()))?;
+        r.register(Box::new(m.runs.clone()))?;
+        r.register(Box::new(m.module_error.clone()))?;
+        r.register(Box::new(m.module_correlation.clone()))?;
+        register_process(r);
+        Ok(m)
+    }
+}
