@@ -149,6 +149,24 @@ async fn a_killed_leader_is_replaced_and_the_experiments_survive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_lists_only_what_it_serves_through_reflection() {
+    let tmp = TempDir::new("reflect");
+    let etcd = start_etcd();
+    let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
+    let node = start_node(&etcd, "node-0", 1, &[]);
+    for alpha in [false, true] {
+        // Each process names its own service, health and reflection; a control must
+        // not offer NodeService or SpikeExchange (it serves neither), nor a node the
+        // ExperimentService.
+        assert_eq!(
+            reflected_services(&control.grpc, alpha).await,
+            with_introspection("neuropil.v1.ExperimentService", alpha)
+        );
+        assert_eq!(reflected_services(&node.grpc, alpha).await, with_introspection("neuropil.v1.NodeService", alpha));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_status_codes_and_the_service_keeps_serving() {
     let tmp = TempDir::new("bad");
     let etcd = start_etcd();

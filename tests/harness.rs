@@ -274,3 +274,58 @@ pub async fn wait_live_nodes(control: &Proc, n: u32) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The services a gRPC server lists through reflection, v1 (`alpha` false) or
+/// v1alpha (what older grpcurl builds ask for), sorted.
+#[allow(dead_code)]
+pub async fn reflected_services(addr: &str, alpha: bool) -> Vec<String> {
+    let channel = tonic::transport::Endpoint::from_shared(addr.to_string()).unwrap().connect().await.unwrap();
+    let mut names: Vec<String> = if alpha {
+        use tonic_reflection::pb::v1alpha::{
+            server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+            server_reflection_response::MessageResponse, ServerReflectionRequest,
+        };
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut resp = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
+        match resp.message().await.unwrap().and_then(|r| r.message_response) {
+            Some(MessageResponse::ListServicesResponse(l)) => l.service.into_iter().map(|s| s.name).collect(),
+            other => panic!("{addr}: v1alpha reflection answered {other:?}"),
+        }
+    } else {
+        use tonic_reflection::pb::v1::{
+            server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+            server_reflection_response::MessageResponse, ServerReflectionRequest,
+        };
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut resp = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
+        match resp.message().await.unwrap().and_then(|r| r.message_response) {
+            Some(MessageResponse::ListServicesResponse(l)) => l.service.into_iter().map(|s| s.name).collect(),
+            other => panic!("{addr}: v1 reflection answered {other:?}"),
+        }
+    };
+    names.sort();
+    names
+}
+
+/// What every service lists besides its own: health and reflection (the version asked).
+#[allow(dead_code)]
+pub fn with_introspection(own: &str, alpha: bool) -> Vec<String> {
+    let refl = if alpha { "grpc.reflection.v1alpha.ServerReflection" } else { "grpc.reflection.v1.ServerReflection" };
+    let mut v = vec!["grpc.health.v1.Health".to_string(), refl.to_string(), own.to_string()];
+    v.sort();
+    v
+}

@@ -43,6 +43,12 @@ async fn hardware_service_answers_and_survives_malformed_requests() {
     let svc = start("hwemu", &["hwemu", "serve", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
     let channel = tonic::transport::Endpoint::from_shared(svc.grpc.clone()).unwrap().connect().await.unwrap();
     let mut c = HardwareServiceClient::new(channel);
+    for alpha in [false, true] {
+        assert_eq!(
+            reflected_services(&svc.grpc, alpha).await,
+            with_introspection("neuropil.v1.HardwareService", alpha)
+        );
+    }
 
     let presets = c.list_presets(ListPresetsRequest {}).await.unwrap().into_inner().presets;
     let names: Vec<&str> = presets.iter().map(|p| p.name.as_str()).collect();
