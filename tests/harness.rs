@@ -279,44 +279,32 @@ pub async fn wait_live_nodes(control: &Proc, n: u32) {
 /// v1alpha (what older grpcurl builds ask for), sorted.
 #[allow(dead_code)]
 pub async fn reflected_services(addr: &str, alpha: bool) -> Vec<String> {
-    let channel = tonic::transport::Endpoint::from_shared(addr.to_string()).unwrap().connect().await.unwrap();
-    let mut names: Vec<String> = if alpha {
-        use tonic_reflection::pb::v1alpha::{
-            server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-            server_reflection_response::MessageResponse, ServerReflectionRequest,
-        };
-        let req = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut resp = ServerReflectionClient::new(channel)
-            .server_reflection_info(tokio_stream::iter([req]))
-            .await
-            .unwrap()
-            .into_inner();
-        match resp.message().await.unwrap().and_then(|r| r.message_response) {
-            Some(MessageResponse::ListServicesResponse(l)) => l.service.into_iter().map(|s| s.name).collect(),
-            other => panic!("{addr}: v1alpha reflection answered {other:?}"),
-        }
-    } else {
-        use tonic_reflection::pb::v1::{
-            server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-            server_reflection_response::MessageResponse, ServerReflectionRequest,
-        };
-        let req = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut resp = ServerReflectionClient::new(channel)
-            .server_reflection_info(tokio_stream::iter([req]))
-            .await
-            .unwrap()
-            .into_inner();
-        match resp.message().await.unwrap().and_then(|r| r.message_response) {
-            Some(MessageResponse::ListServicesResponse(l)) => l.service.into_iter().map(|s| s.name).collect(),
-            other => panic!("{addr}: v1 reflection answered {other:?}"),
-        }
-    };
+    // The two versions have the same messages in different modules.
+    macro_rules! list {
+        ($v:ident) => {{
+            use tonic_reflection::pb::$v::{
+                server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+                server_reflection_response::MessageResponse, ServerReflectionRequest,
+            };
+            let channel = tonic::transport::Endpoint::from_shared(addr.to_string()).unwrap().connect().await.unwrap();
+            let req = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut resp = ServerReflectionClient::new(channel)
+                .server_reflection_info(tokio_stream::iter([req]))
+                .await
+                .unwrap()
+                .into_inner();
+            match resp.message().await.unwrap().and_then(|r| r.message_response) {
+                Some(MessageResponse::ListServicesResponse(l)) => {
+                    l.service.into_iter().map(|s| s.name).collect::<Vec<String>>()
+                }
+                other => panic!("{addr}: {} reflection answered {other:?}", stringify!($v)),
+            }
+        }};
+    }
+    let mut names = if alpha { list!(v1alpha) } else { list!(v1) };
     names.sort();
     names
 }

@@ -23,7 +23,7 @@ pub async fn shutdown_signal() {
 /// builds ask for) lists exactly these, health and reflection — not every service
 /// of the schema.
 pub async fn introspection(
-    builder: tonic::transport::Server,
+    mut builder: tonic::transport::Server,
     services: &[&str],
 ) -> anyhow::Result<tonic::transport::server::Router> {
     let (health, health_svc) = tonic_health::server::health_reporter();
@@ -42,6 +42,5 @@ pub async fn introspection(
     };
     let v1 = configure().with_service_name("grpc.reflection.v1.ServerReflection").build_v1()?;
     let v1alpha = configure().with_service_name("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
-    let mut builder = builder;
     Ok(builder.add_service(health_svc).add_service(v1).add_service(v1alpha))
 }

@@ -88,6 +88,23 @@ struct Svc {
     metrics: Metrics,
 }
 
+impl Svc {
+    /// Run `work` on the blocking pool (mapping, simulating), count the outcome under
+    /// `method`, and answer with it.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        method: &str,
+        work: impl FnOnce() -> Result<T, HwemuError> + Send + 'static,
+    ) -> Result<Response<T>, Status> {
+        let r = tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or_else(|e| Err(HwemuError::Internal(format!("worker: {e}"))))
+            .map_err(Status::from);
+        self.metrics.count(method, &r);
+        r.map(Response::new)
+    }
+}
+
 #[tonic::async_trait]
 impl HardwareService for Svc {
     async fn list_presets(&self, _r: Request<ListPresetsRequest>) -> Result<Response<ListPresetsResponse>, Status> {
@@ -106,7 +123,7 @@ impl HardwareService for Svc {
 
     async fn evaluate_mapping(&self, req: Request<EvaluateMappingRequest>) -> Result<Response<MappingSummary>, Status> {
         let req = req.into_inner();
-        let r = tokio::task::spawn_blocking(move || -> Result<_, HwemuError> {
+        self.blocking("EvaluateMapping", move || {
             let preset = preset_of(req.preset.as_ref())?;
             let strategy = strategy_of(&req.mapping)?;
             let c = compile(&req.document, &req.format, &req.set)?;
@@ -126,16 +143,12 @@ impl HardwareService for Svc {
             })
         })
         .await
-        .unwrap_or_else(|e| Err(HwemuError::Internal(format!("worker: {e}"))))
-        .map_err(Status::from);
-        self.metrics.count("EvaluateMapping", &r);
-        r.map(Response::new)
     }
 
     async fn run_traffic(&self, req: Request<RunTrafficRequest>) -> Result<Response<TrafficReport>, Status> {
         let req = req.into_inner();
         let metrics = self.metrics.clone();
-        let r = tokio::task::spawn_blocking(move || -> Result<_, HwemuError> {
+        self.blocking("RunTraffic", move || {
             let preset = preset_of(req.preset.as_ref())?;
             let (rate, duration) = (req.rate_per_chip_per_ns, req.duration_ns);
             if !(rate.is_finite() && rate > 0.0) {
@@ -174,16 +187,12 @@ impl HardwareService for Svc {
             })
         })
         .await
-        .unwrap_or_else(|e| Err(HwemuError::Internal(format!("worker: {e}"))))
-        .map_err(Status::from);
-        self.metrics.count("RunTraffic", &r);
-        r.map(Response::new)
     }
 
     async fn report(&self, req: Request<HardwareReportRequest>) -> Result<Response<HardwareReport>, Status> {
         let req = req.into_inner();
         let metrics = self.metrics.clone();
-        let r = tokio::task::spawn_blocking(move || -> Result<_, HwemuError> {
+        self.blocking("Report", move || {
             let preset = preset_of(req.preset.as_ref())?;
             let strategy = strategy_of(&req.mapping)?;
             let c = compile(&req.document, &req.format, &req.set)?;
@@ -205,10 +214,6 @@ impl HardwareService for Svc {
             })
         })
         .await
-        .unwrap_or_else(|e| Err(HwemuError::Internal(format!("worker: {e}"))))
-        .map_err(Status::from);
-        self.metrics.count("Report", &r);
-        r.map(Response::new)
     }
 }
 

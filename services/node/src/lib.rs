@@ -425,10 +425,9 @@ fn simulate(
         threads,
         count_from_step: compiled.transient_steps,
     };
-    let mut done = 0;
+    let start_step = state.step();
     let mut on_stretch = |s: Stretch<'_>| -> anyhow::Result<()> {
         let part = s.part;
-        done = s.steps_done;
         for (&n, pop) in part.spike_counts.iter().zip(&net.populations) {
             m.spikes.with_label_values(&[pop.name.as_str()]).inc_by(n);
         }
@@ -451,7 +450,7 @@ fn simulate(
         publish(s.steps_done, s.spikes_seen, s.spike_counts, "running");
         Ok(())
     };
-    let (out, _) = drive(
+    let (out, end) = drive(
         net,
         state,
         plan,
@@ -468,7 +467,7 @@ fn simulate(
         &mut on_stretch,
     )
     .map_err(|e| e.to_string())?;
-    publish(done, out.spikes_seen(), &out.spike_counts, "done");
+    publish(end.step() - start_step, out.spikes_seen(), &out.spike_counts, "done");
     Ok(out)
 }
 
