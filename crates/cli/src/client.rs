@@ -191,6 +191,9 @@ pub fn info_json(i: &ExperimentInfo) -> String {
         "bio_time_ms": i.bio_time_ms, "duration_ms": i.duration_ms, "rtf": i.rtf, "spikes": i.spikes,
         "neurons": i.neurons, "synapses": i.synapses, "shards": i.shards, "nodes": i.nodes,
         "spike_hash": i.spike_hash, "output_dir": i.output_dir,
+        "actors": i.actors.iter().map(|a| serde_json::json!({
+            "kind": a.kind, "name": a.name, "node": a.node, "state": a.state,
+        })).collect::<Vec<_>>(),
     })
     .to_string()
 }

@@ -182,6 +182,39 @@ pub struct ExperimentRecord {
     pub submitted_unix_ms: u64,
     /// Peak memory estimate, bytes.
     pub estimated_bytes: u64,
+    /// The run's actors on every node, as last reported.
+    #[serde(default)]
+    pub actors: Vec<ActorRecord>,
+}
+
+/// An actor of a run, as its node last reported it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ActorRecord {
+    /// `run`, `population_shard`, `cerebellar_module` or `fabric`.
+    pub kind: String,
+    /// Its name in the node's run (`shard-3`).
+    pub name: String,
+    /// The node it runs on.
+    pub node: String,
+    /// `running`, `stopped` or `failed`.
+    pub state: String,
+}
+
+impl ActorRecord {
+    /// From the wire.
+    pub fn from_proto(a: &neuropil_proto::v1::Actor) -> ActorRecord {
+        ActorRecord { kind: a.kind.clone(), name: a.name.clone(), node: a.node.clone(), state: a.state.clone() }
+    }
+
+    /// The wire form.
+    pub fn to_proto(&self) -> neuropil_proto::v1::Actor {
+        neuropil_proto::v1::Actor {
+            kind: self.kind.clone(),
+            name: self.name.clone(),
+            node: self.node.clone(),
+            state: self.state.clone(),
+        }
+    }
 }
 
 impl ExperimentRecord {
@@ -213,6 +246,7 @@ impl ExperimentRecord {
             output_dir: self.output_dir.clone(),
             submitted_unix_ms: self.submitted_unix_ms,
             estimated_bytes: self.estimated_bytes,
+            actors: self.actors.iter().map(ActorRecord::to_proto).collect(),
         }
     }
 }

@@ -3,9 +3,15 @@
 //! the stretches' outputs. `neuropil run` and the cluster's node both run through it;
 //! what they do between stretches (a periodic checkpoint; metrics, live spikes and
 //! progress) is theirs, in `on_stretch`.
+//!
+//! The state lives in an actor tree ([`crate::actors`]); the calling thread is the
+//! epoch loop's, which runs each stretch the run actor hands it. The transport and
+//! the caller's closures stay on this thread.
 
+use crate::actors::run::{Job, JobDone, RunActor, RunArgs};
+use crate::actors::Census;
 use neuropil_hwemu::cosim::CoSim;
-use neuropil_sim::embedded::{self, Checkpoint, RunConfig, RunOutput, SpikeFabric, Transport};
+use neuropil_sim::embedded::{self, Checkpoint, RunConfig, RunOutput, SpikeFabric, StretchError, Transport};
 use neuropil_sim::Network;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -53,12 +59,35 @@ pub type ProgressFn<'a> = dyn Fn(u64, u64, &[u64]) + Sync + 'a;
 /// Why a drive stopped before its end, or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DriveError {
-    /// The transport to the other nodes failed (a peer vanished, timed out, ...).
+    /// The epoch loop failed: the transport to the other nodes (a peer vanished,
+    /// timed out, ...), or a shard's or module's code.
     #[error("{0}")]
-    Transport(#[from] embedded::TransportError),
+    Stretch(#[from] StretchError),
     /// What the caller does between stretches failed.
     #[error("{0:#}")]
     Between(anyhow::Error),
+    /// An actor of the run failed; its supervisor failed the run.
+    #[error("{kind} actor {actor} failed: {message}")]
+    Actor {
+        /// Its kind (`population_shard`, `cerebellar_module`, `fabric`, `run`).
+        kind: &'static str,
+        /// Its name in the run (`shard-3`).
+        actor: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Where a run's actors live.
+#[derive(Clone)]
+pub struct Tree<'a> {
+    /// The runtime the actors run on (the calling thread must not be one of its
+    /// workers: it blocks, running the epochs).
+    pub rt: &'a tokio::runtime::Handle,
+    /// The run's name (its experiment id on a node).
+    pub name: &'a str,
+    /// Where the actors are counted.
+    pub census: &'a Census,
 }
 
 /// Run `plan.total_steps` from `state`. Stops early when `cancel` is set: alone at
@@ -67,55 +96,77 @@ pub enum DriveError {
 /// fabric's link state is saved into the returned checkpoint after every stretch.
 #[allow(clippy::too_many_arguments)]
 pub fn drive(
+    tree: Tree<'_>,
     net: &Network,
-    mut state: Checkpoint,
+    state: Checkpoint,
     plan: Plan,
     mut transport: Option<&mut dyn Transport>,
-    mut fabric: Option<&mut CoSim>,
+    fabric: Option<CoSim>,
     progress: &ProgressFn<'_>,
     cancel: &AtomicBool,
     on_stretch: &mut dyn FnMut(Stretch<'_>) -> anyhow::Result<()>,
-) -> Result<(RunOutput, Checkpoint), DriveError> {
-    let n_pop = net.populations.len();
-    let shards = state.shards.len();
+) -> Result<(RunOutput, Checkpoint, Option<CoSim>), DriveError> {
     let alone = transport.is_none();
-    let mut out: Option<RunOutput> = None;
-    let mut done = 0u64;
-    while done < plan.total_steps {
-        let steps = plan.stretch_steps.max(1).min(plan.total_steps - done);
-        let cfg = RunConfig { threads: plan.threads, shards, steps, count_from_step: plan.count_from_step };
-        let counts_before = out.as_ref().map_or_else(|| vec![0; n_pop], |o| o.spike_counts.clone());
-        let (spikes_before, offset) = (out.as_ref().map_or(0, |o| o.spikes_seen()), done);
-        let step_before = state.step();
-        let (part, next) = embedded::run_part(
+    let (jobs, stretches) = std::sync::mpsc::channel::<Job>();
+    let (finished, outcome) = tokio::sync::oneshot::channel();
+    let args = RunArgs {
+        name: tree.name.to_string(),
+        census: tree.census.clone(),
+        start: state,
+        fabric,
+        total_steps: plan.total_steps,
+        stretch_steps: plan.stretch_steps,
+        populations: net.populations.len(),
+        jobs,
+        finished,
+    };
+    let spawned = tree.rt.block_on(ractor::Actor::spawn(None, RunActor, args));
+    let (_run, run_done) = spawned.map_err(|e| DriveError::Actor {
+        kind: "run",
+        actor: tree.name.to_string(),
+        message: format!("cannot start: {e}"),
+    })?;
+    // The epoch loop: every stretch the run actor hands over, until it is done.
+    while let Ok(job) = stretches.recv() {
+        let Job { cp, mut fabric, steps, steps_before, spikes_before, counts_before, reply } = job;
+        let cfg = RunConfig { threads: plan.threads, shards: cp.shards.len(), steps, count_from_step: plan.count_from_step };
+        let step_before = cp.step();
+        let ran = embedded::run_part(
             net,
-            state,
+            cp,
             cfg,
             transport.as_mut().map(|t| &mut **t as &mut dyn Transport),
-            fabric.as_mut().map(|f| &mut **f as &mut dyn SpikeFabric),
-            &|p| progress(offset + p.steps_done, spikes_before + p.spikes, &counts_before),
+            fabric.as_mut().map(|f| f as &mut dyn SpikeFabric),
+            &|p| progress(steps_before + p.steps_done, spikes_before + p.spikes, &counts_before),
             cancel,
-        )?;
-        let advanced = next.step() - step_before;
-        done += advanced;
-        state = next;
-        if let Some(f) = &fabric {
-            state.fabric_state = f.save_state();
-        }
-        let (spikes_seen, counts) = {
-            let mut counts = counts_before;
+        );
+        let mut advanced = 0;
+        let result = ran.map_err(DriveError::from).and_then(|(part, mut next)| {
+            advanced = next.step() - step_before;
+            if let Some(f) = &fabric {
+                next.fabric_state = f.save_state();
+            }
+            let mut counts = counts_before.clone();
             counts.iter_mut().zip(&part.spike_counts).for_each(|(c, n)| *c += n);
-            (spikes_before + part.spikes_seen(), counts)
-        };
-        on_stretch(Stretch { part: &part, state: &state, steps_done: done, spikes_seen, spike_counts: &counts })
-            .map_err(DriveError::Between)?;
-        out = Some(match out {
-            None => part,
-            Some(acc) => acc.followed_by(part),
+            let stretch = Stretch {
+                part: &part,
+                state: &next,
+                steps_done: steps_before + advanced,
+                spikes_seen: spikes_before + part.spikes_seen(),
+                spike_counts: &counts,
+            };
+            on_stretch(stretch).map_err(DriveError::Between)?;
+            Ok((part, next))
         });
-        if advanced < steps || (alone && cancel.load(Ordering::Relaxed)) {
-            break; // cancelled (with a transport: together with every peer)
-        }
+        let stopped = advanced < steps || (alone && cancel.load(Ordering::Relaxed));
+        let _ = reply.send(JobDone { result, fabric, advanced, stopped });
     }
-    Ok((out.unwrap_or_default(), state))
+    let outcome = tree.rt.block_on(async {
+        let outcome = outcome.await;
+        let _ = run_done.await;
+        outcome
+    });
+    outcome.unwrap_or_else(|_| {
+        Err(DriveError::Actor { kind: "run", actor: tree.name.to_string(), message: "ended without a result".into() })
+    })
 }

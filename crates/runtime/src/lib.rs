@@ -2,6 +2,7 @@
 //! parallelism, check memory), running it in this process with checkpoints, the
 //! co-simulation wiring, progress and facts about the host.
 
+pub mod actors;
 pub mod checkpoint;
 pub mod cosim;
 pub mod driver;

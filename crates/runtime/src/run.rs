@@ -1,7 +1,7 @@
 //! An experiment run in this process: load, validate, build, simulate (from scratch
 //! or a checkpoint), with periodic checkpoints.
 
-use crate::driver::{drive, Plan, Stretch};
+use crate::driver::{drive, Plan, Stretch, Tree};
 use crate::progress::ProgressBar;
 use anyhow::{bail, Result};
 use neuropil_output::summary::{self, Summary};
@@ -92,13 +92,16 @@ pub fn simulate(
     let total = p.compiled.steps;
     let build_start = std::time::Instant::now();
     let mut state = resume.unwrap_or_else(|| embedded::build(net, p.shards, p.threads));
-    let mut fabric = match &p.experiment.hardware {
-        Some(hw) => Some(crate::cosim::fabric_for(net, &mut state, hw)?),
-        None => None,
+    let (mut fabric, about) = match &p.experiment.hardware {
+        Some(hw) => {
+            let (f, about) = crate::cosim::fabric_for(net, &mut state, hw)?;
+            (Some(f), Some(about))
+        }
+        None => (None, None),
     };
     match &mut fabric {
         // Resuming a co-simulation: the links are as busy as when it stopped.
-        Some((f, _)) if !state.fabric_state.is_empty() => f.restore_state(&state.fabric_state).map_err(|e| {
+        Some(f) if !state.fabric_state.is_empty() => f.restore_state(&state.fabric_state).map_err(|e| {
             anyhow::anyhow!("--resume: {e}; resume with the same experiment, [hardware] section and overrides")
         })?,
         None if !state.fabric_state.is_empty() => {
@@ -120,18 +123,23 @@ pub fn simulate(
         }
         Ok(())
     };
-    let (mut out, state) = drive(
+    // The actors live on a small runtime of their own; this thread runs the epochs.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("actors").build()?;
+    let name = if p.experiment.name.is_empty() { "experiment" } else { p.experiment.name.as_str() };
+    let census = crate::actors::Census::default();
+    let tree = Tree { rt: rt.handle(), name, census: &census };
+    let (mut out, state, fabric) = drive(
+        tree,
         net,
         state,
         plan,
         None,
-        fabric.as_mut().map(|(f, _)| f),
+        fabric,
         &|steps, spikes, _| bar.update(steps, total, spikes),
         cancel,
         &mut on_stretch,
     )?;
     out.stats.build_s = build_s;
-    let name = if p.experiment.name.is_empty() { "experiment" } else { p.experiment.name.as_str() };
     let ctx = summary::Context {
         experiment: name,
         net,
@@ -144,8 +152,7 @@ pub fn simulate(
         peak_rss_bytes: crate::system::peak_rss_bytes(),
     };
     let mut s = summary::summarize(&ctx, &out);
-    if let Some((f, about)) = &fabric {
-        let mut about = about.clone();
+    if let (Some(f), Some(mut about)) = (&fabric, about) {
         about["fabric"] = serde_json::to_value(f.stats)?;
         s.hardware = Some(about);
     }

@@ -345,6 +345,45 @@ pub struct TransportError {
     pub reason: String,
 }
 
+/// Why a stretch failed. Epochs are counted from the start of the run (step 0),
+/// whatever stretch or checkpoint they fall in.
+#[derive(Debug, thiserror::Error)]
+pub enum StretchError {
+    /// The exchange with the other processes failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A shard's model code panicked (a bug, or a test's failpoint). Every process
+    /// stops after this epoch, together.
+    #[error("shard {shard} failed at epoch {epoch}: {message}")]
+    Shard {
+        /// The shard's index among all shards of the run.
+        shard: u32,
+        /// The epoch it was advancing.
+        epoch: u64,
+        /// The panic's message.
+        message: String,
+    },
+    /// A cerebellar module panicked while taking in an epoch's spikes.
+    #[error("cerebellar module {module} failed at epoch {epoch}: {message}")]
+    Module {
+        /// The module's index in the network.
+        module: u32,
+        /// The epoch whose spikes it was taking in.
+        epoch: u64,
+        /// The panic's message.
+        message: String,
+    },
+}
+
+/// The message of a caught panic.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => s.to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "panicked".to_string(),
+    }
+}
+
 /// Continue from `start` for `cfg.steps` more steps (`cfg.shards` is taken from the
 /// checkpoint); returns the output of this stretch and the checkpoint at its end.
 pub fn run_from(
@@ -356,7 +395,8 @@ pub fn run_from(
 ) -> (RunOutput, Checkpoint) {
     match run_part(net, start, cfg, None, None, progress, cancel) {
         Ok(done) => done,
-        Err(e) => unreachable!("a run without transport cannot fail: {e}"),
+        // Without a transport only model code can fail: keep it a panic here.
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -373,11 +413,16 @@ pub fn run_part(
     fabric: Option<&mut dyn SpikeFabric>,
     progress: &(dyn Fn(Progress) + Sync),
     cancel: &AtomicBool,
-) -> Result<(RunOutput, Checkpoint), TransportError> {
+) -> Result<(RunOutput, Checkpoint), StretchError> {
     let remote = remote.map(Mutex::new);
     let fabric = fabric.map(Mutex::new);
     let shared_input = Mutex::new(Exchange::default());
-    let failure: Mutex<Option<TransportError>> = Mutex::new(None);
+    // The first failure wins; every thread stops at the epoch it names.
+    let failure: Mutex<Option<StretchError>> = Mutex::new(None);
+    let fail_with = |e: StretchError, stop_after: u64, done_epochs: &AtomicU64| {
+        failure.lock().unwrap_or_else(|x| x.into_inner()).get_or_insert(e);
+        done_epochs.fetch_min(stop_after, Ordering::AcqRel);
+    };
     let Checkpoint { network_hash, mut shards, pending, spike_hash_state, modules, fabric_state } = start;
     let first_step = shards.first().map_or(0, |s| s.step());
     let modules = Mutex::new(modules);
@@ -388,6 +433,7 @@ pub fn run_part(
     let n_shards = shards.len().max(1);
     let threads = cfg.threads.clamp(1, n_shards);
     let epoch = net.epoch_steps() as u64;
+    let first_epoch = first_step / epoch;
     let epochs = cfg.steps.div_ceil(epoch);
     let steps_total = epochs * epoch;
     let build_s = 0.0;
@@ -420,7 +466,7 @@ pub fn run_part(
                 let exchange_ns = &exchange_ns;
                 let pending = &pending;
                 let final_input = &final_input;
-                let (remote, shared_input, failure, fabric) = (&remote, &shared_input, &failure, &fabric);
+                let (remote, shared_input, fabric, fail_with) = (&remote, &shared_input, &fabric, &fail_with);
                 let modules = &modules;
                 scope.spawn(move || {
                     let mut waited = std::time::Duration::ZERO;
@@ -438,9 +484,8 @@ pub fn run_part(
                                 // The first thread merges (and exchanges, and routes through the
                                 // fabric); the others take the result after a second barrier.
                                 let fail = |reason: String| {
-                                    *failure.lock().unwrap_or_else(|x| x.into_inner()) =
-                                        Some(TransportError { epoch: e - 1, reason });
-                                    done_epochs.store(e, Ordering::Release);
+                                    let epoch = first_epoch + e - 1;
+                                    fail_with(TransportError { epoch, reason }.into(), e, done_epochs);
                                 };
                                 let mut sent = true;
                                 if t == 0 {
@@ -467,7 +512,9 @@ pub fn run_part(
                                     if let Some(link) = &remote {
                                         let mut link = link.lock().unwrap_or_else(|x| x.into_inner());
                                         match link.receive(&mut all) {
-                                            Ok(true) => done_epochs.store(e, Ordering::Release),
+                                            Ok(true) => {
+                                                done_epochs.fetch_min(e, Ordering::AcqRel);
+                                            }
                                             Ok(false) => {}
                                             Err(reason) => fail(reason),
                                         }
@@ -484,10 +531,22 @@ pub fn run_part(
                                     // the same spikes; their currents hold until the next sample.
                                     let boundary = first_step + e * epoch;
                                     let mut ms = modules.lock().unwrap_or_else(|x| x.into_inner());
-                                    for m in ms.iter_mut() {
-                                        if let Some((value, sample)) = m.epoch(net, &all.spikes, boundary, epoch) {
-                                            leader_rec.cerebellum.push(sample);
-                                            all.values.extend(value);
+                                    for (i, m) in ms.iter_mut().enumerate() {
+                                        let at = first_epoch + e - 1;
+                                        let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                            crate::failpoint::hit(crate::failpoint::Site::Module, i as u32, at);
+                                            m.epoch(net, &all.spikes, boundary, epoch)
+                                        }));
+                                        match taken {
+                                            Ok(Some((value, sample))) => {
+                                                leader_rec.cerebellum.push(sample);
+                                                all.values.extend(value);
+                                            }
+                                            Ok(None) => {}
+                                            Err(p) => {
+                                                let message = panic_message(&*p);
+                                                fail_with(StretchError::Module { module: i as u32, epoch: at, message }, e, done_epochs);
+                                            }
                                         }
                                     }
                                 }
@@ -522,14 +581,24 @@ pub fn run_part(
                         waited += merge_start.elapsed();
                         for (s, shard) in mine.iter_mut() {
                             out.clear();
-                            shard.advance(&incoming, &mut out);
+                            // A model's panic stops the run at this epoch with the shard
+                            // named, on every process, instead of tearing the process down.
+                            let advanced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                crate::failpoint::hit(crate::failpoint::Site::Shard, shard.index(), first_epoch + e);
+                                shard.advance(&incoming, &mut out)
+                            }));
+                            if let Err(p) = advanced {
+                                let (shard, epoch, message) = (shard.index(), first_epoch + e, panic_message(&*p));
+                                fail_with(StretchError::Shard { shard, epoch, message }, e + 1, done_epochs);
+                                out.clear();
+                            }
                             let mut slot = outboxes[*s][(e % 2) as usize].lock().unwrap_or_else(|x| x.into_inner());
                             slot.clear();
                             slot.spikes.extend_from_slice(&out.spikes);
                             slot.values.extend_from_slice(&out.values);
                         }
                         if t == 0 && cancel.load(Ordering::Relaxed) {
-                            done_epochs.store(e + 1, Ordering::Release);
+                            done_epochs.fetch_min(e + 1, Ordering::AcqRel);
                         }
                         let wait_start = Instant::now();
                         barrier.wait();

@@ -10,6 +10,7 @@ pub mod cerebellum;
 pub mod connectivity;
 pub mod distribution;
 pub mod embedded;
+pub mod failpoint;
 pub mod models;
 pub mod network;
 pub mod plasticity;

@@ -1116,6 +1116,11 @@ impl Shard {
         }
     }
 
+    /// This shard's index among all shards of the run.
+    pub fn index(&self) -> u32 {
+        self.layout.index
+    }
+
     /// The next step this shard will compute.
     pub fn step(&self) -> u64 {
         self.step

@@ -13,7 +13,8 @@ use etcd_client::{Client, EventType};
 use metrics::ControlMetrics;
 use neuropil_cluster::auth::BearerAuth;
 use neuropil_cluster::{
-    cancel_key, etcd, experiment_key, now_unix_ms, run_key, Assignment, ExperimentRecord, Member, NodeRecord,
+    cancel_key, etcd, experiment_key, now_unix_ms, run_key, ActorRecord, Assignment, ExperimentRecord, Member,
+    NodeRecord,
     PopulationCount, State, MAX_DOCUMENT_BYTES, MAX_REQUEST_BYTES, PREFIX,
 };
 use neuropil_proto::v1::experiment_service_server::{ExperimentService, ExperimentServiceServer};
@@ -129,6 +130,7 @@ impl Control {
             output_dir: String::new(),
             submitted_unix_ms: now_unix_ms(),
             estimated_bytes: compiled.estimated_bytes,
+            actors: vec![],
         };
         let mut c = self.etcd.clone();
         etcd::put_json(&mut c, &experiment_key(&id), &record, None).await.map_err(ControlError::etcd)?;
@@ -572,9 +574,11 @@ impl Scheduler {
 /// Follow a run on all its nodes: progress into etcd (a few times a second) and
 /// metrics; at the end, combine the nodes' results and write them out.
 async fn collect(control: Arc<Control>, a: Assignment) {
-    let outcome = follow(&control, &a).await;
+    let mut actors = vec![Vec::new(); a.members.len()];
+    let outcome = follow(&control, &a, &mut actors).await;
     let mut c = control.etcd.clone();
     let Ok(Some(mut rec)) = etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(&a.id)).await else { return };
+    rec.actors = actors.concat();
     let cancelled = c.get(cancel_key(&a.id), None).await.map(|r| r.count() > 0).unwrap_or(false);
     match outcome {
         Ok(done) => {
@@ -613,7 +617,8 @@ struct Finished {
     output_dir: String,
 }
 
-async fn follow(control: &Control, a: &Assignment) -> Result<Finished> {
+/// `actors[rank]`: the actors each node last reported.
+async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord>]) -> Result<Finished> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Result<run_event::Event, String>)>(256);
     for (rank, m) in a.members.iter().enumerate() {
         let (tx, addr, run, tls) = (tx.clone(), m.addr.clone(), a.id.clone(), control.node_tls.clone());
@@ -679,7 +684,11 @@ async fn follow(control: &Control, a: &Assignment) -> Result<Finished> {
                     break;
                 }
             }
-            Ok(run_event::Event::Progress(p)) if rank == 0 => {
+            Ok(run_event::Event::Progress(p)) if rank != 0 => {
+                actors[rank] = p.actors.iter().map(ActorRecord::from_proto).collect();
+            }
+            Ok(run_event::Event::Progress(p)) => {
+                actors[0] = p.actors.iter().map(ActorRecord::from_proto).collect();
                 let m = &control.metrics;
                 let bio_s = p.steps_done as f64 * dt / 1000.0;
                 m.bio_time.set(bio_s);
@@ -701,6 +710,7 @@ async fn follow(control: &Control, a: &Assignment) -> Result<Finished> {
                             .map(|(n, &s)| PopulationCount { population: n.clone(), spikes: s, rate_hz: 0.0 })
                             .collect();
                         rec.message = p.phase.clone();
+                        rec.actors = actors.concat();
                         etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await?;
                     }
                 }

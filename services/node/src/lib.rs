@@ -14,7 +14,8 @@ use neuropil_cluster::transport::{ExchangePort, GrpcTransport, Peer};
 use neuropil_cluster::{etcd, Assignment, Member, NodeRecord, PREFIX};
 use neuropil_proto::v1::node_service_server::{NodeService, NodeServiceServer};
 use neuropil_proto::v1::{run_event, NodeProgress, RunEvent, SpikeBatch, WatchRunRequest};
-use neuropil_runtime::driver::{drive, Plan, Stretch};
+use neuropil_runtime::actors::Census;
+use neuropil_runtime::driver::{drive, Plan, Stretch, Tree};
 use neuropil_sim::embedded::{self, Checkpoint, RunOutput, Transport};
 use neuropil_sim::Network;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +38,8 @@ const STRETCH_MS: f64 = 100.0;
 /// A run on this node, as its watchers see it.
 struct RunHandle {
     progress: watch::Sender<NodeProgress>,
+    /// The run's actors (the progress events carry them).
+    census: Census,
     spikes: broadcast::Sender<SpikeBatch>,
     result: watch::Sender<Option<Result<Arc<Vec<u8>>, String>>>,
     cancel: Arc<AtomicBool>,
@@ -86,6 +89,20 @@ impl NodeService for NodeSvc {
         let Some(handle) = wait_for(Duration::from_secs(30), || state.run(&run)).await else {
             return Err(Status::not_found(format!("run {run:?} is not on this node")));
         };
+        let node = state.id.clone();
+        let with_actors = move |mut p: NodeProgress, census: &Census| {
+            p.actors = census
+                .snapshot()
+                .into_iter()
+                .map(|a| neuropil_proto::v1::Actor {
+                    kind: a.kind.label().into(),
+                    name: a.name,
+                    node: node.clone(),
+                    state: a.state.label().into(),
+                })
+                .collect();
+            p
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
             let mut progress = handle.progress.subscribe();
@@ -98,7 +115,7 @@ impl NodeService for NodeSvc {
                     while let Ok(b) = spikes.try_recv() {
                         let _ = tx.send(Ok(RunEvent { event: Some(run_event::Event::Spikes(b)) })).await;
                     }
-                    let p = progress.borrow().clone();
+                    let p = with_actors(progress.borrow().clone(), &handle.census);
                     let _ = tx.send(Ok(RunEvent { event: Some(run_event::Event::Progress(p)) })).await;
                     let event = match done {
                         Ok(bytes) => run_event::Event::Result(bytes.as_ref().clone()),
@@ -109,7 +126,10 @@ impl NodeService for NodeSvc {
                 }
                 let event = tokio::select! {
                     r = progress.changed() => match r {
-                        Ok(()) => run_event::Event::Progress(progress.borrow_and_update().clone()),
+                        Ok(()) => {
+                            let p = progress.borrow_and_update().clone();
+                            run_event::Event::Progress(with_actors(p, &handle.census))
+                        }
                         Err(_) => continue,
                     },
                     s = spikes.recv() => match s {
@@ -279,8 +299,10 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
     if state.run(&a.id).is_some() {
         return;
     }
+    let gauge = state.metrics.actors.clone();
     let handle = Arc::new(RunHandle {
         progress: watch::channel(NodeProgress { phase: "building".into(), ..Default::default() }).0,
+        census: Census::observed(Arc::new(move |kind, delta| gauge.with_label_values(&[kind.label()]).add(delta))),
         spikes: broadcast::channel(256).0,
         result: watch::channel(None).0,
         cancel: Arc::new(AtomicBool::new(false)),
@@ -298,8 +320,10 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
         }
     }
     let state = state.clone();
+    // The run's actors live on the node's runtime; the run's thread runs the epochs.
+    let rt = tokio::runtime::Handle::current();
     let spawned = std::thread::Builder::new().name(format!("run-{}", a.id)).spawn(move || {
-        let outcome = execute(&state, &a, rank, &handle);
+        let outcome = execute(&state, &rt, &a, rank, &handle);
         state.metrics.shards.set(0);
         let label = match &outcome {
             Ok(_) => "succeeded",
@@ -318,7 +342,13 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
 }
 
 /// Build and simulate this node's shards of `a`; the encoded [`RunOutput`].
-fn execute(state: &NodeState, a: &Assignment, rank: usize, handle: &RunHandle) -> Result<Vec<u8>, String> {
+fn execute(
+    state: &NodeState,
+    rt: &tokio::runtime::Handle,
+    a: &Assignment,
+    rank: usize,
+    handle: &RunHandle,
+) -> Result<Vec<u8>, String> {
     let format = neuropil_cluster::format_of(&a.format)?;
     let mut exp = neuropil_spec::parse(&a.document, format, &a.set).map_err(|e| e.to_string())?;
     let me = &a.members[rank];
@@ -370,10 +400,12 @@ fn execute(state: &NodeState, a: &Assignment, rank: usize, handle: &RunHandle) -
         state.peer_timeout,
         m.exchange.clone(),
     )?;
-    let cosim = fabric.as_mut().map(|(f, _)| f);
-    let mut out = simulate(net, &compiled, start, threads, &mut transport, cosim, handle, m, rank == 0)?;
+    let (cosim, about) = fabric.map_or((None, None), |(f, about)| (Some(f), Some(about)));
+    let tree = Tree { rt, name: &a.id, census: &handle.census };
+    let simulated = simulate(tree, net, &compiled, start, threads, &mut transport, cosim, handle, m, rank == 0);
     transport.finish();
-    if let Some((f, mut about)) = fabric {
+    let (mut out, cosim) = simulated?;
+    if let (Some(f), Some(mut about)) = (cosim, about) {
         // The replicas agree; the control reports this one's counts.
         about["fabric"] = serde_json::to_value(f.stats).map_err(|e| e.to_string())?;
         out.hardware = Some(about.to_string());
@@ -389,16 +421,17 @@ fn execute(state: &NodeState, a: &Assignment, rank: usize, handle: &RunHandle) -
 /// Simulate in stretches of [`STRETCH_MS`], publishing progress and live spikes.
 #[allow(clippy::too_many_arguments)]
 fn simulate(
+    tree: Tree<'_>,
     net: &Network,
     compiled: &neuropil_spec::Compiled,
     state: Checkpoint,
     threads: usize,
     transport: &mut GrpcTransport,
-    fabric: Option<&mut neuropil_hwemu::cosim::CoSim>,
+    fabric: Option<neuropil_hwemu::cosim::CoSim>,
     handle: &RunHandle,
     m: &NodeMetrics,
     recorder: bool,
-) -> Result<RunOutput, String> {
+) -> Result<(RunOutput, Option<neuropil_hwemu::cosim::CoSim>), String> {
     let total = compiled.steps;
     let wall = Instant::now();
     let last_report_ms = AtomicU64::new(0);
@@ -416,6 +449,7 @@ fn simulate(
             population_spikes: counts.to_vec(),
             wall_s,
             phase: phase.into(),
+            actors: vec![], // filled in as the events leave (watch_run)
         });
     };
     publish(0, 0, &vec![0; net.populations.len()], "running");
@@ -450,7 +484,8 @@ fn simulate(
         publish(s.steps_done, s.spikes_seen, s.spike_counts, "running");
         Ok(())
     };
-    let (out, end) = drive(
+    let (out, end, fabric) = drive(
+        tree,
         net,
         state,
         plan,
@@ -468,7 +503,7 @@ fn simulate(
     )
     .map_err(|e| e.to_string())?;
     publish(end.step() - start_step, out.spikes_seen(), &out.spike_counts, "done");
-    Ok(out)
+    Ok((out, fabric))
 }
 
 /// Spikes as the wire's columns.

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use neuropil_cluster::telemetry::{register_process, ExchangeMetrics};
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Metrics of a node process.
 #[derive(Clone)]
@@ -21,6 +21,8 @@ pub struct NodeMetrics {
     pub exchange: ExchangeMetrics,
     /// Shards hosted now.
     pub shards: IntGauge,
+    /// Actors alive now, by kind (`run`, `population_shard`, `cerebellar_module`, `fabric`).
+    pub actors: IntGaugeVec,
     /// Fraction of this node's shards built, 0..1.
     pub build_progress: prometheus::Gauge,
     /// Runs ended, by outcome.
@@ -44,6 +46,7 @@ impl NodeMetrics {
             synaptic_events: IntCounter::new("synaptic_events_total", "Synaptic events delivered by this node")?,
             exchange: ExchangeMetrics::new()?,
             shards: IntGauge::new("shards", "Shards hosted by this node")?,
+            actors: IntGaugeVec::new(Opts::new("actors", "Actors alive on this node, by kind"), &["kind"])?,
             build_progress: prometheus::Gauge::new("build_progress_ratio", "Fraction of this node's shards built")?,
             runs: IntCounterVec::new(Opts::new("runs_total", "Runs ended on this node, by outcome"), &["outcome"])?,
             module_error: prometheus::GaugeVec::new(
@@ -69,6 +72,10 @@ impl NodeMetrics {
         r.register(Box::new(m.synaptic_events.clone()))?;
         m.exchange.register(r)?;
         r.register(Box::new(m.shards.clone()))?;
+        r.register(Box::new(m.actors.clone()))?;
+        for kind in neuropil_runtime::actors::ActorKind::ALL {
+            m.actors.with_label_values(&[kind.label()]).set(0);
+        }
         r.register(Box::new(m.build_progress.clone()))?;
         r.register(Box::new(m.runs.clone()))?;
         r.register(Box::new(m.module_error.clone()))?;

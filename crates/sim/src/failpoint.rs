@@ -1,0 +1,70 @@
+//! Test-only failpoints (in the spirit of TiKV's `fail-rs`): with the `failpoints`
+//! feature, `NEUROPIL_FAILPOINTS` names model code that panics at a chosen epoch, so
+//! that tests can check that a failing shard or cerebellar module reaches its
+//! supervisor and fails the run with its name, without a hang or an abort.
+//!
+//! `NEUROPIL_FAILPOINTS=shard:3@40,module:0@12` makes shard 3 panic when it
+//! advances epoch 40 and cerebellar module 0 when it takes in the spikes of epoch
+//! 12 (epochs counted from step 0). Without the feature, [`hit`] is empty and the
+//! variable is ignored: release binaries carry no failpoints.
+
+/// Where a failpoint can sit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// A shard advancing an epoch (by the shard's index among all shards).
+    Shard,
+    /// A cerebellar module taking in an epoch's spikes (by module index).
+    Module,
+}
+
+/// Panic if a failpoint is set at (`site`, `index`, `epoch`).
+#[cfg(feature = "failpoints")]
+#[inline]
+pub fn hit(site: Site, index: u32, epoch: u64) {
+    if armed().iter().any(|&(s, i, e)| s == site && i == index && e == epoch) {
+        let name = match site {
+            Site::Shard => "shard",
+            Site::Module => "module",
+        };
+        panic!("failpoint {name}:{index}@{epoch}");
+    }
+}
+
+/// Panic if a failpoint is set at (`site`, `index`, `epoch`).
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit(_site: Site, _index: u32, _epoch: u64) {}
+
+#[cfg(feature = "failpoints")]
+fn armed() -> &'static [(Site, u32, u64)] {
+    static ARMED: std::sync::OnceLock<Vec<(Site, u32, u64)>> = std::sync::OnceLock::new();
+    ARMED.get_or_init(|| std::env::var("NEUROPIL_FAILPOINTS").map(|v| parse(&v)).unwrap_or_default())
+}
+
+/// `site:index@epoch` items, comma-separated; malformed items are ignored (this is
+/// test scaffolding, read only with the feature).
+#[cfg(any(feature = "failpoints", test))]
+fn parse(spec: &str) -> Vec<(Site, u32, u64)> {
+    spec.split(',')
+        .filter_map(|item| {
+            let (site, rest) = item.trim().split_once(':')?;
+            let (index, epoch) = rest.split_once('@')?;
+            let site = match site {
+                "shard" => Site::Shard,
+                "module" => Site::Module,
+                _ => return None,
+            };
+            Some((site, index.parse().ok()?, epoch.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn failpoints_parse_and_ignore_what_they_do_not_know() {
+        use super::Site::*;
+        assert_eq!(super::parse("shard:3@40, module:0@12"), [(Shard, 3, 40), (Module, 0, 12)]);
+        assert_eq!(super::parse("disk:1@2,shard:x@1,shard:1"), []);
+    }
+}
