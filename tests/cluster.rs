@@ -293,9 +293,25 @@ async fn cancel_stops_every_node_at_the_same_epoch_and_spikes_stream_live() {
         assert!(Instant::now() < deadline, "the run made no progress");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // While it runs, each node has a run actor supervising its shard's actor.
+    let text = http_get(&_n0.metrics, "/metrics").unwrap();
+    assert_eq!(metric_with(&text, "neuropil_actors", "kind=\"run\""), Some(1.0), "{text}");
+    assert_eq!(metric_with(&text, "neuropil_actors", "kind=\"population_shard\""), Some(1.0), "{text}");
+    assert_eq!(metric_with(&text, "neuropil_actors", "kind=\"fabric\""), Some(0.0), "{text}");
+    let live = c.get(GetRequest { id: id.clone() }).await.unwrap().into_inner();
+    assert!(
+        actors(&live).iter().any(|a| a.0 == "population_shard" && a.2 == "node-1" && a.3 == "running"),
+        "{:?}",
+        actors(&live)
+    );
     c.cancel(CancelRequest { id: id.clone() }).await.unwrap();
     let info = wait_done(&mut c, &id, Duration::from_secs(60)).await;
     assert_eq!(info.state, ExperimentState::Cancelled as i32, "{info:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric_with(&http_get(&_n0.metrics, "/metrics").unwrap(), "neuropil_actors", "kind=\"run\"") != Some(0.0) {
+        assert!(Instant::now() < deadline, "the run actor outlived its run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(info.bio_time_ms >= 300.0 && info.bio_time_ms < 20_000.0, "{info:?}");
 
     // Both nodes stopped after the same epoch: the spikes are those of an embedded
@@ -398,6 +414,18 @@ async fn cerebellar_module_on_3_nodes_matches_the_embedded_run() {
     let theirs = std::fs::read_to_string(tmp.0.join("embedded/cerebellum.csv")).unwrap();
     assert!(ours.lines().count() > 500, "{} samples", ours.lines().count());
     assert!(ours == theirs, "cerebellum.csv differs from the embedded run's");
+    // Each node ran a run actor, its shard's actor and a module actor (a replica:
+    // every node takes in every spike today), all stopped now.
+    let mut got = actors(&info);
+    got.sort();
+    let mut want = Vec::new();
+    for (i, node) in ["node-0", "node-1", "node-2"].iter().enumerate() {
+        for (kind, name) in [("cerebellar_module", "module-0".to_string()), ("population_shard", format!("shard-{i}")), ("run", "run".into())] {
+            want.push((kind.to_string(), name, node.to_string(), "stopped".to_string()));
+        }
+    }
+    want.sort();
+    assert_eq!(got, want);
     // Every node shows the module's task error and prediction quality live.
     let text = http_get(&nodes[1].metrics, "/metrics").unwrap();
     let line = text.lines().find(|l| l.starts_with("neuropil_cerebellum_task_error{")).expect("module metric");
@@ -451,6 +479,8 @@ async fn hardware_cosimulation_on_2_nodes_matches_the_embedded_cosimulation() {
     )
     .unwrap();
     assert_eq!(summary["hardware"], cosim["hardware"], "hardware section");
+    let fabrics: Vec<_> = actors(&info).into_iter().filter(|a| a.0 == "fabric").map(|a| a.2).collect();
+    assert_eq!(fabrics.len(), 2, "one fabric actor per node (replicas): {:?}", actors(&info));
 }
 
 /// Self-signed CA and one certificate for 127.0.0.1 (server and client use), by
@@ -625,4 +655,48 @@ async fn a_killed_node_fails_its_run_with_a_reason_and_the_cluster_goes_on() {
     let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
     assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
     assert_eq!(info.nodes, vec!["node-0"]);
+}
+
+/// Supervision: a shard's or a cerebellar module's code that fails (a failpoint,
+/// test builds only) fails the experiment with the actor, shard or module and the
+/// epoch named, instead of aborting the node or hanging its peers; the nodes keep
+/// serving, and the next experiment runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_shard_or_module_actor_fails_the_run_by_name_and_the_nodes_go_on() {
+    let tmp = TempDir::new("failpoints");
+    let etcd = start_etcd();
+    let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
+    // Epoch 150: 225 ms into brunel.toml (1.5 ms epochs), 150 ms into cerebellar_dni.toml.
+    let env = [("NEUROPIL_FAILPOINTS", "shard:1@150,module:0@150")];
+    let nodes: Vec<Proc> = (0..2).map(|i| start_node_with_env(&etcd, &format!("node-{i}"), 1, &[], &env)).collect();
+    wait_live_nodes(&control, 2).await;
+    let mut c = client(&control.grpc).await;
+
+    let id = submit(&mut c, "examples/brunel.toml", &["run.duration_ms=400"]).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
+    assert_eq!(info.state, ExperimentState::Failed as i32, "{info:?}");
+    let want = "population_shard actor shard-1 failed: shard 1 failed at epoch 150: failpoint shard:1@150";
+    assert!(info.message.contains(want), "{}", info.message);
+    assert!(info.message.contains("node-1"), "the node is named: {}", info.message);
+    let failed: Vec<_> = actors(&info).into_iter().filter(|a| a.3 == "failed").collect();
+    assert!(failed.contains(&("population_shard".into(), "shard-1".into(), "node-1".into(), "failed".into())), "{failed:?}");
+
+    let id = submit(&mut c, "examples/cerebellar_dni.toml", &["run.duration_ms=400"]).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
+    assert_eq!(info.state, ExperimentState::Failed as i32, "{info:?}");
+    let want = "cerebellar_module actor module-0 failed: cerebellar module 0 failed at epoch 150";
+    assert!(info.message.contains(want), "{}", info.message);
+
+    // The nodes are still there, with no actor left behind, and run the next one.
+    for n in &nodes {
+        let text = http_get(&n.metrics, "/metrics").unwrap();
+        assert_eq!(metric_with(&text, "neuropil_runs_total", "outcome=\"failed\""), Some(2.0), "{text}");
+        for kind in ["run", "population_shard", "cerebellar_module"] {
+            assert_eq!(metric_with(&text, "neuropil_actors", &format!("kind=\"{kind}\"")), Some(0.0), "{kind}: {text}");
+        }
+    }
+    let id = submit(&mut c, "examples/brunel.toml", &["run.duration_ms=100"]).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.nodes.len(), 2);
 }

@@ -104,8 +104,14 @@ pub fn start_etcd() -> Etcd {
 
 /// Start `neuropil <args>` and wait for its "grpc=... metrics=..." line.
 pub fn start(name: &str, args: &[&str]) -> Proc {
+    start_with_env(name, args, &[])
+}
+
+/// [`start`] with environment variables set (failpoints).
+pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -156,6 +162,11 @@ pub fn start_control(etcd: &Etcd, id: &str, data_dir: &Path, extra: &[&str]) -> 
 
 /// A node with `threads` threads.
 pub fn start_node(etcd: &Etcd, id: &str, threads: usize, extra: &[&str]) -> Proc {
+    start_node_with_env(etcd, id, threads, extra, &[])
+}
+
+/// [`start_node`] with environment variables set (failpoints).
+pub fn start_node_with_env(etcd: &Etcd, id: &str, threads: usize, extra: &[&str], env: &[(&str, &str)]) -> Proc {
     let threads = threads.to_string();
     let mut args = vec![
         "node",
@@ -175,7 +186,7 @@ pub fn start_node(etcd: &Etcd, id: &str, threads: usize, extra: &[&str]) -> Proc
         "3",
     ];
     args.extend_from_slice(extra);
-    start(id, &args)
+    start_with_env(id, &args, env)
 }
 
 /// Plain HTTP/1.1 GET (the metrics endpoints, etcd's /health).
@@ -196,6 +207,18 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .find(|l| l.split(['{', ' ']).next() == Some(name))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// The value of the sample of `name` whose labels include `label` (`kind="run"`).
+pub fn metric_with(text: &str, name: &str, label: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.split('{').next() == Some(name) && l.contains(label))
+        .find_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+}
+
+/// The (kind, name, node, state) of every actor an experiment reports.
+pub fn actors(info: &ExperimentInfo) -> Vec<(String, String, String, String)> {
+    info.actors.iter().map(|a| (a.kind.clone(), a.name.clone(), a.node.clone(), a.state.clone())).collect()
 }
 
 pub type Client = ExperimentServiceClient<tonic::transport::Channel>;

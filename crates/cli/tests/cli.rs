@@ -862,3 +862,45 @@ fn bench_exchange_measures_every_layer() {
     assert!(rows.iter().all(|&t| t > 0.0 && t.is_finite()), "{out}");
     assert!(out.contains("gRPC exchange (node transport), Unix socket"), "{out}");
 }
+
+/// Supervision, embedded: a failing shard or cerebellar module (a failpoint; test
+/// builds only) ends `neuropil run` with exit code 1 and the actor, shard or module
+/// and epoch named, not with an abort or a hang.
+#[test]
+fn a_failing_shard_or_module_ends_the_embedded_run_naming_it() {
+    let dir = scratch("failpoints");
+    let cases = [
+        (
+            "examples/brunel.toml",
+            "shard:1@20",
+            "population_shard actor shard-1 failed: shard 1 failed at epoch 20: failpoint shard:1@20",
+        ),
+        (
+            "examples/cerebellar_dni.toml",
+            "module:0@30",
+            "cerebellar_module actor module-0 failed: cerebellar module 0 failed at epoch 30: failpoint module:0@30",
+        ),
+    ];
+    for (file, failpoint, want) in cases {
+        let mut child = bin()
+            .args(["run", "-q", "--threads", "2", "--shards", "3", "--set", "run.duration_ms=200", "--out"])
+            .arg(dir.join("out"))
+            .arg(root().join(file))
+            .env("NEUROPIL_FAILPOINTS", failpoint)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{file}: the run hangs after its failpoint");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{file}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{file}: {}", stderr(&o));
+    }
+}
