@@ -9,6 +9,7 @@ the spike hashes agree.
     python3 bench/cluster.py                      # microcircuit 0.1, 2 nodes x 1 thread
     python3 bench/cluster.py --nodes 3 --runs 5
     python3 bench/cluster.py --socket             # exchange over Unix sockets (same host)
+    python3 bench/cluster.py --bin /tmp/neuropil-before   # another build
 
 Needs `target/release/neuropil` (cargo build --release) and Debian's etcd-server.
 """
@@ -49,11 +50,13 @@ def main():
     ap.add_argument("--nodes", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="threads per node")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--bin", default=BIN, help="the neuropil binary (to compare two builds side by side)")
     ap.add_argument("--socket", action="store_true",
                     help="nodes also serve the exchange on a Unix socket (peers on this host use it)")
     args = ap.parse_args()
     sets = args.set if args.set is not None else ["scaling.neurons=0.1", "scaling.synapses=0.1"]
-    if not os.path.exists(BIN):
+    exe = args.bin
+    if not os.path.exists(exe):
         sys.exit("build first: cargo build --release")
     if shutil.which("etcd") is None:
         sys.exit("install etcd (Debian: etcd-server)")
@@ -72,12 +75,12 @@ def main():
              "--initial-cluster", f"default=http://127.0.0.1:{pport}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         common = ["--etcd", endpoint, "--metrics", "127.0.0.1:0", "--listen", "127.0.0.1:0"]
-        control, fields = started([BIN, "control", "--id", "control", "--data-dir", os.path.join(tmp, "data")] + common, log)
+        control, fields = started([exe, "control", "--id", "control", "--data-dir", os.path.join(tmp, "data")] + common, log)
         procs.append(control)
         addr = "http://" + fields["grpc"]
         for i in range(args.nodes):
             sock = ["--exchange-socket", os.path.join(tmp, f"node-{i}.sock")] if args.socket else []
-            node, nfields = started([BIN, "node", "--id", f"node-{i}", "--threads", str(args.threads),
+            node, nfields = started([exe, "node", "--id", f"node-{i}", "--threads", str(args.threads),
                                "--exchange-listen", "127.0.0.1:0"] + sock + common, log)
             procs.append(node)
             node_metrics.append(nfields["metrics"])
@@ -96,7 +99,7 @@ def main():
         cluster, cluster_sim, hashes = [], [], set()
         for r in range(args.runs):
             t0 = time.time()
-            out = subprocess.run([BIN, "submit", args.experiment, "--control", addr, "--wait", "-q"] + set_args,
+            out = subprocess.run([exe, "submit", args.experiment, "--control", addr, "--wait", "-q"] + set_args,
                                  capture_output=True, text=True, check=True).stdout
             cluster.append(time.time() - t0)
             info = dict(l.split(None, 1) for l in out.splitlines() if l and not l.startswith(" ") and " " in l)
@@ -108,7 +111,7 @@ def main():
         for r in range(args.runs):
             out_dir = os.path.join(tmp, f"embedded-{r}")
             t0 = time.time()
-            subprocess.run([BIN, "run", args.experiment, "--out", out_dir, "-q",
+            subprocess.run([exe, "run", args.experiment, "--out", out_dir, "-q",
                             "--threads", str(args.nodes * args.threads)] + set_args,
                            capture_output=True, check=True)
             embedded.append(time.time() - t0)

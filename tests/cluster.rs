@@ -420,7 +420,11 @@ async fn cerebellar_module_on_3_nodes_matches_the_embedded_run() {
     got.sort();
     let mut want = Vec::new();
     for (i, node) in ["node-0", "node-1", "node-2"].iter().enumerate() {
-        for (kind, name) in [("cerebellar_module", "module-0".to_string()), ("population_shard", format!("shard-{i}")), ("run", "run".into())] {
+        for (kind, name) in [
+            ("cerebellar_module", "module-0".to_string()),
+            ("population_shard", format!("shard-{i}")),
+            ("run", "run".into()),
+        ] {
             want.push((kind.to_string(), name, node.to_string(), "stopped".to_string()));
         }
     }
@@ -651,7 +655,8 @@ async fn a_killed_node_fails_its_run_with_a_reason_and_the_cluster_goes_on() {
         assert!(Instant::now() < deadline, "node-1's lease never expired");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let id = submit(&mut c, "examples/brunel.toml", &["run.duration_ms=200"]).await.unwrap();
+    // (120 ms: the failpoints' epochs are not reached.)
+    let id = submit(&mut c, "examples/brunel.toml", &["run.duration_ms=120"]).await.unwrap();
     let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
     assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
     assert_eq!(info.nodes, vec!["node-0"]);
@@ -666,8 +671,9 @@ async fn a_failing_shard_or_module_actor_fails_the_run_by_name_and_the_nodes_go_
     let tmp = TempDir::new("failpoints");
     let etcd = start_etcd();
     let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
-    // Epoch 150: 225 ms into brunel.toml (1.5 ms epochs), 150 ms into cerebellar_dni.toml.
-    let env = [("NEUROPIL_FAILPOINTS", "shard:1@150,module:0@150")];
+    // Shard 1 at epoch 150 and module 0 at epoch 100 (1 ms epochs in both files:
+    // in cerebellar_dni.toml the module fails before shard 1 would).
+    let env = [("NEUROPIL_FAILPOINTS", "shard:1@150,module:0@100")];
     let nodes: Vec<Proc> = (0..2).map(|i| start_node_with_env(&etcd, &format!("node-{i}"), 1, &[], &env)).collect();
     wait_live_nodes(&control, 2).await;
     let mut c = client(&control.grpc).await;
@@ -679,23 +685,30 @@ async fn a_failing_shard_or_module_actor_fails_the_run_by_name_and_the_nodes_go_
     assert!(info.message.contains(want), "{}", info.message);
     assert!(info.message.contains("node-1"), "the node is named: {}", info.message);
     let failed: Vec<_> = actors(&info).into_iter().filter(|a| a.3 == "failed").collect();
-    assert!(failed.contains(&("population_shard".into(), "shard-1".into(), "node-1".into(), "failed".into())), "{failed:?}");
+    assert!(
+        failed.contains(&("population_shard".into(), "shard-1".into(), "node-1".into(), "failed".into())),
+        "{failed:?}"
+    );
 
     let id = submit(&mut c, "examples/cerebellar_dni.toml", &["run.duration_ms=400"]).await.unwrap();
     let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
     assert_eq!(info.state, ExperimentState::Failed as i32, "{info:?}");
-    let want = "cerebellar_module actor module-0 failed: cerebellar module 0 failed at epoch 150";
+    let want = "cerebellar_module actor module-0 failed: cerebellar module 0 failed at epoch 100";
     assert!(info.message.contains(want), "{}", info.message);
 
     // The nodes are still there, with no actor left behind, and run the next one.
-    for n in &nodes {
+    // node-1's shard failed the first run (node-0 stopped with it at the same
+    // epoch); the module replicas failed the second on both.
+    for (n, failed, stopped) in [(&nodes[0], 1.0, Some(1.0)), (&nodes[1], 2.0, None)] {
         let text = http_get(&n.metrics, "/metrics").unwrap();
-        assert_eq!(metric_with(&text, "neuropil_runs_total", "outcome=\"failed\""), Some(2.0), "{text}");
+        assert_eq!(metric_with(&text, "neuropil_runs_total", "outcome=\"failed\""), Some(failed), "{text}");
+        assert_eq!(metric_with(&text, "neuropil_runs_total", "outcome=\"stopped\""), stopped, "{text}");
         for kind in ["run", "population_shard", "cerebellar_module"] {
             assert_eq!(metric_with(&text, "neuropil_actors", &format!("kind=\"{kind}\"")), Some(0.0), "{kind}: {text}");
         }
     }
-    let id = submit(&mut c, "examples/brunel.toml", &["run.duration_ms=100"]).await.unwrap();
+    // (120 ms: the failpoints' epochs are not reached.)
+    let id = submit(&mut c, "examples/brunel.toml", &["run.duration_ms=120"]).await.unwrap();
     let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
     assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
     assert_eq!(info.nodes.len(), 2);

@@ -129,7 +129,8 @@ pub fn drive(
     // The epoch loop: every stretch the run actor hands over, until it is done.
     while let Ok(job) = stretches.recv() {
         let Job { cp, mut fabric, steps, steps_before, spikes_before, counts_before, reply } = job;
-        let cfg = RunConfig { threads: plan.threads, shards: cp.shards.len(), steps, count_from_step: plan.count_from_step };
+        let cfg =
+            RunConfig { threads: plan.threads, shards: cp.shards.len(), steps, count_from_step: plan.count_from_step };
         let step_before = cp.step();
         let ran = embedded::run_part(
             net,

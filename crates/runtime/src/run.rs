@@ -124,7 +124,8 @@ pub fn simulate(
         Ok(())
     };
     // The actors live on a small runtime of their own; this thread runs the epochs.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("actors").build()?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("actors").enable_time().build()?;
     let name = if p.experiment.name.is_empty() { "experiment" } else { p.experiment.name.as_str() };
     let census = crate::actors::Census::default();
     let tree = Tree { rt: rt.handle(), name, census: &census };

@@ -545,7 +545,11 @@ pub fn run_part(
                                             Ok(None) => {}
                                             Err(p) => {
                                                 let message = panic_message(&*p);
-                                                fail_with(StretchError::Module { module: i as u32, epoch: at, message }, e, done_epochs);
+                                                fail_with(
+                                                    StretchError::Module { module: i as u32, epoch: at, message },
+                                                    e,
+                                                    done_epochs,
+                                                );
                                             }
                                         }
                                     }

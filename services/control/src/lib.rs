@@ -14,8 +14,7 @@ use metrics::ControlMetrics;
 use neuropil_cluster::auth::BearerAuth;
 use neuropil_cluster::{
     cancel_key, etcd, experiment_key, now_unix_ms, run_key, ActorRecord, Assignment, ExperimentRecord, Member,
-    NodeRecord,
-    PopulationCount, State, MAX_DOCUMENT_BYTES, MAX_REQUEST_BYTES, PREFIX,
+    NodeRecord, PopulationCount, State, MAX_DOCUMENT_BYTES, MAX_REQUEST_BYTES, PREFIX,
 };
 use neuropil_proto::v1::experiment_service_server::{ExperimentService, ExperimentServiceServer};
 use neuropil_proto::v1::node_service_client::NodeServiceClient;

@@ -326,9 +326,12 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
         let outcome = execute(&state, &rt, &a, rank, &handle);
         state.metrics.shards.set(0);
         let label = match &outcome {
-            Ok(_) => "succeeded",
+            Ok((_, true)) => "succeeded",
+            // Cancelled, or stopped with the peers when one of them failed.
+            Ok((_, false)) => "stopped",
             Err(_) => "failed",
         };
+        let outcome = outcome.map(|(bytes, _)| bytes);
         state.metrics.runs.with_label_values(&[label]).inc();
         if let Err(e) = &outcome {
             eprintln!("node {}: run {} failed: {e}", state.id, a.id);
@@ -341,14 +344,15 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
     }
 }
 
-/// Build and simulate this node's shards of `a`; the encoded [`RunOutput`].
+/// Build and simulate this node's shards of `a`; the encoded [`RunOutput`], and
+/// whether the run went to its end.
 fn execute(
     state: &NodeState,
     rt: &tokio::runtime::Handle,
     a: &Assignment,
     rank: usize,
     handle: &RunHandle,
-) -> Result<Vec<u8>, String> {
+) -> Result<(Vec<u8>, bool), String> {
     let format = neuropil_cluster::format_of(&a.format)?;
     let mut exp = neuropil_spec::parse(&a.document, format, &a.set).map_err(|e| e.to_string())?;
     let me = &a.members[rank];
@@ -415,7 +419,9 @@ fn execute(
         // Every node sees every spike; only the recording node reports them.
         out.spikes.clear();
     }
-    postcard::to_allocvec(&out).map_err(|e| format!("encoding the results: {e}"))
+    let complete = out.stats.steps >= compiled.steps;
+    let bytes = postcard::to_allocvec(&out).map_err(|e| format!("encoding the results: {e}"))?;
+    Ok((bytes, complete))
 }
 
 /// Simulate in stretches of [`STRETCH_MS`], publishing progress and live spikes.

@@ -54,7 +54,12 @@ impl<T: Send + 'static> Actor for Owner<T> {
         Ok(Held { name: a.name, held: Some(a.state), census: a.census })
     }
 
-    async fn handle(&self, _me: ActorRef<Self::Msg>, msg: OwnerMsg<T>, s: &mut Held<T>) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        msg: OwnerMsg<T>,
+        s: &mut Held<T>,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             OwnerMsg::Lend(reply) => {
                 let Some(held) = s.held.take() else {

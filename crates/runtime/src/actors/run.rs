@@ -277,7 +277,9 @@ impl RunState {
                 let why = format!("shard {shard} failed at epoch {epoch}: {message}");
                 match who {
                     Some(r) if r.cast(OwnerMsg::Fail(why.clone())).is_ok() => {}
-                    _ => self.complete(me, Err(DriveError::Stretch(StretchError::Shard { shard, epoch, message }))).await,
+                    _ => {
+                        self.complete(me, Err(DriveError::Stretch(StretchError::Shard { shard, epoch, message }))).await
+                    }
                 }
             }
             Err(DriveError::Stretch(StretchError::Module { module, epoch, message })) => {
