@@ -243,6 +243,7 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    logs();
     // Ctrl-C stops a run at the next epoch boundary and keeps what was simulated.
     #[cfg(unix)]
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
@@ -335,6 +336,14 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Structured logs (`tracing`) to stderr, at the level `NEUROPIL_LOG` names
+/// (`error`, `warn`, `info`, `debug`, `trace`; `info` by default).
+fn logs() {
+    let level = std::env::var("NEUROPIL_LOG").ok().and_then(|v| v.parse().ok());
+    let level = level.unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false).init();
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

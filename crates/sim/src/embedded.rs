@@ -544,10 +544,12 @@ pub fn run_part(
                                             }
                                             Ok(None) => {}
                                             Err(p) => {
+                                                // Stop after this epoch, so that the next epoch's
+                                                // message tells the peers to stop too.
                                                 let message = panic_message(&*p);
                                                 fail_with(
                                                     StretchError::Module { module: i as u32, epoch: at, message },
-                                                    e,
+                                                    e + 1,
                                                     done_epochs,
                                                 );
                                             }

@@ -419,12 +419,16 @@ pub async fn serve(cfg: ControlConfig, shutdown: impl std::future::Future<Output
 
 /// Campaign for leadership forever; while leader, schedule.
 async fn lead(control: Arc<Control>, ttl_s: i64) -> Result<()> {
+    let id = control.id.as_str();
+    // A standby's campaign returns when etcd's request timeout (10 s) passes; that
+    // is waiting, not an error: said once, then only at debug level.
+    let mut standing_by = false;
     loop {
         let mut c = control.etcd.clone();
         let (lease, mut lost) = match etcd::lease(&mut c, ttl_s).await {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("control {}: {e:#}; retrying", control.id);
+                tracing::warn!(control = id, error = %format!("{e:#}"), "cannot take an etcd lease; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -434,16 +438,23 @@ async fn lead(control: Arc<Control>, ttl_s: i64) -> Result<()> {
             _ = lost.changed() => continue,
         };
         if let Err(e) = campaign {
-            eprintln!("control {}: campaign failed: {e}; retrying", control.id);
+            if standing_by {
+                tracing::debug!(control = id, error = %e, "still standing by; campaigning again");
+            } else {
+                tracing::info!(control = id, "standing by: another replica leads (or etcd is slow to answer)");
+                standing_by = true;
+            }
+            let _ = c.lease_revoke(lease).await;
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        println!("control {}: elected leader", control.id);
+        standing_by = false;
+        tracing::info!(control = id, "elected leader");
         control.metrics.leader.set(1);
         let mut scheduler = Scheduler { control: control.clone(), collectors: Vec::new() };
         tokio::select! {
-            r = scheduler.run() => eprintln!("control {}: scheduler stopped: {r:?}", control.id),
-            _ = lost.changed() => eprintln!("control {}: lost the leader lease", control.id),
+            r = scheduler.run() => tracing::warn!(control = id, outcome = ?r, "scheduler stopped"),
+            _ = lost.changed() => tracing::warn!(control = id, "lost the leader lease"),
         }
         for (_, h) in scheduler.collectors.drain(..) {
             h.abort();
@@ -577,7 +588,7 @@ async fn collect(control: Arc<Control>, a: Assignment) {
     let outcome = follow(&control, &a, &mut actors).await;
     let mut c = control.etcd.clone();
     let Ok(Some(mut rec)) = etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(&a.id)).await else { return };
-    rec.actors = actors.concat();
+    rec.actors = all_actors(&actors);
     let cancelled = c.get(cancel_key(&a.id), None).await.map(|r| r.count() > 0).unwrap_or(false);
     match outcome {
         Ok(done) => {
@@ -614,6 +625,15 @@ struct Finished {
     bio_time_ms: f64,
     rtf: f64,
     output_dir: String,
+}
+
+/// Actors kept in an experiment's record, at most (the record is rewritten a few
+/// times a second and etcd takes requests up to 1.5 MiB; beyond this, `status`
+/// lists the first ones, in rank order).
+const MAX_ACTORS_IN_RECORD: usize = 4096;
+
+fn all_actors(per_rank: &[Vec<ActorRecord>]) -> Vec<ActorRecord> {
+    per_rank.iter().flatten().take(MAX_ACTORS_IN_RECORD).cloned().collect()
 }
 
 /// `actors[rank]`: the actors each node last reported.
@@ -709,7 +729,7 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
                             .map(|(n, &s)| PopulationCount { population: n.clone(), spikes: s, rate_hz: 0.0 })
                             .collect();
                         rec.message = p.phase.clone();
-                        rec.actors = actors.concat();
+                        rec.actors = all_actors(&actors);
                         etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await?;
                     }
                 }

@@ -227,7 +227,7 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
                             let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) else { continue };
                             match serde_json::from_slice::<Assignment>(kv.value()) {
                                 Ok(a) => start_run(&state, a),
-                                Err(e) => eprintln!("node {}: ignoring undecodable assignment: {e}", state.id),
+                                Err(e) => tracing::warn!(node = %state.id, error = %e, "ignoring an undecodable assignment"),
                             }
                         }
                     }
@@ -258,7 +258,7 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
                 if lost.changed().await.is_err() {
                     return "lease keeper stopped".to_string();
                 }
-                eprintln!("node {}: etcd lease lapsed; registering again", record.id);
+                tracing::warn!(node = %record.id, "etcd lease lapsed; registering again");
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
                 loop {
                     let attempt = async {
@@ -319,6 +319,7 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
             }
         }
     }
+    let node = state.id.clone();
     let state = state.clone();
     // The run's actors live on the node's runtime; the run's thread runs the epochs.
     let rt = tokio::runtime::Handle::current();
@@ -333,14 +334,15 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
         };
         let outcome = outcome.map(|(bytes, _)| bytes);
         state.metrics.runs.with_label_values(&[label]).inc();
-        if let Err(e) = &outcome {
-            eprintln!("node {}: run {} failed: {e}", state.id, a.id);
+        match &outcome {
+            Err(e) => tracing::error!(node = %state.id, run = %a.id, rank, error = %e, "run failed"),
+            Ok(_) => tracing::info!(node = %state.id, run = %a.id, rank, outcome = label, "run ended"),
         }
         handle.result.send_replace(Some(outcome.map(Arc::new)));
         handle.finished.store(true, Ordering::Relaxed);
     });
     if let Err(e) = spawned {
-        eprintln!("node: cannot start a thread for a run: {e}");
+        tracing::error!(node = %node, error = %e, "cannot start a thread for a run");
     }
 }
 

@@ -152,6 +152,7 @@ impl Actor for RunActor {
                 .find(|c| c.0 == id)
                 .map_or((ActorKind::Run, format!("actor {id}")), |c| (c.1, c.2.clone()));
             s.census.ended(&name, ActorState::Failed);
+            tracing::error!(run = %s.name, actor = %name, kind = kind.label(), error = %err, "actor failed");
             let e = DriveError::Actor { kind: kind.label(), actor: name, message: err.to_string() };
             s.complete(&me, Err(e)).await;
         }
