@@ -729,7 +729,7 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
                             .map(|(n, &s)| PopulationCount { population: n.clone(), spikes: s, rate_hz: 0.0 })
                             .collect();
                         rec.message = p.phase.clone();
-                        rec.actors = all_actors(&actors);
+                        rec.actors = all_actors(actors);
                         etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await?;
                     }
                 }

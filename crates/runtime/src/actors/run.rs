@@ -163,7 +163,9 @@ impl Actor for RunActor {
         if s.finished.is_some() {
             // Stopped from outside before the run ended.
             let e = DriveError::Actor { kind: "run", actor: s.name.clone(), message: "stopped before the end".into() };
-            s.finished.take().map(|f| f.send(Err(e)));
+            if let Some(f) = s.finished.take() {
+                let _ = f.send(Err(e));
+            }
         }
         Ok(())
     }
