@@ -236,26 +236,106 @@ pub enum CheckpointError {
     /// The bytes are not a checkpoint.
     #[error("not a neuropil checkpoint: {0}")]
     Decode(String),
+    /// The bytes are a checkpoint, damaged or cut short.
+    #[error("the checkpoint is damaged or incomplete ({0}); use an intact copy")]
+    Corrupt(String),
     /// The checkpoint belongs to another network (or another seed, or scaling).
     #[error(
         "the checkpoint was made for a different network (or seed); resume with the same experiment and overrides"
     )]
     OtherNetwork,
+    /// A shard's state does not fit the network it is restored into.
+    #[error("the checkpoint does not fit the network: {0}")]
+    Mismatch(#[from] crate::shard::StaticsMismatch),
+}
+
+/// The first bytes of a checkpoint: magic and format version.
+const CHECKPOINT_MAGIC: &[u8; 8] = b"NPCKPT\x00\x02";
+
+/// FNV-1a, 64 bits, eight bytes at a time (a checksum against damage, not an
+/// adversary: the checkpoint is then decoded with postcard's bounds).
+fn checksum(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        h ^= u64::from_le_bytes(c.try_into().unwrap_or_default());
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    for &b in chunks.remainder() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 impl Checkpoint {
-    /// Serialised form (postcard).
+    /// Serialised form: magic and version, payload length, checksum, then the
+    /// postcard payload. Static connectivity is left out (rebuilt on restore).
     pub fn to_bytes(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).unwrap_or_default()
+        let payload = postcard::to_allocvec(self).unwrap_or_default();
+        let mut out = Vec::with_capacity(payload.len() + 24);
+        out.extend_from_slice(CHECKPOINT_MAGIC);
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&checksum(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+        out
     }
 
-    /// Restore, checking that it belongs to `net`.
-    pub fn from_bytes(bytes: &[u8], net: &Network) -> Result<Checkpoint, CheckpointError> {
-        let cp: Checkpoint = postcard::from_bytes(bytes).map_err(|e| CheckpointError::Decode(e.to_string()))?;
+    /// Restore, checking that the bytes are intact and belong to `net`, and
+    /// rebuild every shard's static connectivity (on up to `threads` threads).
+    pub fn from_bytes_on(bytes: &[u8], net: &Network, threads: usize) -> Result<Checkpoint, CheckpointError> {
+        let Some((head, rest)) = bytes.split_at_checked(24) else {
+            return Err(CheckpointError::Decode("too short".into()));
+        };
+        if head[..6] != CHECKPOINT_MAGIC[..6] {
+            return Err(CheckpointError::Decode("no checkpoint header".into()));
+        }
+        if head[..8] != CHECKPOINT_MAGIC[..] {
+            return Err(CheckpointError::Decode(format!(
+                "format version {} (this build reads {}); resume with the neuropil that wrote it",
+                u16::from_be_bytes([head[6], head[7]]),
+                u16::from_be_bytes([CHECKPOINT_MAGIC[6], CHECKPOINT_MAGIC[7]])
+            )));
+        }
+        let len = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
+        if len != rest.len() as u64 {
+            return Err(CheckpointError::Corrupt(format!("{} bytes of payload, the header says {len}", rest.len())));
+        }
+        if checksum(rest) != u64::from_le_bytes(head[16..24].try_into().unwrap_or_default()) {
+            return Err(CheckpointError::Corrupt("checksum mismatch".into()));
+        }
+        let mut cp: Checkpoint = postcard::from_bytes(rest).map_err(|e| CheckpointError::Corrupt(e.to_string()))?;
         if cp.network_hash != network_hash(net) {
             return Err(CheckpointError::OtherNetwork);
         }
-        Ok(cp)
+        let n = cp.shards.len();
+        let threads = threads.clamp(1, n.max(1));
+        let failed = Mutex::new(None);
+        let next = AtomicUsize::new(0);
+        let slots: Vec<Mutex<&mut Shard>> = cp.shards.iter_mut().map(Mutex::new).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(slot) = slots.get(i) else { return };
+                    let mut shard = slot.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) = shard.rebuild_static(net) {
+                        failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                    }
+                });
+            }
+        });
+        drop(slots);
+        match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e.into()),
+            None => Ok(cp),
+        }
+    }
+
+    /// [`Checkpoint::from_bytes_on`] with a thread per core.
+    pub fn from_bytes(bytes: &[u8], net: &Network) -> Result<Checkpoint, CheckpointError> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Checkpoint::from_bytes_on(bytes, net, cores)
     }
 
     /// The next step the shards will compute.

@@ -22,6 +22,9 @@ use rand_distr::Distribution;
 use std::ops::Range;
 use std::time::Instant;
 
+mod statics;
+pub use statics::Mismatch as StaticsMismatch;
+
 /// Where a shard's time went, in nanoseconds of wall-clock time on its thread.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, Default, PartialEq, Eq)]
 pub struct PhaseTimes {
@@ -92,9 +95,13 @@ struct PlasticTable {
     /// First gid and size of the source population.
     src_first: Gid,
     src_size: u32,
+    #[serde(skip)]
     row_sec: Vec<u32>,
+    #[serde(skip)]
     sec_delay: Vec<u16>,
+    #[serde(skip)]
     sec_start: Vec<u64>,
+    #[serde(skip)]
     target: Vec<u32>,
     weight: Vec<f64>,
     /// Presynaptic state per source neuron.
@@ -106,6 +113,7 @@ struct PlasticTable {
     modulator: (Gid, Gid),
     dopamine: DopamineHistory,
     /// Gliotransmission: the astrocyte (gid) joining each synapse, u32::MAX if none.
+    #[serde(skip)]
     astro: Vec<u32>,
 }
 
@@ -244,14 +252,21 @@ pub struct Shard {
     epoch_steps: u32,
     n_local: usize,
     groups: Vec<GroupSlot>,
+    // Static connectivity is not in checkpoints: `statics::rebuild` makes it again
+    // from the network (it is a function of the spec and the shard's gids).
     /// Sections of source `s`: `row_sec[s]..row_sec[s+1]`; ascending delays.
+    #[serde(skip)]
     row_sec: Vec<u32>,
     /// Delay (steps) of each section.
+    #[serde(skip)]
     sec_delay: Vec<u16>,
     /// Synapses of section `j`: `sec_start[j]..sec_start[j+1]` (one sentinel at the end).
+    #[serde(skip)]
     sec_start: Vec<u64>,
+    #[serde(skip)]
     syn_target: Vec<u32>,
-    syn_weight: Vec<f32>,
+    /// Static weights: in checkpoints only once homeostatic scaling changed them.
+    syn_weight: statics::Weights,
     /// Spikes with undelivered sections, in canonical (step, gid) order.
     pending: Vec<Pending>,
     /// Input of the current step: `[local neuron][channel]`.
@@ -261,7 +276,9 @@ pub struct Shard {
     /// Postsynaptic spike history per local neuron (empty without STDP).
     post: Vec<PostHistory>,
     /// SIC connections, CSR by source gid: (local target, weight, delay steps).
+    #[serde(skip)]
     sic_row: Vec<u64>,
+    #[serde(skip)]
     sic_syn: Vec<(u32, f32, u16)>,
     /// Current ring buffer `[slot][local neuron]` for SIC input (empty without SIC).
     current: Vec<f64>,
@@ -275,6 +292,7 @@ pub struct Shard {
     dt_ms: f64,
     poisson: Vec<PoissonSource>,
     /// Spike-generator events (arrival step, local target, weight), by arrival.
+    #[serde(skip)]
     trains: Vec<(u64, u32, f64)>,
     train_cursor: usize,
     samplers: Vec<LocalSampler>,
@@ -695,7 +713,7 @@ impl Shard {
             sec_delay,
             sec_start,
             syn_target,
-            syn_weight,
+            syn_weight: statics::Weights::new(syn_weight),
             pending: Vec::new(),
             input: vec![0.0; n_local * 2],
             plastic,
@@ -1057,6 +1075,7 @@ impl Shard {
         if factor.is_empty() {
             return;
         }
+        self.syn_weight.scaled = true;
         for (w, &tg) in self.syn_weight.iter_mut().zip(&self.syn_target) {
             if *w > 0.0 {
                 *w = (*w as f64 * factor[tg as usize]) as f32;

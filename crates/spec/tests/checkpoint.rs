@@ -57,6 +57,59 @@ fn plastic_astrocyte_network_resumes_bit_for_bit() {
     check_resume(&stdp, 2);
 }
 
+/// Homeostatic synaptic scaling changes the static weights: they then travel in
+/// the checkpoint (the rest of the static connectivity is rebuilt).
+#[test]
+fn homeostatic_scaling_resumes_bit_for_bit() {
+    let set = [
+        "populations.E.size=800",
+        "populations.I.size=200",
+        "run.duration_ms=300",
+        "run.transient_ms=0",
+        "populations.E.homeostasis={ target_rate_hz = 10.0, tau_rate_ms = 100.0, threshold_rate = 1.0, scaling_rate = 0.05, scaling_interval_ms = 20.0 }",
+        "projections[0].conn.indegree=80",
+        "projections[1].conn.indegree=20",
+        "projections[2].conn.indegree=80",
+        "projections[3].conn.indegree=20",
+        "stimuli[0].indegree=1000",
+    ];
+    check_resume(&compile_example("brunel.toml", &set), 3);
+}
+
+/// A checkpoint holds the dynamic state only: for Brunel's network (12,500
+/// neurons, 15.6 M static synapses) a few per cent of the synapses' memory, where
+/// it held all of it before.
+#[test]
+fn checkpoints_leave_the_static_connectivity_out() {
+    let c = compile_example("brunel.toml", &["run.duration_ms=20", "run.transient_ms=0"]);
+    let net = &c.network;
+    let cancel = AtomicBool::new(false);
+    let cfg = RunConfig { threads: 2, shards: 2, steps: c.steps, count_from_step: 0 };
+    let (out, cp) = embedded::run_from(net, embedded::build(net, 2, 2), cfg, &|_| {}, &cancel);
+    let bytes = cp.to_bytes().len() as f64;
+    let synapses = out.stats.synapse_bytes as f64;
+    assert!(out.stats.synapses > 15_000_000, "{}", out.stats.synapses);
+    assert!(bytes < 0.05 * synapses, "checkpoint {bytes} B for {synapses} B of synapses");
+}
+
+#[test]
+fn damaged_checkpoints_are_refused_with_a_reason() {
+    let c = compile_example("brunel.toml", &["populations.E.size=100", "populations.I.size=25"]);
+    let bytes = embedded::build(&c.network, 2, 1).to_bytes();
+    let mut flipped = bytes.clone();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x10;
+    let err = Checkpoint::from_bytes(&flipped, &c.network).unwrap_err();
+    assert!(err.to_string().contains("damaged") && err.to_string().contains("checksum"), "{err}");
+    let err = Checkpoint::from_bytes(&bytes[..bytes.len() - 7], &c.network).unwrap_err();
+    assert!(err.to_string().contains("damaged"), "{err}");
+    let mut newer = bytes.clone();
+    newer[7] = 0x63;
+    let err = Checkpoint::from_bytes(&newer, &c.network).unwrap_err();
+    assert!(err.to_string().contains("format version"), "{err}");
+    assert!(Checkpoint::from_bytes(&bytes, &c.network).is_ok());
+}
+
 #[test]
 fn checkpoints_refuse_another_network() {
     let a = compile_example("brunel.toml", &["populations.E.size=100", "populations.I.size=25"]);
