@@ -14,7 +14,8 @@ pub fn write_atomic(path: &Path, state: &Checkpoint) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Largest checkpoint file read back (a full-scale microcircuit is ~3 GB).
+/// Largest checkpoint file read back (a full-scale microcircuit's is 6.8 MB; plastic
+/// networks carry their weights, 8 B per plastic synapse).
 pub const MAX_CHECKPOINT_BYTES: u64 = 16 << 30;
 
 /// Read a checkpoint for `p`'s network; errors name the file and the fix.
