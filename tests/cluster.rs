@@ -713,3 +713,63 @@ async fn a_failing_shard_or_module_actor_fails_the_run_by_name_and_the_nodes_go_
     assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
     assert_eq!(info.nodes.len(), 2);
 }
+
+/// Membership that cannot lie: a node that would advertise a wildcard address, or
+/// take the id of a live node, refuses to start and names the flag; a WatchRun
+/// without a run id is answered at once; the live node is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_refuse_undialable_addresses_and_duplicate_ids() {
+    let tmp = TempDir::new("membership");
+    let etcd = start_etcd();
+    let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
+    let node = start_node(&etcd, "node-0", 1, &[]);
+    wait_live_nodes(&control, 1).await;
+    let refused = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["node", "--metrics", "127.0.0.1:0", "--etcd", &etcd.endpoint, "--lease-ttl-s", "3"]).args(args);
+        let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("node {args:?} did not refuse to start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let wildcard = refused(&["--id", "node-w", "--listen", "0.0.0.0:0", "--exchange-listen", "127.0.0.1:0"]);
+    assert!(wildcard.contains("--advertise") && wildcard.contains("wildcard"), "{wildcard}");
+    let exchange = refused(&[
+        "--id",
+        "node-x",
+        "--listen",
+        "127.0.0.1:0",
+        "--exchange-listen",
+        "127.0.0.1:0",
+        "--exchange-advertise",
+        "node-x.example",
+    ]);
+    assert!(exchange.contains("--exchange-advertise") && exchange.contains("HOST:PORT"), "{exchange}");
+    let twin = refused(&["--id", "node-0", "--listen", "127.0.0.1:0", "--exchange-listen", "127.0.0.1:0"]);
+    assert!(twin.contains("--id node-0: another live node is registered under this id"), "{twin}");
+    assert!(twin.contains(&node.grpc), "names where the live one is: {twin}");
+
+    let mut watch =
+        neuropil_proto::v1::node_service_client::NodeServiceClient::connect(node.grpc.clone()).await.unwrap();
+    let asked = Instant::now();
+    let e = watch.watch_run(neuropil_proto::v1::WatchRunRequest { run: String::new() }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(asked.elapsed() < Duration::from_secs(10), "answered after {:?}", asked.elapsed());
+
+    // node-0 is still the one registered, and runs experiments.
+    let text = http_get(&control.metrics, "/metrics").unwrap();
+    assert_eq!(metric(&text, "neuropil_live_nodes"), Some(1.0));
+    let mut c = client(&control.grpc).await;
+    let id = submit(&mut c, "examples/brunel.toml", &["run.duration_ms=120"]).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.nodes, vec!["node-0"]);
+}

@@ -194,6 +194,9 @@ struct NodeArgs {
     /// Spike exchange listen address (port 0: any free port); peers dial the advertised host at this port.
     #[arg(long, env = "NEUROPIL_EXCHANGE_LISTEN", default_value = "0.0.0.0:7072")]
     exchange_listen: std::net::SocketAddr,
+    /// Address peers dial for the spike exchange (default: the advertised host at the exchange port).
+    #[arg(long, env = "NEUROPIL_EXCHANGE_ADVERTISE")]
+    exchange_advertise: Option<String>,
     /// Also serve the spike exchange on this Unix socket: peers on the same host
     /// (same host name and boot id) reach it there instead of over TCP, which is
     /// cheaper per epoch (several node processes per machine, e.g. one per socket).
@@ -412,6 +415,7 @@ async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
         listen: a.listen,
         advertise: a.advertise,
         exchange_listen: a.exchange_listen,
+        exchange_advertise: a.exchange_advertise,
         exchange_socket: a.exchange_socket,
         etcd: s.etcd,
         threads: a.threads.unwrap_or(cores).max(1),

@@ -2,7 +2,7 @@
 //! records under prefixes.
 
 use anyhow::{Context as _, Result};
-use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
@@ -64,6 +64,19 @@ pub async fn put_json<T: Serialize>(client: &mut Client, key: &str, value: &T, l
     let options = lease.map(|l| PutOptions::new().with_lease(l));
     client.put(key, bytes, options).await.with_context(|| format!("etcd: writing {key}"))?;
     Ok(())
+}
+
+/// Put `value` as JSON under `lease` only if `key` does not exist; `Ok(false)`
+/// when it does (another live holder: a key on a lease disappears with it).
+pub async fn create_json<T: Serialize>(client: &mut Client, key: &str, value: &T, lease: i64) -> Result<bool> {
+    let bytes = serde_json::to_vec(value)?;
+    let txn = Txn::new().when([Compare::create_revision(key, CompareOp::Equal, 0)]).and_then([TxnOp::put(
+        key,
+        bytes,
+        Some(PutOptions::new().with_lease(lease)),
+    )]);
+    let resp = client.txn(txn).await.with_context(|| format!("etcd: creating {key}"))?;
+    Ok(resp.succeeded())
 }
 
 /// Read one JSON record.

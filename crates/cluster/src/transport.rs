@@ -198,7 +198,8 @@ impl SpikeExchange for ExchangeSvc {
             .and_then(|r| r.parse().ok())
             .ok_or_else(|| Status::invalid_argument(format!("missing or non-numeric {RANK_HEADER} metadata")))?;
         if run != self.run {
-            return Err(Status::failed_precondition(format!("this node runs {}, not {run}", self.run)));
+            // Say nothing about what does run here.
+            return Err(Status::failed_precondition(format!("no run {run:?} on this node")));
         }
         if rank >= self.rank {
             return Err(Status::invalid_argument(format!(

@@ -15,6 +15,9 @@ pub struct NodeConfig {
     /// Spike exchange listen address (port 0 picks a free one); peers dial the
     /// advertised host at this port.
     pub exchange_listen: SocketAddr,
+    /// Address peers dial for the exchange; default: the advertised host at the
+    /// exchange port.
+    pub exchange_advertise: Option<String>,
     /// Also serve the exchange on this Unix socket, for peers on the same host.
     pub exchange_socket: Option<std::path::PathBuf>,
     /// etcd endpoints.

@@ -85,6 +85,9 @@ impl NodeService for NodeSvc {
 
     async fn watch_run(&self, req: Request<WatchRunRequest>) -> Result<Response<Self::WatchRunStream>, Status> {
         let run = req.into_inner().run;
+        if run.is_empty() || run.len() > 128 {
+            return Err(Status::invalid_argument("run: give the experiment id (1 to 128 characters)"));
+        }
         let state = self.0.clone();
         let Some(handle) = wait_for(Duration::from_secs(30), || state.run(&run)).await else {
             return Err(Status::not_found(format!("run {run:?} is not on this node")));
@@ -157,6 +160,7 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
         .with_context(|| format!("--listen {}: cannot listen", cfg.listen))?;
     let addr = listener.local_addr()?;
     let advertise = cfg.advertise.clone().unwrap_or_else(|| format!("{}://{addr}", cfg.tls.scheme()));
+    dialable("--advertise", &advertise)?;
     let mut exchange = ExchangePort::bind(cfg.exchange_listen)
         .with_context(|| format!("--exchange-listen {}: cannot listen", cfg.exchange_listen))?;
     if let Some(path) = &cfg.exchange_socket {
@@ -164,7 +168,8 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
     }
     let host = neuropil_cluster::transport::host_identity();
     let exchange_port = exchange.local_addr()?.port();
-    let exchange_addr = with_port(&advertise, exchange_port);
+    let exchange_addr = cfg.exchange_advertise.clone().unwrap_or_else(|| with_port(&advertise, exchange_port));
+    dialable("--exchange-advertise", &exchange_addr)?;
     let metrics_addr = neuropil_cluster::telemetry::serve(cfg.metrics_listen, metrics.registry.clone()).await?;
 
     let state = Arc::new(NodeState {
@@ -209,7 +214,18 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
         .watch(format!("{PREFIX}cancel/"), Some(WatchOptions::new().with_prefix()))
         .await
         .context("etcd: watch")?;
-    etcd::put_json(&mut client, &neuropil_cluster::node_key(&cfg.id), &record, Some(first_lease)).await?;
+    // One live node per id: a second one would overwrite the first's record and
+    // run its shards too.
+    let key = neuropil_cluster::node_key(&cfg.id);
+    if !etcd::create_json(&mut client, &key, &record, first_lease).await? {
+        let _ = client.lease_revoke(first_lease).await;
+        let other = etcd::get_json::<NodeRecord>(&mut client, &key).await.ok().flatten();
+        let at = other.map_or_else(String::new, |o| format!(" (at {})", o.addr));
+        anyhow::bail!(
+            "--id {}: another live node is registered under this id{at}; give each node its own --id",
+            cfg.id
+        );
+    }
     let lease = Arc::new(std::sync::atomic::AtomicI64::new(first_lease));
     println!(
         "neuropil node {}: grpc={addr} metrics={metrics_addr} exchange={exchange_addr} advertise={advertise}",
@@ -263,14 +279,21 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
                 loop {
                     let attempt = async {
                         let (id, rx) = etcd::lease(&mut client, ttl).await?;
-                        etcd::put_json(&mut client, &key, &record, Some(id)).await?;
-                        anyhow::Ok((id, rx))
+                        if !etcd::create_json(&mut client, &key, &record, id).await? {
+                            let _ = client.lease_revoke(id).await;
+                            return anyhow::Ok(Err(id));
+                        }
+                        anyhow::Ok(Ok((id, rx)))
                     };
                     match attempt.await {
-                        Ok((id, rx)) => {
+                        Ok(Ok((id, rx))) => {
                             lease.store(id, Ordering::Relaxed);
                             lost = rx;
                             break;
+                        }
+                        // Someone registered under this id while the lease was out.
+                        Ok(Err(_)) => {
+                            return format!("--id {}: another node registered under this id while this one's lease had lapsed; stopping", record.id);
                         }
                         Err(e) if tokio::time::Instant::now() >= deadline => {
                             return format!(
@@ -546,6 +569,26 @@ fn peers(members: &[Member], host: &str) -> Vec<Peer> {
                 .filter(|p| p.exists()),
         })
         .collect()
+}
+
+/// Refuse an address that others cannot dial (no scheme, no port, or a wildcard
+/// host such as the default `--listen 0.0.0.0:7071` gives).
+fn dialable(flag: &str, url: &str) -> Result<()> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    let Some((host, port)) = rest.and_then(|r| r.trim_end_matches('/').rsplit_once(':')) else {
+        anyhow::bail!("{flag} {url:?}: give http://HOST:PORT (or https://)");
+    };
+    if port.parse::<u16>().map_or(true, |p| p == 0) {
+        anyhow::bail!("{flag} {url:?}: the port must be a number from 1 to 65535");
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+        anyhow::bail!(
+            "{flag} {url:?}: other nodes and the control cannot dial a wildcard address; set {flag} to this \
+             node's reachable address (in Kubernetes, the pod's DNS name) or listen on a specific one"
+        );
+    }
+    Ok(())
 }
 
 /// `url` (`http://host:port`) with another port.
