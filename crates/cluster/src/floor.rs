@@ -145,7 +145,11 @@ fn grpc(epochs: usize, socket: bool) -> Result<f64> {
         if socket {
             port.bind_socket(&path).map_err(|e| anyhow!(e))?;
         }
-        peers.push(Peer { addr: format!("http://{}", port.local_addr()?), socket: socket.then_some(path) });
+        peers.push(Peer {
+            node: String::new(),
+            addr: format!("http://{}", port.local_addr()?),
+            socket: socket.then_some(path),
+        });
         ports.push(port);
     }
     let t = pair(epochs, |r| {

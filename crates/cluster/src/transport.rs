@@ -156,6 +156,8 @@ impl Drop for ExchangePort {
 /// Where a peer's exchange listens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Peer {
+    /// Its node id (names it in errors: "node-3 (rank 3) stopped sending").
+    pub node: String,
     /// Its TCP address (`http://host:port`, or https with TLS); also names the
     /// peer in TLS.
     pub addr: String,
@@ -223,7 +225,7 @@ async fn open_stream(
     run: String,
     my_rank: u32,
     peer: u32,
-    Peer { addr, socket }: Peer,
+    Peer { addr, socket, .. }: Peer,
     deadline: tokio::time::Instant,
     rx: mpsc::Receiver<EpochMessage>,
     inbound: mpsc::UnboundedSender<Inbound>,
@@ -289,6 +291,8 @@ pub struct GrpcTransport {
     /// The peers' halves of the streams, by rank.
     streams: Vec<Option<tonic::Streaming<EpochMessage>>>,
     ended: Vec<Option<String>>,
+    /// Each peer as errors name it: `node-3 (rank 3)`.
+    names: Vec<String>,
     seq: u64,
     timeout: Duration,
     metrics: ExchangeMetrics,
@@ -361,6 +365,11 @@ impl GrpcTransport {
             inbound: rx,
             streams: (0..n).map(|_| None).collect(),
             ended: vec![None; n],
+            names: peers
+                .iter()
+                .enumerate()
+                .map(|(r, p)| if p.node.is_empty() { format!("rank {r}") } else { format!("{} (rank {r})", p.node) })
+                .collect(),
             seq: 0,
             timeout,
             bytes_sent: metrics.exchange_bytes.with_label_values(&["sent"]),
@@ -470,7 +479,7 @@ impl Transport for GrpcTransport {
         self.started = Some(Instant::now());
         let msg = encode(&self.run, self.rank, self.seq, local, stop);
         let bytes = prost::Message::encoded_len(&msg) as u64;
-        let Self { rt, rank, sinks, streams, inbound, ended, timeout, bytes_sent, .. } = self;
+        let Self { rt, rank, sinks, streams, inbound, ended, timeout, bytes_sent, names, .. } = self;
         let (rank, timeout) = (*rank as usize, *timeout);
         let n = sinks.len();
         rt.block_on(async {
@@ -478,11 +487,11 @@ impl Transport for GrpcTransport {
                 // A lower rank may not have opened its stream yet.
                 while sinks[r].is_none() {
                     if let Some(why) = &ended[r] {
-                        return Err(format!("rank {r}: {why}"));
+                        return Err(format!("{}: {why}", names[r]));
                     }
                     let ev = next_event(inbound, timeout)
                         .await
-                        .map_err(|e| format!("waiting for rank {r} to connect: {e}"))?;
+                        .map_err(|e| format!("waiting for {} to connect: {e}", names[r]))?;
                     absorb(ev, sinks, streams, ended)?;
                 }
                 let sent = match &sinks[r] {
@@ -492,7 +501,7 @@ impl Transport for GrpcTransport {
                 };
                 if !sent {
                     let why = ended[r].clone().unwrap_or_else(|| "stream closed".into());
-                    return Err(format!("rank {r}: {why}"));
+                    return Err(format!("{}: {why}", names[r]));
                 }
                 bytes_sent.inc_by(bytes);
             }
@@ -503,7 +512,7 @@ impl Transport for GrpcTransport {
     }
 
     fn receive(&mut self, into: &mut Exchange) -> Result<bool, String> {
-        let Self { rt, rank, sinks, streams, inbound, ended, seq, timeout, bytes_received, metrics, .. } = self;
+        let Self { rt, rank, sinks, streams, inbound, ended, seq, timeout, bytes_received, metrics, names, .. } = self;
         let (rank, epoch, timeout) = (*rank as usize, *seq, *timeout);
         let n = sinks.len();
         let wait_start = Instant::now();
@@ -512,9 +521,10 @@ impl Transport for GrpcTransport {
             for r in (0..n).filter(|&r| r != rank) {
                 while streams[r].is_none() {
                     if let Some(why) = &ended[r] {
-                        return Err(format!("rank {r}: {why}"));
+                        return Err(format!("{}: {why}", names[r]));
                     }
-                    let ev = next_event(inbound, timeout).await.map_err(|e| format!("epoch {epoch}, rank {r}: {e}"))?;
+                    let ev =
+                        next_event(inbound, timeout).await.map_err(|e| format!("epoch {epoch}, {}: {e}", names[r]))?;
                     absorb(ev, sinks, streams, ended)?;
                 }
                 let Some(stream) = streams[r].as_mut() else { continue };
@@ -529,12 +539,12 @@ impl Transport for GrpcTransport {
                     Err(why) => {
                         streams[r] = None;
                         ended[r] = Some(why.clone());
-                        return Err(format!("rank {r} stopped sending at epoch {epoch}: {why}"));
+                        return Err(format!("{} stopped sending at epoch {epoch}: {why}", names[r]));
                     }
                 };
                 bytes_received.inc_by(prost::Message::encoded_len(&m) as u64);
                 if m.epoch != epoch {
-                    return Err(format!("rank {r} is at epoch {} but this node is at {epoch}", m.epoch));
+                    return Err(format!("{} is at epoch {} but this node is at {epoch}", names[r], m.epoch));
                 }
                 any_stop |= m.stop;
                 decode(&m, into)?;

@@ -653,7 +653,7 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
                 match attempt.await {
                     Ok(s) => break s.into_inner(),
                     Err(e) if tokio::time::Instant::now() >= deadline => {
-                        let _ = tx.send((rank, Err(format!("node at {addr}: {e}")))).await;
+                        let _ = tx.send((rank, Err(format!("unreachable at {addr}: {e}")))).await;
                         return;
                     }
                     Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -668,12 +668,14 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
                             return;
                         }
                     }
+                    // The node itself is gone (killed, its host lost) or cut off.
                     Ok(None) => {
-                        let _ = tx.send((rank, Err(format!("node at {addr} ended the run stream early")))).await;
+                        let _ = tx.send((rank, Err(format!("lost: its run stream at {addr} ended early")))).await;
                         return;
                     }
                     Err(s) => {
-                        let _ = tx.send((rank, Err(format!("node at {addr}: {}", s.message())))).await;
+                        let why = format!("lost: its run stream at {addr} broke ({})", s.message());
+                        let _ = tx.send((rank, Err(why))).await;
                         return;
                     }
                 }
@@ -695,7 +697,7 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
     };
     while let Some((rank, ev)) = rx.recv().await {
         match ev {
-            Err(e) => anyhow::bail!("{} (rank {rank}): {e}", a.members[rank].node),
+            Err(e) => anyhow::bail!("{} (rank {rank}) {e}", a.members[rank].node),
             Ok(run_event::Event::Error(e)) => anyhow::bail!("{} (rank {rank}): {e}", a.members[rank].node),
             Ok(run_event::Event::Result(bytes)) => {
                 results[rank] = Some(bytes);

@@ -560,6 +560,7 @@ fn peers(members: &[Member], host: &str) -> Vec<Peer> {
     members
         .iter()
         .map(|m| Peer {
+            node: m.node.clone(),
             addr: m.exchange_addr.clone(),
             socket: m
                 .exchange_socket
