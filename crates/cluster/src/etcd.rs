@@ -66,17 +66,42 @@ pub async fn put_json<T: Serialize>(client: &mut Client, key: &str, value: &T, l
     Ok(())
 }
 
-/// Put `value` as JSON under `lease` only if `key` does not exist; `Ok(false)`
-/// when it does (another live holder: a key on a lease disappears with it).
-pub async fn create_json<T: Serialize>(client: &mut Client, key: &str, value: &T, lease: i64) -> Result<bool> {
+/// What an existing key must be for [`claim_json`] to take it over.
+pub enum Replacing {
+    /// Nothing: only a missing key is claimed.
+    Nothing,
+    /// A key attached to this (earlier) lease of ours.
+    Lease(i64),
+    /// A key holding exactly these bytes.
+    Value(Vec<u8>),
+}
+
+/// Put `value` as JSON under `lease` if `key` does not exist, or if it is what
+/// `replacing` says; `Ok(false)` when someone else holds it (a key on a lease
+/// disappears with its holder).
+pub async fn claim_json<T: Serialize>(
+    client: &mut Client,
+    key: &str,
+    value: &T,
+    lease: i64,
+    replacing: Replacing,
+) -> Result<bool> {
     let bytes = serde_json::to_vec(value)?;
-    let txn = Txn::new().when([Compare::create_revision(key, CompareOp::Equal, 0)]).and_then([TxnOp::put(
-        key,
-        bytes,
-        Some(PutOptions::new().with_lease(lease)),
-    )]);
-    let resp = client.txn(txn).await.with_context(|| format!("etcd: creating {key}"))?;
-    Ok(resp.succeeded())
+    let put = || TxnOp::put(key, bytes.clone(), Some(PutOptions::new().with_lease(lease)));
+    let mut conditions = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
+    match replacing {
+        Replacing::Nothing => {}
+        Replacing::Lease(old) => conditions.push(Compare::lease(key, CompareOp::Equal, old)),
+        Replacing::Value(v) => conditions.push(Compare::value(key, CompareOp::Equal, v)),
+    }
+    // etcd's conditions are all-of: one transaction per alternative.
+    for c in conditions {
+        let txn = Txn::new().when([c]).and_then([put()]);
+        if client.txn(txn).await.with_context(|| format!("etcd: claiming {key}"))?.succeeded() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Read one JSON record.

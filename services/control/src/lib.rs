@@ -441,7 +441,7 @@ async fn lead(control: Arc<Control>, ttl_s: i64) -> Result<()> {
             if standing_by {
                 tracing::debug!(control = id, error = %e, "still standing by; campaigning again");
             } else {
-                tracing::info!(control = id, "standing by: another replica leads (or etcd is slow to answer)");
+                tracing::info!(control = id, error = %e, "standing by: another replica leads (or etcd is slow to answer)");
                 standing_by = true;
             }
             let _ = c.lease_revoke(lease).await;
@@ -456,6 +456,9 @@ async fn lead(control: Arc<Control>, ttl_s: i64) -> Result<()> {
             r = scheduler.run() => tracing::warn!(control = id, outcome = ?r, "scheduler stopped"),
             _ = lost.changed() => tracing::warn!(control = id, "lost the leader lease"),
         }
+        // Leave the election: a lease kept alive after the scheduler stopped would
+        // hold the leader key, and no replica (this one included) would lead again.
+        let _ = c.lease_revoke(lease).await;
         for (_, h) in scheduler.collectors.drain(..) {
             h.abort();
         }
@@ -588,7 +591,7 @@ async fn collect(control: Arc<Control>, a: Assignment) {
     let outcome = follow(&control, &a, &mut actors).await;
     let mut c = control.etcd.clone();
     let Ok(Some(mut rec)) = etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(&a.id)).await else { return };
-    rec.actors = all_actors(&actors);
+    rec.actors = all_actors(&actors, rec.document.len());
     let cancelled = c.get(cancel_key(&a.id), None).await.map(|r| r.count() > 0).unwrap_or(false);
     match outcome {
         Ok(done) => {
@@ -627,13 +630,23 @@ struct Finished {
     output_dir: String,
 }
 
-/// Actors kept in an experiment's record, at most (the record is rewritten a few
-/// times a second and etcd takes requests up to 1.5 MiB; beyond this, `status`
-/// lists the first ones, in rank order).
-const MAX_ACTORS_IN_RECORD: usize = 4096;
+/// Bytes of an experiment's record (document included) up to which actors are
+/// listed in it: etcd takes requests up to 1.5 MiB, and the record is rewritten a
+/// few times a second. Beyond it, `status` lists the first ones, in rank order.
+const RECORD_BUDGET_BYTES: usize = 1 << 20;
 
-fn all_actors(per_rank: &[Vec<ActorRecord>]) -> Vec<ActorRecord> {
-    per_rank.iter().flatten().take(MAX_ACTORS_IN_RECORD).cloned().collect()
+fn all_actors(per_rank: &[Vec<ActorRecord>], document_bytes: usize) -> Vec<ActorRecord> {
+    let mut left = RECORD_BUDGET_BYTES.saturating_sub(document_bytes);
+    per_rank
+        .iter()
+        .flatten()
+        .take_while(|a| {
+            let size = a.kind.len() + a.name.len() + a.node.len() + a.state.len() + 48; // JSON around them
+            left = left.saturating_sub(size);
+            left > 0
+        })
+        .cloned()
+        .collect()
 }
 
 /// `actors[rank]`: the actors each node last reported.
@@ -731,7 +744,7 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
                             .map(|(n, &s)| PopulationCount { population: n.clone(), spikes: s, rate_hz: 0.0 })
                             .collect();
                         rec.message = p.phase.clone();
-                        rec.actors = all_actors(actors);
+                        rec.actors = all_actors(actors, rec.document.len());
                         etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await?;
                     }
                 }

@@ -217,7 +217,14 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
     // One live node per id: a second one would overwrite the first's record and
     // run its shards too.
     let key = neuropil_cluster::node_key(&cfg.id);
-    if !etcd::create_json(&mut client, &key, &record, first_lease).await? {
+    // A record with this node's own addresses is its previous incarnation (no other
+    // live process can serve them), restarted within the lease's time to live.
+    let mine = etcd::get_json::<NodeRecord>(&mut client, &key)
+        .await?
+        .filter(|o| o.addr == record.addr && o.exchange_addr == record.exchange_addr)
+        .and_then(|o| serde_json::to_vec(&o).ok());
+    let replacing = mine.map_or(etcd::Replacing::Nothing, etcd::Replacing::Value);
+    if !etcd::claim_json(&mut client, &key, &record, first_lease, replacing).await? {
         let _ = client.lease_revoke(first_lease).await;
         let other = etcd::get_json::<NodeRecord>(&mut client, &key).await.ok().flatten();
         let at = other.map_or_else(String::new, |o| format!(" (at {})", o.addr));
@@ -277,9 +284,12 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
                 tracing::warn!(node = %record.id, "etcd lease lapsed; registering again");
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
                 loop {
+                    // The old lease may still be alive (a keep-alive stream broke, not
+                    // the lease): the record on it is ours to take over.
+                    let old = lease.load(Ordering::Relaxed);
                     let attempt = async {
                         let (id, rx) = etcd::lease(&mut client, ttl).await?;
-                        if !etcd::create_json(&mut client, &key, &record, id).await? {
+                        if !etcd::claim_json(&mut client, &key, &record, id, etcd::Replacing::Lease(old)).await? {
                             let _ = client.lease_revoke(id).await;
                             return anyhow::Ok(Err(id));
                         }
@@ -287,6 +297,7 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
                     };
                     match attempt.await {
                         Ok(Ok((id, rx))) => {
+                            let _ = client.lease_revoke(old).await;
                             lease.store(id, Ordering::Relaxed);
                             lost = rx;
                             break;

@@ -62,8 +62,12 @@ impl Shard {
     /// After restoring from a checkpoint: build this shard's static connectivity
     /// again from `net` (checking that the dynamic state fits it).
     pub fn rebuild_static(&mut self, net: &Network) -> Result<(), Mismatch> {
-        let fresh = Shard::build(net, self.layout);
         let shard = self.layout.index;
+        if self.layout.count == 0 || shard >= self.layout.count || self.layout.count > 1 << 20 {
+            let (got, want) = (shard as usize, self.layout.count as usize);
+            return Err(Mismatch { shard, what: "shard index (of the shard count)", got, want });
+        }
+        let fresh = Shard::build(net, self.layout);
         let check = |what, got: usize, want: usize| {
             if got == want {
                 Ok(())
