@@ -61,18 +61,8 @@ fn plastic_astrocyte_network_resumes_bit_for_bit() {
 /// the checkpoint (the rest of the static connectivity is rebuilt).
 #[test]
 fn homeostatic_scaling_resumes_bit_for_bit() {
-    let set = [
-        "populations.E.size=800",
-        "populations.I.size=200",
-        "run.duration_ms=300",
-        "run.transient_ms=0",
-        "populations.E.homeostasis={ target_rate_hz = 10.0, tau_rate_ms = 100.0, threshold_rate = 1.0, scaling_rate = 0.05, scaling_interval_ms = 20.0 }",
-        "projections[0].conn.indegree=80",
-        "projections[1].conn.indegree=20",
-        "projections[2].conn.indegree=80",
-        "projections[3].conn.indegree=20",
-        "stimuli[0].indegree=1000",
-    ];
+    let set: Vec<&str> =
+        HOMEOSTATIC_BRUNEL.iter().copied().chain(["run.duration_ms=300", "run.transient_ms=0"]).collect();
     check_resume(&compile_example("brunel.toml", &set), 3);
 }
 

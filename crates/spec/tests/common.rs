@@ -59,3 +59,16 @@ pub fn numbers(path: &PathBuf) -> Vec<Vec<f64>> {
         .map(|l| l.split_whitespace().map(|x| x.parse::<f64>().expect("number")).collect())
         .collect()
 }
+
+/// Overrides that make brunel.toml a small network with homeostatic synaptic
+/// scaling on E (static weights change during the run); add a duration.
+pub const HOMEOSTATIC_BRUNEL: [&str; 8] = [
+    "populations.E.size=800",
+    "populations.I.size=200",
+    "populations.E.homeostasis={ target_rate_hz = 10.0, tau_rate_ms = 100.0, threshold_rate = 1.0, scaling_rate = 0.05, scaling_interval_ms = 20.0 }",
+    "projections[0].conn.indegree=80",
+    "projections[1].conn.indegree=20",
+    "projections[2].conn.indegree=80",
+    "projections[3].conn.indegree=20",
+    "stimuli[0].indegree=1000",
+];

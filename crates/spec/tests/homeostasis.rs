@@ -90,17 +90,7 @@ populations = ["n"]
 #[test]
 fn homeostatic_network_is_partition_independent() {
     let text = std::fs::read_to_string(root().join("examples/brunel.toml")).unwrap();
-    let set = [
-        "populations.E.size=800",
-        "populations.I.size=200",
-        "run.duration_ms=400",
-        "populations.E.homeostasis={ target_rate_hz = 10.0, tau_rate_ms = 100.0, threshold_rate = 1.0, scaling_rate = 0.05, scaling_interval_ms = 20.0 }",
-        "projections[0].conn.indegree=80",
-        "projections[1].conn.indegree=20",
-        "projections[2].conn.indegree=80",
-        "projections[3].conn.indegree=20",
-        "stimuli[0].indegree=1000",
-    ];
+    let set: Vec<&str> = HOMEOSTATIC_BRUNEL.iter().copied().chain(["run.duration_ms=400"]).collect();
     let c = compile_text(&text, &set);
     let one = run(&c, 1, 1);
     assert!(one.spike_counts[0] > 1000, "{:?}", one.spike_counts);

@@ -275,25 +275,21 @@ impl RunState {
             }
             // The epoch loop caught a shard's or a module's failure: that child fails
             // as itself, and its supervision event (this actor) fails the run.
-            Err(DriveError::Stretch(StretchError::Shard { shard, epoch, message })) => {
-                let who = self.shards.iter().find(|(i, _)| *i == shard).map(|(_, r)| r.clone());
-                let why = format!("shard {shard} failed at epoch {epoch}: {message}");
-                match who {
-                    Some(r) if r.cast(OwnerMsg::Fail(why.clone())).is_ok() => {}
-                    _ => {
-                        self.complete(me, Err(DriveError::Stretch(StretchError::Shard { shard, epoch, message }))).await
-                    }
-                }
-            }
-            Err(DriveError::Stretch(StretchError::Module { module, epoch, message })) => {
-                let who = self.modules.get(module as usize).cloned();
-                let why = format!("cerebellar module {module} failed at epoch {epoch}: {message}");
-                match who {
-                    Some(r) if r.cast(OwnerMsg::Fail(why)).is_ok() => {}
-                    _ => {
-                        let e = DriveError::Stretch(StretchError::Module { module, epoch, message });
-                        self.complete(me, Err(e)).await
-                    }
+            Err(DriveError::Stretch(e @ (StretchError::Shard { .. } | StretchError::Module { .. }))) => {
+                let told = match &e {
+                    StretchError::Shard { shard, .. } => self
+                        .shards
+                        .iter()
+                        .find(|(i, _)| i == shard)
+                        .is_some_and(|(_, r)| r.cast(OwnerMsg::Fail(e.to_string())).is_ok()),
+                    StretchError::Module { module, .. } => self
+                        .modules
+                        .get(*module as usize)
+                        .is_some_and(|r| r.cast(OwnerMsg::Fail(e.to_string())).is_ok()),
+                    StretchError::Transport(_) => false,
+                };
+                if !told {
+                    self.complete(me, Err(e.into())).await;
                 }
             }
             Err(e) => self.complete(me, Err(e)).await,
