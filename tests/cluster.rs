@@ -778,3 +778,92 @@ async fn nodes_refuse_undialable_addresses_and_duplicate_ids() {
     assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
     assert_eq!(info.nodes, vec!["node-0"]);
 }
+
+/// Wait until the run has a complete checkpoint, and say how far it is.
+async fn wait_checkpointed(c: &mut Client, id: &str) -> neuropil_proto::v1::ExperimentInfo {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let info = c.get(GetRequest { id: id.into() }).await.unwrap().into_inner();
+        let s = ExperimentState::try_from(info.state).unwrap();
+        assert!(matches!(s, ExperimentState::Pending | ExperimentState::Running), "{info:?}");
+        if info.checkpoint_ms > 0.0 {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "no complete checkpoint within 120 s: {info:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 17: a node killed mid-run (kill -9, after the first coordinated
+/// checkpoint) costs the run nothing. The control rolls the run back to its last
+/// complete checkpoint on the shared volume and places the shards on the nodes
+/// left (and one that joined); the finished experiment has the spike hash and the
+/// cerebellum.csv of the embedded run that never stopped (dopamine-modulated STDP
+/// and a cerebellar module: plastic weights, eligibility traces, the module's
+/// queues all come back). Once with a non-recording node lost, once with the
+/// recording node (rank 0) lost. `status` shows what happened when.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_costs_the_run_nothing_it_resumes_from_the_last_checkpoint() {
+    let tmp = TempDir::new("recovery");
+    let volume = tmp.0.join("checkpoints");
+    let vol = volume.to_str().unwrap();
+    let etcd = start_etcd();
+    let control = start_control(
+        &etcd,
+        "control-0",
+        &tmp.0.join("data"),
+        &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol],
+    );
+    let node =
+        |i: usize| start_node(&etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol, "--peer-timeout-s", "20"]);
+    let mut nodes: Vec<Option<Proc>> = (0..3).map(|i| Some(node(i))).collect();
+    wait_live_nodes(&control, 3).await;
+    let set = ["run.duration_ms=6000"];
+    let embedded = embedded_summary("examples/cerebellar_dopamine.toml", &set, &tmp.0);
+    let theirs = std::fs::read_to_string(tmp.0.join("embedded/cerebellum.csv")).unwrap();
+    let mut c = client(&control.grpc).await;
+
+    for (round, victim) in [(0, 1usize), (1, 0)] {
+        if round == 1 {
+            // Once the lost node's lease has lapsed, a node that joins takes part.
+            wait_live_nodes(&control, 2).await;
+            nodes.push(Some(node(3)));
+            wait_live_nodes(&control, 3).await;
+        }
+        let id = submit(&mut c, "examples/cerebellar_dopamine.toml", &set).await.unwrap();
+        let at = wait_checkpointed(&mut c, &id).await;
+        let members = at.nodes.clone();
+        assert_eq!(members.len(), 3, "{at:?}");
+        let victim_id = members[victim].clone();
+        let i: usize = victim_id.trim_start_matches("node-").parse().unwrap();
+        nodes[i].take().unwrap().kill();
+        let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
+        assert_eq!(info.state, ExperimentState::Succeeded as i32, "round {round}: {info:?}");
+        assert_eq!(info.recoveries, 1, "round {round}: the kill landed after the run had ended? {info:?}");
+        assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "round {round}: spikes differ");
+        let ours = std::fs::read_to_string(std::path::Path::new(&info.output_dir).join("cerebellum.csv")).unwrap();
+        assert!(ours == theirs, "round {round}: cerebellum.csv differs from the embedded run's");
+        let survivors: Vec<String> = members.iter().filter(|m| **m != victim_id).cloned().collect();
+        let mut placed = info.nodes.clone();
+        placed.sort();
+        assert_eq!(placed, survivors, "round {round}: the run went on on the nodes left");
+        // What happened when.
+        let log: Vec<&str> = info.events.iter().map(|e| e.what.as_str()).collect();
+        let lost = format!("{victim_id} (rank {victim}) lost");
+        assert!(log.iter().any(|e| e.starts_with(&lost)), "round {round}: {log:#?}");
+        assert!(log.iter().any(|e| e.starts_with("recovering: rolling back to the checkpoint at")), "{log:#?}");
+        assert!(log.iter().any(|e| e.starts_with("resumed from") && e.contains("(attempt 2)")), "{log:#?}");
+        assert_eq!(log.last(), Some(&"succeeded"), "{log:#?}");
+        assert!(info.events.windows(2).all(|w| w[0].unix_ms <= w[1].unix_ms));
+        // The run's checkpoints are gone from the volume once it is over.
+        assert!(!volume.join(&id).exists(), "round {round}: checkpoints left behind");
+    }
+    let text = http_get(&control.metrics, "/metrics").unwrap();
+    assert_eq!(metric_with(&text, "neuropil_recoveries_total", "cause=\"node_lost\""), Some(2.0), "{text}");
+    promtool_check(&text);
+    let survivor = nodes.iter().flatten().next().unwrap();
+    let text = http_get(&survivor.metrics, "/metrics").unwrap();
+    assert!(metric(&text, "neuropil_checkpoint_bytes").is_some_and(|b| b > 1000.0), "{text}");
+    assert!(metric(&text, "neuropil_checkpoint_duration_seconds_count").is_some_and(|n| n >= 1.0), "{text}");
+    promtool_check(&text);
+}

@@ -61,6 +61,7 @@ fn state_name(i: i32) -> &'static str {
         ExperimentState::Unspecified => "unknown",
         ExperimentState::Pending => "pending",
         ExperimentState::Running => "running",
+        ExperimentState::Recovering => "recovering",
         ExperimentState::Succeeded => "succeeded",
         ExperimentState::Failed => "failed",
         ExperimentState::Cancelled => "cancelled",
@@ -153,6 +154,16 @@ fn print_info(i: &ExperimentInfo) {
     if !i.output_dir.is_empty() {
         let _ = writeln!(out, "results     {}", i.output_dir);
     }
+    if i.checkpoint_ms > 0.0 || i.recoveries > 0 {
+        let _ = writeln!(out, "checkpoint  {:.1} ms, {} recoveries", i.checkpoint_ms, i.recoveries);
+    }
+    if !i.events.is_empty() {
+        let _ = writeln!(out, "events");
+        let first = i.events[0].unix_ms;
+        for e in &i.events {
+            let _ = writeln!(out, "  {:>+9.3} s  {}", e.unix_ms.saturating_sub(first) as f64 / 1000.0, e.what);
+        }
+    }
 }
 
 /// `neuropil status [ID]`.
@@ -191,6 +202,9 @@ pub fn info_json(i: &ExperimentInfo) -> String {
         "bio_time_ms": i.bio_time_ms, "duration_ms": i.duration_ms, "rtf": i.rtf, "spikes": i.spikes,
         "neurons": i.neurons, "synapses": i.synapses, "shards": i.shards, "nodes": i.nodes,
         "spike_hash": i.spike_hash, "output_dir": i.output_dir,
+        "checkpoint_ms": i.checkpoint_ms, "recoveries": i.recoveries,
+        "events": i.events.iter().map(|e| serde_json::json!({"unix_ms": e.unix_ms, "what": e.what}))
+            .collect::<Vec<_>>(),
         "actors": i.actors.iter().map(|a| serde_json::json!({
             "kind": a.kind, "name": a.name, "node": a.node, "state": a.state,
         })).collect::<Vec<_>>(),

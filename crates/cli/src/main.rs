@@ -211,6 +211,12 @@ struct NodeArgs {
     /// Seconds to wait for a peer's epoch message (or its connection) before failing the run.
     #[arg(long, default_value_t = 120)]
     peer_timeout_s: u64,
+    /// The checkpoint volume shared by all nodes and the control (a ReadWriteMany
+    /// volume in Kubernetes): the node writes its part of each coordinated
+    /// checkpoint there and reads the others' when a run recovers from a lost node.
+    /// Without it the node neither checkpoints nor recovers.
+    #[arg(long, env = "NEUROPIL_CHECKPOINT_DIR")]
+    checkpoint_dir: Option<PathBuf>,
     #[command(flatten)]
     service: ServiceArgs,
 }
@@ -226,6 +232,19 @@ struct ControlArgs {
     /// Require this bearer token (file content) from clients.
     #[arg(long, env = "NEUROPIL_TOKEN_FILE")]
     token_file: Option<PathBuf>,
+    /// Biological time between coordinated checkpoints of a cluster run, ms (0: none).
+    /// Nodes write them to their --checkpoint-dir; a run that loses a node rolls
+    /// back to the last complete one and goes on with the nodes left.
+    #[arg(long, env = "NEUROPIL_CHECKPOINT_INTERVAL_MS", default_value_t = 1000.0)]
+    checkpoint_interval_ms: f64,
+    /// The checkpoint volume as this replica sees it (the nodes' --checkpoint-dir):
+    /// checkpoints older than the last two are deleted from it. Without it they are
+    /// left for the volume's owner to clean up.
+    #[arg(long, env = "NEUROPIL_CHECKPOINT_DIR")]
+    checkpoint_dir: Option<PathBuf>,
+    /// Recoveries from lost nodes a run may make within 10 minutes before it fails.
+    #[arg(long, default_value_t = 3)]
+    max_recoveries: u32,
     #[command(flatten)]
     service: ServiceArgs,
 }
@@ -424,6 +443,7 @@ async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
         lease_ttl_s: s.lease_ttl_s.max(2),
         peer_timeout: std::time::Duration::from_secs(a.peer_timeout_s.max(1)),
         tls,
+        checkpoint_dir: a.checkpoint_dir,
     };
     neuropil_node::serve(cfg, neuropil_cluster::server::shutdown_signal()).await
 }
@@ -445,6 +465,9 @@ async fn cmd_control(a: ControlArgs) -> anyhow::Result<()> {
         lease_ttl_s: s.lease_ttl_s.max(2),
         tls,
         node_tls,
+        checkpoint_interval_ms: a.checkpoint_interval_ms,
+        checkpoint_dir: a.checkpoint_dir,
+        max_recoveries: a.max_recoveries,
     };
     neuropil_control::serve(cfg, neuropil_cluster::server::shutdown_signal()).await
 }

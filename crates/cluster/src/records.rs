@@ -75,7 +75,102 @@ pub struct Assignment {
     pub network_hash: u64,
     /// Who hosts what.
     pub members: Vec<Member>,
+    /// Which attempt this is: 0 for the first, one more after each recovery.
+    #[serde(default)]
+    pub attempt: u32,
+    /// Steps between coordinated checkpoints (0: none). Nodes write their part at
+    /// the first stretch boundary at or after each multiple.
+    #[serde(default)]
+    pub checkpoint_steps: u64,
+    /// The checkpoint this attempt starts from (after a recovery).
+    #[serde(default)]
+    pub resume: Option<Manifest>,
 }
+
+impl Assignment {
+    /// The run's id on the nodes and in the exchange: the experiment id, with the
+    /// attempt appended after a recovery (so that a node still in an earlier
+    /// attempt can never talk to this one).
+    pub fn run_id(&self) -> String {
+        run_id(&self.id, self.attempt)
+    }
+}
+
+/// The run id of `attempt` of experiment `id`.
+pub fn run_id(id: &str, attempt: u32) -> String {
+    if attempt == 0 {
+        id.to_string()
+    } else {
+        format!("{id}.r{attempt}")
+    }
+}
+
+/// The experiment a run id belongs to.
+pub fn experiment_of_run(run: &str) -> &str {
+    match run.rsplit_once(".r") {
+        Some((id, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => id,
+        _ => run,
+    }
+}
+
+/// A complete coordinated checkpoint: every rank's part is durable at `step`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// The step every part continues from.
+    pub step: u64,
+    /// The attempt that wrote it.
+    pub attempt: u32,
+    /// One part per rank of that attempt.
+    pub parts: Vec<PartRef>,
+}
+
+impl Manifest {
+    /// Bytes of all parts.
+    pub fn bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.bytes).sum()
+    }
+}
+
+/// One node's part of a coordinated checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PartRef {
+    /// Rank in the attempt that wrote it.
+    pub rank: u32,
+    /// The node that wrote it.
+    pub node: String,
+    /// The shards it holds.
+    pub shards: Vec<u32>,
+    /// Path relative to the checkpoint volume (`<run>/<step>/part-<rank>.bin`).
+    pub path: String,
+    /// Its size, bytes.
+    pub bytes: u64,
+    /// FNV-1a-64 of the whole file: a part that does not match is refused.
+    pub digest: u64,
+}
+
+/// The last complete checkpoints of a run (newest last; at most two kept).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoints {
+    /// Complete checkpoints, oldest first.
+    pub complete: Vec<Manifest>,
+}
+
+/// Key of a run's complete checkpoints.
+pub fn checkpoints_key(id: &str) -> String {
+    format!("{PREFIX}checkpoints/{id}")
+}
+
+/// One line of an experiment's event log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventRecord {
+    /// When, ms since the Unix epoch.
+    pub unix_ms: u64,
+    /// What happened.
+    pub what: String,
+}
+
+/// Events an experiment record keeps (the oldest go first).
+pub const MAX_EVENTS: usize = 64;
 
 /// The lifecycle of an experiment (mirrors `ExperimentState` in cluster.proto).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -85,6 +180,9 @@ pub enum State {
     Pending,
     /// Assigned to nodes.
     Running,
+    /// A node was lost: the run is rolling back to its last checkpoint and being
+    /// placed on the live nodes again.
+    Recovering,
     /// Finished; results written.
     Succeeded,
     /// Stopped by an error.
@@ -95,7 +193,8 @@ pub enum State {
 
 impl State {
     /// Every state, for metrics.
-    pub const ALL: [State; 5] = [State::Pending, State::Running, State::Succeeded, State::Failed, State::Cancelled];
+    pub const ALL: [State; 6] =
+        [State::Pending, State::Running, State::Recovering, State::Succeeded, State::Failed, State::Cancelled];
 
     /// Whether the experiment can still change.
     pub fn is_terminal(self) -> bool {
@@ -107,6 +206,7 @@ impl State {
         match self {
             State::Pending => "pending",
             State::Running => "running",
+            State::Recovering => "recovering",
             State::Succeeded => "succeeded",
             State::Failed => "failed",
             State::Cancelled => "cancelled",
@@ -119,6 +219,7 @@ impl State {
         match self {
             State::Pending => P::Pending,
             State::Running => P::Running,
+            State::Recovering => P::Recovering,
             State::Succeeded => P::Succeeded,
             State::Failed => P::Failed,
             State::Cancelled => P::Cancelled,
@@ -185,6 +286,15 @@ pub struct ExperimentRecord {
     /// The run's actors on every node, as last reported.
     #[serde(default)]
     pub actors: Vec<ActorRecord>,
+    /// What happened when: start, checkpoints, lost nodes, recoveries, the end.
+    #[serde(default)]
+    pub events: Vec<EventRecord>,
+    /// Biological time of the last complete checkpoint, ms (0: none yet).
+    #[serde(default)]
+    pub checkpoint_ms: f64,
+    /// Recoveries so far.
+    #[serde(default)]
+    pub recoveries: u32,
 }
 
 /// An actor of a run, as its node last reported it.
@@ -247,6 +357,22 @@ impl ExperimentRecord {
             submitted_unix_ms: self.submitted_unix_ms,
             estimated_bytes: self.estimated_bytes,
             actors: self.actors.iter().map(ActorRecord::to_proto).collect(),
+            events: self
+                .events
+                .iter()
+                .map(|e| neuropil_proto::v1::RunLogEntry { unix_ms: e.unix_ms, what: e.what.clone() })
+                .collect(),
+            checkpoint_ms: self.checkpoint_ms,
+            recoveries: self.recoveries,
+        }
+    }
+
+    /// Append to the event log (bounded: the oldest lines go).
+    pub fn log(&mut self, what: impl Into<String>) {
+        self.events.push(EventRecord { unix_ms: now_unix_ms(), what: what.into() });
+        if self.events.len() > MAX_EVENTS {
+            let extra = self.events.len() - MAX_EVENTS;
+            self.events.drain(..extra);
         }
     }
 }
@@ -265,6 +391,15 @@ pub fn experiment_key(id: &str) -> String {
 pub fn run_key(id: &str) -> String {
     format!("{PREFIX}runs/{id}")
 }
+
+/// Key that stops one attempt of a run (`run` is its run id) and no other: the
+/// control's, when it rolls the run back to a checkpoint.
+pub fn stop_key(run: &str) -> String {
+    format!("{PREFIX}cancel/{run}{STOP_SUFFIX}")
+}
+
+/// What ends a [`stop_key`] (after the run id).
+pub const STOP_SUFFIX: &str = "@stop";
 
 /// Key of a cancellation request.
 pub fn cancel_key(id: &str) -> String {

@@ -6,6 +6,7 @@ pub mod actors;
 pub mod checkpoint;
 pub mod cosim;
 pub mod driver;
+pub mod part;
 pub mod progress;
 pub mod run;
 pub mod system;

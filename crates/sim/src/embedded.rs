@@ -254,7 +254,7 @@ const CHECKPOINT_MAGIC: &[u8; 8] = b"NPCKPT\x00\x02";
 
 /// FNV-1a, 64 bits, eight bytes at a time (a checksum against damage, not an
 /// adversary: the checkpoint is then decoded with postcard's bounds).
-fn checksum(bytes: &[u8]) -> u64 {
+pub fn checksum(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
@@ -284,6 +284,15 @@ impl Checkpoint {
     /// Restore, checking that the bytes are intact and belong to `net`, and
     /// rebuild every shard's static connectivity (on up to `threads` threads).
     pub fn from_bytes_on(bytes: &[u8], net: &Network, threads: usize) -> Result<Checkpoint, CheckpointError> {
+        let mut cp = Checkpoint::decode(bytes, net)?;
+        cp.rebuild_statics(net, threads)?;
+        Ok(cp)
+    }
+
+    /// Check and decode, leaving the shards without their static connectivity
+    /// (a cluster node restoring a few shards of a part rebuilds only those, with
+    /// [`Checkpoint::rebuild_statics`]); such shards must not be run.
+    pub fn decode(bytes: &[u8], net: &Network) -> Result<Checkpoint, CheckpointError> {
         let Some((head, rest)) = bytes.split_at_checked(24) else {
             return Err(CheckpointError::Decode("too short".into()));
         };
@@ -304,10 +313,17 @@ impl Checkpoint {
         if checksum(rest) != u64::from_le_bytes(head[16..24].try_into().unwrap_or_default()) {
             return Err(CheckpointError::Corrupt("checksum mismatch".into()));
         }
-        let mut cp: Checkpoint = postcard::from_bytes(rest).map_err(|e| CheckpointError::Corrupt(e.to_string()))?;
+        let cp: Checkpoint = postcard::from_bytes(rest).map_err(|e| CheckpointError::Corrupt(e.to_string()))?;
         if cp.network_hash != network_hash(net) {
             return Err(CheckpointError::OtherNetwork);
         }
+        Ok(cp)
+    }
+
+    /// Rebuild every shard's static connectivity from the network (on up to
+    /// `threads` threads), checking that each shard's saved state fits it.
+    pub fn rebuild_statics(&mut self, net: &Network, threads: usize) -> Result<(), CheckpointError> {
+        let cp = self;
         let n = cp.shards.len();
         let threads = threads.clamp(1, n.max(1));
         let failed = Mutex::new(None);
@@ -328,7 +344,7 @@ impl Checkpoint {
         drop(slots);
         match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
             Some(e) => Err(e.into()),
-            None => Ok(cp),
+            None => Ok(()),
         }
     }
 

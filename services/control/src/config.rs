@@ -24,4 +24,14 @@ pub struct ControlConfig {
     pub tls: neuropil_cluster::tls::Tls,
     /// TLS towards the nodes (client side, mutual when configured).
     pub node_tls: neuropil_cluster::tls::Tls,
+    /// Biological time between coordinated checkpoints, ms (0: none; rounded up to
+    /// the nodes' 100 ms stretches).
+    pub checkpoint_interval_ms: f64,
+    /// The checkpoint volume as this replica sees it: old checkpoints are deleted.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Recoveries a run may make within [`RECOVERY_WINDOW`] before it fails.
+    pub max_recoveries: u32,
 }
+
+/// The window over which a run's recoveries are counted against its budget.
+pub const RECOVERY_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);

@@ -13,8 +13,9 @@ use etcd_client::{Client, EventType};
 use metrics::ControlMetrics;
 use neuropil_cluster::auth::BearerAuth;
 use neuropil_cluster::{
-    cancel_key, etcd, experiment_key, now_unix_ms, run_key, ActorRecord, Assignment, ExperimentRecord, Member,
-    NodeRecord, PopulationCount, State, MAX_DOCUMENT_BYTES, MAX_REQUEST_BYTES, PREFIX,
+    cancel_key, checkpoints_key, etcd, experiment_key, now_unix_ms, run_key, ActorRecord, Assignment, Checkpoints,
+    ExperimentRecord, Manifest, Member, NodeRecord, PartRef, PopulationCount, State, MAX_DOCUMENT_BYTES,
+    MAX_REQUEST_BYTES, PREFIX,
 };
 use neuropil_proto::v1::experiment_service_server::{ExperimentService, ExperimentServiceServer};
 use neuropil_proto::v1::node_service_client::NodeServiceClient;
@@ -38,6 +39,9 @@ struct Control {
     metrics: ControlMetrics,
     data_dir: PathBuf,
     node_tls: neuropil_cluster::tls::Tls,
+    checkpoint_interval_ms: f64,
+    checkpoint_dir: Option<PathBuf>,
+    max_recoveries: u32,
 }
 
 impl Control {
@@ -130,7 +134,12 @@ impl Control {
             submitted_unix_ms: now_unix_ms(),
             estimated_bytes: compiled.estimated_bytes,
             actors: vec![],
+            events: vec![],
+            checkpoint_ms: 0.0,
+            recoveries: 0,
         };
+        let mut record = record;
+        record.log("submitted");
         let mut c = self.etcd.clone();
         etcd::put_json(&mut c, &experiment_key(&id), &record, None).await.map_err(ControlError::etcd)?;
         Ok(SubmitResponse { id, info: Some(record.to_proto()) })
@@ -277,9 +286,8 @@ impl ExperimentService for ControlSvc {
         let req = req.into_inner();
         let r = self.0.spike_source(&req).await;
         self.0.count("StreamSpikes", &r);
-        let (addr, wanted) = r?;
+        let (addr, id, wanted) = r?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let id = req.id.clone();
         let tls = self.0.node_tls.clone();
         tokio::spawn(async move {
             let channel = match tls.endpoint(&addr) {
@@ -321,7 +329,7 @@ impl ExperimentService for ControlSvc {
 
 impl Control {
     /// The recording node of a running experiment and the population indexes wanted.
-    async fn spike_source(&self, req: &StreamSpikesRequest) -> Result<(String, Vec<bool>), ControlError> {
+    async fn spike_source(&self, req: &StreamSpikesRequest) -> Result<(String, String, Vec<bool>), ControlError> {
         // Wait while the experiment is queued.
         loop {
             let rec = self.record(&req.id).await?;
@@ -355,7 +363,7 @@ impl Control {
                     wanted[i] = true;
                 }
                 let addr = a.members.first().map(|m| m.addr.clone()).unwrap_or_default();
-                return Ok((addr, wanted));
+                return Ok((addr, a.run_id(), wanted));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -390,6 +398,9 @@ pub async fn serve(cfg: ControlConfig, shutdown: impl std::future::Future<Output
         metrics: metrics.clone(),
         data_dir: cfg.data_dir.clone(),
         node_tls: cfg.node_tls.clone(),
+        checkpoint_interval_ms: cfg.checkpoint_interval_ms.max(0.0),
+        checkpoint_dir: cfg.checkpoint_dir.clone(),
+        max_recoveries: cfg.max_recoveries,
     });
 
     let auth = BearerAuth::new(cfg.token.clone());
@@ -487,7 +498,7 @@ impl Scheduler {
                     .set(records.iter().filter(|r| r.state == s).count() as i64);
             }
             // Runs this leader does not follow yet (started by a previous leader).
-            for r in records.iter().filter(|r| r.state == State::Running) {
+            for r in records.iter().filter(|r| matches!(r.state, State::Running | State::Recovering)) {
                 if !self.collectors.iter().any(|(id, _)| id == &r.id) {
                     if let Some(a) = etcd::get_json::<Assignment>(&mut c, &run_key(&r.id)).await? {
                         let h = tokio::spawn(collect(self.control.clone(), a));
@@ -511,7 +522,7 @@ impl Scheduler {
                 }
             }
             // One run at a time over the whole cluster (FIFO).
-            let busy = records.iter().any(|r| r.state == State::Running);
+            let busy = records.iter().any(|r| matches!(r.state, State::Running | State::Recovering));
             if let (false, Some(next)) = (busy, records.iter().find(|r| r.state == State::Pending)) {
                 if nodes.is_empty() {
                     if next.message != "waiting for nodes" {
@@ -548,9 +559,10 @@ impl Scheduler {
         };
         let compiled = neuropil_spec::parse(&rec.document, format, &rec.set).and_then(|mut exp| {
             exp.run.shards = shards;
-            neuropil_spec::compile(&exp, &neuropil_spec::Limits { memory_bytes: None })
+            let cosim = exp.hardware.is_some();
+            neuropil_spec::compile(&exp, &neuropil_spec::Limits { memory_bytes: None }).map(|c| (c, cosim))
         });
-        let compiled = match compiled {
+        let (compiled, cosim) = match compiled {
             Ok(c) => c,
             Err(e) => return fail(rec, e.to_string()).await,
         };
@@ -563,19 +575,32 @@ impl Scheduler {
         for mem in &members {
             m.shards_per_node.with_label_values(&[mem.node.as_str()]).set(mem.shards.len() as i64);
         }
+        let net = &compiled.network;
+        // Coordinated checkpoints, unless off or a co-simulation (whose fabric
+        // state a resumed node cannot rebuild yet).
+        let checkpoint_steps = if cosim {
+            rec.log("no checkpoints: a co-simulated run is not checkpointed in the cluster yet");
+            0
+        } else {
+            (self.control.checkpoint_interval_ms / net.dt_ms).round() as u64
+        };
         let a = Assignment {
             id: rec.id.clone(),
             document: rec.document.clone(),
             format: rec.format.clone(),
             set: rec.set.clone(),
             shards,
-            network_hash: embedded::network_hash(&compiled.network),
+            network_hash: embedded::network_hash(net),
             members,
+            attempt: 0,
+            checkpoint_steps,
+            resume: None,
         };
         rec.state = State::Running;
         rec.message = String::new();
         rec.shards = shards;
         rec.nodes = a.members.iter().map(|m| m.node.clone()).collect();
+        rec.log(format!("running on {} ({shards} shards)", rec.nodes.join(", ")));
         etcd::put_json(&mut c, &experiment_key(&rec.id), &rec, None).await?;
         etcd::put_json(&mut c, &run_key(&rec.id), &a, None).await?;
         let h = tokio::spawn(collect(self.control.clone(), a));
@@ -585,10 +610,25 @@ impl Scheduler {
 }
 
 /// Follow a run on all its nodes: progress into etcd (a few times a second) and
-/// metrics; at the end, combine the nodes' results and write them out.
-async fn collect(control: Arc<Control>, a: Assignment) {
-    let mut actors = vec![Vec::new(); a.members.len()];
-    let outcome = follow(&control, &a, &mut actors).await;
+/// metrics, coordinated checkpoints into its manifest; when a node is lost, roll
+/// the run back to its last complete checkpoint on the nodes left (or that
+/// joined); at the end, combine the nodes' results and write them out.
+async fn collect(control: Arc<Control>, mut a: Assignment) {
+    let mut recoveries: Vec<std::time::Instant> = Vec::new();
+    let (outcome, actors) = loop {
+        let mut actors = vec![Vec::new(); a.members.len()];
+        let outcome = follow(&control, &a, &mut actors).await;
+        match outcome {
+            Err(e) if e.downcast_ref::<RunLost>().is_some() => {
+                let lost = e.downcast_ref::<RunLost>().cloned().unwrap_or_default();
+                match recover(&control, &a, &lost, &mut recoveries).await {
+                    Ok(next) => a = next,
+                    Err(why) => break (Err(anyhow::anyhow!("{e}; {why}")), actors),
+                }
+            }
+            other => break (other, actors),
+        }
+    };
     let mut c = control.etcd.clone();
     let Ok(Some(mut rec)) = etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(&a.id)).await else { return };
     rec.actors = all_actors(&actors, rec.document.len());
@@ -613,12 +653,122 @@ async fn collect(control: Arc<Control>, a: Assignment) {
             let _ = c.put(cancel_key(&a.id), "failed", None).await;
         }
     }
+    rec.log(match rec.state {
+        State::Failed => format!("failed: {}", rec.message),
+        s => s.name().to_string(),
+    });
     let elapsed = now_unix_ms().saturating_sub(rec.submitted_unix_ms) as f64 / 1000.0;
     control.metrics.run_duration.with_label_values(&[rec.state.name()]).observe(elapsed);
     let _ = etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await;
     let _ = c.delete(run_key(&a.id), None).await;
     let _ = c.delete(cancel_key(&a.id), None).await;
+    for attempt in 0..a.attempt {
+        let _ = c.delete(neuropil_cluster::stop_key(&neuropil_cluster::run_id(&a.id, attempt)), None).await;
+    }
+    // The run is over: its checkpoints have served.
+    let _ = c.delete(checkpoints_key(&a.id), None).await;
+    if let Some(dir) = &control.checkpoint_dir {
+        let _ = std::fs::remove_dir_all(dir.join(&a.id));
+    }
     control.metrics.shards_per_node.reset();
+    control.metrics.checkpoint_bytes.set(0);
+}
+
+/// An attempt of a run ended because nodes were lost (their run streams broke or
+/// ended): it can go on from the last checkpoint without them.
+#[derive(Debug, Clone, Default, thiserror::Error)]
+#[error("{message}")]
+struct RunLost {
+    message: String,
+    /// Ranks of the nodes lost.
+    ranks: Vec<usize>,
+}
+
+/// Roll `a` back to its last complete checkpoint and place it again on the live
+/// nodes other than the lost ones: the next attempt's assignment (published), or
+/// why the run cannot recover.
+async fn recover(
+    control: &Control,
+    a: &Assignment,
+    lost: &RunLost,
+    recoveries: &mut Vec<std::time::Instant>,
+) -> Result<Assignment, String> {
+    let mut c = control.etcd.clone();
+    let etcd_err = |e: anyhow::Error| format!("etcd: {e:#}");
+    if c.get(cancel_key(&a.id), None).await.map(|r| r.count() > 0).unwrap_or(false) {
+        return Err("it was being cancelled".into());
+    }
+    let checkpoints: Checkpoints =
+        etcd::get_json(&mut c, &checkpoints_key(&a.id)).await.map_err(etcd_err)?.unwrap_or_default();
+    let Some(manifest) = checkpoints.complete.last().cloned() else {
+        return Err("no complete checkpoint to recover from yet (nodes write them with --checkpoint-dir, every \
+                    --checkpoint-interval-ms of the control)"
+            .into());
+    };
+    recoveries.retain(|t| t.elapsed() < config::RECOVERY_WINDOW);
+    if recoveries.len() as u32 >= control.max_recoveries {
+        return Err(format!(
+            "{} recoveries within {} minutes already (--max-recoveries): giving up",
+            recoveries.len(),
+            config::RECOVERY_WINDOW.as_secs() / 60
+        ));
+    }
+    recoveries.push(std::time::Instant::now());
+    // Whatever is left of this attempt stops (the survivors have mostly stopped
+    // already: their exchange with the lost node broke).
+    let _ = c.put(neuropil_cluster::stop_key(&a.run_id()), "recovering", None).await;
+    let lost_ids: Vec<String> = lost.ranks.iter().filter_map(|&r| a.members.get(r)).map(|m| m.node.clone()).collect();
+    let Some(mut rec) = etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(&a.id)).await.map_err(etcd_err)?
+    else {
+        return Err("its record disappeared from etcd".into());
+    };
+    let at_ms = manifest.step as f64 * dt_of(a);
+    rec.state = State::Recovering;
+    rec.recoveries += 1;
+    rec.message = format!("{}; rolling back to the checkpoint at {at_ms} ms", lost.message);
+    rec.log(lost.message.clone());
+    rec.log(format!("recovering: rolling back to the checkpoint at {at_ms} ms"));
+    etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await.map_err(etcd_err)?;
+    control.metrics.recoveries.with_label_values(&["node_lost"]).inc();
+    tracing::warn!(experiment = %a.id, attempt = a.attempt, lost = ?lost_ids, at_ms, "recovering from a lost node");
+    // The live nodes, without the lost ones (whose records stay until their
+    // leases lapse); a node that joined meanwhile takes part.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let nodes = loop {
+        let nodes: Vec<NodeRecord> = match control.nodes().await {
+            Ok(n) => n.into_iter().filter(|n| !lost_ids.contains(&n.id)).collect(),
+            Err(e) => return Err(e.to_string()),
+        };
+        if !nodes.is_empty() {
+            break nodes;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err("no live node to recover on within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let members = place(&nodes, a.shards, rec.estimated_bytes)?;
+    let next = Assignment { attempt: a.attempt + 1, resume: Some(manifest), members, ..a.clone() };
+    rec.state = State::Running;
+    rec.message = String::new();
+    rec.nodes = next.members.iter().map(|m| m.node.clone()).collect();
+    rec.log(format!("resumed from {at_ms} ms on {} (attempt {})", rec.nodes.join(", "), next.attempt + 1));
+    etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await.map_err(etcd_err)?;
+    etcd::put_json(&mut c, &run_key(&a.id), &next, None).await.map_err(etcd_err)?;
+    let m = &control.metrics;
+    m.shards_per_node.reset();
+    for mem in &next.members {
+        m.shards_per_node.with_label_values(&[mem.node.as_str()]).set(mem.shards.len() as i64);
+    }
+    Ok(next)
+}
+
+/// The time step of an assignment's experiment, ms.
+fn dt_of(a: &Assignment) -> f64 {
+    neuropil_cluster::format_of(&a.format)
+        .ok()
+        .and_then(|f| neuropil_spec::parse(&a.document, f, &a.set).ok())
+        .map_or(0.1, |e| e.run.dt_ms)
 }
 
 struct Finished {
@@ -653,7 +803,7 @@ fn all_actors(per_rank: &[Vec<ActorRecord>], document_bytes: usize) -> Vec<Actor
 async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord>]) -> Result<Finished> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Result<run_event::Event, String>)>(256);
     for (rank, m) in a.members.iter().enumerate() {
-        let (tx, addr, run, tls) = (tx.clone(), m.addr.clone(), a.id.clone(), control.node_tls.clone());
+        let (tx, addr, run, tls) = (tx.clone(), m.addr.clone(), a.run_id(), control.node_tls.clone());
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             let mut stream = loop {
@@ -708,49 +858,90 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
         )?;
         (exp.populations.iter().map(|p| p.name.clone()).collect(), exp.run.dt_ms)
     };
-    while let Some((rank, ev)) = rx.recv().await {
+    let n = a.members.len();
+    let mut ended = vec![false; n];
+    // The first failure, the ranks whose streams broke, and how long to wait for
+    // the others to end (they stop at the same epoch, or their exchange breaks).
+    let (mut failure, mut lost, mut grace) = (None::<String>, Vec::new(), None);
+    // Each rank's last checkpoint part, and the last complete checkpoint.
+    let mut parts: Vec<Option<neuropil_proto::v1::CheckpointPart>> = vec![None; n];
+    let mut last_complete = a.resume.as_ref().map_or(0, |m| m.step);
+    loop {
+        let next = match grace {
+            Some(deadline) => tokio::time::timeout_at(deadline, rx.recv()).await.unwrap_or(None),
+            None => rx.recv().await,
+        };
+        let Some((rank, ev)) = next else { break };
+        let node = &a.members[rank].node;
         match ev {
-            Err(e) => anyhow::bail!("{} (rank {rank}) {e}", a.members[rank].node),
-            Ok(run_event::Event::Error(e)) => anyhow::bail!("{} (rank {rank}): {e}", a.members[rank].node),
-            Ok(run_event::Event::Result(bytes)) => {
-                results[rank] = Some(bytes);
-                if results.iter().all(Option::is_some) {
-                    break;
-                }
+            Err(e) => {
+                ended[rank] = true;
+                lost.push(rank);
+                failure.get_or_insert(format!("{node} (rank {rank}) {e}"));
             }
-            Ok(run_event::Event::Progress(p)) if rank != 0 => {
-                actors[rank] = p.actors.iter().map(ActorRecord::from_proto).collect();
+            Ok(run_event::Event::Error(e)) => {
+                ended[rank] = true;
+                failure.get_or_insert(format!("{node} (rank {rank}): {e}"));
+            }
+            Ok(run_event::Event::Result(bytes)) => {
+                ended[rank] = true;
+                results[rank] = Some(bytes);
             }
             Ok(run_event::Event::Progress(p)) => {
-                actors[0] = p.actors.iter().map(ActorRecord::from_proto).collect();
-                let m = &control.metrics;
-                let bio_s = p.steps_done as f64 * dt / 1000.0;
-                m.bio_time.set(bio_s);
-                if bio_s > 0.0 {
-                    m.rtf.set(p.wall_s / bio_s);
-                }
-                for (name, n) in names.iter().zip(&p.population_spikes) {
-                    m.spikes.with_label_values(&[name.as_str()]).set(*n as i64);
-                }
-                if last_write.elapsed() >= Duration::from_millis(250) {
-                    last_write = tokio::time::Instant::now();
-                    if let Some(mut rec) = etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(&a.id)).await? {
-                        rec.bio_time_ms = bio_s * 1000.0;
-                        rec.rtf = if bio_s > 0.0 { p.wall_s / bio_s } else { 0.0 };
-                        rec.spikes = p.spikes;
-                        rec.populations = names
-                            .iter()
-                            .zip(&p.population_spikes)
-                            .map(|(n, &s)| PopulationCount { population: n.clone(), spikes: s, rate_hz: 0.0 })
-                            .collect();
-                        rec.message = p.phase.clone();
-                        rec.actors = all_actors(actors, rec.document.len());
-                        etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await?;
+                if let Some(part) = &p.checkpoint {
+                    if parts[rank].as_ref().is_none_or(|old| old.step < part.step) {
+                        parts[rank] = Some(part.clone());
                     }
+                    let step = part.step;
+                    if step > last_complete && parts.iter().all(|x| x.as_ref().is_some_and(|x| x.step == step)) {
+                        last_complete = step;
+                        let manifest = Manifest {
+                            step,
+                            attempt: a.attempt,
+                            parts: parts
+                                .iter()
+                                .flatten()
+                                .zip(&a.members)
+                                .enumerate()
+                                .map(|(r, (x, m))| PartRef {
+                                    rank: r as u32,
+                                    node: m.node.clone(),
+                                    shards: m.shards.clone(),
+                                    path: x.path.clone(),
+                                    bytes: x.bytes,
+                                    digest: x.digest,
+                                })
+                                .collect(),
+                        };
+                        checkpointed(control, a, manifest, dt).await?;
+                    }
+                }
+                actors[rank] = p.actors.iter().map(ActorRecord::from_proto).collect();
+                if rank == 0 && failure.is_none() {
+                    follow_progress(control, a, &mut c, &mut last_write, &names, dt, &p, actors).await?;
                 }
             }
             Ok(_) => {}
         }
+        if ended.iter().all(|e| *e) {
+            break;
+        }
+        if failure.is_some() && grace.is_none() {
+            grace = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+        }
+    }
+    if let Some(first) = failure {
+        if !lost.is_empty() {
+            // The lost node's own words where they came first: "node-1 (rank 1) lost: ...".
+            let message = if first.contains(" lost: ") || first.contains(" unreachable ") {
+                first
+            } else {
+                let names: Vec<String> = lost.iter().map(|&r| format!("{} (rank {r})", a.members[r].node)).collect();
+                format!("{} lost ({first})", names.join(", "))
+            };
+            return Err(RunLost { message, ranks: lost }.into());
+        }
+        anyhow::bail!(first);
     }
     if !results.iter().all(Option::is_some) {
         anyhow::bail!("a node's run stream ended without results");
@@ -768,6 +959,79 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
     let a2 = a.clone();
     // Writing parquet is blocking work.
     tokio::task::spawn_blocking(move || write_results(&data_dir, &a2, out)).await?
+}
+
+/// The recording node's progress: metrics, and a few times a second the record.
+#[allow(clippy::too_many_arguments)]
+async fn follow_progress(
+    control: &Control,
+    a: &Assignment,
+    c: &mut Client,
+    last_write: &mut tokio::time::Instant,
+    names: &[String],
+    dt: f64,
+    p: &neuropil_proto::v1::NodeProgress,
+    actors: &[Vec<ActorRecord>],
+) -> Result<()> {
+    let m = &control.metrics;
+    let bio_s = p.steps_done as f64 * dt / 1000.0;
+    m.bio_time.set(bio_s);
+    if bio_s > 0.0 {
+        m.rtf.set(p.wall_s / bio_s);
+    }
+    for (name, n) in names.iter().zip(&p.population_spikes) {
+        m.spikes.with_label_values(&[name.as_str()]).set(*n as i64);
+    }
+    if last_write.elapsed() >= Duration::from_millis(250) {
+        *last_write = tokio::time::Instant::now();
+        if let Some(mut rec) = etcd::get_json::<ExperimentRecord>(c, &experiment_key(&a.id)).await? {
+            rec.bio_time_ms = bio_s * 1000.0;
+            rec.rtf = if bio_s > 0.0 { p.wall_s / bio_s } else { 0.0 };
+            rec.spikes = p.spikes;
+            rec.populations = names
+                .iter()
+                .zip(&p.population_spikes)
+                .map(|(n, &s)| PopulationCount { population: n.clone(), spikes: s, rate_hz: 0.0 })
+                .collect();
+            rec.message = p.phase.clone();
+            rec.actors = all_actors(actors, rec.document.len());
+            etcd::put_json(c, &experiment_key(&a.id), &rec, None).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Every rank's part of the checkpoint at `manifest.step` is durable: record it
+/// as the run's last complete checkpoint, keep the last two, delete older ones.
+async fn checkpointed(control: &Control, a: &Assignment, manifest: Manifest, dt: f64) -> Result<()> {
+    let mut c = control.etcd.clone();
+    let key = checkpoints_key(&a.id);
+    let mut all: Checkpoints = etcd::get_json(&mut c, &key).await?.unwrap_or_default();
+    let (step, bytes) = (manifest.step, manifest.bytes());
+    all.complete.push(manifest);
+    let gone: Vec<Manifest> = all.complete.drain(..all.complete.len().saturating_sub(2)).collect();
+    etcd::put_json(&mut c, &key, &all, None).await?;
+    if let Some(dir) = &control.checkpoint_dir {
+        for part in gone.iter().flat_map(|m| &m.parts) {
+            let rel = std::path::Path::new(&part.path);
+            // Only a path inside the volume (it came from a node).
+            if rel.components().all(|c| matches!(c, std::path::Component::Normal(_))) {
+                if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    let _ = std::fs::remove_dir_all(dir.join(parent));
+                }
+            }
+        }
+    }
+    control.metrics.checkpoint_bytes.set(bytes as i64);
+    if let Some(mut rec) = etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(&a.id)).await? {
+        let first = rec.checkpoint_ms == 0.0;
+        rec.checkpoint_ms = step as f64 * dt;
+        if first {
+            rec.log(format!("first complete checkpoint at {} ms ({bytes} bytes)", rec.checkpoint_ms));
+        }
+        etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await?;
+    }
+    Ok(())
 }
 
 /// Write summary.json and the parquet files into `<data_dir>/<id>/`, exactly as

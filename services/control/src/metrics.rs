@@ -9,6 +9,10 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeV
 pub struct ControlMetrics {
     /// Registry they live in.
     pub registry: Registry,
+    /// Recoveries of runs, by cause (`node_lost`).
+    pub recoveries: IntCounterVec,
+    /// Bytes of the last complete checkpoint of the running experiment (all parts).
+    pub checkpoint_bytes: IntGauge,
     /// Live nodes registered in etcd.
     pub live_nodes: IntGauge,
     /// Shards assigned per node in the running experiment.
@@ -58,6 +62,14 @@ impl ControlMetrics {
                 Opts::new("experiment_spikes", "Spikes of the running experiment so far, by population"),
                 &["population"],
             )?,
+            recoveries: IntCounterVec::new(
+                Opts::new("recoveries_total", "Runs rolled back to a checkpoint and placed again, by cause"),
+                &["cause"],
+            )?,
+            checkpoint_bytes: IntGauge::new(
+                "checkpoint_bytes",
+                "Bytes of the running experiment's last complete checkpoint (all parts)",
+            )?,
             run_duration: HistogramVec::new(
                 HistogramOpts::new("experiment_duration_seconds", "Wall time from submission to the end of a run")
                     .buckets(prometheus::exponential_buckets(0.5, 2.0, 14)?),
@@ -75,6 +87,8 @@ impl ControlMetrics {
         r.register(Box::new(m.rtf.clone()))?;
         r.register(Box::new(m.spikes.clone()))?;
         r.register(Box::new(m.run_duration.clone()))?;
+        r.register(Box::new(m.recoveries.clone()))?;
+        r.register(Box::new(m.checkpoint_bytes.clone()))?;
         register_process(r);
         Ok(m)
     }

@@ -11,13 +11,14 @@ pub use config::NodeConfig;
 use etcd_client::{EventType, WatchOptions};
 use metrics::NodeMetrics;
 use neuropil_cluster::transport::{ExchangePort, GrpcTransport, Peer};
-use neuropil_cluster::{etcd, Assignment, Member, NodeRecord, PREFIX};
+use neuropil_cluster::{etcd, experiment_of_run, Assignment, Manifest, Member, NodeRecord, PREFIX};
 use neuropil_proto::v1::node_service_server::{NodeService, NodeServiceServer};
-use neuropil_proto::v1::{run_event, NodeProgress, RunEvent, SpikeBatch, WatchRunRequest};
+use neuropil_proto::v1::{run_event, CheckpointPart, NodeProgress, RunEvent, SpikeBatch, WatchRunRequest};
 use neuropil_runtime::actors::Census;
 use neuropil_runtime::driver::{drive, Plan, Stretch, Tree};
 use neuropil_sim::embedded::{self, Checkpoint, RunOutput, Transport};
 use neuropil_sim::Network;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,6 +55,7 @@ struct NodeState {
     exchange: ExchangePort,
     host: String,
     tls: neuropil_cluster::tls::Tls,
+    checkpoint_dir: Option<PathBuf>,
 }
 
 impl NodeState {
@@ -180,6 +182,7 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
         exchange,
         host: host.clone(),
         tls: cfg.tls.clone(),
+        checkpoint_dir: cfg.checkpoint_dir.clone(),
     });
     let svc = NodeServiceServer::new(NodeSvc(state.clone()))
         .max_decoding_message_size(MAX_NODE_MESSAGE_BYTES)
@@ -260,8 +263,18 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
                             let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) else { continue };
                             let key = String::from_utf8_lossy(kv.key());
                             let id = key.trim_start_matches(&format!("{PREFIX}cancel/")).to_string();
-                            if let Some(h) = state.run(&id) {
-                                h.cancel.store(true, Ordering::Relaxed);
+                            // `cancel/<experiment>` stops each of its attempts;
+                            // `cancel/<run>@stop` (a recovery) that attempt only.
+                            let runs = state.runs.lock().unwrap_or_else(|e| e.into_inner());
+                            let only = id.strip_suffix(neuropil_cluster::STOP_SUFFIX);
+                            for (run, h) in runs.iter() {
+                                let hit = match only {
+                                    Some(one) => run == one,
+                                    None => experiment_of_run(run) == id,
+                                };
+                                if hit {
+                                    h.cancel.store(true, Ordering::Relaxed);
+                                }
                             }
                         }
                     }
@@ -330,7 +343,8 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
 /// Start this node's share of `a`, if it has one and is not running it already.
 fn start_run(state: &Arc<NodeState>, a: Assignment) {
     let Some(rank) = a.members.iter().position(|m| m.node == state.id) else { return };
-    if state.run(&a.id).is_some() {
+    let run = a.run_id();
+    if state.run(&run).is_some() {
         return;
     }
     let gauge = state.metrics.actors.clone();
@@ -344,7 +358,7 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
     });
     {
         let mut runs = state.runs.lock().unwrap_or_else(|e| e.into_inner());
-        runs.push((a.id.clone(), handle.clone()));
+        runs.push((run.clone(), handle.clone()));
         // Forget the oldest finished runs.
         while runs.len() > KEEP_FINISHED_RUNS {
             match runs.iter().position(|(_, h)| h.finished.load(Ordering::Relaxed)) {
@@ -357,7 +371,7 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
     let state = state.clone();
     // The run's actors live on the node's runtime; the run's thread runs the epochs.
     let rt = tokio::runtime::Handle::current();
-    let spawned = std::thread::Builder::new().name(format!("run-{}", a.id)).spawn(move || {
+    let spawned = std::thread::Builder::new().name(format!("run-{run}")).spawn(move || {
         let outcome = execute(&state, &rt, &a, rank, &handle);
         state.metrics.shards.set(0);
         let label = match &outcome {
@@ -369,8 +383,8 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
         let outcome = outcome.map(|(bytes, _)| bytes);
         state.metrics.runs.with_label_values(&[label]).inc();
         match &outcome {
-            Err(e) => tracing::error!(node = %state.id, run = %a.id, rank, error = %e, "run failed"),
-            Ok(_) => tracing::info!(node = %state.id, run = %a.id, rank, outcome = label, "run ended"),
+            Err(e) => tracing::error!(node = %state.id, run = %run, rank, error = %e, "run failed"),
+            Ok(_) => tracing::info!(node = %state.id, run = %run, rank, outcome = label, "run ended"),
         }
         handle.result.send_replace(Some(outcome.map(Arc::new)));
         handle.finished.store(true, Ordering::Relaxed);
@@ -409,6 +423,21 @@ fn execute(
     // Build in rounds of `threads` shards so that progress moves.
     let build_start = Instant::now();
     let mut start = embedded::build_some(net, &[], a.shards as usize, 1);
+    // After a recovery: this node's shards, and the replicated state, from the
+    // parts of the last complete checkpoint (whoever wrote them).
+    let mut prefix = None;
+    if let Some(manifest) = &a.resume {
+        if exp.hardware.is_some() {
+            return Err("a co-simulated run cannot be resumed from a cluster checkpoint yet".into());
+        }
+        let Some(dir) = &state.checkpoint_dir else {
+            return Err("this node has no --checkpoint-dir, so it cannot resume the run from its checkpoint".into());
+        };
+        let (restored, so_far) = restore(dir, manifest, net, &mine, threads, rank == 0)?;
+        start = restored;
+        prefix = Some(so_far);
+        m.build_progress.set(1.0);
+    }
     // Hardware co-simulation: every node runs a replica of the fabric on all spikes
     // (like cerebellar modules). Mapping and routes need the whole connectome, so
     // this node builds every shard once, maps, and keeps its own.
@@ -420,7 +449,7 @@ fn execute(
         start.shards = all.shards.into_iter().enumerate().filter(|(i, _)| mine.contains(i)).map(|(_, s)| s).collect();
         m.build_progress.set(1.0);
     }
-    for (i, chunk) in mine.chunks(threads).enumerate().take_while(|_| fabric.is_none()) {
+    for (i, chunk) in mine.chunks(threads).enumerate().take_while(|_| fabric.is_none() && prefix.is_none()) {
         start.shards.extend(embedded::build_some(net, chunk, a.shards as usize, threads).shards);
         m.build_progress.set(((i + 1) * threads).min(mine.len()) as f64 / mine.len().max(1) as f64);
         if handle.cancel.load(Ordering::Relaxed) {
@@ -431,8 +460,9 @@ fn execute(
     let build_s = build_start.elapsed().as_secs_f64();
 
     let peers = peers(&a.members, &state.host);
+    let run = a.run_id();
     let mut transport = GrpcTransport::start(
-        &a.id,
+        &run,
         rank as u32,
         &peers,
         &state.exchange,
@@ -441,10 +471,27 @@ fn execute(
         m.exchange.clone(),
     )?;
     let (cosim, about) = fabric.map_or((None, None), |(f, about)| (Some(f), Some(about)));
-    let tree = Tree { rt, name: &a.id, census: &handle.census };
-    let simulated = simulate(tree, net, &compiled, start, threads, &mut transport, cosim, handle, m, rank == 0);
+    let tree = Tree { rt, name: &run, census: &handle.census };
+    let parts = match (&state.checkpoint_dir, a.checkpoint_steps) {
+        (Some(dir), every) if every > 0 => Some(Parts {
+            dir,
+            experiment: &a.id,
+            attempt: a.attempt,
+            rank,
+            every,
+            last_step: start.step(),
+            so_far: prefix.clone(),
+        }),
+        _ => None,
+    };
+    let simulated = simulate(tree, net, &compiled, start, threads, &mut transport, cosim, handle, m, rank == 0, parts);
     transport.finish();
-    let (mut out, cosim) = simulated?;
+    let (out, cosim) = simulated?;
+    // The output before the checkpoint this attempt resumed from comes first.
+    let mut out = match prefix {
+        Some(p) => p.followed_by(out),
+        None => out,
+    };
     if let (Some(f), Some(mut about)) = (cosim, about) {
         // The replicas agree; the control reports this one's counts.
         about["fabric"] = serde_json::to_value(f.stats).map_err(|e| e.to_string())?;
@@ -473,10 +520,14 @@ fn simulate(
     handle: &RunHandle,
     m: &NodeMetrics,
     recorder: bool,
+    mut parts: Option<Parts<'_>>,
 ) -> Result<(RunOutput, Option<neuropil_hwemu::cosim::CoSim>), String> {
     let total = compiled.steps;
     let wall = Instant::now();
     let last_report_ms = AtomicU64::new(0);
+    // This node's part of the last checkpoint it wrote, and when.
+    let written: Mutex<Option<(CheckpointPart, Instant)>> = Mutex::new(None);
+    m.checkpoint_age.set(0.0);
     let publish = |steps_done: u64, spikes: u64, counts: &[u64], phase: &str| {
         let bio_s = steps_done as f64 * net.dt_ms / 1000.0;
         let wall_s = wall.elapsed().as_secs_f64();
@@ -484,6 +535,10 @@ fn simulate(
         if bio_s > 0.0 {
             m.rtf.set(wall_s / bio_s);
         }
+        let checkpoint = written.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|(p, at)| {
+            m.checkpoint_age.set(at.elapsed().as_secs_f64());
+            p.clone()
+        });
         handle.progress.send_replace(NodeProgress {
             steps_done,
             steps_total: total,
@@ -492,18 +547,32 @@ fn simulate(
             wall_s,
             phase: phase.into(),
             actors: vec![], // filled in as the events leave (watch_run)
+            checkpoint,
         });
     };
-    publish(0, 0, &vec![0; net.populations.len()], "running");
+    let start_step = state.step();
+    // Progress counts from step 0 of the experiment, across recoveries.
+    let (spikes_before, counts_before): (u64, Vec<u64>) = match &parts {
+        Some(Parts { so_far: Some(p), .. }) => (p.spikes_seen(), p.spike_counts.clone()),
+        _ => (0, vec![0; net.populations.len()]),
+    };
+    let with_before = |counts: &[u64]| -> Vec<u64> {
+        counts.iter().zip(counts_before.iter().chain(std::iter::repeat(&0))).map(|(a, b)| a + b).collect()
+    };
+    publish(start_step, spikes_before, &counts_before, "running");
     let plan = Plan {
-        total_steps: total,
+        total_steps: total.saturating_sub(start_step),
         stretch_steps: Plan::stretch_steps_for(net, STRETCH_MS),
         threads,
         count_from_step: compiled.transient_steps,
     };
-    let start_step = state.step();
     let mut on_stretch = |s: Stretch<'_>| -> anyhow::Result<()> {
         let part = s.part;
+        if let Some(p) = &mut parts {
+            if let Some(done) = p.take(s.state, part, recorder, total, m) {
+                *written.lock().unwrap_or_else(|e| e.into_inner()) = Some((done, Instant::now()));
+            }
+        }
         for (&n, pop) in part.spike_counts.iter().zip(&net.populations) {
             m.spikes.with_label_values(&[pop.name.as_str()]).inc_by(n);
         }
@@ -523,7 +592,7 @@ fn simulate(
         if recorder && !part.spikes.is_empty() && handle.spikes.receiver_count() > 0 {
             let _ = handle.spikes.send(spike_batch(net, &part.spikes));
         }
-        publish(s.steps_done, s.spikes_seen, s.spike_counts, "running");
+        publish(start_step + s.steps_done, spikes_before + s.spikes_seen, &with_before(s.spike_counts), "running");
         Ok(())
     };
     let (out, end, fabric) = drive(
@@ -537,15 +606,139 @@ fn simulate(
             let ms = wall.elapsed().as_millis() as u64;
             if ms >= last_report_ms.load(Ordering::Relaxed) + 50 {
                 last_report_ms.store(ms, Ordering::Relaxed);
-                publish(steps, spikes, counts_before, "running");
+                publish(start_step + steps, spikes_before + spikes, &with_before(counts_before), "running");
             }
         },
         &handle.cancel,
         &mut on_stretch,
     )
     .map_err(|e| e.to_string())?;
-    publish(end.step() - start_step, out.spikes_seen(), &out.spike_counts, "done");
+    publish(end.step(), spikes_before + out.spikes_seen(), &with_before(&out.spike_counts), "done");
     Ok((out, fabric))
+}
+
+/// Where and how often this node writes its part of the run's coordinated
+/// checkpoints, and its share of the output so far (what a part carries).
+struct Parts<'a> {
+    dir: &'a Path,
+    experiment: &'a str,
+    attempt: u32,
+    rank: usize,
+    /// Steps between checkpoints.
+    every: u64,
+    /// The step the last stretch ended at.
+    last_step: u64,
+    /// This node's share of the output so far (None before the first stretch of a
+    /// run that resumed from nothing).
+    so_far: Option<RunOutput>,
+}
+
+impl Parts<'_> {
+    /// Join a stretch's output; at a checkpoint boundary (not the run's end), write
+    /// the part durably and say what was written. Nothing is written if the volume
+    /// fails (the run goes on; its last complete checkpoint stays the one before).
+    fn take(
+        &mut self,
+        state: &Checkpoint,
+        part: &RunOutput,
+        recorder: bool,
+        total: u64,
+        m: &NodeMetrics,
+    ) -> Option<CheckpointPart> {
+        let mut share = part.clone();
+        if !recorder {
+            // The recording node's part carries the spikes and the modules' samples.
+            share.spikes.clear();
+            share.cerebellum.clear();
+        }
+        let so_far = match self.so_far.take() {
+            Some(acc) => acc.followed_by(share),
+            None => share,
+        };
+        let so_far = self.so_far.insert(so_far);
+        let step = state.step();
+        let before = std::mem::replace(&mut self.last_step, step);
+        if step >= total || step / self.every == before / self.every {
+            return None;
+        }
+        let t = Instant::now();
+        let bytes = neuropil_runtime::part::encode(state, so_far);
+        let rel = format!("{}/{step:012}.a{}/part-{}.bin", self.experiment, self.attempt, self.rank);
+        if let Err(e) = neuropil_runtime::part::write_durably(&self.dir.join(&rel), &bytes) {
+            tracing::warn!(part = %rel, error = %e, "cannot write a checkpoint part; the run goes on");
+            return None;
+        }
+        let write_s = t.elapsed().as_secs_f64();
+        m.checkpoint_bytes.set(bytes.len() as i64);
+        m.checkpoint_duration.observe(write_s);
+        tracing::info!(part = %rel, bytes = bytes.len(), write_s, "checkpoint part written");
+        Some(CheckpointPart {
+            step,
+            path: rel,
+            bytes: bytes.len() as u64,
+            digest: neuropil_runtime::part::digest(&bytes),
+            write_s,
+        })
+    }
+}
+
+/// Restore this node's shards `mine` of the checkpoint `manifest` from its parts
+/// on the volume `dir`, with the state every node holds alike (from rank 0's part),
+/// and this node's share of the output before it: for the recording node (rank 0)
+/// the spikes, module samples and every part's samples; for the others the counts.
+fn restore(
+    dir: &Path,
+    manifest: &Manifest,
+    net: &Network,
+    mine: &[usize],
+    threads: usize,
+    recorder: bool,
+) -> Result<(Checkpoint, RunOutput), String> {
+    let at = manifest.step as f64 * net.dt_ms;
+    let mut parts = manifest.parts.clone();
+    parts.sort_by_key(|p| p.rank);
+    let (mut base, mut prefix, mut shards, mut samples) = (None, RunOutput::default(), Vec::new(), Vec::new());
+    for p in &parts {
+        let holds_mine = p.shards.iter().any(|&s| mine.contains(&(s as usize)));
+        if !(p.rank == 0 || holds_mine || recorder) {
+            continue;
+        }
+        let rel = Path::new(&p.path);
+        if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(format!("checkpoint part {:?}: not a path inside the checkpoint volume", p.path));
+        }
+        let (mut cp, out) = neuropil_runtime::part::read(&dir.join(rel), p.bytes, p.digest, net)
+            .map_err(|e| format!("restoring the checkpoint at {at} ms (part of {}): {e}", p.node))?;
+        shards.extend(cp.shards.drain(..).filter(|s| mine.contains(&(s.index() as usize))));
+        if recorder {
+            samples.extend(out.samples.iter().cloned());
+        }
+        if p.rank == 0 {
+            prefix = out;
+            base = Some(cp);
+        }
+    }
+    let mut start = base.ok_or_else(|| format!("the checkpoint at {at} ms has no part of rank 0"))?;
+    if shards.len() != mine.len() {
+        return Err(format!(
+            "the checkpoint at {at} ms holds {} of this node's {} shards; its parts are incomplete",
+            shards.len(),
+            mine.len()
+        ));
+    }
+    shards.sort_by_key(|s| mine.iter().position(|&i| i == s.index() as usize));
+    start.shards = shards;
+    start.rebuild_statics(net, threads).map_err(|e| format!("restoring the checkpoint at {at} ms: {e}"))?;
+    if recorder {
+        samples.sort_by_key(|a| (a.step, a.sampler, a.gid, a.var));
+        prefix.samples = samples;
+    } else {
+        prefix.spikes.clear();
+        prefix.cerebellum.clear();
+        prefix.samples.clear();
+    }
+    prefix.weights.clear();
+    Ok((start, prefix))
 }
 
 /// Spikes as the wire's columns.

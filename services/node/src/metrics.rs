@@ -2,13 +2,20 @@
 
 use anyhow::Result;
 use neuropil_cluster::telemetry::{register_process, ExchangeMetrics};
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Metrics of a node process.
 #[derive(Clone)]
 pub struct NodeMetrics {
     /// Registry they live in.
     pub registry: Registry,
+    /// Bytes of this node's part of the last checkpoint it wrote.
+    pub checkpoint_bytes: IntGauge,
+    /// Time to encode and write (durably) a checkpoint part, s.
+    pub checkpoint_duration: Histogram,
+    /// Wall time since this node last wrote a checkpoint part, s
+    /// (updated as the run goes; 0 before the first).
+    pub checkpoint_age: prometheus::Gauge,
     /// Biological time simulated by the current (or last) run, s.
     pub bio_time: prometheus::Gauge,
     /// Wall time per biological time of the current run.
@@ -40,6 +47,15 @@ impl NodeMetrics {
         let registry =
             Registry::new_custom(Some("neuropil".into()), Some([("node".to_string(), node.to_string())].into()))?;
         let m = NodeMetrics {
+            checkpoint_bytes: IntGauge::new("checkpoint_bytes", "Bytes of this node's part of its last checkpoint")?,
+            checkpoint_duration: Histogram::with_opts(
+                HistogramOpts::new("checkpoint_duration_seconds", "Time to write a checkpoint part durably")
+                    .buckets(prometheus::exponential_buckets(0.001, 4.0, 10)?),
+            )?,
+            checkpoint_age: prometheus::Gauge::new(
+                "checkpoint_age_seconds",
+                "Wall time since this node last wrote a checkpoint part of the current run",
+            )?,
             bio_time: prometheus::Gauge::new("bio_time_seconds", "Biological time simulated by the current run")?,
             rtf: prometheus::Gauge::new("real_time_factor", "Wall-clock time per biological time of the current run")?,
             spikes: IntCounterVec::new(Opts::new("spikes_total", "Spikes, by population"), &["population"])?,
@@ -67,6 +83,9 @@ impl NodeMetrics {
         };
         let r = &m.registry;
         r.register(Box::new(m.bio_time.clone()))?;
+        r.register(Box::new(m.checkpoint_bytes.clone()))?;
+        r.register(Box::new(m.checkpoint_duration.clone()))?;
+        r.register(Box::new(m.checkpoint_age.clone()))?;
         r.register(Box::new(m.rtf.clone()))?;
         r.register(Box::new(m.spikes.clone()))?;
         r.register(Box::new(m.synaptic_events.clone()))?;
