@@ -867,3 +867,60 @@ async fn a_killed_node_costs_the_run_nothing_it_resumes_from_the_last_checkpoint
     assert!(metric(&text, "neuropil_checkpoint_duration_seconds_count").is_some_and(|n| n >= 1.0), "{text}");
     promtool_check(&text);
 }
+
+/// Issue 17: a node that stops answering (SIGSTOP, as a hung kernel or a host
+/// cut off would look) keeps its connections open, so nothing breaks; its etcd
+/// lease lapses, and that is what makes it lost — within the lease's time to live,
+/// not the 120 s exchange timeout. The run recovers on the others with the
+/// embedded spikes; thawed, the old node finds its attempt gone, changes nothing
+/// of the finished experiment, registers again and takes part in the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_node_is_lost_when_its_lease_lapses_and_thawed_it_corrupts_nothing() {
+    let tmp = TempDir::new("frozen");
+    let volume = tmp.0.join("checkpoints");
+    let vol = volume.to_str().unwrap();
+    let etcd = start_etcd();
+    let control = start_control(
+        &etcd,
+        "control-0",
+        &tmp.0.join("data"),
+        &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol],
+    );
+    let nodes: Vec<Proc> = (0..3)
+        .map(|i| start_node(&etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol, "--peer-timeout-s", "120"]))
+        .collect();
+    wait_live_nodes(&control, 3).await;
+    let set = ["run.duration_ms=6000"];
+    let embedded = embedded_summary("examples/cerebellar_dopamine.toml", &set, &tmp.0);
+    let mut c = client(&control.grpc).await;
+    let id = submit(&mut c, "examples/cerebellar_dopamine.toml", &set).await.unwrap();
+    let at = wait_checkpointed(&mut c, &id).await;
+    let frozen = at.nodes.iter().position(|n| n == "node-2").unwrap();
+    nodes[2].signal(libc::SIGSTOP);
+    let t = Instant::now();
+    // The lease is 3 s; the exchange timeout 120 s.
+    let info = wait_done(&mut c, &id, Duration::from_secs(60)).await;
+    let took = t.elapsed();
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.recoveries, 1, "{info:?}");
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "spikes differ");
+    let log: Vec<&str> = info.events.iter().map(|e| e.what.as_str()).collect();
+    let lost = format!("node-2 (rank {frozen}) lost: its etcd lease lapsed");
+    assert!(log.iter().any(|e| e.starts_with(&lost)), "{log:#?}");
+    let at = |what: &str| info.events.iter().find(|e| e.what.starts_with(what)).map(|e| e.unix_ms).unwrap();
+    eprintln!(
+        "frozen node: run done {took:?} after SIGSTOP; lost noticed → resumed {} ms",
+        at("resumed from") - at("node-2")
+    );
+    // Thawed: its old attempt ends without touching the finished experiment.
+    nodes[2].signal(libc::SIGCONT);
+    wait_live_nodes(&control, 3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = c.get(GetRequest { id: id.clone() }).await.unwrap().into_inner();
+    assert_eq!((after.state, &after.spike_hash, &after.events), (info.state, &info.spike_hash, &info.events));
+    let id = submit(&mut c, "examples/cerebellar_dopamine.toml", &set).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.nodes.len(), 3, "{info:?}");
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap());
+}

@@ -29,6 +29,15 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Send a signal (SIGSTOP freezes the process as a hung host would, SIGCONT
+    /// thaws it, SIGTERM asks it to shut down).
+    #[allow(dead_code)]
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "signal {signal} to {}", self.name);
+    }
+
     /// SIGKILL now (a crash, not a shutdown).
     pub fn kill(&mut self) {
         let _ = self.child.kill();

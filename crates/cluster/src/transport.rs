@@ -27,6 +27,8 @@ use neuropil_sim::network::{Exchange, StateValue, ValueKind};
 use neuropil_sim::Spike;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -294,7 +296,7 @@ pub struct GrpcTransport {
     /// Each peer as errors name it: `node-3 (rank 3)`.
     names: Vec<String>,
     seq: u64,
-    timeout: Duration,
+    wait: Wait,
     metrics: ExchangeMetrics,
     /// The byte counters by direction, looked up once (not every epoch).
     bytes_sent: prometheus::IntCounter,
@@ -371,12 +373,18 @@ impl GrpcTransport {
                 .map(|(r, p)| if p.node.is_empty() { format!("rank {r}") } else { format!("{} (rank {r})", p.node) })
                 .collect(),
             seq: 0,
-            timeout,
+            wait: Wait { timeout, abort: None },
             bytes_sent: metrics.exchange_bytes.with_label_values(&["sent"]),
             bytes_received: metrics.exchange_bytes.with_label_values(&["received"]),
             metrics,
             started: None,
         })
+    }
+
+    /// End waits for peers as soon as `flag` is set (the node sets it when the
+    /// control stops this attempt of the run), not only at the timeout.
+    pub fn abort_on(&mut self, flag: Arc<AtomicBool>) {
+        self.wait.abort = Some(flag);
     }
 
     /// Close this node's streams after its last exchange and wait (up to 10 s)
@@ -421,10 +429,34 @@ fn absorb(
     Ok(())
 }
 
+/// How long to wait for a peer, and what ends the wait early.
+#[derive(Clone)]
+struct Wait {
+    timeout: Duration,
+    /// Set when the control ends this attempt of the run (a recovery): a wait
+    /// for a peer that froze or was cut off ends at once instead of at `timeout`.
+    abort: Option<Arc<AtomicBool>>,
+}
+
+impl Wait {
+    fn aborted(&self) -> bool {
+        self.abort.as_ref().is_some_and(|a| a.load(Ordering::Relaxed))
+    }
+
+    /// Why a wait that gave nothing ended.
+    fn why(&self, what: &str) -> String {
+        if self.aborted() {
+            "the control stopped this attempt of the run (it recovers from a lost node)".into()
+        } else {
+            format!("{what} for {} s", self.timeout.as_secs())
+        }
+    }
+}
+
 /// Poll until `poll` is ready: for [`SPIN`] with the runtime ticking in between
 /// (its connections read and write their sockets), then asleep in epoll for up
-/// to `timeout` (None: timed out).
-async fn spin<T>(mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>, timeout: Duration) -> Option<T> {
+/// to the wait's timeout, or until it is aborted (None: timed out or aborted).
+async fn spin<T>(mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>, wait: &Wait) -> Option<T> {
     let spin_until = Instant::now() + SPIN;
     loop {
         if let Poll::Ready(x) = std::future::poll_fn(|cx| Poll::Ready(poll(cx))).await {
@@ -440,15 +472,24 @@ async fn spin<T>(mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>, timeout: Dur
         std::thread::yield_now();
         tokio::task::yield_now().await;
     }
-    tokio::time::timeout(timeout, std::future::poll_fn(poll)).await.ok()
+    let deadline = tokio::time::Instant::now() + wait.timeout;
+    loop {
+        let slice = (tokio::time::Instant::now() + Duration::from_millis(100)).min(deadline);
+        if let Ok(x) = tokio::time::timeout_at(slice, std::future::poll_fn(&mut poll)).await {
+            return Some(x);
+        }
+        if wait.aborted() || tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+    }
 }
 
 /// The next stream to open (or fail), waited for as by [`spin`].
-async fn next_event(inbound: &mut mpsc::UnboundedReceiver<Inbound>, timeout: Duration) -> Result<Inbound, String> {
-    match spin(|cx| inbound.poll_recv(cx), timeout).await {
+async fn next_event(inbound: &mut mpsc::UnboundedReceiver<Inbound>, wait: &Wait) -> Result<Inbound, String> {
+    match spin(|cx| inbound.poll_recv(cx), wait).await {
         Some(Some(ev)) => Ok(ev),
         Some(None) => Err("exchange channel closed".into()),
-        None => Err(format!("no peer connected for {} s", timeout.as_secs())),
+        None => Err(wait.why("no peer connected")),
     }
 }
 
@@ -479,8 +520,8 @@ impl Transport for GrpcTransport {
         self.started = Some(Instant::now());
         let msg = encode(&self.run, self.rank, self.seq, local, stop);
         let bytes = prost::Message::encoded_len(&msg) as u64;
-        let Self { rt, rank, sinks, streams, inbound, ended, timeout, bytes_sent, names, .. } = self;
-        let (rank, timeout) = (*rank as usize, *timeout);
+        let Self { rt, rank, sinks, streams, inbound, ended, wait, bytes_sent, names, .. } = self;
+        let rank = *rank as usize;
         let n = sinks.len();
         rt.block_on(async {
             for r in (0..n).filter(|&r| r != rank) {
@@ -489,7 +530,7 @@ impl Transport for GrpcTransport {
                     if let Some(why) = &ended[r] {
                         return Err(format!("{}: {why}", names[r]));
                     }
-                    let ev = next_event(inbound, timeout)
+                    let ev = next_event(inbound, wait)
                         .await
                         .map_err(|e| format!("waiting for {} to connect: {e}", names[r]))?;
                     absorb(ev, sinks, streams, ended)?;
@@ -512,8 +553,8 @@ impl Transport for GrpcTransport {
     }
 
     fn receive(&mut self, into: &mut Exchange) -> Result<bool, String> {
-        let Self { rt, rank, sinks, streams, inbound, ended, seq, timeout, bytes_received, metrics, names, .. } = self;
-        let (rank, epoch, timeout) = (*rank as usize, *seq, *timeout);
+        let Self { rt, rank, sinks, streams, inbound, ended, seq, wait, bytes_received, metrics, names, .. } = self;
+        let (rank, epoch) = (*rank as usize, *seq);
         let n = sinks.len();
         let wait_start = Instant::now();
         let result = rt.block_on(async {
@@ -524,15 +565,15 @@ impl Transport for GrpcTransport {
                         return Err(format!("{}: {why}", names[r]));
                     }
                     let ev =
-                        next_event(inbound, timeout).await.map_err(|e| format!("epoch {epoch}, {}: {e}", names[r]))?;
+                        next_event(inbound, wait).await.map_err(|e| format!("epoch {epoch}, {}: {e}", names[r]))?;
                     absorb(ev, sinks, streams, ended)?;
                 }
                 let Some(stream) = streams[r].as_mut() else { continue };
-                let got = match spin(|cx| Pin::new(&mut *stream).poll_next(cx), timeout).await {
+                let got = match spin(|cx| Pin::new(&mut *stream).poll_next(cx), wait).await {
                     Some(Some(Ok(m))) => Ok(m),
                     Some(Some(Err(s))) => Err(s.message().to_string()),
                     Some(None) => Err("ended its stream".to_string()),
-                    None => Err(format!("no message for {} s", timeout.as_secs())),
+                    None => Err(wait.why("no message")),
                 };
                 let m = match got {
                     Ok(m) => m,

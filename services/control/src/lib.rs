@@ -862,66 +862,89 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
     let mut ended = vec![false; n];
     // The first failure, the ranks whose streams broke, and how long to wait for
     // the others to end (they stop at the same epoch, or their exchange breaks).
-    let (mut failure, mut lost, mut grace) = (None::<String>, Vec::new(), None);
+    let (mut failure, mut lost, mut grace, mut stopping) = (None::<String>, Vec::new(), None, false);
     // Each rank's last checkpoint part, and the last complete checkpoint.
     let mut parts: Vec<Option<neuropil_proto::v1::CheckpointPart>> = vec![None; n];
     let mut last_complete = a.resume.as_ref().map_or(0, |m| m.step);
+    // A node that stops answering (frozen, cut off) keeps its stream open: its
+    // lease lapsing in etcd is what says it is gone.
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        let next = match grace {
-            Some(deadline) => tokio::time::timeout_at(deadline, rx.recv()).await.unwrap_or(None),
-            None => rx.recv().await,
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        let next = tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => Some(ev),
+                None => break,
+            },
+            _ = heartbeat.tick() => None,
+            _ = tokio::time::sleep_until(grace.unwrap_or(far)), if grace.is_some() => break,
         };
-        let Some((rank, ev)) = next else { break };
-        let node = &a.members[rank].node;
-        match ev {
-            Err(e) => {
-                ended[rank] = true;
-                lost.push(rank);
-                failure.get_or_insert(format!("{node} (rank {rank}) {e}"));
-            }
-            Ok(run_event::Event::Error(e)) => {
-                ended[rank] = true;
-                failure.get_or_insert(format!("{node} (rank {rank}): {e}"));
-            }
-            Ok(run_event::Event::Result(bytes)) => {
-                ended[rank] = true;
-                results[rank] = Some(bytes);
-            }
-            Ok(run_event::Event::Progress(p)) => {
-                if let Some(part) = &p.checkpoint {
-                    if parts[rank].as_ref().is_none_or(|old| old.step < part.step) {
-                        parts[rank] = Some(part.clone());
+        match next {
+            // A node already given up for lost (its lease lapsed) that speaks again.
+            Some((rank, _)) if lost.contains(&rank) => continue,
+            Some((rank, ev)) => {
+                let node = &a.members[rank].node;
+                match ev {
+                    Err(e) => {
+                        ended[rank] = true;
+                        lost.push(rank);
+                        failure.get_or_insert(format!("{node} (rank {rank}) {e}"));
                     }
-                    let step = part.step;
-                    if step > last_complete && parts.iter().all(|x| x.as_ref().is_some_and(|x| x.step == step)) {
-                        last_complete = step;
-                        let manifest = Manifest {
-                            step,
-                            attempt: a.attempt,
-                            parts: parts
-                                .iter()
-                                .flatten()
-                                .zip(&a.members)
-                                .enumerate()
-                                .map(|(r, (x, m))| PartRef {
-                                    rank: r as u32,
-                                    node: m.node.clone(),
-                                    shards: m.shards.clone(),
-                                    path: x.path.clone(),
-                                    bytes: x.bytes,
-                                    digest: x.digest,
-                                })
-                                .collect(),
-                        };
-                        checkpointed(control, a, manifest, dt).await?;
+                    Ok(run_event::Event::Error(e)) => {
+                        ended[rank] = true;
+                        failure.get_or_insert(format!("{node} (rank {rank}): {e}"));
                     }
-                }
-                actors[rank] = p.actors.iter().map(ActorRecord::from_proto).collect();
-                if rank == 0 && failure.is_none() {
-                    follow_progress(control, a, &mut c, &mut last_write, &names, dt, &p, actors).await?;
+                    Ok(run_event::Event::Result(bytes)) => {
+                        ended[rank] = true;
+                        results[rank] = Some(bytes);
+                    }
+                    Ok(run_event::Event::Progress(p)) => {
+                        if let Some(part) = &p.checkpoint {
+                            if parts[rank].as_ref().is_none_or(|old| old.step < part.step) {
+                                parts[rank] = Some(part.clone());
+                            }
+                            let step = part.step;
+                            if step > last_complete && parts.iter().all(|x| x.as_ref().is_some_and(|x| x.step == step))
+                            {
+                                last_complete = step;
+                                checkpointed(control, a, manifest_of(a, &parts), dt).await?;
+                            }
+                        }
+                        actors[rank] = p.actors.iter().map(ActorRecord::from_proto).collect();
+                        if rank == 0 && failure.is_none() {
+                            follow_progress(control, a, &mut c, &mut last_write, &names, dt, &p, actors).await?;
+                        }
+                    }
+                    Ok(_) => {}
                 }
             }
-            Ok(_) => {}
+            None => {
+                for (rank, m) in a.members.iter().enumerate() {
+                    if ended[rank] {
+                        continue;
+                    }
+                    // etcd itself away is not a lost node.
+                    let Ok(record) = etcd::get_json::<NodeRecord>(&mut c, &neuropil_cluster::node_key(&m.node)).await
+                    else {
+                        continue;
+                    };
+                    if record.is_none_or(|r| r.addr != m.addr) {
+                        ended[rank] = true;
+                        lost.push(rank);
+                        failure.get_or_insert(format!(
+                            "{} (rank {rank}) lost: its etcd lease lapsed (it stopped answering)",
+                            m.node
+                        ));
+                    }
+                }
+            }
+        }
+        if !lost.is_empty() && !stopping {
+            // The attempt cannot finish: the others stop now instead of waiting
+            // for the lost node until their exchange times out.
+            stopping = true;
+            let _ = c.put(neuropil_cluster::stop_key(&a.run_id()), "a node was lost", None).await;
         }
         if ended.iter().all(|e| *e) {
             break;
@@ -959,6 +982,29 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
     let a2 = a.clone();
     // Writing parquet is blocking work.
     tokio::task::spawn_blocking(move || write_results(&data_dir, &a2, out)).await?
+}
+
+/// The manifest of the checkpoint whose parts are `parts` (one per rank, all at
+/// the same step).
+fn manifest_of(a: &Assignment, parts: &[Option<neuropil_proto::v1::CheckpointPart>]) -> Manifest {
+    Manifest {
+        step: parts.iter().flatten().next().map_or(0, |p| p.step),
+        attempt: a.attempt,
+        parts: parts
+            .iter()
+            .flatten()
+            .zip(&a.members)
+            .enumerate()
+            .map(|(r, (x, m))| PartRef {
+                rank: r as u32,
+                node: m.node.clone(),
+                shards: m.shards.clone(),
+                path: x.path.clone(),
+                bytes: x.bytes,
+                digest: x.digest,
+            })
+            .collect(),
+    }
 }
 
 /// The recording node's progress: metrics, and a few times a second the record.

@@ -44,6 +44,8 @@ struct RunHandle {
     spikes: broadcast::Sender<SpikeBatch>,
     result: watch::Sender<Option<Result<Arc<Vec<u8>>, String>>>,
     cancel: Arc<AtomicBool>,
+    /// Set when the control stops this attempt (a recovery): waits for peers end.
+    abort: Arc<AtomicBool>,
     finished: AtomicBool,
 }
 
@@ -274,6 +276,9 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
                                 };
                                 if hit {
                                     h.cancel.store(true, Ordering::Relaxed);
+                                    if only.is_some() {
+                                        h.abort.store(true, Ordering::Relaxed);
+                                    }
                                 }
                             }
                         }
@@ -354,6 +359,7 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
         spikes: broadcast::channel(256).0,
         result: watch::channel(None).0,
         cancel: Arc::new(AtomicBool::new(false)),
+        abort: Arc::new(AtomicBool::new(false)),
         finished: AtomicBool::new(false),
     });
     {
@@ -470,6 +476,7 @@ fn execute(
         state.peer_timeout,
         m.exchange.clone(),
     )?;
+    transport.abort_on(handle.abort.clone());
     let (cosim, about) = fabric.map_or((None, None), |(f, about)| (Some(f), Some(about)));
     let tree = Tree { rt, name: &run, census: &handle.census };
     let parts = match (&state.checkpoint_dir, a.checkpoint_steps) {
