@@ -924,3 +924,95 @@ async fn a_frozen_node_is_lost_when_its_lease_lapses_and_thawed_it_corrupts_noth
     assert_eq!(info.nodes.len(), 3, "{info:?}");
     assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap());
 }
+
+/// Poll until `f` holds for the experiment (or panic after `within`).
+async fn wait_until(
+    c: &mut Client,
+    id: &str,
+    within: Duration,
+    what: &str,
+    f: impl Fn(&neuropil_proto::v1::ExperimentInfo) -> bool,
+) -> neuropil_proto::v1::ExperimentInfo {
+    let deadline = Instant::now() + within;
+    loop {
+        let info = c.get(GetRequest { id: id.into() }).await.unwrap().into_inner();
+        if f(&info) {
+            return info;
+        }
+        let s = ExperimentState::try_from(info.state).unwrap();
+        assert!(
+            !matches!(s, ExperimentState::Succeeded | ExperimentState::Failed | ExperimentState::Cancelled),
+            "ended before {what}: {info:?}"
+        );
+        assert!(Instant::now() < deadline, "not {what} after {within:?}: {info:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 17: a run changes its number of nodes while it goes, and keeps its
+/// spikes. A checkpoint on request (ExperimentService.Checkpoint, `neuropil
+/// checkpoint ID`; no periodic ones here); a node that joins takes shards at the
+/// next checkpoint (2 → 3); a node told to stop (SIGTERM, a rolling update)
+/// drains: the nodes write a checkpoint for it, its shards move to the others
+/// (3 → 2), and it exits cleanly. The finished run has the embedded spike hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_rescales_2_to_3_nodes_and_drains_3_to_2_with_the_same_spikes() {
+    let tmp = TempDir::new("rescale");
+    let volume = tmp.0.join("checkpoints");
+    let vol = volume.to_str().unwrap();
+    let etcd = start_etcd();
+    let control = start_control(
+        &etcd,
+        "control-0",
+        &tmp.0.join("data"),
+        &["--checkpoint-interval-ms", "0", "--checkpoint-dir", vol],
+    );
+    let node = |i: usize| start_node(&etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol]);
+    let mut nodes: Vec<Proc> = (0..2).map(node).collect();
+    wait_live_nodes(&control, 2).await;
+    let set = ["run.duration_ms=40000"];
+    let embedded = embedded_summary("examples/cerebellar_dopamine.toml", &set, &tmp.0);
+    let mut c = client(&control.grpc).await;
+    // 6 shards: enough for 3 nodes (shards stay; their placement changes).
+    let document = std::fs::read_to_string(root().join("examples/cerebellar_dopamine.toml")).unwrap();
+    let req =
+        SubmitRequest { document, format: "toml".into(), set: set.iter().map(|s| s.to_string()).collect(), shards: 6 };
+    let id = c.submit(req).await.unwrap().into_inner().id;
+    wait_until(&mut c, &id, Duration::from_secs(60), "running", |i| i.bio_time_ms > 0.0).await;
+    // No periodic checkpoints: the first comes on request.
+    c.checkpoint(neuropil_proto::v1::CheckpointRequest { id: id.clone() }).await.unwrap();
+    wait_until(&mut c, &id, Duration::from_secs(60), "checkpointed", |i| i.checkpoint_ms > 0.0).await;
+    // 2 → 3: a node joins; at the next checkpoint it takes shards.
+    nodes.push(node(2));
+    wait_live_nodes(&control, 3).await;
+    c.checkpoint(neuropil_proto::v1::CheckpointRequest { id: id.clone() }).await.unwrap();
+    let info = wait_until(&mut c, &id, Duration::from_secs(60), "on 3 nodes", |i| i.nodes.len() == 3).await;
+    assert_eq!(info.nodes, ["node-0", "node-1", "node-2"]);
+    // 3 → 2: node-1 drains.
+    nodes[1].signal(libc::SIGTERM);
+    let info = wait_until(&mut c, &id, Duration::from_secs(60), "off node-1", |i| {
+        i.nodes.len() == 2 && i.state == ExperimentState::Running as i32
+    })
+    .await;
+    assert_eq!(info.nodes, ["node-0", "node-2"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = nodes[1].child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the drained node did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "the drained node exited with {status}");
+    let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "spikes differ");
+    assert_eq!(info.recoveries, 0, "nothing was lost: {info:?}");
+    let log: Vec<&str> = info.events.iter().map(|e| e.what.as_str()).collect();
+    let joined = log.iter().position(|e| e.starts_with("node-2 joined: the shards spread over 3 nodes"));
+    let drained = log.iter().position(|e| e.starts_with("node-1 drains (SIGTERM)"));
+    assert!(joined.is_some() && drained.is_some() && joined < drained, "{log:#?}");
+    let text = http_get(&control.metrics, "/metrics").unwrap();
+    assert_eq!(metric_with(&text, "neuropil_recoveries_total", "cause=\"rescale\""), Some(1.0), "{text}");
+    assert_eq!(metric_with(&text, "neuropil_recoveries_total", "cause=\"drain\""), Some(1.0), "{text}");
+}

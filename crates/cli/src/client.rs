@@ -220,6 +220,18 @@ pub async fn cancel(t: &Target, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// `neuropil checkpoint ID`.
+pub async fn checkpoint(t: &Target, id: &str) -> Result<()> {
+    let mut c = connect(t).await?;
+    let req = neuropil_proto::v1::CheckpointRequest { id: id.into() };
+    let info = c.checkpoint(req).await.map_err(status_error)?.into_inner();
+    println!(
+        "checkpoint of {} asked for at {:.1} ms (the last complete one: {:.1} ms)",
+        info.id, info.bio_time_ms, info.checkpoint_ms
+    );
+    Ok(())
+}
+
 /// `neuropil spikes ID`: print `time_ms population neuron` lines while the run goes.
 pub async fn spikes(t: &Target, id: &str, populations: &[String]) -> Result<()> {
     let mut c = connect(t).await?;

@@ -131,6 +131,13 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Ask for a coordinated checkpoint of a running experiment now (status shows checkpoint_ms move).
+    Checkpoint {
+        /// Experiment id.
+        id: String,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// Print spikes of a running experiment as they come (time_ms, population, neuron).
     Spikes {
         /// Experiment id.
@@ -339,6 +346,9 @@ fn main() -> ExitCode {
         }
         Command::Cancel { id, target } => {
             client(&target, |t| async move { client::cancel(&t, &id).await.map(|()| true) })
+        }
+        Command::Checkpoint { id, target } => {
+            client(&target, |t| async move { client::checkpoint(&t, &id).await.map(|()| true) })
         }
         Command::Spikes { id, target, populations } => {
             client(&target, |t| async move { client::spikes(&t, &id, &populations).await.map(|()| true) })

@@ -33,6 +33,10 @@ pub struct NodeRecord {
     pub threads: u32,
     /// Memory it offers to runs, bytes.
     pub memory_bytes: u64,
+    /// Shutting down (SIGTERM): it finishes its part of the run in progress up to
+    /// a checkpoint that moves its shards to the others, and takes no new work.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// One node's share of a run.
@@ -153,6 +157,18 @@ pub struct PartRef {
 pub struct Checkpoints {
     /// Complete checkpoints, oldest first.
     pub complete: Vec<Manifest>,
+}
+
+/// Key that asks the nodes of run `run` (a run id) for a coordinated checkpoint at
+/// the first stretch boundary at or after the step it holds.
+pub fn checkpoint_at_key(run: &str) -> String {
+    format!("{PREFIX}checkpoint-at/{run}")
+}
+
+/// Key of a user's request for a checkpoint of experiment `id` now
+/// (ExperimentService.Checkpoint); the leader turns it into a [`checkpoint_at_key`].
+pub fn checkpoint_request_key(id: &str) -> String {
+    format!("{PREFIX}checkpoint-request/{id}")
 }
 
 /// Key of a run's complete checkpoints.

@@ -20,8 +20,8 @@ use neuropil_cluster::{
 use neuropil_proto::v1::experiment_service_server::{ExperimentService, ExperimentServiceServer};
 use neuropil_proto::v1::node_service_client::NodeServiceClient;
 use neuropil_proto::v1::{
-    run_event, CancelRequest, ExperimentInfo, GetRequest, ListRequest, ListResponse, SpikeBatch, StreamSpikesRequest,
-    SubmitRequest, SubmitResponse, WatchRequest, WatchRunRequest,
+    run_event, CancelRequest, CheckpointRequest, ExperimentInfo, GetRequest, ListRequest, ListResponse, SpikeBatch,
+    StreamSpikesRequest, SubmitRequest, SubmitResponse, WatchRequest, WatchRunRequest,
 };
 use neuropil_sim::embedded::{self, RunOutput};
 use std::path::PathBuf;
@@ -61,6 +61,8 @@ impl Control {
         let mut nodes: Vec<NodeRecord> =
             etcd::list_json(&mut c, &format!("{PREFIX}nodes/")).await.map_err(ControlError::etcd)?;
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        // A draining node takes no new work.
+        nodes.retain(|n| !n.draining);
         Ok(nodes)
     }
 
@@ -249,6 +251,26 @@ impl ExperimentService for ControlSvc {
         }
         .await;
         self.0.count("Cancel", &r);
+        r.map(Response::new).map_err(Status::from)
+    }
+
+    async fn checkpoint(&self, req: Request<CheckpointRequest>) -> Result<Response<ExperimentInfo>, Status> {
+        let id = req.into_inner().id;
+        let r = async {
+            let rec = self.0.record(&id).await?;
+            if rec.state != State::Running {
+                return Err(ControlError::WrongState(format!(
+                    "id: experiment {id} is {}; only a running experiment can be checkpointed",
+                    rec.state.name()
+                )));
+            }
+            let mut c = self.0.etcd.clone();
+            let key = neuropil_cluster::checkpoint_request_key(&id);
+            c.put(key, now_unix_ms().to_string(), None).await.map_err(ControlError::etcd)?;
+            Ok(rec.to_proto())
+        }
+        .await;
+        self.0.count("Checkpoint", &r);
         r.map(Response::new).map_err(Status::from)
     }
 
@@ -619,8 +641,8 @@ async fn collect(control: Arc<Control>, mut a: Assignment) {
         let mut actors = vec![Vec::new(); a.members.len()];
         let outcome = follow(&control, &a, &mut actors).await;
         match outcome {
-            Err(e) if e.downcast_ref::<RunLost>().is_some() => {
-                let lost = e.downcast_ref::<RunLost>().cloned().unwrap_or_default();
+            Err(e) if e.downcast_ref::<Move>().is_some() => {
+                let lost = e.downcast_ref::<Move>().cloned().unwrap_or_default();
                 match recover(&control, &a, &lost, &mut recoveries).await {
                     Ok(next) => a = next,
                     Err(why) => break (Err(anyhow::anyhow!("{e}; {why}")), actors),
@@ -667,6 +689,10 @@ async fn collect(control: Arc<Control>, mut a: Assignment) {
     }
     // The run is over: its checkpoints have served.
     let _ = c.delete(checkpoints_key(&a.id), None).await;
+    let _ = c.delete(neuropil_cluster::checkpoint_request_key(&a.id), None).await;
+    for attempt in 0..=a.attempt {
+        let _ = c.delete(neuropil_cluster::checkpoint_at_key(&neuropil_cluster::run_id(&a.id, attempt)), None).await;
+    }
     if let Some(dir) = &control.checkpoint_dir {
         let _ = std::fs::remove_dir_all(dir.join(&a.id));
     }
@@ -674,14 +700,38 @@ async fn collect(control: Arc<Control>, mut a: Assignment) {
     control.metrics.checkpoint_bytes.set(0);
 }
 
-/// An attempt of a run ended because nodes were lost (their run streams broke or
-/// ended): it can go on from the last checkpoint without them.
+/// Why an attempt of a run ends so that the run goes on from its last complete
+/// checkpoint with other nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+enum Cause {
+    /// Nodes were lost: their run streams broke or ended, or their leases lapsed.
+    #[default]
+    NodeLost,
+    /// A node drains (SIGTERM): its shards move at a checkpoint taken for it.
+    Drain,
+    /// A node joined: the shards spread over it at the next checkpoint.
+    Rescale,
+}
+
+impl Cause {
+    fn label(self) -> &'static str {
+        match self {
+            Cause::NodeLost => "node_lost",
+            Cause::Drain => "drain",
+            Cause::Rescale => "rescale",
+        }
+    }
+}
+
+/// An attempt of a run ended and the run moves: from its last complete
+/// checkpoint, onto the live nodes but `leave`.
 #[derive(Debug, Clone, Default, thiserror::Error)]
 #[error("{message}")]
-struct RunLost {
+struct Move {
+    cause: Cause,
     message: String,
-    /// Ranks of the nodes lost.
-    ranks: Vec<usize>,
+    /// Nodes to leave out of the next placement (lost or draining).
+    leave: Vec<String>,
 }
 
 /// Roll `a` back to its last complete checkpoint and place it again on the live
@@ -690,7 +740,7 @@ struct RunLost {
 async fn recover(
     control: &Control,
     a: &Assignment,
-    lost: &RunLost,
+    lost: &Move,
     recoveries: &mut Vec<std::time::Instant>,
 ) -> Result<Assignment, String> {
     let mut c = control.etcd.clone();
@@ -705,32 +755,38 @@ async fn recover(
                     --checkpoint-interval-ms of the control)"
             .into());
     };
-    recoveries.retain(|t| t.elapsed() < config::RECOVERY_WINDOW);
-    if recoveries.len() as u32 >= control.max_recoveries {
-        return Err(format!(
-            "{} recoveries within {} minutes already (--max-recoveries): giving up",
-            recoveries.len(),
-            config::RECOVERY_WINDOW.as_secs() / 60
-        ));
+    if lost.cause == Cause::NodeLost {
+        recoveries.retain(|t| t.elapsed() < config::RECOVERY_WINDOW);
+        if recoveries.len() as u32 >= control.max_recoveries {
+            return Err(format!(
+                "{} recoveries within {} minutes already (--max-recoveries): giving up",
+                recoveries.len(),
+                config::RECOVERY_WINDOW.as_secs() / 60
+            ));
+        }
+        recoveries.push(std::time::Instant::now());
     }
-    recoveries.push(std::time::Instant::now());
     // Whatever is left of this attempt stops (the survivors have mostly stopped
     // already: their exchange with the lost node broke).
     let _ = c.put(neuropil_cluster::stop_key(&a.run_id()), "recovering", None).await;
-    let lost_ids: Vec<String> = lost.ranks.iter().filter_map(|&r| a.members.get(r)).map(|m| m.node.clone()).collect();
+    let lost_ids = &lost.leave;
     let Some(mut rec) = etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(&a.id)).await.map_err(etcd_err)?
     else {
         return Err("its record disappeared from etcd".into());
     };
     let at_ms = manifest.step as f64 * dt_of(a);
     rec.state = State::Recovering;
-    rec.recoveries += 1;
-    rec.message = format!("{}; rolling back to the checkpoint at {at_ms} ms", lost.message);
     rec.log(lost.message.clone());
-    rec.log(format!("recovering: rolling back to the checkpoint at {at_ms} ms"));
+    if lost.cause == Cause::NodeLost {
+        rec.recoveries += 1;
+        rec.message = format!("{}; rolling back to the checkpoint at {at_ms} ms", lost.message);
+        rec.log(format!("recovering: rolling back to the checkpoint at {at_ms} ms"));
+    } else {
+        rec.message = format!("{}; moving from the checkpoint at {at_ms} ms", lost.message);
+    }
     etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await.map_err(etcd_err)?;
-    control.metrics.recoveries.with_label_values(&["node_lost"]).inc();
-    tracing::warn!(experiment = %a.id, attempt = a.attempt, lost = ?lost_ids, at_ms, "recovering from a lost node");
+    control.metrics.recoveries.with_label_values(&[lost.cause.label()]).inc();
+    tracing::warn!(experiment = %a.id, attempt = a.attempt, leave = ?lost_ids, at_ms, cause = lost.cause.label(), "moving the run");
     // The live nodes, without the lost ones (whose records stay until their
     // leases lapse); a node that joined meanwhile takes part.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -866,6 +922,17 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
     // Each rank's last checkpoint part, and the last complete checkpoint.
     let mut parts: Vec<Option<neuropil_proto::v1::CheckpointPart>> = vec![None; n];
     let mut last_complete = a.resume.as_ref().map_or(0, |m| m.step);
+    // How far the run is (absolute step) and its wall time per step; a checkpoint
+    // asked for (drain, a user's request) at a step, and the draining nodes.
+    let (mut latest_step, mut wall_per_step) = (a.resume.as_ref().map_or(0, |m| m.step), 0.0f64);
+    let (mut asked, mut drain_at, mut draining) = (None::<u64>, None::<u64>, Vec::<String>::new());
+    let ask = |latest: u64, wall_per_step: f64| {
+        // Far enough ahead that every node hears of it before it gets there: 300
+        // ms of biological time, and at least half a second of wall time.
+        let bio = (300.0 / dt).ceil() as u64;
+        let wall = if wall_per_step > 0.0 { (0.5 / wall_per_step).ceil() as u64 } else { 0 };
+        latest + bio.max(wall)
+    };
     // A node that stops answering (frozen, cut off) keeps its stream open: its
     // lease lapsing in etcd is what says it is gone.
     let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
@@ -909,9 +976,23 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
                             {
                                 last_complete = step;
                                 checkpointed(control, a, manifest_of(a, &parts), dt).await?;
+                                if asked.is_some_and(|x| step >= x) {
+                                    asked = None;
+                                    let _ = c.delete(neuropil_cluster::checkpoint_at_key(&a.run_id()), None).await;
+                                }
+                                if let Some(mv) = moves_after(control, a, step, drain_at, &draining).await {
+                                    let _ =
+                                        c.put(neuropil_cluster::stop_key(&a.run_id()), mv.cause.label(), None).await;
+                                    return Err(mv.into());
+                                }
                             }
                         }
                         actors[rank] = p.actors.iter().map(ActorRecord::from_proto).collect();
+                        if rank == 0 && p.steps_done > latest_step {
+                            let start = a.resume.as_ref().map_or(0, |m| m.step);
+                            latest_step = p.steps_done;
+                            wall_per_step = p.wall_s / (latest_step - start).max(1) as f64;
+                        }
                         if rank == 0 && failure.is_none() {
                             follow_progress(control, a, &mut c, &mut last_write, &names, dt, &p, actors).await?;
                         }
@@ -920,6 +1001,23 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
                 }
             }
             None => {
+                // A user's request for a checkpoint now.
+                let request = neuropil_cluster::checkpoint_request_key(&a.id);
+                let wanted = c.get(request.clone(), None).await.map(|r| r.count() > 0).unwrap_or(false);
+                // A checkpoint asked for that some node passed before it heard of it.
+                let missed = asked.is_some_and(|x| last_complete < x && latest_step > x + (300.0 / dt) as u64);
+                if (wanted && asked.is_none()) || missed {
+                    let x = ask(latest_step, wall_per_step);
+                    if c.put(neuropil_cluster::checkpoint_at_key(&a.run_id()), x.to_string(), None).await.is_ok() {
+                        asked = Some(x);
+                        if drain_at.is_some() {
+                            drain_at = Some(x);
+                        }
+                    }
+                }
+                if wanted {
+                    let _ = c.delete(request, None).await;
+                }
                 for (rank, m) in a.members.iter().enumerate() {
                     if ended[rank] {
                         continue;
@@ -929,13 +1027,24 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
                     else {
                         continue;
                     };
-                    if record.is_none_or(|r| r.addr != m.addr) {
+                    if record.as_ref().is_none_or(|r| r.addr != m.addr) {
                         ended[rank] = true;
                         lost.push(rank);
                         failure.get_or_insert(format!(
                             "{} (rank {rank}) lost: its etcd lease lapsed (it stopped answering)",
                             m.node
                         ));
+                    } else if record.is_some_and(|r| r.draining) && !draining.contains(&m.node) {
+                        // Shutting down: a checkpoint for it, then its shards move.
+                        draining.push(m.node.clone());
+                        let x = match asked {
+                            Some(x) => x,
+                            None => ask(latest_step, wall_per_step),
+                        };
+                        if c.put(neuropil_cluster::checkpoint_at_key(&a.run_id()), x.to_string(), None).await.is_ok() {
+                            asked = Some(x);
+                            drain_at = Some(x);
+                        }
                     }
                 }
             }
@@ -962,7 +1071,8 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
                 let names: Vec<String> = lost.iter().map(|&r| format!("{} (rank {r})", a.members[r].node)).collect();
                 format!("{} lost ({first})", names.join(", "))
             };
-            return Err(RunLost { message, ranks: lost }.into());
+            let leave = lost.iter().map(|&r| a.members[r].node.clone()).collect();
+            return Err(Move { cause: Cause::NodeLost, message, leave }.into());
         }
         anyhow::bail!(first);
     }
@@ -982,6 +1092,43 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
     let a2 = a.clone();
     // Writing parquet is blocking work.
     tokio::task::spawn_blocking(move || write_results(&data_dir, &a2, out)).await?
+}
+
+/// After the checkpoint at `step` completed: whether the run moves now — off
+/// draining nodes (once the checkpoint asked for them is there), or onto nodes
+/// that joined (when they would get shards).
+async fn moves_after(
+    control: &Control,
+    a: &Assignment,
+    step: u64,
+    drain_at: Option<u64>,
+    draining: &[String],
+) -> Option<Move> {
+    if drain_at.is_some_and(|x| step >= x) && !draining.is_empty() {
+        return Some(Move {
+            cause: Cause::Drain,
+            message: format!("{} drains (SIGTERM): its shards move to the other nodes", draining.join(", ")),
+            leave: draining.to_vec(),
+        });
+    }
+    let nodes = control.nodes().await.ok()?;
+    let members: Vec<&str> = a.members.iter().map(|m| m.node.as_str()).collect();
+    let joined: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).filter(|n| !members.contains(n)).collect();
+    if joined.is_empty() {
+        return None;
+    }
+    let mut c = control.etcd.clone();
+    let rec = etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(&a.id)).await.ok()??;
+    let placed = place(&nodes, a.shards, rec.estimated_bytes).ok()?;
+    let mut now: Vec<&str> = placed.iter().map(|m| m.node.as_str()).collect();
+    let mut before = members.clone();
+    now.sort();
+    before.sort();
+    (now != before).then(|| Move {
+        cause: Cause::Rescale,
+        message: format!("{} joined: the shards spread over {} nodes", joined.join(", "), now.len()),
+        leave: vec![],
+    })
 }
 
 /// The manifest of the checkpoint whose parts are `parts` (one per rank, all at
@@ -1135,6 +1282,7 @@ mod tests {
             host: String::new(),
             threads,
             memory_bytes: mib << 20,
+            draining: false,
         }
     }
 

@@ -46,6 +46,8 @@ struct RunHandle {
     cancel: Arc<AtomicBool>,
     /// Set when the control stops this attempt (a recovery): waits for peers end.
     abort: Arc<AtomicBool>,
+    /// A checkpoint asked for at this step (u64::MAX: none).
+    checkpoint_at: Arc<AtomicU64>,
     finished: AtomicBool,
 }
 
@@ -61,6 +63,11 @@ struct NodeState {
 }
 
 impl NodeState {
+    /// Whether a run is going on here.
+    fn busy(&self) -> bool {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|(_, h)| !h.finished.load(Ordering::Relaxed))
+    }
+
     fn run(&self, id: &str) -> Option<Arc<RunHandle>> {
         self.runs.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(r, _)| r == id).map(|(_, h)| h.clone())
     }
@@ -211,12 +218,17 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
         host: host.clone(),
         threads: cfg.threads as u32,
         memory_bytes: cfg.memory_bytes,
+        draining: false,
     };
     // Watch before registering, so that no assignment made right after can be missed.
     let mut runs_watch =
         client.watch(format!("{PREFIX}runs/"), Some(WatchOptions::new().with_prefix())).await.context("etcd: watch")?;
     let mut cancel_watch = client
         .watch(format!("{PREFIX}cancel/"), Some(WatchOptions::new().with_prefix()))
+        .await
+        .context("etcd: watch")?;
+    let mut checkpoint_watch = client
+        .watch(format!("{PREFIX}checkpoint-at/"), Some(WatchOptions::new().with_prefix()))
         .await
         .context("etcd: watch")?;
     // One live node per id: a second one would overwrite the first's record and
@@ -256,6 +268,18 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
                             match serde_json::from_slice::<Assignment>(kv.value()) {
                                 Ok(a) => start_run(&state, a),
                                 Err(e) => tracing::warn!(node = %state.id, error = %e, "ignoring an undecodable assignment"),
+                            }
+                        }
+                    }
+                    msg = checkpoint_watch.message() => {
+                        let Ok(Some(resp)) = msg else { return "etcd watch of checkpoint-at/ ended" };
+                        for ev in resp.events() {
+                            let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) else { continue };
+                            let key = String::from_utf8_lossy(kv.key());
+                            let run = key.trim_start_matches(&format!("{PREFIX}checkpoint-at/")).to_string();
+                            let step = String::from_utf8_lossy(kv.value()).parse::<u64>();
+                            if let (Some(h), Ok(step)) = (state.run(&run), step) {
+                                h.checkpoint_at.store(step, Ordering::Relaxed);
                             }
                         }
                     }
@@ -335,15 +359,46 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
             }
         }
     };
+    tokio::pin!(watcher);
+    tokio::pin!(registration);
+    let mut server = server;
     let outcome = tokio::select! {
-        why = watcher => Err(anyhow::anyhow!(why)),
-        why = registration => Err(anyhow::anyhow!(why)),
-        r = server => Err(anyhow::anyhow!("gRPC server stopped: {r:?}")),
+        why = &mut watcher => Err(anyhow::anyhow!(why)),
+        why = &mut registration => Err(anyhow::anyhow!(why)),
+        r = &mut server => Err(anyhow::anyhow!("gRPC server stopped: {r:?}")),
         _ = shutdown => Ok(()),
     };
+    // Drain (a rolling update, a scale-down): with a run in progress and a
+    // checkpoint volume, say so in the record; the control has the nodes write a
+    // checkpoint, moves this node's shards to the others from it and stops this
+    // attempt here. Then leave.
+    if outcome.is_ok() && state.busy() && state.checkpoint_dir.is_some() {
+        tracing::info!(node = %cfg.id, "draining: the run in progress moves to the other nodes at a checkpoint");
+        let draining = NodeRecord { draining: true, ..record.clone() };
+        if let Err(e) = etcd::put_json(&mut client, &key, &draining, Some(lease.load(Ordering::Relaxed))).await {
+            tracing::warn!(node = %cfg.id, error = %format!("{e:#}"), "drain: cannot mark the record; leaving now");
+        } else {
+            let idle = async {
+                while state.busy() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            tokio::select! {
+                _ = idle => tracing::info!(node = %cfg.id, "drained: the run moved"),
+                _ = tokio::time::sleep(DRAIN_TIMEOUT) => {
+                    tracing::warn!(node = %cfg.id, "drain: the run did not move within {} s; leaving", DRAIN_TIMEOUT.as_secs());
+                }
+                why = &mut watcher => tracing::warn!(node = %cfg.id, why, "drain cut short"),
+                why = &mut registration => tracing::warn!(node = %cfg.id, why, "drain cut short"),
+            }
+        }
+    }
     let _ = client.lease_revoke(lease.load(Ordering::Relaxed)).await;
     outcome
 }
+
+/// How long a draining node waits for its run to move before it leaves anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Start this node's share of `a`, if it has one and is not running it already.
 fn start_run(state: &Arc<NodeState>, a: Assignment) {
@@ -360,6 +415,7 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
         result: watch::channel(None).0,
         cancel: Arc::new(AtomicBool::new(false)),
         abort: Arc::new(AtomicBool::new(false)),
+        checkpoint_at: Arc::new(AtomicU64::new(u64::MAX)),
         finished: AtomicBool::new(false),
     });
     {
@@ -480,7 +536,8 @@ fn execute(
     let (cosim, about) = fabric.map_or((None, None), |(f, about)| (Some(f), Some(about)));
     let tree = Tree { rt, name: &run, census: &handle.census };
     let parts = match (&state.checkpoint_dir, a.checkpoint_steps) {
-        (Some(dir), every) if every > 0 => Some(Parts {
+        (Some(dir), every) => Some(Parts {
+            asked: handle.checkpoint_at.clone(),
             dir,
             experiment: &a.id,
             attempt: a.attempt,
@@ -631,8 +688,10 @@ struct Parts<'a> {
     experiment: &'a str,
     attempt: u32,
     rank: usize,
-    /// Steps between checkpoints.
+    /// Steps between checkpoints (0: only when asked).
     every: u64,
+    /// A checkpoint asked for at this step (u64::MAX: none).
+    asked: Arc<AtomicU64>,
     /// The step the last stretch ended at.
     last_step: u64,
     /// This node's share of the output so far (None before the first stretch of a
@@ -665,7 +724,10 @@ impl Parts<'_> {
         let so_far = self.so_far.insert(so_far);
         let step = state.step();
         let before = std::mem::replace(&mut self.last_step, step);
-        if step >= total || step / self.every == before / self.every {
+        let periodic = self.every > 0 && step / self.every != before / self.every;
+        let at = self.asked.load(Ordering::Relaxed);
+        let asked = at != u64::MAX && before < at && at <= step;
+        if step >= total || !(periodic || asked) {
             return None;
         }
         let t = Instant::now();
