@@ -1016,3 +1016,51 @@ async fn a_run_rescales_2_to_3_nodes_and_drains_3_to_2_with_the_same_spikes() {
     assert_eq!(metric_with(&text, "neuropil_recoveries_total", "cause=\"rescale\""), Some(1.0), "{text}");
     assert_eq!(metric_with(&text, "neuropil_recoveries_total", "cause=\"drain\""), Some(1.0), "{text}");
 }
+
+/// Issue 17: etcd away for 10 s in the middle of a run (killed, then started
+/// again on its data, as a rescheduled etcd pod) costs nothing: etcd is not on the
+/// spike path, so the nodes go on simulating; their records and the leader come
+/// back; the run succeeds with the embedded spike hash, and the cluster takes the
+/// next experiment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_away_for_10_s_mid_run_costs_nothing() {
+    let tmp = TempDir::new("etcd-outage");
+    let volume = tmp.0.join("checkpoints");
+    let vol = volume.to_str().unwrap();
+    let mut etcd = start_etcd();
+    let control = start_control(
+        &etcd,
+        "control-0",
+        &tmp.0.join("data"),
+        &["--checkpoint-interval-ms", "1000", "--checkpoint-dir", vol],
+    );
+    let _nodes: Vec<Proc> =
+        (0..2).map(|i| start_node(&etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol])).collect();
+    wait_live_nodes(&control, 2).await;
+    let set = ["run.duration_ms=120000"];
+    let embedded = embedded_summary("examples/cerebellar_dopamine.toml", &set, &tmp.0);
+    let mut c = client(&control.grpc).await;
+    let id = submit(&mut c, "examples/cerebellar_dopamine.toml", &set).await.unwrap();
+    let before = wait_checkpointed(&mut c, &id).await;
+    let spikes = |text: &str| metric_with(text, "neuropil_spikes_total", "population=\"cortex\"").unwrap_or(0.0);
+    let n0 = spikes(&http_get(&_nodes[0].metrics, "/metrics").unwrap());
+    let outage = tokio::task::spawn_blocking(move || {
+        etcd.outage(Duration::from_secs(10));
+        etcd
+    });
+    // Meanwhile the nodes simulate on.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let n1 = spikes(&http_get(&_nodes[0].metrics, "/metrics").unwrap());
+    assert!(n1 > n0, "node-0 stopped simulating while etcd was away ({n0} -> {n1} spikes)");
+    let _etcd = outage.await.unwrap();
+    let mut c = client(&control.grpc).await;
+    let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "spikes differ");
+    assert_eq!(info.recoveries, 0, "{info:?}");
+    assert!(before.bio_time_ms < info.duration_ms);
+    wait_live_nodes(&control, 2).await;
+    let id = submit(&mut c, "examples/brunel.toml", &["run.duration_ms=120"]).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+}

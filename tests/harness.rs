@@ -78,16 +78,33 @@ impl Drop for TempDir {
 pub struct Etcd {
     pub proc: Proc,
     pub endpoint: String,
+    ports: (u16, u16),
     _dir: TempDir,
 }
 
 pub fn start_etcd() -> Etcd {
     let dir = TempDir::new("etcd");
-    let (client, peer) = (free_port(), free_port());
+    let ports = (free_port(), free_port());
+    let proc = spawn_etcd(&dir.0, ports);
+    Etcd { proc, endpoint: format!("http://127.0.0.1:{}", ports.0), ports, _dir: dir }
+}
+
+impl Etcd {
+    /// Stop etcd (SIGKILL) for `outage`, then start it again on the same data and
+    /// ports, as an etcd pod that is rescheduled.
+    #[allow(dead_code)]
+    pub fn outage(&mut self, outage: Duration) {
+        self.proc.kill();
+        std::thread::sleep(outage);
+        self.proc = spawn_etcd(&self._dir.0, self.ports);
+    }
+}
+
+fn spawn_etcd(dir: &Path, (client, peer): (u16, u16)) -> Proc {
     let endpoint = format!("http://127.0.0.1:{client}");
     let child = Command::new("etcd")
         .args(["--name", "e2e", "--data-dir"])
-        .arg(dir.0.join("data"))
+        .arg(dir.join("data"))
         .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
         .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
         .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
@@ -108,7 +125,7 @@ pub fn start_etcd() -> Etcd {
         assert!(Instant::now() < deadline, "etcd did not become healthy within 20 s");
         std::thread::sleep(Duration::from_millis(100));
     }
-    Etcd { proc, endpoint, _dir: dir }
+    proc
 }
 
 /// Start `neuropil <args>` and wait for its "grpc=... metrics=..." line.

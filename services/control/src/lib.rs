@@ -486,7 +486,10 @@ async fn lead(control: Arc<Control>, ttl_s: i64) -> Result<()> {
         control.metrics.leader.set(1);
         let mut scheduler = Scheduler { control: control.clone(), collectors: Vec::new() };
         tokio::select! {
-            r = scheduler.run() => tracing::warn!(control = id, outcome = ?r, "scheduler stopped"),
+            r = scheduler.run() => match r {
+                Ok(()) => tracing::warn!(control = id, "scheduler stopped"),
+                Err(e) => tracing::warn!(control = id, error = %format!("{e:#}"), "scheduler stopped (etcd away?); campaigning again"),
+            },
             _ = lost.changed() => tracing::warn!(control = id, "lost the leader lease"),
         }
         // Leave the election: a lease kept alive after the scheduler stopped would
@@ -974,8 +977,12 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
                             let step = part.step;
                             if step > last_complete && parts.iter().all(|x| x.as_ref().is_some_and(|x| x.step == step))
                             {
+                                // etcd away: tried again with the next progress event.
+                                if let Err(e) = checkpointed(control, a, manifest_of(a, &parts), dt).await {
+                                    tracing::warn!(experiment = %a.id, error = %format!("{e:#}"), "cannot record a checkpoint");
+                                    continue;
+                                }
                                 last_complete = step;
-                                checkpointed(control, a, manifest_of(a, &parts), dt).await?;
                                 if asked.is_some_and(|x| step >= x) {
                                     asked = None;
                                     let _ = c.delete(neuropil_cluster::checkpoint_at_key(&a.run_id()), None).await;
@@ -994,7 +1001,11 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
                             wall_per_step = p.wall_s / (latest_step - start).max(1) as f64;
                         }
                         if rank == 0 && failure.is_none() {
-                            follow_progress(control, a, &mut c, &mut last_write, &names, dt, &p, actors).await?;
+                            // etcd away: progress is written again when it is back.
+                            let r = follow_progress(control, a, &mut c, &mut last_write, &names, dt, &p, actors).await;
+                            if let Err(e) = r {
+                                tracing::debug!(experiment = %a.id, error = %format!("{e:#}"), "cannot write progress");
+                            }
                         }
                     }
                     Ok(_) => {}

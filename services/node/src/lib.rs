@@ -221,16 +221,7 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
         draining: false,
     };
     // Watch before registering, so that no assignment made right after can be missed.
-    let mut runs_watch =
-        client.watch(format!("{PREFIX}runs/"), Some(WatchOptions::new().with_prefix())).await.context("etcd: watch")?;
-    let mut cancel_watch = client
-        .watch(format!("{PREFIX}cancel/"), Some(WatchOptions::new().with_prefix()))
-        .await
-        .context("etcd: watch")?;
-    let mut checkpoint_watch = client
-        .watch(format!("{PREFIX}checkpoint-at/"), Some(WatchOptions::new().with_prefix()))
-        .await
-        .context("etcd: watch")?;
+    let first_watches = watch_all(&mut client).await?;
     // One live node per id: a second one would overwrite the first's record and
     // run its shards too.
     let key = neuropil_cluster::node_key(&cfg.id);
@@ -256,59 +247,46 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
         cfg.id
     );
 
+    // The control's word: assignments, checkpoint requests, cancellations. etcd
+    // may go away for a while (a rescheduled pod): the run goes on, and once it is
+    // back the node watches again and catches up with what was put meanwhile.
     let watcher = {
-        let state = state.clone();
+        let (state, mut client) = (state.clone(), client.clone());
         async move {
+            let mut watches = Some(first_watches);
             loop {
-                tokio::select! {
-                    msg = runs_watch.message() => {
-                        let Ok(Some(resp)) = msg else { return "etcd watch of runs/ ended" };
-                        for ev in resp.events() {
-                            let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) else { continue };
-                            match serde_json::from_slice::<Assignment>(kv.value()) {
-                                Ok(a) => start_run(&state, a),
-                                Err(e) => tracing::warn!(node = %state.id, error = %e, "ignoring an undecodable assignment"),
-                            }
+                let mut streams = match watches.take() {
+                    Some(w) => w,
+                    None => match watch_all(&mut client).await {
+                        Ok(w) => {
+                            catch_up(&mut client, &state).await;
+                            tracing::info!(node = %state.id, "watching etcd again");
+                            w
                         }
-                    }
-                    msg = checkpoint_watch.message() => {
-                        let Ok(Some(resp)) = msg else { return "etcd watch of checkpoint-at/ ended" };
-                        for ev in resp.events() {
-                            let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) else { continue };
-                            let key = String::from_utf8_lossy(kv.key());
-                            let run = key.trim_start_matches(&format!("{PREFIX}checkpoint-at/")).to_string();
-                            let step = String::from_utf8_lossy(kv.value()).parse::<u64>();
-                            if let (Some(h), Ok(step)) = (state.run(&run), step) {
-                                h.checkpoint_at.store(step, Ordering::Relaxed);
-                            }
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            continue;
                         }
-                    }
-                    msg = cancel_watch.message() => {
-                        let Ok(Some(resp)) = msg else { return "etcd watch of cancel/ ended" };
-                        for ev in resp.events() {
-                            let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) else { continue };
-                            let key = String::from_utf8_lossy(kv.key());
-                            let id = key.trim_start_matches(&format!("{PREFIX}cancel/")).to_string();
-                            // `cancel/<experiment>` stops each of its attempts;
-                            // `cancel/<run>@stop` (a recovery) that attempt only.
-                            let runs = state.runs.lock().unwrap_or_else(|e| e.into_inner());
-                            let only = id.strip_suffix(neuropil_cluster::STOP_SUFFIX);
-                            for (run, h) in runs.iter() {
-                                let hit = match only {
-                                    Some(one) => run == one,
-                                    None => experiment_of_run(run) == id,
-                                };
-                                if hit {
-                                    h.cancel.store(true, Ordering::Relaxed);
-                                    if only.is_some() {
-                                        h.abort.store(true, Ordering::Relaxed);
-                                    }
-                                }
-                            }
+                    },
+                };
+                let [runs, checkpoints, cancels] = &mut streams;
+                loop {
+                    let msg = tokio::select! {
+                        m = runs.message() => m,
+                        m = checkpoints.message() => m,
+                        m = cancels.message() => m,
+                    };
+                    let Ok(Some(resp)) = msg else { break };
+                    for ev in resp.events() {
+                        if let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) {
+                            apply(&state, kv.key(), kv.value());
                         }
                     }
                 }
+                tracing::warn!(node = %state.id, "etcd watch ended (etcd away?); the run goes on, watching again");
             }
+            #[allow(unreachable_code)]
+            "the etcd watcher stopped"
         }
     };
     // A lease can lapse while this process is starved of CPU (or etcd is briefly
@@ -399,6 +377,66 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
 
 /// How long a draining node waits for its run to move before it leaves anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a node watches in etcd.
+const WATCHED: [&str; 3] = ["runs/", "checkpoint-at/", "cancel/"];
+
+/// Watch every key a node acts on.
+async fn watch_all(client: &mut etcd_client::Client) -> Result<[etcd_client::WatchStream; 3]> {
+    let mut streams = Vec::with_capacity(3);
+    for w in WATCHED {
+        let s = client
+            .watch(format!("{PREFIX}{w}"), Some(WatchOptions::new().with_prefix()))
+            .await
+            .context("etcd: watch")?;
+        streams.push(s);
+    }
+    streams.try_into().map_err(|_| anyhow::anyhow!("etcd: watch"))
+}
+
+/// Act on every watched key as it is now (after the watches were down).
+async fn catch_up(client: &mut etcd_client::Client, state: &Arc<NodeState>) {
+    for w in WATCHED {
+        let got = client.get(format!("{PREFIX}{w}"), Some(etcd_client::GetOptions::new().with_prefix())).await;
+        for kv in got.iter().flat_map(|r| r.kvs()) {
+            apply(state, kv.key(), kv.value());
+        }
+    }
+}
+
+/// What a key under runs/, checkpoint-at/ or cancel/ tells this node to do.
+fn apply(state: &Arc<NodeState>, key: &[u8], value: &[u8]) {
+    let key = String::from_utf8_lossy(key);
+    let Some(rest) = key.strip_prefix(PREFIX) else { return };
+    if rest.starts_with("runs/") {
+        match serde_json::from_slice::<Assignment>(value) {
+            Ok(a) => start_run(state, a),
+            Err(e) => tracing::warn!(node = %state.id, error = %e, "ignoring an undecodable assignment"),
+        }
+    } else if let Some(run) = rest.strip_prefix("checkpoint-at/") {
+        let step = String::from_utf8_lossy(value).parse::<u64>();
+        if let (Some(h), Ok(step)) = (state.run(run), step) {
+            h.checkpoint_at.store(step, Ordering::Relaxed);
+        }
+    } else if let Some(id) = rest.strip_prefix("cancel/") {
+        // `cancel/<experiment>` stops each of its attempts; `cancel/<run>@stop`
+        // (a recovery) that attempt only.
+        let runs = state.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let only = id.strip_suffix(neuropil_cluster::STOP_SUFFIX);
+        for (run, h) in runs.iter() {
+            let hit = match only {
+                Some(one) => run == one,
+                None => experiment_of_run(run) == id,
+            };
+            if hit {
+                h.cancel.store(true, Ordering::Relaxed);
+                if only.is_some() {
+                    h.abort.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
 
 /// Start this node's share of `a`, if it has one and is not running it already.
 fn start_run(state: &Arc<NodeState>, a: Assignment) {
