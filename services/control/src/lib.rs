@@ -640,13 +640,21 @@ impl Scheduler {
 /// joined); at the end, combine the nodes' results and write them out.
 async fn collect(control: Arc<Control>, mut a: Assignment) {
     let mut recoveries: Vec<std::time::Instant> = Vec::new();
+    // Nodes this run lost: their records stay in etcd until their leases lapse,
+    // and until then they must not look like nodes that joined.
+    let mut gone: Vec<String> = Vec::new();
     let (outcome, actors) = loop {
         let mut actors = vec![Vec::new(); a.members.len()];
-        let outcome = follow(&control, &a, &mut actors).await;
+        forget_returned(&control, &mut gone).await;
+        let outcome = follow(&control, &a, &mut actors, &gone).await;
         match outcome {
             Err(e) if e.downcast_ref::<Move>().is_some() => {
                 let lost = e.downcast_ref::<Move>().cloned().unwrap_or_default();
-                match recover(&control, &a, &lost, &mut recoveries).await {
+                if lost.cause == Cause::NodeLost {
+                    gone.extend(lost.leave.iter().cloned());
+                }
+                forget_returned(&control, &mut gone).await;
+                match recover(&control, &a, &lost, &mut recoveries, &gone).await {
                     Ok(next) => a = next,
                     Err(why) => break (Err(anyhow::anyhow!("{e}; {why}")), actors),
                 }
@@ -745,6 +753,7 @@ async fn recover(
     a: &Assignment,
     lost: &Move,
     recoveries: &mut Vec<std::time::Instant>,
+    gone: &[String],
 ) -> Result<Assignment, String> {
     let mut c = control.etcd.clone();
     let etcd_err = |e: anyhow::Error| format!("etcd: {e:#}");
@@ -795,7 +804,7 @@ async fn recover(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let nodes = loop {
         let nodes: Vec<NodeRecord> = match control.nodes().await {
-            Ok(n) => n.into_iter().filter(|n| !lost_ids.contains(&n.id)).collect(),
+            Ok(n) => n.into_iter().filter(|n| !lost_ids.contains(&n.id) && !gone.contains(&n.id)).collect(),
             Err(e) => return Err(e.to_string()),
         };
         if !nodes.is_empty() {
@@ -820,6 +829,17 @@ async fn recover(
         m.shards_per_node.with_label_values(&[mem.node.as_str()]).set(mem.shards.len() as i64);
     }
     Ok(next)
+}
+
+/// Forget the lost nodes whose records have left etcd (their leases lapsed): if
+/// they register again, they are new nodes.
+async fn forget_returned(control: &Control, gone: &mut Vec<String>) {
+    if gone.is_empty() {
+        return;
+    }
+    let mut c = control.etcd.clone();
+    let Ok(records) = etcd::list_json::<NodeRecord>(&mut c, &format!("{PREFIX}nodes/")).await else { return };
+    gone.retain(|id| records.iter().any(|r| &r.id == id));
 }
 
 /// The time step of an assignment's experiment, ms.
@@ -859,7 +879,12 @@ fn all_actors(per_rank: &[Vec<ActorRecord>], document_bytes: usize) -> Vec<Actor
 }
 
 /// `actors[rank]`: the actors each node last reported.
-async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord>]) -> Result<Finished> {
+async fn follow(
+    control: &Control,
+    a: &Assignment,
+    actors: &mut [Vec<ActorRecord>],
+    gone: &[String],
+) -> Result<Finished> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Result<run_event::Event, String>)>(256);
     for (rank, m) in a.members.iter().enumerate() {
         let (tx, addr, run, tls) = (tx.clone(), m.addr.clone(), a.run_id(), control.node_tls.clone());
@@ -987,7 +1012,7 @@ async fn follow(control: &Control, a: &Assignment, actors: &mut [Vec<ActorRecord
                                     asked = None;
                                     let _ = c.delete(neuropil_cluster::checkpoint_at_key(&a.run_id()), None).await;
                                 }
-                                if let Some(mv) = moves_after(control, a, step, drain_at, &draining).await {
+                                if let Some(mv) = moves_after(control, a, step, drain_at, &draining, gone).await {
                                     let _ =
                                         c.put(neuropil_cluster::stop_key(&a.run_id()), mv.cause.label(), None).await;
                                     return Err(mv.into());
@@ -1114,6 +1139,7 @@ async fn moves_after(
     step: u64,
     drain_at: Option<u64>,
     draining: &[String],
+    gone: &[String],
 ) -> Option<Move> {
     if drain_at.is_some_and(|x| step >= x) && !draining.is_empty() {
         return Some(Move {
@@ -1122,7 +1148,8 @@ async fn moves_after(
             leave: draining.to_vec(),
         });
     }
-    let nodes = control.nodes().await.ok()?;
+    let mut nodes = control.nodes().await.ok()?;
+    nodes.retain(|n| !gone.contains(&n.id));
     let members: Vec<&str> = a.members.iter().map(|m| m.node.as_str()).collect();
     let joined: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).filter(|n| !members.contains(n)).collect();
     if joined.is_empty() {
