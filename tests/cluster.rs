@@ -1064,3 +1064,38 @@ async fn etcd_away_for_10_s_mid_run_costs_nothing() {
     let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
     assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
 }
+
+/// Issue 17: a node that dies while it writes its part of a checkpoint (a
+/// failpoint aborts node-1 halfway through its second part, as kill -9 would)
+/// leaves that checkpoint incomplete; the run rolls back to the one before, and
+/// still ends with the embedded spike hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_while_writing_a_checkpoint_leaves_the_one_before_in_force() {
+    let tmp = TempDir::new("torn-checkpoint");
+    let volume = tmp.0.join("checkpoints");
+    let vol = volume.to_str().unwrap();
+    let etcd = start_etcd();
+    let control = start_control(
+        &etcd,
+        "control-0",
+        &tmp.0.join("data"),
+        &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol],
+    );
+    let args = ["--checkpoint-dir", vol];
+    let _n0 = start_node(&etcd, "node-0", 1, &args);
+    let _n1 = start_node_with_env(&etcd, "node-1", 1, &args, &[("NEUROPIL_FAILPOINTS", "part:1@2")]);
+    let _n2 = start_node(&etcd, "node-2", 1, &args);
+    wait_live_nodes(&control, 3).await;
+    let set = ["run.duration_ms=6000"];
+    let embedded = embedded_summary("examples/cerebellar_dopamine.toml", &set, &tmp.0);
+    let mut c = client(&control.grpc).await;
+    let id = submit(&mut c, "examples/cerebellar_dopamine.toml", &set).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "spikes differ");
+    let log: Vec<&str> = info.events.iter().map(|e| e.what.as_str()).collect();
+    assert!(log.iter().any(|e| e.starts_with("node-1 (rank 1) lost")), "{log:#?}");
+    // Its first part (300 ms) was whole; its second (600 ms) never was.
+    assert!(log.contains(&"recovering: rolling back to the checkpoint at 300 ms"), "{log:#?}");
+    assert_eq!(info.recoveries, 1);
+}

@@ -5,8 +5,10 @@
 //!
 //! `NEUROPIL_FAILPOINTS=shard:3@40,module:0@12` makes shard 3 panic when it
 //! advances epoch 40 and cerebellar module 0 when it takes in the spikes of epoch
-//! 12 (epochs counted from step 0). Without the feature, [`hit`] is empty and the
-//! variable is ignored: release binaries carry no failpoints.
+//! 12 (epochs counted from step 0). `part:1@2` makes the cluster node of rank 1
+//! die (abort, like kill -9) halfway through writing its second checkpoint part
+//! ([`armed`] asks; the node does the dying). Without the feature, [`hit`] is empty,
+//! [`armed`] false and the variable is ignored: release binaries carry no failpoints.
 
 /// Where a failpoint can sit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,16 +17,32 @@ pub enum Site {
     Shard,
     /// A cerebellar module taking in an epoch's spikes (by module index).
     Module,
+    /// A cluster node writing its n-th checkpoint part (by rank; n from 1).
+    Part,
+}
+
+/// Whether a failpoint is set at (`site`, `index`, `at`).
+#[cfg(feature = "failpoints")]
+pub fn armed(site: Site, index: u32, at: u64) -> bool {
+    armed_list().iter().any(|&(s, i, e)| s == site && i == index && e == at)
+}
+
+/// Whether a failpoint is set at (`site`, `index`, `at`).
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn armed(_site: Site, _index: u32, _at: u64) -> bool {
+    false
 }
 
 /// Panic if a failpoint is set at (`site`, `index`, `epoch`).
 #[cfg(feature = "failpoints")]
 #[inline]
 pub fn hit(site: Site, index: u32, epoch: u64) {
-    if armed().iter().any(|&(s, i, e)| s == site && i == index && e == epoch) {
+    if armed(site, index, epoch) {
         let name = match site {
             Site::Shard => "shard",
             Site::Module => "module",
+            Site::Part => "part",
         };
         panic!("failpoint {name}:{index}@{epoch}");
     }
@@ -36,7 +54,7 @@ pub fn hit(site: Site, index: u32, epoch: u64) {
 pub fn hit(_site: Site, _index: u32, _epoch: u64) {}
 
 #[cfg(feature = "failpoints")]
-fn armed() -> &'static [(Site, u32, u64)] {
+fn armed_list() -> &'static [(Site, u32, u64)] {
     static ARMED: std::sync::OnceLock<Vec<(Site, u32, u64)>> = std::sync::OnceLock::new();
     ARMED.get_or_init(|| std::env::var("NEUROPIL_FAILPOINTS").map(|v| parse(&v)).unwrap_or_default())
 }
@@ -52,6 +70,7 @@ fn parse(spec: &str) -> Vec<(Site, u32, u64)> {
             let site = match site {
                 "shard" => Site::Shard,
                 "module" => Site::Module,
+                "part" => Site::Part,
                 _ => return None,
             };
             Some((site, index.parse().ok()?, epoch.parse().ok()?))
@@ -64,7 +83,7 @@ mod tests {
     #[test]
     fn failpoints_parse_and_ignore_what_they_do_not_know() {
         use super::Site::*;
-        assert_eq!(super::parse("shard:3@40, module:0@12"), [(Shard, 3, 40), (Module, 0, 12)]);
+        assert_eq!(super::parse("shard:3@40, module:0@12,part:1@2"), [(Shard, 3, 40), (Module, 0, 12), (Part, 1, 2)]);
         assert_eq!(super::parse("disk:1@2,shard:x@1,shard:1"), []);
     }
 }

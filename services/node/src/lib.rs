@@ -582,6 +582,7 @@ fn execute(
             rank,
             every,
             last_step: start.step(),
+            written: 0,
             so_far: prefix.clone(),
         }),
         _ => None,
@@ -732,6 +733,8 @@ struct Parts<'a> {
     asked: Arc<AtomicU64>,
     /// The step the last stretch ended at.
     last_step: u64,
+    /// Parts written in this attempt.
+    written: u64,
     /// This node's share of the output so far (None before the first stretch of a
     /// run that resumed from nothing).
     so_far: Option<RunOutput>,
@@ -771,6 +774,14 @@ impl Parts<'_> {
         let t = Instant::now();
         let bytes = neuropil_runtime::part::encode(state, so_far);
         let rel = format!("{}/{step:012}.a{}/part-{}.bin", self.experiment, self.attempt, self.rank);
+        self.written += 1;
+        if neuropil_sim::failpoint::armed(neuropil_sim::failpoint::Site::Part, self.rank as u32, self.written) {
+            // Test builds only: die as kill -9 would, half a part on the volume.
+            let tmp = self.dir.join(&rel).with_extension("partial");
+            let _ = std::fs::create_dir_all(tmp.parent().unwrap_or(self.dir));
+            let _ = std::fs::write(&tmp, &bytes[..bytes.len() / 2]);
+            std::process::abort();
+        }
         if let Err(e) = neuropil_runtime::part::write_durably(&self.dir.join(&rel), &bytes) {
             tracing::warn!(part = %rel, error = %e, "cannot write a checkpoint part; the run goes on");
             return None;
