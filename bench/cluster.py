@@ -10,6 +10,7 @@ the spike hashes agree.
     python3 bench/cluster.py --nodes 3 --runs 5
     python3 bench/cluster.py --socket             # exchange over Unix sockets (same host)
     python3 bench/cluster.py --bin /tmp/neuropil-before   # another build
+    python3 bench/cluster.py --checkpoint-ms 1000         # coordinated checkpoints on a volume
 
 Needs `target/release/neuropil` (cargo build --release) and Debian's etcd-server.
 """
@@ -53,6 +54,9 @@ def main():
     ap.add_argument("--bin", default=BIN, help="the neuropil binary (to compare two builds side by side)")
     ap.add_argument("--socket", action="store_true",
                     help="nodes also serve the exchange on a Unix socket (peers on this host use it)")
+    ap.add_argument("--checkpoint-ms", type=float, default=0,
+                    help="coordinated checkpoints every MS of biological time (nodes write to a volume in the "
+                         "temporary directory); 0: none")
     args = ap.parse_args()
     sets = args.set if args.set is not None else ["scaling.neurons=0.1", "scaling.synapses=0.1"]
     exe = args.bin
@@ -75,13 +79,15 @@ def main():
              "--initial-cluster", f"default=http://127.0.0.1:{pport}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         common = ["--etcd", endpoint, "--metrics", "127.0.0.1:0", "--listen", "127.0.0.1:0"]
-        control, fields = started([exe, "control", "--id", "control", "--data-dir", os.path.join(tmp, "data")] + common, log)
+        volume = ["--checkpoint-dir", os.path.join(tmp, "checkpoints")] if args.checkpoint_ms > 0 else []
+        control, fields = started([exe, "control", "--id", "control", "--data-dir", os.path.join(tmp, "data"),
+                                   "--checkpoint-interval-ms", str(args.checkpoint_ms)] + volume + common, log)
         procs.append(control)
         addr = "http://" + fields["grpc"]
         for i in range(args.nodes):
             sock = ["--exchange-socket", os.path.join(tmp, f"node-{i}.sock")] if args.socket else []
             node, nfields = started([exe, "node", "--id", f"node-{i}", "--threads", str(args.threads),
-                               "--exchange-listen", "127.0.0.1:0"] + sock + common, log)
+                               "--exchange-listen", "127.0.0.1:0"] + sock + volume + common, log)
             procs.append(node)
             node_metrics.append(nfields["metrics"])
         metrics = fields["metrics"]
@@ -123,6 +129,8 @@ def main():
         print(f"experiment        {os.path.basename(args.experiment)} {' '.join(sets)}")
         via = "Unix sockets" if args.socket else "TCP"
         print(f"cluster           {args.nodes} nodes x {args.threads} thread(s), {args.runs} runs, exchange over {via}")
+        if args.checkpoint_ms > 0:
+            print(f"checkpoints       every {args.checkpoint_ms:g} ms of biological time")
         print(f"cluster wall      {m(cluster):.2f} s (submit to results; runs {', '.join(f'{x:.2f}' for x in cluster)})")
         print(f"cluster simulate  {m(cluster_sim):.2f} s (slowest node's simulation loop)")
         print(f"embedded wall     {m(embedded):.2f} s ({args.nodes * args.threads} threads; runs {', '.join(f'{x:.2f}' for x in embedded)})")
@@ -143,6 +151,14 @@ def main():
                 elif l.startswith(("neuropil_epoch_exchange_duration_seconds_", "neuropil_exchange_wait_seconds_")):
                     samples[l.split()[0].split("{")[0]] = float(l.split()[-1])
             mean = lambda h: samples[h + "_sum"] / max(samples.get(h + "_count", 0), 1)
+            for l in urllib.request.urlopen(f"http://{nm}/metrics").read().decode().splitlines():
+                if l.startswith(("neuropil_checkpoint_duration_seconds_sum", "neuropil_checkpoint_duration_seconds_count",
+                                 "neuropil_checkpoint_bytes")):
+                    samples[l.split()[0].split("{")[0]] = float(l.split()[-1])
+            if samples.get("neuropil_checkpoint_duration_seconds_count"):
+                print(f"node {nm:<15} {int(samples['neuropil_checkpoint_duration_seconds_count'])} checkpoint parts, "
+                      f"mean write {mean('neuropil_checkpoint_duration_seconds') * 1e3:.1f} ms, "
+                      f"last {samples.get('neuropil_checkpoint_bytes', 0) / 1e6:.2f} MB")
             if samples.get("neuropil_exchange_wait_seconds_count"):
                 print(f"node {nm:<15} mean epoch exchange {mean('neuropil_epoch_exchange_duration_seconds') * 1e6:.1f} µs "
                       f"(send, Poisson draws, receive), receiving {mean('neuropil_exchange_wait_seconds') * 1e6:.1f} µs")
