@@ -970,7 +970,7 @@ async fn a_run_rescales_2_to_3_nodes_and_drains_3_to_2_with_the_same_spikes() {
     let node = |i: usize| start_node(&etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol]);
     let mut nodes: Vec<Proc> = (0..2).map(node).collect();
     wait_live_nodes(&control, 2).await;
-    let set = ["run.duration_ms=40000"];
+    let set = ["run.duration_ms=60000"];
     let embedded = embedded_summary("examples/cerebellar_dopamine.toml", &set, &tmp.0);
     let mut c = client(&control.grpc).await;
     // 6 shards: enough for 3 nodes (shards stay; their placement changes).
