@@ -1099,3 +1099,81 @@ async fn a_node_killed_while_writing_a_checkpoint_leaves_the_one_before_in_force
     assert!(log.contains(&"recovering: rolling back to the checkpoint at 300 ms"), "{log:#?}");
     assert_eq!(info.recoveries, 1);
 }
+
+/// Issue 17: a node cut off (its host's link down, the process alive): node-1 on
+/// a host of its own (a network namespace joined by a veth pair to a bridge, on
+/// which etcd and the other nodes listen). It can reach neither its peers nor
+/// etcd: its lease lapses, it is lost, and the run recovers on the others with
+/// the embedded spikes. When the link comes back the old node finds its attempt
+/// gone, changes nothing of the finished experiment, registers again and takes
+/// part in the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_by_its_link_is_lost_and_back_again_corrupts_nothing() {
+    let hosts = Hosts::new(1);
+    let tmp = TempDir::new("cut-link");
+    let volume = tmp.0.join("checkpoints");
+    let vol = volume.to_str().unwrap();
+    let etcd = start_etcd_on(&hosts.bridge_ip);
+    let control = start_control(
+        &etcd,
+        "control-0",
+        &tmp.0.join("data"),
+        &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol],
+    );
+    let node = |i: usize| {
+        let at = format!("{}:0", if i == 1 { hosts.ip(0) } else { hosts.bridge_ip.clone() });
+        let id = format!("node-{i}");
+        let args = [
+            "node",
+            "--listen",
+            &at,
+            "--metrics",
+            &at,
+            "--exchange-listen",
+            &at,
+            "--etcd",
+            &etcd.endpoint,
+            "--id",
+            &id,
+            "--threads",
+            "1",
+            "--lease-ttl-s",
+            "3",
+            "--checkpoint-dir",
+            vol,
+        ];
+        if i == 1 {
+            start_in(&hosts.netns(0), &id, &args)
+        } else {
+            start(&id, &args)
+        }
+    };
+    let nodes: Vec<Proc> = (0..3).map(node).collect();
+    wait_live_nodes(&control, 3).await;
+    let set = ["run.duration_ms=6000"];
+    let embedded = embedded_summary("examples/cerebellar_dopamine.toml", &set, &tmp.0);
+    let mut c = client(&control.grpc).await;
+    let id = submit(&mut c, "examples/cerebellar_dopamine.toml", &set).await.unwrap();
+    let at = wait_checkpointed(&mut c, &id).await;
+    let cut = at.nodes.iter().position(|n| n == "node-1").unwrap();
+    hosts.link(0, false);
+    let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.recoveries, 1, "{info:?}");
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "spikes differ");
+    let log: Vec<&str> = info.events.iter().map(|e| e.what.as_str()).collect();
+    assert!(log.iter().any(|e| e.starts_with(&format!("node-1 (rank {cut}) lost"))), "{log:#?}");
+    assert_eq!(info.nodes, ["node-0", "node-2"]);
+    // The link comes back: the old node's attempt ends without touching anything.
+    hosts.link(0, true);
+    wait_live_nodes(&control, 3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = c.get(GetRequest { id: id.clone() }).await.unwrap().into_inner();
+    assert_eq!((after.state, &after.spike_hash, &after.events), (info.state, &info.spike_hash, &info.events));
+    let id = submit(&mut c, "examples/cerebellar_dopamine.toml", &set).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.nodes.len(), 3, "{info:?}");
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap());
+    drop(nodes);
+}

@@ -79,14 +79,20 @@ pub struct Etcd {
     pub proc: Proc,
     pub endpoint: String,
     ports: (u16, u16),
+    host: String,
     _dir: TempDir,
 }
 
 pub fn start_etcd() -> Etcd {
+    start_etcd_on("127.0.0.1")
+}
+
+/// An etcd listening on `host` (a bridge address that nodes in network namespaces reach).
+pub fn start_etcd_on(host: &str) -> Etcd {
     let dir = TempDir::new("etcd");
     let ports = (free_port(), free_port());
-    let proc = spawn_etcd(&dir.0, ports);
-    Etcd { proc, endpoint: format!("http://127.0.0.1:{}", ports.0), ports, _dir: dir }
+    let proc = spawn_etcd(&dir.0, host, ports);
+    Etcd { proc, endpoint: format!("http://{host}:{}", ports.0), ports, host: host.into(), _dir: dir }
 }
 
 impl Etcd {
@@ -96,12 +102,12 @@ impl Etcd {
     pub fn outage(&mut self, outage: Duration) {
         self.proc.kill();
         std::thread::sleep(outage);
-        self.proc = spawn_etcd(&self._dir.0, self.ports);
+        self.proc = spawn_etcd(&self._dir.0, &self.host, self.ports);
     }
 }
 
-fn spawn_etcd(dir: &Path, (client, peer): (u16, u16)) -> Proc {
-    let endpoint = format!("http://127.0.0.1:{client}");
+fn spawn_etcd(dir: &Path, host: &str, (client, peer): (u16, u16)) -> Proc {
+    let endpoint = format!("http://{host}:{client}");
     let child = Command::new("etcd")
         .args(["--name", "e2e", "--data-dir"])
         .arg(dir.join("data"))
@@ -117,7 +123,7 @@ fn spawn_etcd(dir: &Path, (client, peer): (u16, u16)) -> Proc {
     // Ready when its health endpoint answers.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(body) = http_get(&format!("127.0.0.1:{client}"), "/health") {
+        if let Ok(body) = http_get(&format!("{host}:{client}"), "/health") {
             if body.contains("true") {
                 break;
             }
@@ -135,7 +141,20 @@ pub fn start(name: &str, args: &[&str]) -> Proc {
 
 /// [`start`] with environment variables set (failpoints).
 pub fn start_with_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
-    let mut child = Command::new(BIN)
+    start_cmd(name, Command::new(BIN), args, env)
+}
+
+/// [`start`] inside a network namespace (`ip netns exec NS neuropil ...`: the
+/// process is neuropil itself, exec'd, so signals reach it).
+#[allow(dead_code)]
+pub fn start_in(netns: &str, name: &str, args: &[&str]) -> Proc {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", netns, BIN]);
+    start_cmd(name, cmd, args, &[])
+}
+
+fn start_cmd(name: &str, mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let mut child = cmd
         .args(args)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
@@ -365,4 +384,82 @@ pub fn with_introspection(own: &str, alpha: bool) -> Vec<String> {
     let mut v = vec!["grpc.health.v1.Health".to_string(), refl.to_string(), own.to_string()];
     v.sort();
     v
+}
+
+/// Hosts of their own on this machine: a bridge in the root network namespace
+/// (`10.213.N.1/24`: processes of the root namespace listen on it) and, per host,
+/// a network namespace joined to it by a veth pair (`10.213.N.(10+i)`), so that a
+/// test can cut one host's link while its processes live on. Traffic goes between
+/// a host and the root namespace only (never host to host through the bridge,
+/// which the machine's firewall may drop: Docker's FORWARD policy is DROP). Needs
+/// root (CI runs as root); removed on drop.
+#[allow(dead_code)]
+pub struct Hosts {
+    pub bridge_ip: String,
+    tag: String,
+    n: usize,
+}
+
+#[allow(dead_code)]
+impl Hosts {
+    pub fn new(n: usize) -> Hosts {
+        let pid = std::process::id();
+        let tag = format!("{}", pid % 100_000);
+        let subnet = format!("10.213.{}", pid % 250);
+        let h = Hosts { bridge_ip: format!("{subnet}.1"), tag, n };
+        let br = h.bridge();
+        ip(&["link", "add", &br, "type", "bridge"]);
+        ip(&["addr", "add", &format!("{subnet}.1/24"), "dev", &br]);
+        ip(&["link", "set", &br, "up"]);
+        for i in 0..n {
+            let (ns, outside, inside) = (h.netns(i), h.veth(i), format!("npi{}-{i}", h.tag));
+            ip(&["netns", "add", &ns]);
+            ip(&["link", "add", &outside, "type", "veth", "peer", "name", &inside]);
+            ip(&["link", "set", &inside, "netns", &ns]);
+            ip(&["link", "set", &outside, "master", &br]);
+            ip(&["link", "set", &outside, "up"]);
+            let addr = format!("{}/24", h.ip(i));
+            ip(&["netns", "exec", &ns, "ip", "addr", "add", &addr, "dev", &inside]);
+            ip(&["netns", "exec", &ns, "ip", "link", "set", &inside, "up"]);
+            ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        }
+        h
+    }
+
+    fn bridge(&self) -> String {
+        format!("npb{}", self.tag)
+    }
+
+    /// The root-side end of host `i`'s link.
+    fn veth(&self, i: usize) -> String {
+        format!("npo{}-{i}", self.tag)
+    }
+
+    pub fn netns(&self, i: usize) -> String {
+        format!("neuropil-{}-{i}", self.tag)
+    }
+
+    pub fn ip(&self, i: usize) -> String {
+        format!("{}.{}", self.bridge_ip.trim_end_matches(".1"), 10 + i)
+    }
+
+    /// Take host `i`'s link down (`up` false) or up again.
+    pub fn link(&self, i: usize, up: bool) {
+        ip(&["link", "set", &self.veth(i), if up { "up" } else { "down" }]);
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for i in 0..self.n {
+            let _ = Command::new("ip").args(["netns", "del", &self.netns(i)]).status();
+            let _ = Command::new("ip").args(["link", "del", &self.veth(i)]).status();
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge()]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip not found: install Debian's iproute2");
+    assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }

@@ -258,7 +258,7 @@ impl ExperimentService for ControlSvc {
         let id = req.into_inner().id;
         let r = async {
             let rec = self.0.record(&id).await?;
-            if rec.state != State::Running {
+            if !matches!(rec.state, State::Running | State::Recovering) {
                 return Err(ControlError::WrongState(format!(
                     "id: experiment {id} is {}; only a running experiment can be checkpointed",
                     rec.state.name()
@@ -690,15 +690,8 @@ async fn collect(control: Arc<Control>, mut a: Assignment) {
         State::Failed => format!("failed: {}", rec.message),
         s => s.name().to_string(),
     });
-    let elapsed = now_unix_ms().saturating_sub(rec.submitted_unix_ms) as f64 / 1000.0;
-    control.metrics.run_duration.with_label_values(&[rec.state.name()]).observe(elapsed);
-    let _ = etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await;
-    let _ = c.delete(run_key(&a.id), None).await;
-    let _ = c.delete(cancel_key(&a.id), None).await;
-    for attempt in 0..a.attempt {
-        let _ = c.delete(neuropil_cluster::stop_key(&neuropil_cluster::run_id(&a.id, attempt)), None).await;
-    }
-    // The run is over: its checkpoints have served.
+    // The run is over (its results are written): its checkpoints have served.
+    // Gone before the record says so.
     let _ = c.delete(checkpoints_key(&a.id), None).await;
     let _ = c.delete(neuropil_cluster::checkpoint_request_key(&a.id), None).await;
     for attempt in 0..=a.attempt {
@@ -706,6 +699,14 @@ async fn collect(control: Arc<Control>, mut a: Assignment) {
     }
     if let Some(dir) = &control.checkpoint_dir {
         let _ = std::fs::remove_dir_all(dir.join(&a.id));
+    }
+    let elapsed = now_unix_ms().saturating_sub(rec.submitted_unix_ms) as f64 / 1000.0;
+    control.metrics.run_duration.with_label_values(&[rec.state.name()]).observe(elapsed);
+    let _ = etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await;
+    let _ = c.delete(run_key(&a.id), None).await;
+    let _ = c.delete(cancel_key(&a.id), None).await;
+    for attempt in 0..a.attempt {
+        let _ = c.delete(neuropil_cluster::stop_key(&neuropil_cluster::run_id(&a.id, attempt)), None).await;
     }
     control.metrics.shards_per_node.reset();
     control.metrics.checkpoint_bytes.set(0);
