@@ -857,6 +857,11 @@ async fn a_killed_node_costs_the_run_nothing_it_resumes_from_the_last_checkpoint
         assert!(info.events.windows(2).all(|w| w[0].unix_ms <= w[1].unix_ms));
         // The run's checkpoints are gone from the volume once it is over.
         assert!(!volume.join(&id).exists(), "round {round}: checkpoints left behind");
+        // What a user sees: `neuropil status ID` prints the event log.
+        let out = std::process::Command::new(BIN).args(["status", &id, "--control", &control.grpc]).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("1 recoveries") && text.contains(&lost) && text.contains("resumed from"), "{text}");
     }
     let text = http_get(&control.metrics, "/metrics").unwrap();
     assert_eq!(metric_with(&text, "neuropil_recoveries_total", "cause=\"node_lost\""), Some(2.0), "{text}");
