@@ -781,17 +781,7 @@ async fn nodes_refuse_undialable_addresses_and_duplicate_ids() {
 
 /// Wait until the run has a complete checkpoint, and say how far it is.
 async fn wait_checkpointed(c: &mut Client, id: &str) -> neuropil_proto::v1::ExperimentInfo {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let info = c.get(GetRequest { id: id.into() }).await.unwrap().into_inner();
-        let s = ExperimentState::try_from(info.state).unwrap();
-        assert!(matches!(s, ExperimentState::Pending | ExperimentState::Running), "{info:?}");
-        if info.checkpoint_ms > 0.0 {
-            return info;
-        }
-        assert!(Instant::now() < deadline, "no complete checkpoint within 120 s: {info:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(c, id, Duration::from_secs(120), "checkpointed", |i| i.checkpoint_ms > 0.0).await
 }
 
 /// Issue 17: a node killed mid-run (kill -9, after the first coordinated

@@ -647,19 +647,19 @@ async fn collect(control: Arc<Control>, mut a: Assignment) {
         let mut actors = vec![Vec::new(); a.members.len()];
         forget_returned(&control, &mut gone).await;
         let outcome = follow(&control, &a, &mut actors, &gone).await;
-        match outcome {
-            Err(e) if e.downcast_ref::<Move>().is_some() => {
-                let lost = e.downcast_ref::<Move>().cloned().unwrap_or_default();
+        match outcome.map_err(|e| e.downcast::<Move>()) {
+            Err(Ok(lost)) => {
                 if lost.cause == Cause::NodeLost {
                     gone.extend(lost.leave.iter().cloned());
                 }
                 forget_returned(&control, &mut gone).await;
                 match recover(&control, &a, &lost, &mut recoveries, &gone).await {
                     Ok(next) => a = next,
-                    Err(why) => break (Err(anyhow::anyhow!("{e}; {why}")), actors),
+                    Err(why) => break (Err(anyhow::anyhow!("{lost}; {why}")), actors),
                 }
             }
-            other => break (other, actors),
+            Err(Err(e)) => break (Err(e), actors),
+            Ok(done) => break (Ok(done), actors),
         }
     };
     let mut c = control.etcd.clone();

@@ -752,12 +752,23 @@ impl Parts<'_> {
         total: u64,
         m: &NodeMetrics,
     ) -> Option<CheckpointPart> {
-        let mut share = part.clone();
-        if !recorder {
-            // The recording node's part carries the spikes and the modules' samples.
-            share.spikes.clear();
-            share.cerebellum.clear();
-        }
+        // The recording node's part carries the spikes and the modules' samples;
+        // the others' do not copy them.
+        let share = if recorder {
+            part.clone()
+        } else {
+            RunOutput {
+                spikes: Vec::new(),
+                cerebellum: Vec::new(),
+                spike_counts: part.spike_counts.clone(),
+                counted_spikes: part.counted_spikes.clone(),
+                spike_hash: part.spike_hash,
+                samples: part.samples.clone(),
+                weights: part.weights.clone(),
+                hardware: part.hardware.clone(),
+                stats: part.stats,
+            }
+        };
         let so_far = match self.so_far.take() {
             Some(acc) => acc.followed_by(share),
             None => share,
