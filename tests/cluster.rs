@@ -533,7 +533,19 @@ async fn tls_api_and_mutual_tls_between_nodes() {
     make_certs(&tmp.0);
     let p = |f: &str| tmp.0.join(f).to_str().unwrap().to_string();
     let (cert, key, ca) = (p("node.pem"), p("node.key"), p("ca.pem"));
-    let tls_args = ["--tls-cert", cert.as_str(), "--tls-key", key.as_str(), "--tls-ca", ca.as_str()];
+    // The cluster token comes from a file here (a Kubernetes Secret), on every member.
+    let token_file = p("cluster-token");
+    std::fs::write(&token_file, "tls-test-cluster-token-0123456789\n").unwrap();
+    let tls_args = [
+        "--tls-cert",
+        cert.as_str(),
+        "--tls-key",
+        key.as_str(),
+        "--tls-ca",
+        ca.as_str(),
+        "--cluster-token-file",
+        token_file.as_str(),
+    ];
     let etcd = start_etcd();
     let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &tls_args);
     // Both nodes also serve the exchange on Unix sockets: mutual TLS over them.
@@ -611,11 +623,13 @@ async fn tls_api_and_mutual_tls_between_nodes() {
                 panic!("connecting with a certificate failed: {e:?}; node-0 exited: {:?}", nodes[0].child.try_wait());
             }
         };
-    let mut events = neuropil_proto::v1::node_service_client::NodeServiceClient::new(ch)
-        .watch_run(neuropil_proto::v1::WatchRunRequest { run: id.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = neuropil_proto::v1::node_service_client::NodeServiceClient::new(ch);
+    // A certificate alone is not enough: the cluster token is checked as well.
+    let e = watch.watch_run(neuropil_proto::v1::WatchRunRequest { run: id.clone() }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    let mut req = tonic::Request::new(neuropil_proto::v1::WatchRunRequest { run: id.clone() });
+    req.metadata_mut().insert("authorization", "Bearer tls-test-cluster-token-0123456789".parse().unwrap());
+    let mut events = watch.watch_run(req).await.unwrap().into_inner();
     let mut got_result = false;
     while let Some(ev) = events.message().await.unwrap() {
         got_result |= matches!(ev.event, Some(neuropil_proto::v1::run_event::Event::Result(_)));
@@ -762,21 +776,57 @@ async fn nodes_refuse_undialable_addresses_and_duplicate_ids() {
     assert!(twin.contains("--id node-0: another live node is registered under this id"), "{twin}");
     assert!(twin.contains(&node.grpc), "names where the live one is: {twin}");
 
-    let mut watch =
-        neuropil_proto::v1::node_service_client::NodeServiceClient::connect(node.grpc.clone()).await.unwrap();
-    let asked = Instant::now();
-    let e = watch.watch_run(neuropil_proto::v1::WatchRunRequest { run: String::new() }).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
-    assert!(asked.elapsed() < Duration::from_secs(10), "answered after {:?}", asked.elapsed());
-
     // node-0 is still the one registered, and runs experiments.
     let text = http_get(&control.metrics, "/metrics").unwrap();
     assert_eq!(metric(&text, "neuropil_live_nodes"), Some(1.0));
     let mut c = client(&control.grpc).await;
-    let id = submit(&mut c, "examples/brunel.toml", &["run.duration_ms=120"]).await.unwrap();
-    let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
-    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    let id = submit(&mut c, "examples/brunel.toml", &["run.duration_ms=60000"]).await.unwrap();
+    wait_until(&mut c, &id, Duration::from_secs(120), "running", |i| i.bio_time_ms > 0.0).await;
+
+    // Its internal ports are not open doors (no TLS here: the cluster token that
+    // the first member put in etcd). A stranger who knows the running
+    // experiment's id learns nothing, and is answered at once.
+    let stranger = |token: Option<&str>| {
+        let token = token.map(|t| format!("Bearer {t}").parse().unwrap());
+        move |mut req: tonic::Request<()>| {
+            if let Some(t) = token.clone() {
+                req.metadata_mut().insert("authorization", t);
+            }
+            Ok(req)
+        }
+    };
+    for token in [None, Some("a-guess-at-the-cluster-token-0000")] {
+        let ch = tonic::transport::Endpoint::from_shared(node.grpc.clone()).unwrap().connect().await.unwrap();
+        let mut watch =
+            neuropil_proto::v1::node_service_client::NodeServiceClient::with_interceptor(ch, stranger(token));
+        for run in [id.clone(), String::new()] {
+            let asked = Instant::now();
+            let e = watch.watch_run(neuropil_proto::v1::WatchRunRequest { run }).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+            assert!(!e.message().contains(&id) && !e.message().contains("node-0"), "{e:?}");
+            assert!(asked.elapsed() < Duration::from_secs(5), "answered after {:?}", asked.elapsed());
+        }
+        let ch = tonic::transport::Endpoint::from_shared(node.exchange.clone()).unwrap();
+        let mut exchange = neuropil_proto::v1::spike_exchange_client::SpikeExchangeClient::with_interceptor(
+            ch.connect().await.unwrap(),
+            stranger(token),
+        );
+        let mut req = tonic::Request::new(tokio_stream::iter(Vec::<neuropil_proto::v1::EpochMessage>::new()));
+        req.metadata_mut().insert("x-neuropil-run", id.parse().unwrap());
+        req.metadata_mut().insert("x-neuropil-rank", "0".parse().unwrap());
+        let asked = Instant::now();
+        let e = exchange.exchange(req).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+        assert!(!e.message().contains(&id), "{e:?}");
+        assert!(asked.elapsed() < Duration::from_secs(5), "answered after {:?}", asked.elapsed());
+    }
+    // The run went on regardless.
+    let info = c.get(GetRequest { id: id.clone() }).await.unwrap().into_inner();
+    assert_eq!(info.state, ExperimentState::Running as i32, "{info:?}");
     assert_eq!(info.nodes, vec!["node-0"]);
+    c.cancel(neuropil_proto::v1::CancelRequest { id: id.clone() }).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(60)).await;
+    assert_eq!(info.state, ExperimentState::Cancelled as i32, "{info:?}");
 }
 
 /// Wait until the run has a complete checkpoint, and say how far it is.

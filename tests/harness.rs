@@ -23,9 +23,10 @@ pub fn root() -> PathBuf {
 pub struct Proc {
     pub name: String,
     pub child: Child,
-    /// Addresses it printed (`grpc=`, `metrics=`).
+    /// Addresses it printed (`grpc=`, `metrics=`, and a node's `exchange=`).
     pub grpc: String,
     pub metrics: String,
+    pub exchange: String,
 }
 
 impl Proc {
@@ -119,7 +120,8 @@ fn spawn_etcd(dir: &Path, host: &str, (client, peer): (u16, u16)) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .expect("etcd not found: install Debian's etcd-server (the tests start a real etcd)");
-    let proc = Proc { name: "etcd".into(), child, grpc: endpoint.clone(), metrics: String::new() };
+    let proc =
+        Proc { name: "etcd".into(), child, grpc: endpoint.clone(), metrics: String::new(), exchange: String::new() };
     // Ready when its health endpoint answers.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -180,7 +182,8 @@ fn start_cmd(name: &str, mut cmd: Command, args: &[&str], env: &[(&str, &str)]) 
             .unwrap_or_else(|| panic!("{name} printed {line:?} without {key}"))
             .to_string()
     };
-    Proc { name: name.into(), grpc: format!("http://{}", field("grpc=")), metrics: field("metrics="), child }
+    let exchange = line.split_whitespace().find_map(|w| w.strip_prefix("exchange=")).unwrap_or_default().to_string();
+    Proc { name: name.into(), grpc: format!("http://{}", field("grpc=")), metrics: field("metrics="), exchange, child }
 }
 
 /// A control replica.

@@ -188,6 +188,12 @@ struct ServiceArgs {
     /// CA (PEM) that signs every node's certificate: node-to-node and control-to-node traffic is mutual TLS.
     #[arg(long, env = "NEUROPIL_TLS_CA")]
     tls_ca: Option<PathBuf>,
+    /// File holding the cluster token that nodes and control replicas present to
+    /// nodes' internal ports (NodeService, SpikeExchange); the same file on every
+    /// member (a Kubernetes Secret). Without it, the token kept in etcd under
+    /// /neuropil/cluster-token is used (created by the first member to start).
+    #[arg(long, env = "NEUROPIL_CLUSTER_TOKEN_FILE")]
+    cluster_token_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -400,13 +406,14 @@ where
     F: FnOnce(client::Target) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<bool>>,
 {
-    let token = match target.token_file.as_deref().map(neuropil_cluster::auth::read_token).transpose() {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(2);
-        }
-    };
+    let token =
+        match target.token_file.as_deref().map(|p| neuropil_cluster::auth::read_token("--token-file", p)).transpose() {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+        };
     let tls = match neuropil_cluster::tls::Tls::load(None, None, target.tls_ca.as_deref(), false) {
         Ok(t) => t,
         Err(e) => {
@@ -439,6 +446,7 @@ async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
     };
     let s = a.service;
     let tls = neuropil_cluster::tls::Tls::load(s.tls_cert.as_deref(), s.tls_key.as_deref(), s.tls_ca.as_deref(), true)?;
+    let cluster_token = cluster_token(&s)?;
     let cfg = neuropil_node::NodeConfig {
         id: s.id.unwrap_or_else(|| default_id("node", a.listen)),
         listen: a.listen,
@@ -453,14 +461,22 @@ async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
         lease_ttl_s: s.lease_ttl_s.max(2),
         peer_timeout: std::time::Duration::from_secs(a.peer_timeout_s.max(1)),
         tls,
+        cluster_token,
         checkpoint_dir: a.checkpoint_dir,
     };
     neuropil_node::serve(cfg, neuropil_cluster::server::shutdown_signal()).await
 }
 
+/// The `--cluster-token-file`'s token, if one is given.
+fn cluster_token(s: &ServiceArgs) -> anyhow::Result<Option<String>> {
+    let path = s.cluster_token_file.as_deref();
+    path.map(|p| neuropil_cluster::auth::read_token("--cluster-token-file", p)).transpose()
+}
+
 async fn cmd_control(a: ControlArgs) -> anyhow::Result<()> {
-    let token = a.token_file.as_deref().map(neuropil_cluster::auth::read_token).transpose()?;
+    let token = a.token_file.as_deref().map(|p| neuropil_cluster::auth::read_token("--token-file", p)).transpose()?;
     let s = a.service;
+    let cluster_token = cluster_token(&s)?;
     let (cert, key, ca) = (s.tls_cert.as_deref(), s.tls_key.as_deref(), s.tls_ca.as_deref());
     let tls = neuropil_cluster::tls::Tls::load(cert, key, None, false)?;
     // Mutual TLS towards the nodes only when they have a CA to check us against.
@@ -475,6 +491,7 @@ async fn cmd_control(a: ControlArgs) -> anyhow::Result<()> {
         lease_ttl_s: s.lease_ttl_s.max(2),
         tls,
         node_tls,
+        cluster_token,
         checkpoint_interval_ms: a.checkpoint_interval_ms,
         checkpoint_dir: a.checkpoint_dir,
         max_recoveries: a.max_recoveries,

@@ -155,8 +155,11 @@ fn grpc(epochs: usize, socket: bool) -> Result<f64> {
     let t = pair(epochs, |r| {
         let metrics = ExchangeMetrics::new()?;
         let timeout = Duration::from_secs(30);
-        let mut tr = GrpcTransport::start("floor", r as u32, &peers, &ports[r], &Tls::default(), timeout, metrics)
-            .map_err(|e| anyhow!(e))?;
+        // The benchmark pays for the token check as a cluster run does.
+        let token = crate::auth::ClusterToken::new("floor-benchmark-token", "floor")?;
+        let mut tr =
+            GrpcTransport::start("floor", r as u32, &peers, &ports[r], &Tls::default(), &token, timeout, metrics)
+                .map_err(|e| anyhow!(e))?;
         let mut local = Exchange::default();
         let mut into = Exchange::default();
         // One untimed epoch opens the streams.

@@ -17,6 +17,7 @@
 //! benchmark VM a bare exchange over loopback TCP costs 6.7 µs, over a Unix
 //! socket 2.5 µs; docs/benchmarks.md).
 
+use crate::auth::ClusterToken;
 use crate::telemetry::ExchangeMetrics;
 use hyper_util::rt::TokioIo;
 use neuropil_proto::v1::spike_exchange_client::SpikeExchangeClient;
@@ -223,7 +224,7 @@ impl SpikeExchange for ExchangeSvc {
 /// send what arrives on `rx`, hand the peer's side of the stream to `inbound`.
 #[allow(clippy::too_many_arguments)]
 async fn open_stream(
-    tls: crate::tls::Tls,
+    (tls, token): (crate::tls::Tls, ClusterToken),
     run: String,
     my_rank: u32,
     peer: u32,
@@ -262,6 +263,7 @@ async fn open_stream(
     };
     let mut client = SpikeExchangeClient::new(channel).max_decoding_message_size(MAX_EPOCH_MESSAGE_BYTES);
     let mut req = Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    token.attach(req.metadata_mut());
     if let (Ok(r), Ok(k)) = (run.parse(), my_rank.to_string().parse()) {
         req.metadata_mut().insert(RUN_HEADER, r);
         req.metadata_mut().insert(RANK_HEADER, k);
@@ -271,6 +273,10 @@ async fn open_stream(
             metrics.exchange_streams.with_label_values(&[via]).inc();
             let _ = inbound.send(Inbound::Connected(peer, None, Box::new(r.into_inner())));
         }
+        Err(s) if s.code() == tonic::Code::Unauthenticated => fail(format!(
+            "exchange stream to {addr}: refused this node's cluster token; give every node and control the same \
+             --cluster-token-file (or none, to use the one kept in etcd)"
+        )),
         Err(s) => fail(format!("exchange stream to {addr}: {}", s.message())),
     }
 }
@@ -309,12 +315,14 @@ impl GrpcTransport {
     /// Serve `port` and open streams to the higher ranks among `peers` (exchange
     /// addresses by rank) for `run`. Peers may start later: connections are
     /// retried, and lower ranks are awaited, for up to `timeout`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         run: &str,
         rank: u32,
         peers: &[Peer],
         port: &ExchangePort,
         tls: &crate::tls::Tls,
+        token: &ClusterToken,
         timeout: Duration,
         metrics: ExchangeMetrics,
     ) -> Result<GrpcTransport, String> {
@@ -339,9 +347,10 @@ impl GrpcTransport {
                     builder = builder.tls_config(t.clone()).map_err(|e| format!("exchange TLS: {e}"))?;
                 }
                 let svc = ExchangeSvc { run: run.to_string(), rank, inbound: tx.clone() };
-                Ok(builder
-                    .tcp_nodelay(true)
-                    .add_service(SpikeExchangeServer::new(svc).max_decoding_message_size(MAX_EPOCH_MESSAGE_BYTES)))
+                let svc = SpikeExchangeServer::new(svc).max_decoding_message_size(MAX_EPOCH_MESSAGE_BYTES);
+                let token = token.clone();
+                let svc = tonic::service::interceptor::InterceptedService::new(svc, move |req| token.check(req));
+                Ok(builder.tcp_nodelay(true).add_service(svc))
             };
             let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             rt.spawn(server()?.serve_with_incoming(incoming));
@@ -356,7 +365,8 @@ impl GrpcTransport {
                 sinks[r] = Some(Sink::Request(stx));
                 let (run, peer, tx) = (run.to_string(), peer.clone(), tx.clone());
                 let m = metrics.clone();
-                rt.spawn(open_stream(tls.clone(), run, rank, r as u32, peer, deadline, srx, tx, m));
+                let tls = (tls.clone(), token.clone());
+                rt.spawn(open_stream(tls, run, rank, r as u32, peer, deadline, srx, tx, m));
             }
         }
         Ok(GrpcTransport {

@@ -24,6 +24,8 @@ pub struct ControlConfig {
     pub tls: neuropil_cluster::tls::Tls,
     /// TLS towards the nodes (client side, mutual when configured).
     pub node_tls: neuropil_cluster::tls::Tls,
+    /// The cluster token (`--cluster-token-file`); None: the one kept in etcd.
+    pub cluster_token: Option<String>,
     /// Biological time between coordinated checkpoints, ms (0: none; rounded up to
     /// the nodes' 100 ms stretches).
     pub checkpoint_interval_ms: f64,

@@ -11,7 +11,7 @@ pub use config::ControlConfig;
 pub use error::ControlError;
 use etcd_client::{Client, EventType};
 use metrics::ControlMetrics;
-use neuropil_cluster::auth::BearerAuth;
+use neuropil_cluster::auth::{BearerAuth, ClusterToken};
 use neuropil_cluster::{
     cancel_key, checkpoints_key, etcd, experiment_key, now_unix_ms, run_key, ActorRecord, Assignment, Checkpoints,
     ExperimentRecord, Manifest, Member, NodeRecord, PartRef, PopulationCount, State, MAX_DOCUMENT_BYTES,
@@ -39,6 +39,8 @@ struct Control {
     metrics: ControlMetrics,
     data_dir: PathBuf,
     node_tls: neuropil_cluster::tls::Tls,
+    /// What this replica presents to the nodes' NodeService.
+    cluster_token: ClusterToken,
     checkpoint_interval_ms: f64,
     checkpoint_dir: Option<PathBuf>,
     max_recoveries: u32,
@@ -310,7 +312,7 @@ impl ExperimentService for ControlSvc {
         self.0.count("StreamSpikes", &r);
         let (addr, id, wanted) = r?;
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let tls = self.0.node_tls.clone();
+        let (tls, token) = (self.0.node_tls.clone(), self.0.cluster_token.clone());
         tokio::spawn(async move {
             let channel = match tls.endpoint(&addr) {
                 Ok(e) => e.connect().await.map_err(anyhow::Error::from),
@@ -325,7 +327,7 @@ impl ExperimentService for ControlSvc {
                     return;
                 }
             };
-            let mut events = match client.watch_run(WatchRunRequest { run: id }).await {
+            let mut events = match client.watch_run(token.request(WatchRunRequest { run: id })).await {
                 Ok(s) => s.into_inner(),
                 Err(s) => {
                     let _ = tx.send(Err(s)).await;
@@ -413,13 +415,15 @@ pub async fn serve(cfg: ControlConfig, shutdown: impl std::future::Future<Output
     let addr = listener.local_addr()?;
     let metrics_addr = neuropil_cluster::telemetry::serve(cfg.metrics_listen, metrics.registry.clone()).await?;
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("--data-dir {}", cfg.data_dir.display()))?;
-    let client = etcd::connect(&cfg.etcd, Duration::from_secs(30)).await?;
+    let mut client = etcd::connect(&cfg.etcd, Duration::from_secs(30)).await?;
+    let cluster_token = ClusterToken::of_cluster(&mut client, cfg.cluster_token.clone()).await?;
     let control = Arc::new(Control {
         id: cfg.id.clone(),
         etcd: client,
         metrics: metrics.clone(),
         data_dir: cfg.data_dir.clone(),
         node_tls: cfg.node_tls.clone(),
+        cluster_token,
         checkpoint_interval_ms: cfg.checkpoint_interval_ms.max(0.0),
         checkpoint_dir: cfg.checkpoint_dir.clone(),
         max_recoveries: cfg.max_recoveries,
@@ -889,6 +893,7 @@ async fn follow(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(usize, Result<run_event::Event, String>)>(256);
     for (rank, m) in a.members.iter().enumerate() {
         let (tx, addr, run, tls) = (tx.clone(), m.addr.clone(), a.run_id(), control.node_tls.clone());
+        let token = control.cluster_token.clone();
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             let mut stream = loop {
@@ -896,7 +901,8 @@ async fn follow(
                     let endpoint = tls.endpoint(&addr).map_err(|e| format!("{e:#}"))?;
                     let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
                     let mut client = NodeServiceClient::new(channel).max_decoding_message_size(usize::MAX);
-                    client.watch_run(WatchRunRequest { run: run.clone() }).await.map_err(|s| s.message().to_string())
+                    let req = token.request(WatchRunRequest { run: run.clone() });
+                    client.watch_run(req).await.map_err(|s| s.message().to_string())
                 };
                 match attempt.await {
                     Ok(s) => break s.into_inner(),

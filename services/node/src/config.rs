@@ -34,6 +34,8 @@ pub struct NodeConfig {
     pub peer_timeout: Duration,
     /// TLS (mutual between nodes and from the control when a CA is given).
     pub tls: neuropil_cluster::tls::Tls,
+    /// The cluster token (`--cluster-token-file`); None: the one kept in etcd.
+    pub cluster_token: Option<String>,
     /// The checkpoint volume, shared by every node (and the control): each node
     /// writes its part of a coordinated checkpoint here and reads the parts of
     /// others when a run is recovered. None: this node neither writes nor resumes.

@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result};
 pub use config::NodeConfig;
 use etcd_client::{EventType, WatchOptions};
 use metrics::NodeMetrics;
+use neuropil_cluster::auth::ClusterToken;
 use neuropil_cluster::transport::{ExchangePort, GrpcTransport, Peer};
 use neuropil_cluster::{etcd, experiment_of_run, Assignment, Manifest, Member, NodeRecord, PREFIX};
 use neuropil_proto::v1::node_service_server::{NodeService, NodeServiceServer};
@@ -59,6 +60,8 @@ struct NodeState {
     exchange: ExchangePort,
     host: String,
     tls: neuropil_cluster::tls::Tls,
+    /// What members present to this node's ports, and this node to its peers'.
+    token: ClusterToken,
     checkpoint_dir: Option<PathBuf>,
 }
 
@@ -182,6 +185,8 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
     let exchange_addr = cfg.exchange_advertise.clone().unwrap_or_else(|| with_port(&advertise, exchange_port));
     dialable("--exchange-advertise", &exchange_addr)?;
     let metrics_addr = neuropil_cluster::telemetry::serve(cfg.metrics_listen, metrics.registry.clone()).await?;
+    let mut client = etcd::connect(&cfg.etcd, Duration::from_secs(30)).await?;
+    let token = ClusterToken::of_cluster(&mut client, cfg.cluster_token.clone()).await?;
 
     let state = Arc::new(NodeState {
         id: cfg.id.clone(),
@@ -191,11 +196,13 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
         exchange,
         host: host.clone(),
         tls: cfg.tls.clone(),
+        token: token.clone(),
         checkpoint_dir: cfg.checkpoint_dir.clone(),
     });
     let svc = NodeServiceServer::new(NodeSvc(state.clone()))
         .max_decoding_message_size(MAX_NODE_MESSAGE_BYTES)
         .max_encoding_message_size(usize::MAX);
+    let svc = tonic::service::interceptor::InterceptedService::new(svc, move |req| token.check(req));
     let mut builder = tonic::transport::Server::builder();
     if let Some(t) = &cfg.tls.server {
         builder = builder.tls_config(t.clone()).context("--tls-cert/--tls-key")?;
@@ -208,7 +215,6 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)));
     let server = tokio::spawn(server);
 
-    let mut client = etcd::connect(&cfg.etcd, Duration::from_secs(30)).await?;
     let (first_lease, first_lost) = etcd::lease(&mut client, cfg.lease_ttl_s).await?;
     let record = NodeRecord {
         id: cfg.id.clone(),
@@ -567,6 +573,7 @@ fn execute(
         &peers,
         &state.exchange,
         &state.tls,
+        &state.token,
         state.peer_timeout,
         m.exchange.clone(),
     )?;
