@@ -37,3 +37,35 @@ pub fn load_checkpoint(path: &Path, p: &Prepared) -> Result<Checkpoint> {
     }
     Ok(cp)
 }
+
+#[cfg(test)]
+mod tests {
+    use neuropil_sim::embedded::{self, Checkpoint, CheckpointError};
+    use neuropil_sim::Network;
+
+    fn net(set: &[&str]) -> Network {
+        let doc = include_str!("../../../examples/cerebellar_dopamine.toml");
+        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        let exp = neuropil_spec::parse(doc, neuropil_spec::Format::Toml, &set).unwrap();
+        neuropil_spec::compile(&exp, &neuropil_spec::Limits { memory_bytes: None }).unwrap().network
+    }
+
+    /// Found by `scripts/fuzz` (target `checkpoint`): a checkpoint with an intact
+    /// checksum and the right network hash whose cerebellar module has another
+    /// shape panicked the first time the module ran. It is refused at decode.
+    #[test]
+    fn a_checkpoint_whose_module_has_another_shape_is_refused() {
+        let (net, other) = (net(&[]), net(&["cerebellum.cb.granule=[150]"]));
+        let mut cp = embedded::build(&net, 2, 1);
+        cp.modules = embedded::build(&other, 2, 1).modules;
+        match Checkpoint::decode(&cp.to_bytes(), &net) {
+            Err(CheckpointError::Corrupt(why)) => assert!(why.contains("cerebellar module 0"), "{why}"),
+            other => panic!("decoded: {:?}", other.map(|_| ())),
+        }
+        cp.modules.clear();
+        let e = Checkpoint::decode(&cp.to_bytes(), &net).map(|_| ()).unwrap_err();
+        assert!(e.to_string().contains("0 cerebellar modules saved, the network has 1"), "{e}");
+        // The checkpoint as built decodes.
+        assert!(Checkpoint::decode(&embedded::build(&net, 2, 1).to_bytes(), &net).is_ok());
+    }
+}

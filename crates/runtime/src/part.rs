@@ -96,9 +96,16 @@ pub fn read(path: &Path, bytes: u64, digest: u64, net: &Network) -> Result<(Chec
     if checksum(&data) != digest {
         return Err(damaged("its digest differs from the manifest's".into()));
     }
-    decode(&data, net).map_err(|e| match e {
-        Decoded::Damaged(why) => damaged(why),
-        Decoded::Checkpoint(source) => PartError::Checkpoint { path: name.clone(), source },
+    decode_named(&name, &data, net)
+}
+
+/// Decode a part's bytes for `net` (`name` says where they came from in errors);
+/// what [`read`] does once size and digest match. Bounded whatever the bytes are
+/// (the fuzz target `part` feeds it anything).
+pub fn decode_named(name: &str, data: &[u8], net: &Network) -> Result<(Checkpoint, RunOutput), PartError> {
+    decode(data, net).map_err(|e| match e {
+        Decoded::Damaged(why) => PartError::Damaged { path: name.to_string(), why },
+        Decoded::Checkpoint(source) => PartError::Checkpoint { path: name.to_string(), source },
     })
 }
 

@@ -29,6 +29,12 @@ pub struct Params {
 }
 
 impl Params {
+    /// Whether `other` holds as many values (and gradients and moments) as this.
+    pub fn same_len(&self, other: &Params) -> bool {
+        let lens = |p: &Params| [p.value.len(), p.grad.len(), p.m.len(), p.v.len()];
+        lens(self) == lens(other)
+    }
+
     /// Reserve `n` parameters, initialised by `init`; returns their offset.
     pub fn alloc(&mut self, n: usize, mut init: impl FnMut() -> f32) -> usize {
         let at = self.value.len();
@@ -261,6 +267,15 @@ impl Tape {
 }
 
 impl CerebellarModule {
+    /// Whether `other` has this module's shape: its layers, parameter and mask
+    /// sizes (a module restored from a checkpoint must have, before it runs).
+    pub fn same_shape(&self, other: &CerebellarModule) -> bool {
+        self.shape == other.shape
+            && self.layers == other.layers
+            && self.mask.len() == other.mask.len()
+            && self.params.same_len(&other.params)
+    }
+
     /// A module of `shape`; granule weights drawn like PyTorch's `Linear`
     /// (uniform ±1/√fan-in) from `rng`, fan-in drawn without replacement, readout zero.
     pub fn new(shape: ModuleShape, rng: &mut Stream) -> Result<CerebellarModule, ShapeError> {

@@ -317,6 +317,15 @@ impl Checkpoint {
         if cp.network_hash != network_hash(net) {
             return Err(CheckpointError::OtherNetwork);
         }
+        if cp.modules.len() != net.cerebella.len() {
+            let (saved, wanted) = (cp.modules.len(), net.cerebella.len());
+            return Err(CheckpointError::Corrupt(format!(
+                "{saved} cerebellar modules saved, the network has {wanted}"
+            )));
+        }
+        for (i, m) in cp.modules.iter().enumerate() {
+            m.fits(net, i).map_err(CheckpointError::Corrupt)?;
+        }
         Ok(cp)
     }
 

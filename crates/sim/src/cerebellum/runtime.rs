@@ -95,6 +95,34 @@ impl ModuleRun {
         }
     }
 
+    /// Whether this module (restored from a checkpoint) is module `index` of
+    /// `net` in every size its code relies on; what is wrong if not.
+    pub fn fits(&self, net: &Network, index: usize) -> Result<(), String> {
+        let at = |what: &str| format!("cerebellar module {index}: {what} differs from the network's");
+        if self.index as usize != index || index >= net.cerebella.len() {
+            return Err(format!("cerebellar module {index}: the network has {} modules", net.cerebella.len()));
+        }
+        let fresh = ModuleRun::new(net, index);
+        if self.spec != fresh.spec {
+            return Err(at("its specification"));
+        }
+        let rates = |m: &ModuleRun| m.rates.iter().map(|(p, g, r)| (*p, *g, r.len())).collect::<Vec<_>>();
+        if rates(self) != rates(&fresh) {
+            return Err(at("its rate filters"));
+        }
+        if self.readout_w.len() != fresh.readout_w.len() || self.eligibility.len() != fresh.eligibility.len() {
+            return Err(at("its readout"));
+        }
+        if !self.module.same_shape(&fresh.module) {
+            return Err(at("its layers"));
+        }
+        let inputs: usize = self.spec.mossy.iter().map(|&p| net.populations[p].size as usize).sum();
+        if self.inputs.iter().any(|(_, x)| x.len() != inputs) {
+            return Err(at("a queued mossy-fibre input"));
+        }
+        Ok(())
+    }
+
     fn rates_of(&self, pop: usize) -> &[f32] {
         self.rates.iter().find(|r| r.0 == pop).map_or(&[][..], |r| &r.2[..])
     }
