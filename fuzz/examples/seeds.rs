@@ -34,8 +34,15 @@ fn main() {
         let bytes = cp.to_bytes();
         put("checkpoint", &format!("raw-{steps}"), &[[0u8].as_slice(), &bytes].concat());
         put("checkpoint", &format!("payload-{steps}"), &[[1u8].as_slice(), &bytes[24..]].concat());
-        let part = neuropil_runtime::part::encode(&cp, &out);
+        let segments = [neuropil_runtime::part::SegmentRef {
+            path: format!("exp-1/out/{steps:012}.a0.r0.bin"),
+            bytes: 1234,
+            digest: 0x1234_5678,
+        }];
+        let part = neuropil_runtime::part::encode(&cp, &segments);
         put("part", &format!("raw-{steps}"), &[[0u8].as_slice(), &part].concat());
+        let segment = neuropil_runtime::part::encode_segment(&out);
+        put("part", &format!("segment-{steps}"), &[[2u8].as_slice(), &segment].concat());
     }
     let x = Exchange {
         spikes: (0..40).map(|i| Spike { step: 3 + i % 7, gid: i as u32 * 5 }).collect(),

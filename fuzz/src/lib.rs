@@ -97,11 +97,16 @@ pub fn checkpoint(data: &[u8]) {
     }
 }
 
-/// A node's checkpoint part (first byte even: as it is; odd: a valid checkpoint
-/// followed by the rest as the output section, with its checksum right).
+/// A node's checkpoint part or output segment: first byte 0 mod 3, a part as it
+/// is; 1, a valid checkpoint followed by the rest as the segment list, with its
+/// checksum right; 2, an output segment.
 pub fn part(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else { return };
-    let bytes = if mode & 1 == 1 {
+    if mode % 3 == 2 {
+        let _ = neuropil_runtime::part::decode_segment("fuzzed segment", rest);
+        return;
+    }
+    let bytes = if mode % 3 == 1 {
         let cp = valid_checkpoint(0).0.to_bytes();
         let mut b = b"NPPART\x00\x01".to_vec();
         b.extend_from_slice(&(cp.len() as u64).to_le_bytes());
@@ -134,10 +139,13 @@ mod tests {
         let bytes = cp.to_bytes();
         checkpoint(&[[0u8].as_slice(), &bytes].concat());
         checkpoint(&[[1u8].as_slice(), &bytes[24..]].concat());
-        let part_bytes = neuropil_runtime::part::encode(&cp, &out);
+        let part_bytes = neuropil_runtime::part::encode(&cp, &[]);
         assert!(neuropil_runtime::part::decode_named("p", &part_bytes, network()).is_ok());
         part(&[[0u8].as_slice(), &part_bytes].concat());
         part(&[[0u8].as_slice(), &part_bytes[..part_bytes.len() / 2]].concat());
+        let segment = neuropil_runtime::part::encode_segment(&out);
+        assert!(neuropil_runtime::part::decode_segment("s", &segment).is_ok());
+        part(&[[2u8].as_slice(), &segment].concat());
         spec(&[[0u8].as_slice(), include_bytes!("../../examples/brunel.toml")].concat());
         exchange(b"\x0a\x03abc");
     }

@@ -590,7 +590,8 @@ fn execute(
             every,
             last_step: start.step(),
             written: 0,
-            so_far: prefix.clone(),
+            unsaved: prefix.clone(),
+            segments: Vec::new(),
         }),
         _ => None,
     };
@@ -663,7 +664,7 @@ fn simulate(
     let start_step = state.step();
     // Progress counts from step 0 of the experiment, across recoveries.
     let (spikes_before, counts_before): (u64, Vec<u64>) = match &parts {
-        Some(Parts { so_far: Some(p), .. }) => (p.spikes_seen(), p.spike_counts.clone()),
+        Some(Parts { unsaved: Some(p), .. }) => (p.spikes_seen(), p.spike_counts.clone()),
         _ => (0, vec![0; net.populations.len()]),
     };
     let with_before = |counts: &[u64]| -> Vec<u64> {
@@ -742,9 +743,11 @@ struct Parts<'a> {
     last_step: u64,
     /// Parts written in this attempt.
     written: u64,
-    /// This node's share of the output so far (None before the first stretch of a
-    /// run that resumed from nothing).
-    so_far: Option<RunOutput>,
+    /// This node's share of the output not yet in a segment (after a recovery, the
+    /// first one also holds the output before the checkpoint resumed from).
+    unsaved: Option<RunOutput>,
+    /// The segments written in this attempt, in order.
+    segments: Vec<neuropil_runtime::part::SegmentRef>,
 }
 
 impl Parts<'_> {
@@ -776,11 +779,11 @@ impl Parts<'_> {
                 stats: part.stats,
             }
         };
-        let so_far = match self.so_far.take() {
+        let unsaved = match self.unsaved.take() {
             Some(acc) => acc.followed_by(share),
             None => share,
         };
-        let so_far = self.so_far.insert(so_far);
+        let unsaved = self.unsaved.insert(unsaved);
         let step = state.step();
         let before = std::mem::replace(&mut self.last_step, step);
         let periodic = self.every > 0 && step / self.every != before / self.every;
@@ -790,7 +793,23 @@ impl Parts<'_> {
             return None;
         }
         let t = Instant::now();
-        let bytes = neuropil_runtime::part::encode(state, so_far);
+        // What is new since the last checkpoint goes into a segment of its own; the
+        // part lists them all. A segment whose part then fails to be written is
+        // still whole: the next part lists it.
+        unsaved.weights.clear(); // a snapshot, not history: restores start without
+        let segment = neuropil_runtime::part::encode_segment(unsaved);
+        let seg_rel = format!("{}/out/{step:012}.a{}.r{}.bin", self.experiment, self.attempt, self.rank);
+        if let Err(e) = neuropil_runtime::part::write_durably(&self.dir.join(&seg_rel), &segment) {
+            tracing::warn!(segment = %seg_rel, error = %e, "cannot write an output segment; the run goes on");
+            return None;
+        }
+        self.unsaved = None;
+        self.segments.push(neuropil_runtime::part::SegmentRef {
+            path: seg_rel,
+            bytes: segment.len() as u64,
+            digest: neuropil_runtime::part::digest(&segment),
+        });
+        let bytes = neuropil_runtime::part::encode(state, &self.segments);
         let rel = format!("{}/{step:012}.a{}/part-{}.bin", self.experiment, self.attempt, self.rank);
         self.written += 1;
         if neuropil_sim::failpoint::armed(neuropil_sim::failpoint::Site::Part, self.rank as u32, self.written) {
@@ -805,9 +824,9 @@ impl Parts<'_> {
             return None;
         }
         let write_s = t.elapsed().as_secs_f64();
-        m.checkpoint_bytes.set(bytes.len() as i64);
+        m.checkpoint_bytes.set((bytes.len() + segment.len()) as i64);
         m.checkpoint_duration.observe(write_s);
-        tracing::info!(part = %rel, bytes = bytes.len(), write_s, "checkpoint part written");
+        tracing::info!(part = %rel, bytes = bytes.len(), segment_bytes = segment.len(), write_s, "checkpoint part written");
         Some(CheckpointPart {
             step,
             path: rel,
@@ -843,9 +862,17 @@ fn restore(
         if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
             return Err(format!("checkpoint part {:?}: not a path inside the checkpoint volume", p.path));
         }
-        let (mut cp, out) = neuropil_runtime::part::read(&dir.join(rel), p.bytes, p.digest, net)
-            .map_err(|e| format!("restoring the checkpoint at {at} ms (part of {}): {e}", p.node))?;
+        let failed = |e: neuropil_runtime::part::PartError| {
+            format!("restoring the checkpoint at {at} ms (part of {}): {e}", p.node)
+        };
+        let (mut cp, segments) =
+            neuropil_runtime::part::read(&dir.join(rel), p.bytes, p.digest, net).map_err(failed)?;
         shards.extend(cp.shards.drain(..).filter(|s| mine.contains(&(s.index() as usize))));
+        // Rank 0's output has what every node counts; the others' only their samples.
+        let out = match recorder || p.rank == 0 {
+            true => neuropil_runtime::part::read_output(dir, &segments).map_err(failed)?,
+            false => RunOutput::default(),
+        };
         if recorder {
             samples.extend(out.samples.iter().cloned());
         }
