@@ -1222,3 +1222,85 @@ async fn a_node_cut_off_by_its_link_is_lost_and_back_again_corrupts_nothing() {
     assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap());
     drop(nodes);
 }
+
+/// Issue 17: two nodes that cannot reach each other while both still reach etcd
+/// and the control (a partition of the node network only: node-1's exchange
+/// traffic dropped inside its own network namespace, its link up). Each waits for
+/// the other's epoch message and says so; after `--peer-stall-s` the control
+/// moves the run off the node the others wait for, and it recovers from the last
+/// checkpoint with the spikes of the run that never stopped — instead of waiting
+/// out the exchange timeout and failing. Healed, the node runs the next experiment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_cannot_reach_each_other_are_split_and_the_run_recovers() {
+    let hosts = Hosts::new(1);
+    let tmp = TempDir::new("partition");
+    let volume = tmp.0.join("checkpoints");
+    let vol = volume.to_str().unwrap();
+    let etcd = start_etcd_on(&hosts.bridge_ip);
+    let control = start_control(
+        &etcd,
+        "control-0",
+        &tmp.0.join("data"),
+        &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol, "--peer-stall-s", "3"],
+    );
+    let node = |i: usize| {
+        let at = format!("{}:0", if i == 1 { hosts.ip(0) } else { hosts.bridge_ip.clone() });
+        let id = format!("node-{i}");
+        let args = [
+            "node",
+            "--listen",
+            &at,
+            "--metrics",
+            &at,
+            "--exchange-listen",
+            &at,
+            "--etcd",
+            &etcd.endpoint,
+            "--id",
+            &id,
+            "--threads",
+            "1",
+            "--lease-ttl-s",
+            "3",
+            "--checkpoint-dir",
+            vol,
+        ];
+        if i == 1 {
+            start_in(&hosts.netns(0), &id, &args)
+        } else {
+            start(&id, &args)
+        }
+    };
+    let nodes: Vec<Proc> = (0..3).map(node).collect();
+    let ports: Vec<u16> = nodes.iter().map(|n| n.exchange.rsplit(':').next().unwrap().parse().unwrap()).collect();
+    wait_live_nodes(&control, 3).await;
+    let set = ["run.duration_ms=6000"];
+    let embedded = embedded_summary("examples/cerebellar_dopamine.toml", &set, &tmp.0);
+    let mut c = client(&control.grpc).await;
+    let id = submit(&mut c, "examples/cerebellar_dopamine.toml", &set).await.unwrap();
+    let at = wait_checkpointed(&mut c, &id).await;
+    let cut = at.nodes.iter().position(|n| n == "node-1").unwrap();
+    hosts.cut_ports(0, &ports, true);
+    let cut_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let info = wait_done(&mut c, &id, Duration::from_secs(100)).await;
+    hosts.cut_ports(0, &ports, false);
+    for e in &info.events {
+        eprintln!("  {:+7} ms after the cut: {}", e.unix_ms as i64 - cut_at, e.what);
+    }
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.recoveries, 1, "{info:?}");
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "spikes differ");
+    let log: Vec<&str> = info.events.iter().map(|e| e.what.as_str()).collect();
+    let lost = format!("node-1 (rank {cut}) lost: it and node-");
+    assert!(log.iter().any(|e| e.starts_with(&lost) && e.contains("cannot reach each other")), "{log:#?}");
+    assert_eq!(info.nodes, ["node-0", "node-2"]);
+    // node-1 never left etcd; the network healed, it takes its share again.
+    let text = http_get(&control.metrics, "/metrics").unwrap();
+    assert_eq!(metric(&text, "neuropil_live_nodes"), Some(3.0));
+    let id = submit(&mut c, "examples/cerebellar_dopamine.toml", &set).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.nodes.len(), 3, "{info:?}");
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap());
+    drop(nodes);
+}

@@ -446,6 +446,23 @@ impl Hosts {
         format!("{}.{}", self.bridge_ip.trim_end_matches(".1"), 10 + i)
     }
 
+    /// Drop (`cut`) or pass again every TCP segment to or from `ports` on host
+    /// `i` (iptables inside its namespace): its link stays up and its other
+    /// connections (etcd, the control) go on, as when a switch between nodes
+    /// fails but their path to the control plane does not.
+    pub fn cut_ports(&self, i: usize, ports: &[u16], cut: bool) {
+        let ns = self.netns(i);
+        for port in ports.iter().map(u16::to_string) {
+            for (chain, dir) in
+                [("INPUT", "--dport"), ("INPUT", "--sport"), ("OUTPUT", "--dport"), ("OUTPUT", "--sport")]
+            {
+                let op = if cut { "-I" } else { "-D" };
+                let args = ["netns", "exec", &ns, "iptables", op, chain, "-p", "tcp", dir, &port, "-j", "DROP"];
+                ip(&args);
+            }
+        }
+    }
+
     /// Take host `i`'s link down (`up` false) or up again.
     pub fn link(&self, i: usize, up: bool) {
         ip(&["link", "set", &self.veth(i), if up { "up" } else { "down" }]);

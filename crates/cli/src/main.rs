@@ -258,6 +258,10 @@ struct ControlArgs {
     /// Recoveries from lost nodes a run may make within 10 minutes before it fails.
     #[arg(long, default_value_t = 3)]
     max_recoveries: u32,
+    /// Seconds two nodes may each wait for the other's epoch message (both alive,
+    /// the link between them cut) before one of them leaves the run and it recovers.
+    #[arg(long, default_value_t = 10)]
+    peer_stall_s: u64,
     #[command(flatten)]
     service: ServiceArgs,
 }
@@ -495,6 +499,7 @@ async fn cmd_control(a: ControlArgs) -> anyhow::Result<()> {
         checkpoint_interval_ms: a.checkpoint_interval_ms,
         checkpoint_dir: a.checkpoint_dir,
         max_recoveries: a.max_recoveries,
+        peer_stall: std::time::Duration::from_secs(a.peer_stall_s.max(1)),
     };
     neuropil_control::serve(cfg, neuropil_cluster::server::shutdown_signal()).await
 }

@@ -57,7 +57,7 @@ enum Inbound {
     /// The stream with a peer is open: its messages arrive on the `Streaming`
     /// (polled by the simulation thread itself); a lower-ranked peer's stream
     /// also brings the sender for this node's messages to it.
-    Connected(u32, Option<mpsc::Sender<Result<EpochMessage, Status>>>, Box<tonic::Streaming<EpochMessage>>),
+    Connected(u32, Sink, Box<tonic::Streaming<EpochMessage>>),
     /// The stream to a peer could not be opened.
     Failed(u32, String),
 }
@@ -213,7 +213,7 @@ impl SpikeExchange for ExchangeSvc {
             )));
         }
         let (tx, rx) = mpsc::channel(64);
-        if self.inbound.send(Inbound::Connected(rank, Some(tx), Box::new(req.into_inner()))).is_err() {
+        if self.inbound.send(Inbound::Connected(rank, Sink::Response(tx), Box::new(req.into_inner()))).is_err() {
             return Err(Status::unavailable("the run has ended"));
         }
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
@@ -230,7 +230,6 @@ async fn open_stream(
     peer: u32,
     Peer { addr, socket, .. }: Peer,
     deadline: tokio::time::Instant,
-    rx: mpsc::Receiver<EpochMessage>,
     inbound: mpsc::UnboundedSender<Inbound>,
     metrics: ExchangeMetrics,
 ) {
@@ -262,22 +261,36 @@ async fn open_stream(
         }
     };
     let mut client = SpikeExchangeClient::new(channel).max_decoding_message_size(MAX_EPOCH_MESSAGE_BYTES);
-    let mut req = Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    token.attach(req.metadata_mut());
-    if let (Ok(r), Ok(k)) = (run.parse(), my_rank.to_string().parse()) {
-        req.metadata_mut().insert(RUN_HEADER, r);
-        req.metadata_mut().insert(RANK_HEADER, k);
-    }
-    match client.exchange(req).await {
-        Ok(r) => {
-            metrics.exchange_streams.with_label_values(&[via]).inc();
-            let _ = inbound.send(Inbound::Connected(peer, None, Box::new(r.into_inner())));
+    loop {
+        // This node's messages go on the request half; its sender reaches the
+        // simulation thread only once the peer has taken the stream, so that a
+        // refused attempt loses none of them.
+        let (tx, rx) = mpsc::channel(64);
+        let mut req = Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+        token.attach(req.metadata_mut());
+        if let (Ok(r), Ok(k)) = (run.parse(), my_rank.to_string().parse()) {
+            req.metadata_mut().insert(RUN_HEADER, r);
+            req.metadata_mut().insert(RANK_HEADER, k);
         }
-        Err(s) if s.code() == tonic::Code::Unauthenticated => fail(format!(
-            "exchange stream to {addr}: refused this node's cluster token; give every node and control the same \
-             --cluster-token-file (or none, to use the one kept in etcd)"
-        )),
-        Err(s) => fail(format!("exchange stream to {addr}: {}", s.message())),
+        match client.exchange(req).await {
+            Ok(r) => {
+                metrics.exchange_streams.with_label_values(&[via]).inc();
+                let _ = inbound.send(Inbound::Connected(peer, Sink::Request(tx), Box::new(r.into_inner())));
+                return;
+            }
+            // The peer still serves an earlier run (it is finishing the attempt
+            // that this one replaces): it will serve this one once that is over.
+            Err(s) if s.code() == tonic::Code::FailedPrecondition && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(s) if s.code() == tonic::Code::Unauthenticated => {
+                return fail(format!(
+                    "exchange stream to {addr}: refused this node's cluster token; give every node and control \
+                     the same --cluster-token-file (or none, to use the one kept in etcd)"
+                ))
+            }
+            Err(s) => return fail(format!("exchange stream to {addr}: {}", s.message())),
+        }
     }
 }
 
@@ -309,6 +322,8 @@ pub struct GrpcTransport {
     bytes_received: prometheus::IntCounter,
     /// When this epoch's send began.
     started: Option<Instant>,
+    /// The peer waited for now.
+    waiting: Arc<Waiting>,
 }
 
 impl GrpcTransport {
@@ -337,7 +352,7 @@ impl GrpcTransport {
             None => None,
         };
         let n = peers.len();
-        let mut sinks: Vec<Option<Sink>> = (0..n).map(|_| None).collect();
+        let sinks: Vec<Option<Sink>> = (0..n).map(|_| None).collect();
         {
             let _guard = rt.enter();
             let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("exchange port: {e}"))?;
@@ -361,12 +376,10 @@ impl GrpcTransport {
             }
             let deadline = tokio::time::Instant::now() + timeout;
             for (r, peer) in peers.iter().enumerate().skip(rank as usize + 1) {
-                let (stx, srx) = mpsc::channel(64);
-                sinks[r] = Some(Sink::Request(stx));
                 let (run, peer, tx) = (run.to_string(), peer.clone(), tx.clone());
                 let m = metrics.clone();
                 let tls = (tls.clone(), token.clone());
-                rt.spawn(open_stream(tls, run, rank, r as u32, peer, deadline, srx, tx, m));
+                rt.spawn(open_stream(tls, run, rank, r as u32, peer, deadline, tx, m));
             }
         }
         Ok(GrpcTransport {
@@ -388,7 +401,13 @@ impl GrpcTransport {
             bytes_received: metrics.exchange_bytes.with_label_values(&["received"]),
             metrics,
             started: None,
+            waiting: Arc::new(Waiting::new()),
         })
+    }
+
+    /// Which peer this transport waits for, readable from any thread.
+    pub fn waiting(&self) -> Arc<Waiting> {
+        self.waiting.clone()
     }
 
     /// End waits for peers as soon as `flag` is set (the node sets it when the
@@ -425,9 +444,7 @@ fn absorb(
             if r >= sinks.len() {
                 return Err(format!("rank {r} is not part of this run"));
             }
-            if let Some(tx) = tx {
-                sinks[r] = Some(Sink::Response(tx));
-            }
+            sinks[r] = Some(tx);
             streams[r] = Some(*stream);
         }
         Inbound::Failed(r, why) => {
@@ -437,6 +454,47 @@ fn absorb(
         }
     }
     Ok(())
+}
+
+/// Which peer the simulation thread waits for now, and since when. That thread is
+/// blocked meanwhile, so the node reads this from another one and reports it: two
+/// nodes each waiting for the other cannot reach each other (a partition of the
+/// node network while both still reach etcd).
+pub struct Waiting {
+    origin: Instant,
+    /// The peer's rank (`u32::MAX`: none).
+    peer: std::sync::atomic::AtomicU32,
+    /// When the wait began, µs after `origin`.
+    since_us: std::sync::atomic::AtomicU64,
+}
+
+impl Waiting {
+    fn new() -> Waiting {
+        Waiting {
+            origin: Instant::now(),
+            peer: std::sync::atomic::AtomicU32::new(u32::MAX),
+            since_us: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn start(&self, peer: usize) {
+        self.since_us.store(self.origin.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.peer.store(peer as u32, Ordering::Release);
+    }
+
+    fn stop(&self) {
+        self.peer.store(u32::MAX, Ordering::Release);
+    }
+
+    /// The rank waited for and how long so far; None when waiting for nobody.
+    pub fn now(&self) -> Option<(usize, Duration)> {
+        let peer = self.peer.load(Ordering::Acquire);
+        if peer == u32::MAX {
+            return None;
+        }
+        let since = Duration::from_micros(self.since_us.load(Ordering::Relaxed));
+        Some((peer as usize, self.origin.elapsed().saturating_sub(since)))
+    }
 }
 
 /// How long to wait for a peer, and what ends the wait early.
@@ -535,7 +593,7 @@ impl Transport for GrpcTransport {
         let n = sinks.len();
         rt.block_on(async {
             for r in (0..n).filter(|&r| r != rank) {
-                // A lower rank may not have opened its stream yet.
+                // The stream with this peer may not be open yet.
                 while sinks[r].is_none() {
                     if let Some(why) = &ended[r] {
                         return Err(format!("{}: {why}", names[r]));
@@ -563,13 +621,16 @@ impl Transport for GrpcTransport {
     }
 
     fn receive(&mut self, into: &mut Exchange) -> Result<bool, String> {
-        let Self { rt, rank, sinks, streams, inbound, ended, seq, wait, bytes_received, metrics, names, .. } = self;
+        let Self {
+            rt, rank, sinks, streams, inbound, ended, seq, wait, bytes_received, metrics, names, waiting, ..
+        } = self;
         let (rank, epoch) = (*rank as usize, *seq);
         let n = sinks.len();
         let wait_start = Instant::now();
         let result = rt.block_on(async {
             let mut any_stop = false;
             for r in (0..n).filter(|&r| r != rank) {
+                waiting.start(r);
                 while streams[r].is_none() {
                     if let Some(why) = &ended[r] {
                         return Err(format!("{}: {why}", names[r]));
@@ -602,6 +663,7 @@ impl Transport for GrpcTransport {
             }
             Ok(any_stop)
         });
+        waiting.stop();
         metrics.exchange_wait.observe(wait_start.elapsed().as_secs_f64());
         if let Some(start) = self.started.take() {
             metrics.epoch_exchange.observe(start.elapsed().as_secs_f64());

@@ -33,6 +33,9 @@ pub struct ControlConfig {
     pub checkpoint_dir: Option<PathBuf>,
     /// Recoveries a run may make within [`RECOVERY_WINDOW`] before it fails.
     pub max_recoveries: u32,
+    /// Two nodes that each wait this long for the other's epoch message cannot
+    /// reach each other: one of them leaves the run, which recovers.
+    pub peer_stall: std::time::Duration,
 }
 
 /// The window over which a run's recoveries are counted against its budget.

@@ -44,6 +44,8 @@ struct Control {
     checkpoint_interval_ms: f64,
     checkpoint_dir: Option<PathBuf>,
     max_recoveries: u32,
+    /// How long two nodes may wait for each other before one leaves the run.
+    peer_stall: Duration,
 }
 
 impl Control {
@@ -427,6 +429,7 @@ pub async fn serve(cfg: ControlConfig, shutdown: impl std::future::Future<Output
         checkpoint_interval_ms: cfg.checkpoint_interval_ms.max(0.0),
         checkpoint_dir: cfg.checkpoint_dir.clone(),
         max_recoveries: cfg.max_recoveries,
+        peer_stall: cfg.peer_stall,
     });
 
     let auth = BearerAuth::new(cfg.token.clone());
@@ -956,6 +959,8 @@ async fn follow(
     let (mut failure, mut lost, mut grace, mut stopping) = (None::<String>, Vec::new(), None, false);
     // Each rank's last checkpoint part, and the last complete checkpoint.
     let mut parts: Vec<Option<neuropil_proto::v1::CheckpointPart>> = vec![None; n];
+    // What each rank last said it waits for: (peer node, seconds, when it said so).
+    let mut waits: Vec<Option<(String, f64, tokio::time::Instant)>> = vec![None; n];
     let mut last_complete = a.resume.as_ref().map_or(0, |m| m.step);
     // How far the run is (absolute step) and its wall time per step; a checkpoint
     // asked for (drain, a user's request) at a step, and the draining nodes.
@@ -1002,6 +1007,8 @@ async fn follow(
                         results[rank] = Some(bytes);
                     }
                     Ok(run_event::Event::Progress(p)) => {
+                        waits[rank] = (!p.waiting_on.is_empty())
+                            .then(|| (p.waiting_on.clone(), p.waiting_s, tokio::time::Instant::now()));
                         if let Some(part) = &p.checkpoint {
                             if parts[rank].as_ref().is_none_or(|old| old.step < part.step) {
                                 parts[rank] = Some(part.clone());
@@ -1088,6 +1095,17 @@ async fn follow(
                             asked = Some(x);
                             drain_at = Some(x);
                         }
+                    }
+                }
+                if lost.is_empty() && failure.is_none() {
+                    if let Some((victim, other, s)) = partitioned(a, &waits, control.peer_stall) {
+                        ended[victim] = true;
+                        lost.push(victim);
+                        failure.get_or_insert(format!(
+                            "{} (rank {victim}) lost: it and {} (rank {other}) cannot reach each other (each has \
+                             waited {s:.0} s for the other's epoch message while both still reach etcd)",
+                            a.members[victim].node, a.members[other].node
+                        ));
                     }
                 }
             }
@@ -1197,6 +1215,42 @@ fn manifest_of(a: &Assignment, parts: &[Option<neuropil_proto::v1::CheckpointPar
             })
             .collect(),
     }
+}
+
+/// Two ranks that have each waited `stall` or longer for the other's epoch message
+/// (each has sent its own: the exchange sends before it receives) cannot reach
+/// each other. The one of the pair more ranks wait for leaves the run (the
+/// higher rank on a tie); returns (it, the other, the shorter wait in s).
+fn partitioned(
+    a: &Assignment,
+    waits: &[Option<(String, f64, tokio::time::Instant)>],
+    stall: Duration,
+) -> Option<(usize, usize, f64)> {
+    let rank_of = |node: &str| a.members.iter().position(|m| m.node == node);
+    let stalled: Vec<Option<(usize, f64)>> = waits
+        .iter()
+        .map(|w| {
+            let (peer, s, at) = w.as_ref()?;
+            let s = s + at.elapsed().as_secs_f64();
+            (s >= stall.as_secs_f64()).then_some((rank_of(peer)?, s))
+        })
+        .collect();
+    let waited_for = |r: usize| stalled.iter().flatten().filter(|(p, _)| *p == r).count();
+    for (x, w) in stalled.iter().enumerate() {
+        let Some((y, sx)) = *w else { continue };
+        if let Some(Some((back, sy))) = stalled.get(y) {
+            if *back == x {
+                let victim = match waited_for(x).cmp(&waited_for(y)) {
+                    std::cmp::Ordering::Greater => x,
+                    std::cmp::Ordering::Less => y,
+                    std::cmp::Ordering::Equal => x.max(y),
+                };
+                let other = if victim == x { y } else { x };
+                return Some((victim, other, sx.min(*sy)));
+            }
+        }
+    }
+    None
 }
 
 /// The recording node's progress: metrics, and a few times a second the record.

@@ -595,7 +595,16 @@ fn execute(
         }),
         _ => None,
     };
-    let simulated = simulate(tree, net, &compiled, start, threads, &mut transport, cosim, handle, m, rank == 0, parts);
+    let waiting = transport.waiting();
+    let names: Vec<String> = peers.iter().map(|p| p.node.clone()).collect();
+    let done = AtomicBool::new(false);
+    let simulated = std::thread::scope(|scope| {
+        let monitor = scope.spawn(|| report_waits(&waiting, &names, &handle.progress, &done));
+        let r = simulate(tree, net, &compiled, start, threads, &mut transport, cosim, handle, m, rank == 0, parts);
+        done.store(true, Ordering::Relaxed);
+        monitor.thread().unpark();
+        r
+    });
     transport.finish();
     let (out, cosim) = simulated?;
     // The output before the checkpoint this attempt resumed from comes first.
@@ -616,6 +625,39 @@ fn execute(
     let complete = out.stats.steps >= compiled.steps;
     let bytes = postcard::to_allocvec(&out).map_err(|e| format!("encoding the results: {e}"))?;
     Ok((bytes, complete))
+}
+
+/// Until `done`: say in the progress which peer the simulation has waited for a
+/// second or more, and for how long (the simulation thread itself is blocked);
+/// the control moves the run off one of two nodes that wait for each other.
+fn report_waits(
+    waiting: &neuropil_cluster::transport::Waiting,
+    names: &[String],
+    progress: &watch::Sender<NodeProgress>,
+    done: &AtomicBool,
+) {
+    let mut shown = false;
+    while !done.load(Ordering::Relaxed) {
+        std::thread::park_timeout(Duration::from_millis(250));
+        match waiting.now() {
+            Some((peer, d)) if d >= Duration::from_secs(1) => {
+                let name = names.get(peer).cloned().unwrap_or_else(|| format!("rank {peer}"));
+                progress.send_modify(|p| {
+                    p.waiting_on = name;
+                    p.waiting_s = d.as_secs_f64();
+                });
+                shown = true;
+            }
+            _ if shown => {
+                progress.send_modify(|p| {
+                    p.waiting_on.clear();
+                    p.waiting_s = 0.0;
+                });
+                shown = false;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Simulate in stretches of [`STRETCH_MS`], publishing progress and live spikes.
@@ -659,6 +701,9 @@ fn simulate(
             phase: phase.into(),
             actors: vec![], // filled in as the events leave (watch_run)
             checkpoint,
+            // The simulation moves: it waits for no peer now.
+            waiting_on: String::new(),
+            waiting_s: 0.0,
         });
     };
     let start_step = state.step();
