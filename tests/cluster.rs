@@ -1304,3 +1304,62 @@ async fn nodes_that_cannot_reach_each_other_are_split_and_the_run_recovers() {
     assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap());
     drop(nodes);
 }
+
+/// Issue 17: the control leader and a node killed at the same moment, mid-run
+/// after the first checkpoint. Nobody saw the node go: the standby wins the
+/// election, re-attaches to the running attempt from its assignment, finds the
+/// node lost (its stream gone, its lease lapsed), and recovers the run from the
+/// last checkpoint — with the spikes of the run that never stopped. A Get
+/// through the standby answers throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_with_a_node_hands_the_recovery_to_the_standby() {
+    let tmp = TempDir::new("leader-recovery");
+    let volume = tmp.0.join("checkpoints");
+    let vol = volume.to_str().unwrap();
+    let etcd = start_etcd();
+    let data = tmp.0.join("data");
+    let ctl = ["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol];
+    let mut a = start_control(&etcd, "control-a", &data, &ctl);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&http_get(&a.metrics, "/metrics").unwrap(), "neuropil_control_leader") != Some(1.0) {
+        assert!(Instant::now() < deadline, "control-a never became leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = start_control(&etcd, "control-b", &data, &ctl);
+    let node =
+        |i: usize| start_node(&etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol, "--peer-timeout-s", "60"]);
+    let mut nodes: Vec<Option<Proc>> = (0..3).map(|i| Some(node(i))).collect();
+    wait_live_nodes(&a, 3).await;
+    let set = ["run.duration_ms=6000"];
+    let embedded = embedded_summary("examples/cerebellar_dopamine.toml", &set, &tmp.0);
+    let mut ca = client(&a.grpc).await;
+    let id = submit(&mut ca, "examples/cerebellar_dopamine.toml", &set).await.unwrap();
+    let at = wait_checkpointed(&mut ca, &id).await;
+    let victim = at.nodes[1].clone();
+    let i: usize = victim.trim_start_matches("node-").parse().unwrap();
+    a.kill();
+    nodes[i].take().unwrap().kill();
+    let killed = Instant::now();
+    let mut cb = client(&b.grpc).await;
+    let mut slowest = Duration::ZERO;
+    let info = loop {
+        let asked = Instant::now();
+        let info = cb.get(GetRequest { id: id.clone() }).await.unwrap().into_inner();
+        slowest = slowest.max(asked.elapsed());
+        if info.state > ExperimentState::Running as i32 && info.state != ExperimentState::Recovering as i32 {
+            break info;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(240), "the run did not finish: {info:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("finished {:?} after the kills; the slowest Get through the standby took {slowest:?}", killed.elapsed());
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.recoveries, 1, "{info:?}");
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "spikes differ");
+    let log: Vec<&str> = info.events.iter().map(|e| e.what.as_str()).collect();
+    assert!(log.iter().any(|e| e.starts_with(&format!("{victim} (rank 1) lost"))), "{log:#?}");
+    assert_eq!(info.nodes.len(), 2, "{info:?}");
+    assert!(!info.nodes.contains(&victim), "{info:?}");
+    assert!(slowest < Duration::from_secs(5), "a Get through the standby took {slowest:?}");
+    assert_eq!(metric(&http_get(&b.metrics, "/metrics").unwrap(), "neuropil_control_leader"), Some(1.0));
+}
