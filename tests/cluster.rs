@@ -1363,3 +1363,51 @@ async fn a_leader_killed_with_a_node_hands_the_recovery_to_the_standby() {
     assert!(slowest < Duration::from_secs(5), "a Get through the standby took {slowest:?}");
     assert_eq!(metric(&http_get(&b.metrics, "/metrics").unwrap(), "neuropil_control_leader"), Some(1.0));
 }
+
+/// Issue 17's acceptance run: 3 nodes, the microcircuit at 0.1 scale with a
+/// readout of layer 4 learning by dopamine-modulated STDP and a cerebellar module
+/// as its dopamine (tests/data/microcircuit_plastic_tail.toml, appended to
+/// examples/microcircuit.toml); kill -9 of one node after the first checkpoint.
+/// The run completes on the other two with the spike hash and the cerebellum.csv
+/// of the uninterrupted embedded run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn microcircuit_with_stdp_and_a_module_survives_a_killed_node() {
+    let tmp = TempDir::new("microcircuit-recovery");
+    let doc = std::fs::read_to_string(root().join("examples/microcircuit.toml")).unwrap()
+        + &std::fs::read_to_string(root().join("tests/data/microcircuit_plastic_tail.toml")).unwrap();
+    let file = tmp.0.join("microcircuit_plastic.toml");
+    std::fs::write(&file, doc).unwrap();
+    let file = file.to_str().unwrap();
+    let volume = tmp.0.join("checkpoints");
+    let vol = volume.to_str().unwrap();
+    let etcd = start_etcd();
+    let control = start_control(
+        &etcd,
+        "control-0",
+        &tmp.0.join("data"),
+        &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol],
+    );
+    let node =
+        |i: usize| start_node(&etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol, "--peer-timeout-s", "60"]);
+    let mut nodes: Vec<Option<Proc>> = (0..3).map(|i| Some(node(i))).collect();
+    wait_live_nodes(&control, 3).await;
+    let set = ["scaling.neurons=0.1", "scaling.synapses=0.1"];
+    let embedded = embedded_summary(file, &set, &tmp.0);
+    let theirs = std::fs::read_to_string(tmp.0.join("embedded/cerebellum.csv")).unwrap();
+    let mut c = client(&control.grpc).await;
+    let id = submit(&mut c, file, &set).await.unwrap();
+    let at = wait_checkpointed(&mut c, &id).await;
+    assert!(at.bio_time_ms < 1000.0, "the kill would land after the run: {at:?}");
+    let victim = at.nodes[1].clone();
+    let i: usize = victim.trim_start_matches("node-").parse().unwrap();
+    nodes[i].take().unwrap().kill();
+    let info = wait_done(&mut c, &id, Duration::from_secs(600)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.recoveries, 1, "{info:?}");
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "spikes differ");
+    let ours = std::fs::read_to_string(std::path::Path::new(&info.output_dir).join("cerebellum.csv")).unwrap();
+    assert!(ours == theirs, "cerebellum.csv differs from the embedded run's");
+    assert_eq!(info.nodes.len(), 2, "{info:?}");
+    let log: Vec<&str> = info.events.iter().map(|e| e.what.as_str()).collect();
+    assert!(log.iter().any(|e| e.starts_with(&format!("{victim} (rank 1) lost"))), "{log:#?}");
+}
