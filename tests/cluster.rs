@@ -1246,6 +1246,10 @@ async fn nodes_that_cannot_reach_each_other_are_split_and_the_run_recovers() {
     let node = |i: usize| {
         let at = format!("{}:0", if i == 1 { hosts.ip(0) } else { hosts.bridge_ip.clone() });
         let id = format!("node-{i}");
+        // Every node offers a Unix socket on the one file system: node-1, in a
+        // network namespace of its own, is another host and must not use them.
+        let sock = tmp.0.join(format!("{id}.sock"));
+        let sock = sock.to_str().unwrap();
         let args = [
             "node",
             "--listen",
@@ -1264,6 +1268,8 @@ async fn nodes_that_cannot_reach_each_other_are_split_and_the_run_recovers() {
             "3",
             "--checkpoint-dir",
             vol,
+            "--exchange-socket",
+            sock,
         ];
         if i == 1 {
             start_in(&hosts.netns(0), &id, &args)
@@ -1280,6 +1286,14 @@ async fn nodes_that_cannot_reach_each_other_are_split_and_the_run_recovers() {
     let id = submit(&mut c, "examples/cerebellar_dopamine.toml", &set).await.unwrap();
     let at = wait_checkpointed(&mut c, &id).await;
     let cut = at.nodes.iter().position(|n| n == "node-1").unwrap();
+    let streams = |n: &Proc, via: &str| {
+        let text = http_get(&n.metrics, "/metrics").unwrap();
+        metric_with(&text, "neuropil_exchange_streams_opened_total", &format!("transport=\"{via}\"")).unwrap_or(0.0)
+    };
+    // Of the 3 streams, only node-0's with node-2 (one host) goes over a socket.
+    let unix: f64 = nodes.iter().map(|n| streams(n, "unix")).sum();
+    let tcp: f64 = nodes.iter().map(|n| streams(n, "tcp")).sum();
+    assert_eq!((unix, tcp), (1.0, 2.0), "a Unix socket across network namespaces, or none on one host");
     hosts.cut_ports(0, &ports, true);
     let cut_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let info = wait_done(&mut c, &id, Duration::from_secs(100)).await;

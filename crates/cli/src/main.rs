@@ -176,9 +176,11 @@ struct ServiceArgs {
     /// Process id in the cluster (default: host name and listen port).
     #[arg(long, env = "NEUROPIL_ID")]
     id: Option<String>,
-    /// etcd lease time to live, s: after this long without keep-alives the process counts as gone.
-    #[arg(long, default_value_t = 10)]
-    lease_ttl_s: i64,
+    /// etcd lease time to live, s: after this long without keep-alives the process
+    /// counts as gone (default: 10 for a node, whose lapse makes it lost; 4 for a
+    /// control replica, after which a standby takes over as leader).
+    #[arg(long)]
+    lease_ttl_s: Option<i64>,
     /// This process's TLS certificate (PEM): the control serves its API over TLS; nodes use it for mutual TLS.
     #[arg(long, env = "NEUROPIL_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -462,7 +464,7 @@ async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
         threads: a.threads.unwrap_or(cores).max(1),
         metrics_listen: s.metrics.unwrap_or(([0, 0, 0, 0], 9091).into()),
         memory_bytes,
-        lease_ttl_s: s.lease_ttl_s.max(2),
+        lease_ttl_s: s.lease_ttl_s.unwrap_or(10).max(2),
         peer_timeout: std::time::Duration::from_secs(a.peer_timeout_s.max(1)),
         tls,
         cluster_token,
@@ -492,7 +494,7 @@ async fn cmd_control(a: ControlArgs) -> anyhow::Result<()> {
         metrics_listen: s.metrics.unwrap_or(([0, 0, 0, 0], 9090).into()),
         data_dir: a.data_dir,
         token,
-        lease_ttl_s: s.lease_ttl_s.max(2),
+        lease_ttl_s: s.lease_ttl_s.unwrap_or(4).max(2),
         tls,
         node_tls,
         cluster_token,

@@ -169,16 +169,20 @@ pub struct Peer {
     pub socket: Option<PathBuf>,
 }
 
-/// This host's identity for choosing Unix sockets: the (UTS namespace) host name
-/// and the kernel's boot id. Pods have host names of their own, so only processes
-/// that share a host name on one running kernel match; empty where unknown.
+/// This host's identity for choosing Unix sockets: the (UTS namespace) host name,
+/// the kernel's boot id and the network namespace. Pods have host names of their
+/// own; processes in different network namespaces (containers, `ip netns`) are
+/// different hosts even with one name, so that their traffic takes the network
+/// (a cut link cuts it) instead of a socket on a shared file system. Empty where
+/// unknown.
 pub fn host_identity() -> String {
     let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
     let (name, boot) = (read("/proc/sys/kernel/hostname"), read("/proc/sys/kernel/random/boot_id"));
-    if name.is_empty() || boot.is_empty() {
+    let net = std::fs::read_link("/proc/self/ns/net").map(|l| l.display().to_string()).unwrap_or_default();
+    if name.is_empty() || boot.is_empty() || net.is_empty() {
         String::new()
     } else {
-        format!("{name}/{boot}")
+        format!("{name}/{boot}/{net}")
     }
 }
 
@@ -676,6 +680,14 @@ impl Transport for GrpcTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_identity_names_the_network_namespace() {
+        let id = host_identity();
+        assert!(id.contains("/net:["), "{id}");
+        // The same process, the same identity.
+        assert_eq!(id, host_identity());
+    }
 
     #[test]
     fn epoch_messages_round_trip() {
