@@ -904,3 +904,53 @@ fn a_failing_shard_or_module_ends_the_embedded_run_naming_it() {
         assert!(stderr(&o).contains(want), "{file}: {}", stderr(&o));
     }
 }
+
+/// Every file in `examples/` runs through the CLI (briefly: 60 ms of biological
+/// time; the microcircuit at 0.1 scale) and writes a summary with a spike hash;
+/// one of them, brunel, also as JSON and YAML (converted here), with the same
+/// spikes as the TOML file.
+#[test]
+fn every_example_runs_and_the_three_formats_agree() {
+    let dir = scratch("examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 8, "{files:?}");
+    let run = |file: &Path, out: &Path| -> serde_json::Value {
+        let mut cmd = bin();
+        cmd.arg("run").arg(file).arg("--out").arg(out).args(["-q", "--set", "run.duration_ms=60"]);
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if text.contains("transient_ms") {
+            cmd.args(["--set", "run.transient_ms=10"]);
+        }
+        if file.file_stem().is_some_and(|s| s == "microcircuit") {
+            cmd.args(["--set", "scaling.neurons=0.1", "--set", "scaling.synapses=0.1"]);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}: {}", file.display(), stderr(&o));
+        let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
+        serde_json::from_str(&summary).unwrap()
+    };
+    let mut hashes = std::collections::BTreeMap::new();
+    for file in &files {
+        let stem = file.file_stem().unwrap().to_string_lossy().to_string();
+        let summary = run(file, &dir.join(&stem));
+        let hash = summary["spike_hash"].as_str().unwrap_or_else(|| panic!("{stem}: {summary}")).to_string();
+        assert_eq!(hash.len(), 16, "{stem}: {hash}");
+        hashes.insert(stem, hash);
+    }
+    let brunel: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root().join("examples/brunel.toml")).unwrap()).unwrap();
+    let json = dir.join("brunel.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&brunel).unwrap()).unwrap();
+    let yaml = dir.join("brunel.yaml");
+    std::fs::write(&yaml, serde_yaml::to_string(&brunel).unwrap()).unwrap();
+    for (file, tag) in [(&json, "json"), (&yaml, "yaml")] {
+        let summary = run(file, &dir.join(format!("brunel-{tag}")));
+        assert_eq!(summary["spike_hash"].as_str(), Some(hashes["brunel"].as_str()), "{tag}: {summary}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
