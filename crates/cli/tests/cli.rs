@@ -954,3 +954,58 @@ fn every_example_runs_and_the_three_formats_agree() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The CLI's own surface: `--help` names every subcommand, `--version` the
+/// crate's version, `models` every model (and one model's NEST defaults), and a
+/// successful `validate` counts what Brunel (2000) has: 10,000 + 2,500 neurons,
+/// 1,000 + 250 synapses onto each.
+#[test]
+fn help_version_models_and_validate_say_what_they_should() {
+    let ok = |args: &[&str]| {
+        let o = bin().args(args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let help = ok(&["--help"]);
+    for cmd in [
+        "run",
+        "validate",
+        "plot",
+        "bench",
+        "dni",
+        "models",
+        "hwemu",
+        "node",
+        "control",
+        "submit",
+        "status",
+        "cancel",
+        "checkpoint",
+        "spikes",
+    ] {
+        assert!(help.lines().any(|l| l.trim_start().starts_with(&format!("{cmd} "))), "{cmd} missing: {help}");
+    }
+    assert_eq!(ok(&["--version"]).trim(), format!("neuropil {}", env!("CARGO_PKG_VERSION")));
+    let models = ok(&["models"]);
+    for m in [
+        "iaf_psc_exp",
+        "iaf_psc_alpha",
+        "izhikevich",
+        "aeif_cond_exp",
+        "stdp_synapse",
+        "stdp_dopamine_synapse",
+        "tsodyks2_synapse",
+    ] {
+        assert!(models.lines().any(|l| l.trim() == m), "{m} missing: {models}");
+    }
+    // NEST's defaults for iaf_psc_exp.
+    let exp = ok(&["models", "iaf_psc_exp"]);
+    for (p, v) in [("C_m", "250 pF"), ("tau_m", "10 ms"), ("tau_syn_ex", "2 ms"), ("t_ref", "2 ms")] {
+        assert!(exp.lines().any(|l| l.trim_start().starts_with(p) && l.contains(v)), "{p} {v}: {exp}");
+    }
+    let o = bin().args(["models", "nosuch"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr(&o).contains("unknown model \"nosuch\"") && stderr(&o).contains("iaf_psc_exp"), "{}", stderr(&o));
+    let v = ok(&["validate", root().join("examples/brunel.toml").to_str().unwrap()]);
+    assert!(v.starts_with("ok: 2 populations, 12500 neurons, ~1.562e7 synapses"), "{v}");
+}
