@@ -164,6 +164,9 @@ fn start_cmd(name: &str, mut cmd: Command, args: &[&str], env: &[(&str, &str)]) 
         .spawn()
         .unwrap_or_else(|e| panic!("starting {name}: {e}"));
     let stdout = child.stdout.take().unwrap();
+    // Owned (killed on drop) before anything here can panic.
+    let mut proc =
+        Proc { name: name.into(), child, grpc: String::new(), metrics: String::new(), exchange: String::new() };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut first = true;
@@ -182,8 +185,10 @@ fn start_cmd(name: &str, mut cmd: Command, args: &[&str], env: &[(&str, &str)]) 
             .unwrap_or_else(|| panic!("{name} printed {line:?} without {key}"))
             .to_string()
     };
-    let exchange = line.split_whitespace().find_map(|w| w.strip_prefix("exchange=")).unwrap_or_default().to_string();
-    Proc { name: name.into(), grpc: format!("http://{}", field("grpc=")), metrics: field("metrics="), exchange, child }
+    proc.exchange = line.split_whitespace().find_map(|w| w.strip_prefix("exchange=")).unwrap_or_default().to_string();
+    proc.grpc = format!("http://{}", field("grpc="));
+    proc.metrics = field("metrics=");
+    proc
 }
 
 /// A control replica.

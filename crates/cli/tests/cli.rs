@@ -1,5 +1,6 @@
 //! End-to-end tests of the `neuropil` binary: real processes, real files.
 
+use parquet::record::RowAccessor as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -21,6 +22,17 @@ fn scratch(name: &str) -> PathBuf {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A Parquet file's columns (`name:PHYSICAL_TYPE`) and rows, read with the
+/// parquet crate's reader.
+fn read_parquet(path: &Path) -> (Vec<String>, Vec<parquet::record::Row>) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    let columns = schema.columns().iter().map(|c| format!("{}:{}", c.name(), c.physical_type())).collect();
+    let rows = reader.get_row_iter(None).unwrap().map(|r| r.unwrap()).collect();
+    (columns, rows)
 }
 
 const VALID: &str = r#"
@@ -76,12 +88,29 @@ fn run_writes_summary_columns_and_plot() {
     for key in ["neurons", "synapses", "timings", "peak_rss_bytes", "bytes_per_synapse", "seed", "spike_hash"] {
         assert!(summary.get(key).is_some(), "summary.json lacks {key}");
     }
-    assert_eq!(summary["timings"]["rtf"].as_f64().map(|r| r >= 0.0), Some(true));
+    // A second of one neuron takes some wall time, and not an hour.
+    let rtf = summary["timings"]["rtf"].as_f64().unwrap();
+    assert!(rtf > 0.0 && rtf < 3600.0, "rtf {rtf}");
     for f in ["spikes.parquet", "state.parquet", "raster.png"] {
         let bytes = std::fs::read(out.join(f)).unwrap();
         assert!(bytes.len() > 100, "{f} is {} bytes", bytes.len());
     }
     assert_eq!(&std::fs::read(out.join("spikes.parquet")).unwrap()[..4], b"PAR1");
+    // Read back with a Parquet reader: the columns and types documented, one row
+    // per spike, in time order.
+    let spikes = read_parquet(&out.join("spikes.parquet"));
+    assert_eq!(spikes.0, ["neuron_id:INT32", "population:BYTE_ARRAY", "time_ms:DOUBLE"]);
+    assert_eq!(spikes.1.len(), 63, "one row per spike");
+    let times: Vec<f64> = spikes.1.iter().map(|r| r.get_double(2).unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]) && times[0] > 0.0, "{times:?}");
+    assert!(spikes.1.iter().all(|r| r.get_int(0).is_ok_and(|g| g == 0)), "one neuron, gid 0");
+    let state = read_parquet(&out.join("state.parquet"));
+    assert_eq!(
+        state.0,
+        ["time_ms:DOUBLE", "neuron_id:INT32", "population:BYTE_ARRAY", "variable:BYTE_ARRAY", "value:DOUBLE"]
+    );
+    assert!(!state.1.is_empty());
+    assert!(state.1.iter().all(|r| r.get_string(3).is_ok_and(|v| v == "V_m")), "V_m only");
     assert_eq!(&std::fs::read(out.join("raster.png")).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
     // `plot` re-renders from the files alone.
     let png = dir.join("again.png");
