@@ -274,6 +274,44 @@ async fn bad_requests_get_clear_status_codes_and_the_service_keeps_serving() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(c.list(ListRequest {}).await.unwrap().into_inner().experiments.len(), 1);
+
+    // Per method: an unknown id is NOT_FOUND, an overlong one INVALID_ARGUMENT,
+    // and what a finished run cannot do any more FAILED_PRECONDITION, saying why.
+    use neuropil_proto::v1::{CheckpointRequest, StreamSpikesRequest, WatchRequest};
+    let long = "x".repeat(200);
+    for (id, code) in [("exp-nope", tonic::Code::NotFound), (long.as_str(), tonic::Code::InvalidArgument)] {
+        let id = id.to_string();
+        let e = c.cancel(CancelRequest { id: id.clone() }).await.unwrap_err();
+        assert_eq!(e.code(), code, "Cancel {id:.20}: {e:?}");
+        let e = c.checkpoint(CheckpointRequest { id: id.clone() }).await.unwrap_err();
+        assert_eq!(e.code(), code, "Checkpoint {id:.20}: {e:?}");
+        let e = c.get(GetRequest { id: id.clone() }).await.unwrap_err();
+        assert_eq!(e.code(), code, "Get {id:.20}: {e:?}");
+        let watched = c.watch_progress(WatchRequest { id: id.clone() }).await;
+        let e = match watched {
+            Err(e) => e,
+            Ok(s) => s.into_inner().message().await.unwrap_err(),
+        };
+        assert_eq!(e.code(), code, "WatchProgress {id:.20}: {e:?}");
+        let streamed = c.stream_spikes(StreamSpikesRequest { id: id.clone(), populations: vec![] }).await;
+        let e = match streamed {
+            Err(e) => e,
+            Ok(s) => s.into_inner().message().await.unwrap_err(),
+        };
+        assert_eq!(e.code(), code, "StreamSpikes {id:.20}: {e:?}");
+    }
+    let e = c.cancel(CancelRequest { id: id.clone() }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("already succeeded"), "{}", e.message());
+    let e = c.checkpoint(CheckpointRequest { id: id.clone() }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    let streamed = c.stream_spikes(StreamSpikesRequest { id: id.clone(), populations: vec![] }).await;
+    let e = match streamed {
+        Err(e) => e,
+        Ok(s) => s.into_inner().message().await.unwrap_err(),
+    };
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("spikes.parquet"), "says where the spikes are: {}", e.message());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
