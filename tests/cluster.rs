@@ -1230,35 +1230,7 @@ async fn a_node_cut_off_by_its_link_is_lost_and_back_again_corrupts_nothing() {
         &tmp.0.join("data"),
         &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol],
     );
-    let node = |i: usize| {
-        let at = format!("{}:0", if i == 1 { hosts.ip(0) } else { hosts.bridge_ip.clone() });
-        let id = format!("node-{i}");
-        let args = [
-            "node",
-            "--listen",
-            &at,
-            "--metrics",
-            &at,
-            "--exchange-listen",
-            &at,
-            "--etcd",
-            &etcd.endpoint,
-            "--id",
-            &id,
-            "--threads",
-            "1",
-            "--lease-ttl-s",
-            "3",
-            "--checkpoint-dir",
-            vol,
-        ];
-        if i == 1 {
-            start_in(&hosts.netns(0), &id, &args)
-        } else {
-            start(&id, &args)
-        }
-    };
-    let nodes: Vec<Proc> = (0..3).map(node).collect();
+    let nodes = three_nodes_one_apart(&hosts, &etcd, |_| vec!["--checkpoint-dir".into(), vol.into()]);
     wait_live_nodes(&control, 3).await;
     let set = ["run.duration_ms=6000"];
     let embedded = embedded_summary("examples/cerebellar_dopamine.toml", &set, &tmp.0);
@@ -1288,6 +1260,30 @@ async fn a_node_cut_off_by_its_link_is_lost_and_back_again_corrupts_nothing() {
     drop(nodes);
 }
 
+/// node-0, node-1 and node-2 (1 thread, lease 3 s), node-1 alone on host 0 of
+/// `hosts` (its own network namespace), the others in the root namespace on the
+/// bridge's address, where etcd listens; `extra(id)`: more arguments for each.
+fn three_nodes_one_apart(hosts: &Hosts, etcd: &Etcd, extra: impl Fn(&str) -> Vec<String>) -> Vec<Proc> {
+    (0..3)
+        .map(|i| {
+            let at = format!("{}:0", if i == 1 { hosts.ip(0) } else { hosts.bridge_ip.clone() });
+            let id = format!("node-{i}");
+            let mut args: Vec<String> = ["node", "--listen", &at, "--metrics", &at, "--exchange-listen", &at]
+                .into_iter()
+                .chain(["--etcd", &etcd.endpoint, "--id", &id, "--threads", "1", "--lease-ttl-s", "3"])
+                .map(String::from)
+                .collect();
+            args.extend(extra(&id));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            if i == 1 {
+                start_in(&hosts.netns(0), &id, &args)
+            } else {
+                start(&id, &args)
+            }
+        })
+        .collect()
+}
+
 /// Issue 17: two nodes that cannot reach each other while both still reach etcd
 /// and the control (a partition of the node network only: node-1's exchange
 /// traffic dropped inside its own network namespace, its link up). Each waits for
@@ -1308,41 +1304,12 @@ async fn nodes_that_cannot_reach_each_other_are_split_and_the_run_recovers() {
         &tmp.0.join("data"),
         &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol, "--peer-stall-s", "3"],
     );
-    let node = |i: usize| {
-        let at = format!("{}:0", if i == 1 { hosts.ip(0) } else { hosts.bridge_ip.clone() });
-        let id = format!("node-{i}");
-        // Every node offers a Unix socket on the one file system: node-1, in a
-        // network namespace of its own, is another host and must not use them.
-        let sock = tmp.0.join(format!("{id}.sock"));
-        let sock = sock.to_str().unwrap();
-        let args = [
-            "node",
-            "--listen",
-            &at,
-            "--metrics",
-            &at,
-            "--exchange-listen",
-            &at,
-            "--etcd",
-            &etcd.endpoint,
-            "--id",
-            &id,
-            "--threads",
-            "1",
-            "--lease-ttl-s",
-            "3",
-            "--checkpoint-dir",
-            vol,
-            "--exchange-socket",
-            sock,
-        ];
-        if i == 1 {
-            start_in(&hosts.netns(0), &id, &args)
-        } else {
-            start(&id, &args)
-        }
-    };
-    let nodes: Vec<Proc> = (0..3).map(node).collect();
+    // Every node offers a Unix socket on the one file system: node-1, in a
+    // network namespace of its own, is another host and must not use them.
+    let nodes = three_nodes_one_apart(&hosts, &etcd, |id| {
+        let sock = tmp.0.join(format!("{id}.sock")).to_str().unwrap().to_string();
+        vec!["--checkpoint-dir".into(), vol.into(), "--exchange-socket".into(), sock]
+    });
     let ports: Vec<u16> = nodes.iter().map(|n| n.exchange.rsplit(':').next().unwrap().parse().unwrap()).collect();
     wait_live_nodes(&control, 3).await;
     let set = ["run.duration_ms=6000"];

@@ -37,11 +37,16 @@ pub fn valid_checkpoint(steps: u64) -> (Checkpoint, RunOutput) {
     (cp, out)
 }
 
+/// The bytes of [`valid_checkpoint`]`(0)`, built once (not per fuzz input).
+fn base_checkpoint() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| valid_checkpoint(0).0.to_bytes())
+}
+
 /// A checkpoint file around `payload`, with the right length and checksum (so
 /// that mutations reach the decoder behind them, not only the checksum).
 pub fn wrap_checkpoint(payload: &[u8]) -> Vec<u8> {
-    let valid = valid_checkpoint(0).0.to_bytes();
-    let mut out = valid[..8].to_vec();
+    let mut out = base_checkpoint()[..8].to_vec();
     out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
     out.extend_from_slice(&checksum(payload).to_le_bytes());
     out.extend_from_slice(payload);
@@ -106,19 +111,28 @@ pub fn part(data: &[u8]) {
         let _ = neuropil_runtime::part::decode_segment("fuzzed segment", rest);
         return;
     }
-    let bytes = if mode % 3 == 1 {
-        let cp = valid_checkpoint(0).0.to_bytes();
-        let mut b = b"NPPART\x00\x01".to_vec();
-        b.extend_from_slice(&(cp.len() as u64).to_le_bytes());
-        b.extend_from_slice(&cp);
+    let _ = neuropil_runtime::part::decode_named("fuzzed part", &part_bytes(mode, rest), network());
+}
+
+/// What [`part`] decodes for `mode` 0 (the bytes as they are) or 1 (a valid
+/// checkpoint and `rest` as the segment list).
+fn part_bytes(mode: u8, rest: &[u8]) -> Vec<u8> {
+    if mode % 3 == 1 {
+        // A valid part with an empty segment list, the list (its length, checksum
+        // and one postcard byte) replaced by `rest`.
+        static PART: OnceLock<Vec<u8>> = OnceLock::new();
+        let base = PART.get_or_init(|| {
+            let cp = Checkpoint::decode(base_checkpoint(), network()).expect("valid");
+            neuropil_runtime::part::encode(&cp, &[])
+        });
+        let mut b = base[..base.len() - 17].to_vec();
         b.extend_from_slice(&(rest.len() as u64).to_le_bytes());
         b.extend_from_slice(&checksum(rest).to_le_bytes());
         b.extend_from_slice(rest);
         b
     } else {
         rest.to_vec()
-    };
-    let _ = neuropil_runtime::part::decode_named("fuzzed part", &bytes, network());
+    }
 }
 
 /// An epoch message as a peer sends it (protobuf), decoded into an exchange.
@@ -139,10 +153,12 @@ mod tests {
         let bytes = cp.to_bytes();
         checkpoint(&[[0u8].as_slice(), &bytes].concat());
         checkpoint(&[[1u8].as_slice(), &bytes[24..]].concat());
-        let part_bytes = neuropil_runtime::part::encode(&cp, &[]);
-        assert!(neuropil_runtime::part::decode_named("p", &part_bytes, network()).is_ok());
-        part(&[[0u8].as_slice(), &part_bytes].concat());
-        part(&[[0u8].as_slice(), &part_bytes[..part_bytes.len() / 2]].concat());
+        let encoded = neuropil_runtime::part::encode(&cp, &[]);
+        assert!(neuropil_runtime::part::decode_named("p", &encoded, network()).is_ok());
+        part(&[[0u8].as_slice(), &encoded].concat());
+        part(&[[0u8].as_slice(), &encoded[..encoded.len() / 2]].concat());
+        // Mode 1 reaches the list decoder: an empty list (postcard: one 0 byte) decodes.
+        assert!(neuropil_runtime::part::decode_named("p", &part_bytes(1, &[0]), network()).is_ok());
         let segment = neuropil_runtime::part::encode_segment(&out);
         assert!(neuropil_runtime::part::decode_segment("s", &segment).is_ok());
         part(&[[2u8].as_slice(), &segment].concat());

@@ -28,12 +28,16 @@ impl BearerAuth {
                 "missing bearer token: send the metadata 'authorization: Bearer <token>' (neuropil --token-file)",
             ));
         };
-        let given = value.as_bytes().strip_prefix(b"Bearer ").unwrap_or(b"");
-        if !constant_time_eq(given, expected) {
+        if !constant_time_eq(bearer(value.as_bytes()), expected) {
             return Err(Status::unauthenticated("wrong bearer token in 'authorization'"));
         }
         Ok(req)
     }
+}
+
+/// The token in an `authorization: Bearer <token>` value (empty if it is not one).
+fn bearer(value: &[u8]) -> &[u8] {
+    value.strip_prefix(b"Bearer ").unwrap_or(b"")
 }
 
 /// Compare without leaking the position of the first difference through timing.
@@ -120,8 +124,7 @@ impl ClusterToken {
     /// Check one request to an internal port. A stranger learns nothing but that
     /// the port wants the cluster's token.
     pub fn check<T>(&self, req: Request<T>) -> Result<Request<T>, Status> {
-        let given = req.metadata().get("authorization").map(|v| v.as_bytes()).unwrap_or(b"");
-        let given = given.strip_prefix(b"Bearer ").unwrap_or(b"");
+        let given = req.metadata().get("authorization").map_or(&b""[..], |v| bearer(v.as_bytes()));
         if constant_time_eq(given, &self.expected) {
             Ok(req)
         } else {

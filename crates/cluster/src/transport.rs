@@ -228,7 +228,8 @@ impl SpikeExchange for ExchangeSvc {
 /// send what arrives on `rx`, hand the peer's side of the stream to `inbound`.
 #[allow(clippy::too_many_arguments)]
 async fn open_stream(
-    (tls, token): (crate::tls::Tls, ClusterToken),
+    tls: crate::tls::Tls,
+    token: ClusterToken,
     run: String,
     my_rank: u32,
     peer: u32,
@@ -382,8 +383,8 @@ impl GrpcTransport {
             for (r, peer) in peers.iter().enumerate().skip(rank as usize + 1) {
                 let (run, peer, tx) = (run.to_string(), peer.clone(), tx.clone());
                 let m = metrics.clone();
-                let tls = (tls.clone(), token.clone());
-                rt.spawn(open_stream(tls, run, rank, r as u32, peer, deadline, tx, m));
+                let (tls, token) = (tls.clone(), token.clone());
+                rt.spawn(open_stream(tls, token, run, rank, r as u32, peer, deadline, tx, m));
             }
         }
         Ok(GrpcTransport {
@@ -481,8 +482,13 @@ impl Waiting {
         }
     }
 
-    fn start(&self, peer: usize) {
-        self.since_us.store(self.origin.elapsed().as_micros() as u64, Ordering::Relaxed);
+    /// A wait that began at `since` (the epoch's receive: one clock read per
+    /// epoch, not per peer).
+    fn since(&self, since: Instant) {
+        self.since_us.store(since.saturating_duration_since(self.origin).as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn on(&self, peer: usize) {
         self.peer.store(peer as u32, Ordering::Release);
     }
 
@@ -631,10 +637,11 @@ impl Transport for GrpcTransport {
         let (rank, epoch) = (*rank as usize, *seq);
         let n = sinks.len();
         let wait_start = Instant::now();
+        waiting.since(wait_start);
         let result = rt.block_on(async {
             let mut any_stop = false;
             for r in (0..n).filter(|&r| r != rank) {
-                waiting.start(r);
+                waiting.on(r);
                 while streams[r].is_none() {
                     if let Some(why) = &ended[r] {
                         return Err(format!("{}: {why}", names[r]));
