@@ -224,7 +224,7 @@ async fn bad_requests_get_clear_status_codes_and_the_service_keeps_serving() {
             Ok(req)
         },
     );
-    let req = |document: String, set: Vec<String>| SubmitRequest { document, format: "toml".into(), set, shards: 0 };
+    let req = |document: String, set: Vec<String>| SubmitRequest { document, format: "toml".into(), set, shards: 0, placement: Default::default() };
 
     // Malformed TOML.
     let e = c.submit(req("populations = [ {".into(), vec![])).await.unwrap_err();
@@ -536,7 +536,7 @@ async fn hardware_cosimulation_on_2_nodes_matches_the_embedded_cosimulation() {
     let mut c = client(&control.grpc).await;
     let document = std::fs::read_to_string(file).unwrap();
     let req =
-        SubmitRequest { document, format: "toml".into(), set: set.iter().map(|s| s.to_string()).collect(), shards: 0 };
+        SubmitRequest { document, format: "toml".into(), set: set.iter().map(|s| s.to_string()).collect(), shards: 0, placement: Default::default() };
     let id = c.submit(req).await.unwrap().into_inner().id;
     let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
     assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
@@ -632,7 +632,7 @@ async fn tls_api_and_mutual_tls_between_nodes() {
     let set = ["run.duration_ms=300"];
     let embedded = embedded_summary("examples/brunel.toml", &set, &tmp.0);
     let document = std::fs::read_to_string(root().join("examples/brunel.toml")).unwrap();
-    let req = SubmitRequest { document, format: "toml".into(), set: vec![set[0].into()], shards: 0 };
+    let req = SubmitRequest { document, format: "toml".into(), set: vec![set[0].into()], shards: 0, placement: Default::default() };
     let id = c.submit(req).await.unwrap().into_inner().id;
     let mut info = c.get(GetRequest { id: id.clone() }).await.unwrap().into_inner();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -1086,7 +1086,7 @@ async fn a_run_rescales_2_to_3_nodes_and_drains_3_to_2_with_the_same_spikes() {
     // 6 shards: enough for 3 nodes (shards stay; their placement changes).
     let document = std::fs::read_to_string(root().join("examples/cerebellar_dopamine.toml")).unwrap();
     let req =
-        SubmitRequest { document, format: "toml".into(), set: set.iter().map(|s| s.to_string()).collect(), shards: 6 };
+        SubmitRequest { document, format: "toml".into(), set: set.iter().map(|s| s.to_string()).collect(), shards: 6, placement: Default::default() };
     let id = c.submit(req).await.unwrap().into_inner().id;
     wait_until(&mut c, &id, Duration::from_secs(60), "running", |i| i.bio_time_ms > 0.0).await;
     // No periodic checkpoints: the first comes on request.

@@ -77,7 +77,31 @@ fn is_terminal(i: i32) -> bool {
 
 /// `neuropil submit`: send the file; with `wait`, follow it to the end. Returns
 /// whether it succeeded (always true without `wait`).
-pub async fn submit(t: &Target, file: &Path, set: &[String], shards: u32, wait: bool, quiet: bool) -> Result<bool> {
+/// How to submit: overrides, shards, placement, and whether to follow the run.
+pub struct Submission {
+    /// `path=value` overrides.
+    pub set: Vec<String>,
+    /// Shards (0: one per node thread).
+    pub shards: u32,
+    /// `WHAT=NODE` placements (`cerebellum.NAME` or `hardware`).
+    pub place: Vec<String>,
+    /// Follow the run to its end.
+    pub wait: bool,
+    /// No progress bar.
+    pub quiet: bool,
+}
+
+/// Submit `file`; with `wait`, follow it and say whether it succeeded.
+pub async fn submit(t: &Target, file: &Path, how: &Submission) -> Result<bool> {
+    let Submission { set, shards, place, wait, quiet } = how;
+    let (shards, wait, quiet) = (*shards, *wait, *quiet);
+    let mut placement = std::collections::HashMap::new();
+    for p in place {
+        let Some((what, node)) = p.split_once('=') else {
+            bail!("--place {p:?}: expected WHAT=NODE, e.g. --place cerebellum.cb=node-2 or --place hardware=node-1");
+        };
+        placement.insert(what.to_string(), node.to_string());
+    }
     let meta = std::fs::metadata(file).with_context(|| format!("{}", file.display()))?;
     if meta.len() > neuropil_cluster::MAX_DOCUMENT_BYTES as u64 {
         bail!(
@@ -95,7 +119,7 @@ pub async fn submit(t: &Target, file: &Path, set: &[String], shards: u32, wait: 
     };
     let mut c = connect(t).await?;
     let resp = c
-        .submit(SubmitRequest { document, format: format.into(), set: set.to_vec(), shards })
+        .submit(SubmitRequest { document, format: format.into(), set: set.to_vec(), shards, placement })
         .await
         .map_err(status_error)?
         .into_inner();

@@ -107,6 +107,11 @@ enum Command {
         /// Shards (default: one per node thread). Results do not depend on it.
         #[arg(long, default_value_t = 0)]
         shards: u32,
+        /// Run a cerebellar module (cerebellum.NAME) or the co-simulated fabric
+        /// (hardware) on this node, while it is a member of the run. Results do not
+        /// depend on it.
+        #[arg(long = "place", value_name = "WHAT=NODE")]
+        place: Vec<String>,
         /// Follow the run with a progress bar and print the result.
         #[arg(long)]
         wait: bool,
@@ -350,8 +355,9 @@ fn main() -> ExitCode {
         },
         Command::Node(args) => service(cmd_node(args)),
         Command::Control(args) => service(cmd_control(args)),
-        Command::Submit { experiment, target, set, shards, wait, quiet } => {
-            client(&target, |t| async move { client::submit(&t, &experiment, &set, shards, wait, quiet).await })
+        Command::Submit { experiment, target, set, shards, place, wait, quiet } => {
+            let how = client::Submission { set, shards, place, wait, quiet };
+            client(&target, |t| async move { client::submit(&t, &experiment, &how).await })
         }
         Command::Status { id, target, json } => {
             client(&target, |t| async move { client::status(&t, id.as_deref(), json).await.map(|()| true) })

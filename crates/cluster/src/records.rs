@@ -89,6 +89,86 @@ pub struct Assignment {
     /// The checkpoint this attempt starts from (after a recovery).
     #[serde(default)]
     pub resume: Option<Manifest>,
+    /// Where the run's single instances go: each cerebellar module and the
+    /// co-simulated fabric runs on one member.
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+/// The members (ranks) that run a run's cerebellar modules and its fabric, and
+/// what the submitter asked for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Placement {
+    /// Each module of the network, in index order: its name and its rank.
+    pub modules: Vec<PlacedModule>,
+    /// The rank that runs the fabric of the `[hardware]` section (none without one).
+    pub fabric: Option<u32>,
+    /// The nodes asked for at submission (`cerebellum.NAME` or `hardware` → node
+    /// id), kept for every attempt: honoured while that node is a member.
+    pub wanted: std::collections::BTreeMap<String, String>,
+}
+
+/// One cerebellar module's place.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PlacedModule {
+    /// Its name in the experiment (`cerebellum[].name`).
+    pub name: String,
+    /// The rank that runs it.
+    pub rank: u32,
+}
+
+impl Placement {
+    /// Key of a module in [`Placement::wanted`].
+    pub fn module_key(name: &str) -> String {
+        format!("cerebellum.{name}")
+    }
+
+    /// Key of the fabric in [`Placement::wanted`].
+    pub const FABRIC_KEY: &'static str = "hardware";
+
+    /// Place the modules `names` and (if `fabric`) the fabric on `members`: where
+    /// `wanted` names a member, there; otherwise module i on rank (1 + i) mod n and
+    /// the fabric on the last rank (rank 0 records, and the fabric needs every
+    /// spike). Also says, for the run's log, where each one went.
+    pub fn new(
+        members: &[Member],
+        names: &[String],
+        fabric: bool,
+        wanted: std::collections::BTreeMap<String, String>,
+    ) -> (Placement, Vec<String>) {
+        let n = members.len().max(1) as u32;
+        let rank_of = |key: &str| wanted.get(key).and_then(|node| members.iter().position(|m| &m.node == node));
+        let mut said = Vec::new();
+        let mut note = |key: &str, rank: u32| {
+            let node = members.get(rank as usize).map_or("?", |m| m.node.as_str());
+            match wanted.get(key) {
+                Some(w) if w != node => said.push(format!("{key} on {node} ({w} is not a member of this attempt)")),
+                _ => said.push(format!("{key} on {node}")),
+            }
+        };
+        let modules = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let key = Placement::module_key(name);
+                let rank = rank_of(&key).map_or((1 + i as u32) % n, |r| r as u32);
+                note(&key, rank);
+                PlacedModule { name: name.clone(), rank }
+            })
+            .collect();
+        let fabric = fabric.then(|| {
+            let rank = rank_of(Placement::FABRIC_KEY).map_or(n - 1, |r| r as u32);
+            note(Placement::FABRIC_KEY, rank);
+            rank
+        });
+        (Placement { modules, fabric, wanted }, said)
+    }
+
+    /// The same names and wishes on another set of members (a recovery).
+    pub fn again(&self, members: &[Member]) -> (Placement, Vec<String>) {
+        let names: Vec<String> = self.modules.iter().map(|m| m.name.clone()).collect();
+        Placement::new(members, &names, self.fabric.is_some(), self.wanted.clone())
+    }
 }
 
 impl Assignment {
@@ -311,6 +391,10 @@ pub struct ExperimentRecord {
     /// Recoveries so far.
     #[serde(default)]
     pub recoveries: u32,
+    /// Nodes asked for the run's cerebellar modules and fabric
+    /// ([`Placement::wanted`]).
+    #[serde(default)]
+    pub placement: std::collections::BTreeMap<String, String>,
 }
 
 /// An actor of a run, as its node last reported it.

@@ -24,7 +24,7 @@ use neuropil_proto::v1::spike_exchange_client::SpikeExchangeClient;
 use neuropil_proto::v1::spike_exchange_server::{SpikeExchange, SpikeExchangeServer};
 use neuropil_proto::v1::EpochMessage;
 use neuropil_sim::embedded::Transport;
-use neuropil_sim::network::{Exchange, StateValue, ValueKind};
+use neuropil_sim::network::{Exchange, SpikeDelay, StateValue, ValueKind};
 use neuropil_sim::Spike;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -64,7 +64,8 @@ enum Inbound {
 
 /// Encode a shard output for the wire (steps relative to the first one).
 pub fn encode(run: &str, sender: u32, epoch: u64, x: &Exchange, stop: bool) -> EpochMessage {
-    let first_step = x.spikes.iter().map(|s| s.step).chain(x.values.iter().map(|v| v.step)).min().unwrap_or(0);
+    let steps = x.spikes.iter().map(|s| s.step).chain(x.values.iter().map(|v| v.step));
+    let first_step = steps.chain(x.delays.iter().map(|d| d.step)).min().unwrap_or(0);
     EpochMessage {
         run: run.to_string(),
         sender,
@@ -77,6 +78,10 @@ pub fn encode(run: &str, sender: u32, epoch: u64, x: &Exchange, stop: bool) -> E
         value_kind: x.values.iter().map(|v| v.kind as u32).collect(),
         value: x.values.iter().map(|v| v.value).collect(),
         stop,
+        delay_gid: x.delays.iter().map(|d| d.gid).collect(),
+        delay_step: x.delays.iter().map(|d| (d.step - first_step) as u32).collect(),
+        delay_core: x.delays.iter().map(|d| d.core).collect(),
+        delay_extra: x.delays.iter().map(|d| d.extra_steps).collect(),
     }
 }
 
@@ -88,6 +93,10 @@ pub fn decode(m: &EpochMessage, into: &mut Exchange) -> Result<(), String> {
     let n = m.value_gid.len();
     if m.value_step.len() != n || m.value_kind.len() != n || m.value.len() != n {
         return Err(format!("peer {}: state value columns of different lengths", m.sender));
+    }
+    let d = m.delay_gid.len();
+    if m.delay_step.len() != d || m.delay_core.len() != d || m.delay_extra.len() != d {
+        return Err(format!("peer {}: fabric delay columns of different lengths", m.sender));
     }
     into.spikes.extend(
         m.spike_gid.iter().zip(&m.spike_step).map(|(&gid, &off)| Spike { step: m.first_step + off as u64, gid }),
@@ -102,6 +111,12 @@ pub fn decode(m: &EpochMessage, into: &mut Exchange) -> Result<(), String> {
             value: m.value[i],
         });
     }
+    into.delays.extend((0..d).map(|i| SpikeDelay {
+        step: m.first_step + m.delay_step[i] as u64,
+        gid: m.delay_gid[i],
+        core: m.delay_core[i],
+        extra_steps: m.delay_extra[i],
+    }));
     Ok(())
 }
 
@@ -701,15 +716,21 @@ mod tests {
         let x = Exchange {
             spikes: vec![Spike { step: 100, gid: 3 }, Spike { step: 101, gid: 1 }],
             values: vec![StateValue { step: 100, gid: 7, kind: ValueKind::Sic, value: 0.25 }],
-            delays: vec![],
+            delays: vec![
+                SpikeDelay { step: 99, gid: 4, core: 2, extra_steps: 3 },
+                SpikeDelay { step: 100, gid: 3, core: 0, extra_steps: SpikeDelay::DROPPED },
+            ],
         };
         let m = encode("exp", 1, 9, &x, true);
-        assert_eq!((m.first_step, m.stop, m.epoch), (100, true, 9));
+        assert_eq!((m.first_step, m.stop, m.epoch), (99, true, 9));
         let mut back = Exchange::default();
         decode(&m, &mut back).unwrap();
         assert_eq!(back, x);
         let mut bad = m.clone();
         bad.spike_step.pop();
         assert!(decode(&bad, &mut Exchange::default()).unwrap_err().contains("spike ids"));
+        let mut bad = m.clone();
+        bad.delay_core.pop();
+        assert!(decode(&bad, &mut Exchange::default()).unwrap_err().contains("delay columns"));
     }
 }

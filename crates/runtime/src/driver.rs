@@ -11,7 +11,7 @@
 use crate::actors::run::{Job, JobDone, RunActor, RunArgs};
 use crate::actors::Census;
 use neuropil_hwemu::cosim::CoSim;
-use neuropil_sim::embedded::{self, Checkpoint, RunConfig, RunOutput, SpikeFabric, StretchError, Transport};
+use neuropil_sim::embedded::{self, Checkpoint, Remote, RunConfig, RunOutput, SpikeFabric, StretchError, Transport};
 use neuropil_sim::Network;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -26,6 +26,9 @@ pub struct Plan {
     pub threads: usize,
     /// Spikes before this absolute step are left out of the counted rates.
     pub count_from_step: u64,
+    /// An emulated fabric is in the run's loop, here or on another node (with a
+    /// transport, its delays then travel in a second round every epoch).
+    pub fabric_in_loop: bool,
 }
 
 impl Plan {
@@ -136,7 +139,7 @@ pub fn drive(
             net,
             cp,
             cfg,
-            transport.as_mut().map(|t| &mut **t as &mut dyn Transport),
+            transport.as_mut().map(|t| Remote { link: &mut **t, fabric_in_loop: plan.fabric_in_loop }),
             fabric.as_mut().map(|f| f as &mut dyn SpikeFabric),
             &|p| progress(steps_before + p.steps_done, spikes_before + p.spikes, &counts_before),
             cancel,

@@ -116,6 +116,7 @@ pub fn simulate(
         stretch_steps: periodic.map_or(total, |pc| pc.every_steps.max(1)),
         threads: p.threads,
         count_from_step: p.compiled.transient_steps,
+        fabric_in_loop: fabric.is_some(),
     };
     let mut on_stretch = |s: Stretch<'_>| -> Result<()> {
         if let Some(pc) = periodic {

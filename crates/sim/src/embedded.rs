@@ -7,7 +7,7 @@
 //! separates publishing from reading (a thread can only overwrite an outbox slot two
 //! epochs later, after everyone has passed the next barrier).
 
-use crate::cerebellum::runtime::{ModuleRun, ModuleSample};
+use crate::cerebellum::runtime::{samples_at, ModuleRun, ModuleSample};
 use crate::connectivity::Layout;
 use crate::network::{Exchange, Network, PlasticWeight, Spike};
 use crate::shard::{PhaseTimes, Sample, Shard};
@@ -94,8 +94,9 @@ impl RunOutput {
 /// The output of a run split over processes: `parts[0]` is the recording
 /// process's (its spikes, counts and digest cover every shard, since every
 /// process sees every spike); samples and weights come from each process's own
-/// shards and are put back into the embedded run's order; figures add up (wall
-/// times: the slowest process).
+/// shards, module samples from the process that ran each module, the fabric's
+/// report from the one that ran it, all put back into the embedded run's order;
+/// figures add up (wall times: the slowest process).
 pub fn combine_parts(mut parts: Vec<RunOutput>) -> RunOutput {
     if parts.is_empty() {
         return RunOutput::default();
@@ -105,6 +106,8 @@ pub fn combine_parts(mut parts: Vec<RunOutput>) -> RunOutput {
     for p in rest {
         out.samples.extend(p.samples);
         out.weights.extend(p.weights);
+        out.cerebellum.extend(p.cerebellum);
+        out.hardware = out.hardware.or(p.hardware);
         let (a, b) = (&mut out.stats, &p.stats);
         a.synapses += b.synapses;
         a.synapse_bytes += b.synapse_bytes;
@@ -116,6 +119,7 @@ pub fn combine_parts(mut parts: Vec<RunOutput>) -> RunOutput {
     }
     out.weights.sort_by_key(|w| (w.projection, w.source, w.target, w.delay_steps));
     out.samples.sort_by_key(|a| (a.step, a.sampler, a.gid, a.var));
+    out.cerebellum.sort_by_key(|s| (s.step, s.module));
     out
 }
 
@@ -220,9 +224,11 @@ pub struct Checkpoint {
     /// [`SpikeHasher`] state over all spikes so far: a run continued from here
     /// reports the digest of the whole history, equal to the uninterrupted run's.
     pub spike_hash_state: u64,
-    /// Cerebellar modules (every process holds a replica of each).
+    /// Cerebellar modules, by index: `None` for those another process of a
+    /// distributed run holds (one process runs each module; the embedded run holds
+    /// them all).
     #[serde(default)]
-    pub modules: Vec<ModuleRun>,
+    pub modules: Vec<Option<ModuleRun>>,
     /// The dynamic state of an emulated chip fabric in the loop, opaque to the
     /// kernel (the runtime that owns the fabric saves and restores it; empty
     /// without one).
@@ -250,7 +256,7 @@ pub enum CheckpointError {
 }
 
 /// The first bytes of a checkpoint: magic and format version.
-const CHECKPOINT_MAGIC: &[u8; 8] = b"NPCKPT\x00\x02";
+const CHECKPOINT_MAGIC: &[u8; 8] = b"NPCKPT\x00\x03";
 
 /// FNV-1a, 64 bits, eight bytes at a time (a checksum against damage, not an
 /// adversary: the checkpoint is then decoded with postcard's bounds).
@@ -285,6 +291,11 @@ impl Checkpoint {
     /// rebuild every shard's static connectivity (on up to `threads` threads).
     pub fn from_bytes_on(bytes: &[u8], net: &Network, threads: usize) -> Result<Checkpoint, CheckpointError> {
         let mut cp = Checkpoint::decode(bytes, net)?;
+        if let Some(i) = cp.modules.iter().position(Option::is_none) {
+            return Err(CheckpointError::Corrupt(format!(
+                "cerebellar module {i} is not in it (a cluster node's part holds only the modules placed there)"
+            )));
+        }
         cp.rebuild_statics(net, threads)?;
         Ok(cp)
     }
@@ -324,7 +335,9 @@ impl Checkpoint {
             )));
         }
         for (i, m) in cp.modules.iter().enumerate() {
-            m.fits(net, i).map_err(CheckpointError::Corrupt)?;
+            if let Some(m) = m {
+                m.fits(net, i).map_err(CheckpointError::Corrupt)?;
+            }
         }
         Ok(cp)
     }
@@ -361,6 +374,16 @@ impl Checkpoint {
     pub fn from_bytes(bytes: &[u8], net: &Network) -> Result<Checkpoint, CheckpointError> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Checkpoint::from_bytes_on(bytes, net, cores)
+    }
+
+    /// Keep only the modules `here` says this process runs (the others run on
+    /// other processes of a distributed run).
+    pub fn keep_modules(&mut self, here: impl Fn(usize) -> bool) {
+        for (i, m) in self.modules.iter_mut().enumerate() {
+            if !here(i) {
+                *m = None;
+            }
+        }
     }
 
     /// The next step the shards will compute.
@@ -410,7 +433,7 @@ pub fn build_some(net: &Network, indices: &[usize], n_shards: usize, threads: us
         shards,
         pending: Exchange::default(),
         spike_hash_state: SpikeHasher::new().finish(),
-        modules: (0..net.cerebella.len()).map(|i| ModuleRun::new(net, i)).collect(),
+        modules: (0..net.cerebella.len()).map(|i| Some(ModuleRun::new(net, i))).collect(),
         fabric_state: Vec::new(),
     }
 }
@@ -429,6 +452,16 @@ pub trait Transport: Send {
     /// Append every peer's output of the same epoch to `into`. Returns whether any
     /// process asked to stop (everyone then stops after this epoch, together).
     fn receive(&mut self, into: &mut Exchange) -> Result<bool, String>;
+}
+
+/// This process's link to the other processes of a distributed run.
+pub struct Remote<'a> {
+    /// The transport.
+    pub link: &'a mut dyn Transport,
+    /// An emulated fabric is in the run's loop, on this process or another: every
+    /// epoch then has a second round in which the process that runs it sends its
+    /// delays (and modules their outputs) to the others.
+    pub fabric_in_loop: bool,
 }
 
 /// An emulated chip fabric in the loop (hardware co-simulation): once per epoch it
@@ -510,16 +543,25 @@ pub fn run_from(
 /// first thread exchanges every epoch's output with the peers and the merged
 /// input reaches the other threads through a second barrier; spikes, digest and
 /// counts are those of the embedded run whatever the split.
+///
+/// Cerebellar modules and the fabric run where `start` and `fabric` hold them
+/// (one process each). In an epoch where some module samples
+/// ([`crate::cerebellum::runtime::samples_at`]) or a fabric is in the loop, the
+/// exchange has a second round: each process sends what its modules and fabric
+/// produced from the epoch's spikes (module outputs, the fabric's delays), and
+/// every process adds them in the order of the embedded run (module index; the
+/// fabric's (step, gid, core)).
 pub fn run_part(
     net: &Network,
     start: Checkpoint,
     cfg: RunConfig,
-    remote: Option<&mut dyn Transport>,
+    remote: Option<Remote<'_>>,
     fabric: Option<&mut dyn SpikeFabric>,
     progress: &(dyn Fn(Progress) + Sync),
     cancel: &AtomicBool,
 ) -> Result<(RunOutput, Checkpoint), StretchError> {
-    let remote = remote.map(Mutex::new);
+    let fabric_in_loop = remote.as_ref().is_some_and(|r| r.fabric_in_loop) || fabric.is_some();
+    let remote = remote.map(|r| Mutex::new(r.link));
     let fabric = fabric.map(Mutex::new);
     let shared_input = Mutex::new(Exchange::default());
     // The first failure wins; every thread stops at the epoch it names.
@@ -621,22 +663,29 @@ pub fn run_part(
                                                 done_epochs.fetch_min(e, Ordering::AcqRel);
                                             }
                                             Ok(false) => {}
-                                            Err(reason) => fail(reason),
+                                            Err(reason) => {
+                                                fail(reason);
+                                                sent = false;
+                                            }
                                         }
                                         all.spikes.sort_unstable();
                                         all.values.sort_unstable_by_key(|v| (v.step, v.gid, v.kind));
                                     }
+                                    let all = &mut *all;
+                                    if fabric_in_loop {
+                                        all.delays.clear();
+                                    }
                                     if let Some(f) = &fabric {
                                         let mut f = f.lock().unwrap_or_else(|x| x.into_inner());
-                                        let all = &mut *all;
-                                        all.delays.clear();
                                         f.route(&all.spikes, &mut all.delays);
                                     }
-                                    // Cerebellar modules: every process runs the same replicas on
-                                    // the same spikes; their currents hold until the next sample.
+                                    // Cerebellar modules (those this process runs); their
+                                    // currents hold until the next sample.
                                     let boundary = first_step + e * epoch;
+                                    let mut outputs = Exchange::default();
                                     let mut ms = modules.lock().unwrap_or_else(|x| x.into_inner());
                                     for (i, m) in ms.iter_mut().enumerate() {
+                                        let Some(m) = m else { continue };
                                         let at = first_epoch + e - 1;
                                         let taken = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                                             crate::failpoint::hit(crate::failpoint::Site::Module, i as u32, at);
@@ -645,7 +694,7 @@ pub fn run_part(
                                         match taken {
                                             Ok(Some((value, sample))) => {
                                                 leader_rec.cerebellum.push(sample);
-                                                all.values.extend(value);
+                                                outputs.values.extend(value);
                                             }
                                             Ok(None) => {}
                                             Err(p) => {
@@ -660,6 +709,29 @@ pub fn run_part(
                                             }
                                         }
                                     }
+                                    drop(ms);
+                                    // The second round: what each process's modules and fabric
+                                    // made of this epoch's spikes, to everyone.
+                                    let due = net.cerebella.iter().any(|c| samples_at(c, boundary, epoch));
+                                    if let (Some(link), true) = (&remote, sent && (fabric_in_loop || due)) {
+                                        let mut link = link.lock().unwrap_or_else(|x| x.into_inner());
+                                        if fabric.is_some() {
+                                            outputs.delays.extend_from_slice(&all.delays);
+                                        }
+                                        let mut got = Exchange::default();
+                                        match link.send(&outputs, false).and_then(|_| link.receive(&mut got)) {
+                                            Ok(_) => {
+                                                outputs.values.append(&mut got.values);
+                                                all.delays.append(&mut got.delays);
+                                                all.delays.sort_unstable();
+                                            }
+                                            Err(reason) => fail(reason),
+                                        }
+                                    }
+                                    // Module outputs after the shards' values, by module index
+                                    // (gid), as one process holding every module adds them.
+                                    outputs.values.sort_by_key(|v| v.gid);
+                                    all.values.append(&mut outputs.values);
                                 }
                                 barrier.wait();
                                 incoming.clone_from(&shared_input.lock().unwrap_or_else(|x| x.into_inner()));

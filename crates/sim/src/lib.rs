@@ -11,6 +11,7 @@ pub mod connectivity;
 pub mod distribution;
 pub mod embedded;
 pub mod failpoint;
+pub mod local;
 pub mod models;
 pub mod network;
 pub mod plasticity;

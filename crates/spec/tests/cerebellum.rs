@@ -42,6 +42,38 @@ fn module_is_independent_of_shards_and_resumes_bit_for_bit() {
     assert_eq!(joined.cerebellum, one.cerebellum, "module state survives the checkpoint");
 }
 
+/// One instance of each module, anywhere: split over 3 processes with the module
+/// on each of them in turn (its output reaches the others in the epoch's second
+/// round), the spikes and the module's samples are the single process's. Also for
+/// the dopamine output, and with two modules on different processes.
+#[test]
+fn a_module_placed_on_any_process_gives_the_embedded_run() {
+    let c = compile_example("cerebellar_dni.toml", &CURRENT);
+    let one = run(&c, 1, 1);
+    for on in 0..3 {
+        let split = run_split(&c, 3, 3, &[on]);
+        assert_eq!(split.spike_hash, one.spike_hash, "module on process {on}");
+        assert_eq!(split.cerebellum, one.cerebellum, "module on process {on}");
+    }
+    let c = compile_example("cerebellar_dopamine.toml", &["run.duration_ms=300"]);
+    let one = run(&c, 1, 1);
+    let split = run_split(&c, 4, 2, &[1]);
+    assert_eq!((split.spike_hash, &split.cerebellum), (one.spike_hash, &one.cerebellum), "dopamine");
+    assert_eq!(split.weights, one.weights, "dopamine-modulated weights");
+    // Two modules on two processes (the second a copy of the first under
+    // another name, sampling at another interval).
+    let two = std::fs::read_to_string(root().join("examples/cerebellar_dni.toml")).unwrap();
+    let block = two.find("[[cerebellum]]").expect("a module");
+    let module = two[block..].split("\n\n").next().unwrap();
+    let module = module.replacen("name = \"cb\"", "name = \"cb2\"", 1).replacen("interval_ms = 1.0", "interval_ms = 3.0", 1);
+    let text = format!("{two}\n{module}\n");
+    let c = compile_text(&text, &CURRENT);
+    assert_eq!(c.network.cerebella.len(), 2);
+    let one = run(&c, 1, 1);
+    let split = run_split(&c, 3, 3, &[2, 1]);
+    assert_eq!((split.spike_hash, &split.cerebellum), (one.spike_hash, &one.cerebellum), "two modules");
+}
+
 fn late_mse(out: &embedded::RunOutput) -> f64 {
     let tail = &out.cerebellum[out.cerebellum.len() * 9 / 10..];
     tail.iter().map(|s| s.error * s.error).sum::<f64>() / tail.len() as f64

@@ -72,3 +72,36 @@ pub const HOMEOSTATIC_BRUNEL: [&str; 8] = [
     "projections[3].conn.indegree=20",
     "stimuli[0].indegree=1000",
 ];
+
+/// Run `c` split over `processes` in-process "nodes" (shard i on process
+/// i mod processes, one thread each), linked by [`neuropil_sim::local`], with
+/// cerebellar module m run by process `module_on[m]` only; the outputs combined as
+/// the cluster's control combines its nodes'.
+pub fn run_split(c: &Compiled, shards: usize, processes: usize, module_on: &[usize]) -> RunOutput {
+    let net = &c.network;
+    let links = neuropil_sim::local::links(processes);
+    let parts: Vec<RunOutput> = std::thread::scope(|scope| {
+        let handles: Vec<_> = links
+            .into_iter()
+            .map(|mut link| {
+                scope.spawn(move || {
+                    let rank = link.rank();
+                    let mine: Vec<usize> = (0..shards).filter(|s| s % processes == rank).collect();
+                    let mut start = embedded::build_some(net, &mine, shards, 1);
+                    start.keep_modules(|m| module_on[m] == rank);
+                    let cfg = RunConfig { threads: 1, shards: mine.len(), steps: c.steps, count_from_step: c.transient_steps };
+                    let remote = embedded::Remote { link: &mut link, fabric_in_loop: false };
+                    let cancel = AtomicBool::new(false);
+                    let (mut out, _) =
+                        embedded::run_part(net, start, cfg, Some(remote), None, &|_| {}, &cancel).expect("runs");
+                    if rank != 0 {
+                        out.spikes.clear();
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("process")).collect()
+    });
+    embedded::combine_parts(parts)
+}

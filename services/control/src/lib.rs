@@ -5,16 +5,18 @@
 pub mod config;
 pub mod error;
 pub mod metrics;
+mod placement;
 
 use anyhow::{Context as _, Result};
 pub use config::ControlConfig;
 pub use error::ControlError;
 use etcd_client::{Client, EventType};
 use metrics::ControlMetrics;
+use placement::{place, wanted_places};
 use neuropil_cluster::auth::{BearerAuth, ClusterToken};
 use neuropil_cluster::{
     cancel_key, checkpoints_key, etcd, experiment_key, now_unix_ms, run_key, ActorRecord, Assignment, Checkpoints,
-    ExperimentRecord, Manifest, Member, NodeRecord, PartRef, PopulationCount, State, MAX_DOCUMENT_BYTES,
+    ExperimentRecord, Manifest, NodeRecord, PartRef, PopulationCount, State, MAX_DOCUMENT_BYTES,
     MAX_REQUEST_BYTES, PREFIX,
 };
 use neuropil_proto::v1::experiment_service_server::{ExperimentService, ExperimentServiceServer};
@@ -104,6 +106,7 @@ impl Control {
             }
         }
         let compiled = neuropil_spec::compile(&exp, &neuropil_spec::Limits { memory_bytes: None })?;
+        let placement = wanted_places(req.placement, &compiled.network, exp.hardware.is_some())?;
         let nodes = self.nodes().await?;
         let offered: u64 = nodes.iter().map(|n| n.memory_bytes).sum();
         if !nodes.is_empty() && compiled.estimated_bytes > offered {
@@ -143,6 +146,7 @@ impl Control {
             events: vec![],
             checkpoint_ms: 0.0,
             recoveries: 0,
+            placement,
         };
         let mut record = record;
         record.log("submitted");
@@ -152,51 +156,7 @@ impl Control {
     }
 }
 
-/// Place `shards` shards (about equal in estimated memory) on `nodes`: each to
-/// the node with the least shards per thread among those with memory left for
-/// it. Nodes that get none are left out; no room anywhere is an error naming the
-/// sizes and what each node offers.
-fn place(nodes: &[NodeRecord], shards: u32, estimated_bytes: u64) -> Result<Vec<Member>, String> {
-    let mut members: Vec<Member> = nodes
-        .iter()
-        .map(|n| Member {
-            node: n.id.clone(),
-            addr: n.addr.clone(),
-            exchange_addr: n.exchange_addr.clone(),
-            exchange_socket: n.exchange_socket.clone(),
-            host: n.host.clone(),
-            shards: vec![],
-            threads: n.threads.max(1),
-        })
-        .collect();
-    let per_shard = estimated_bytes as f64 / shards.max(1) as f64;
-    let fits = |m: &Member, n: &NodeRecord| (m.shards.len() + 1) as f64 * per_shard <= n.memory_bytes as f64;
-    let load = |m: &Member| (m.shards.len() + 1) as f64 / m.threads as f64;
-    for s in 0..shards {
-        let best = (0..members.len())
-            .filter(|&i| fits(&members[i], &nodes[i]))
-            .min_by(|&a, &b| load(&members[a]).total_cmp(&load(&members[b])).then(a.cmp(&b)));
-        let Some(best) = best else {
-            let offers: Vec<String> = nodes
-                .iter()
-                .zip(&members)
-                .map(|(n, m)| format!("{} {:.2} GiB ({} placed)", n.id, gib(n.memory_bytes), m.shards.len()))
-                .collect();
-            return Err(format!(
-                "no node has memory left for shard {s} of {shards} (about {:.2} GiB each, {:.2} GiB in all); \
-                 nodes offer: {}; add nodes or memory, or scale the network down",
-                gib(per_shard as u64),
-                gib(estimated_bytes),
-                offers.join(", ")
-            ));
-        };
-        members[best].shards.push(s);
-    }
-    members.retain(|m| !m.shards.is_empty());
-    Ok(members)
-}
-
-fn gib(b: u64) -> f64 {
+pub(crate) fn gib(b: u64) -> f64 {
     b as f64 / (1u64 << 30) as f64
 }
 
@@ -608,6 +568,8 @@ impl Scheduler {
             m.shards_per_node.with_label_values(&[mem.node.as_str()]).set(mem.shards.len() as i64);
         }
         let net = &compiled.network;
+        let names: Vec<String> = net.cerebella.iter().map(|c| c.name.clone()).collect();
+        let (placement, said) = neuropil_cluster::Placement::new(&members, &names, cosim, rec.placement.clone());
         // Coordinated checkpoints, unless off or a co-simulation (whose fabric
         // state a resumed node cannot rebuild yet).
         let checkpoint_steps = if cosim {
@@ -627,12 +589,16 @@ impl Scheduler {
             attempt: 0,
             checkpoint_steps,
             resume: None,
+            placement,
         };
         rec.state = State::Running;
         rec.message = String::new();
         rec.shards = shards;
         rec.nodes = a.members.iter().map(|m| m.node.clone()).collect();
         rec.log(format!("running on {} ({shards} shards)", rec.nodes.join(", ")));
+        if !said.is_empty() {
+            rec.log(said.join("; "));
+        }
         etcd::put_json(&mut c, &experiment_key(&rec.id), &rec, None).await?;
         etcd::put_json(&mut c, &run_key(&rec.id), &a, None).await?;
         let h = tokio::spawn(collect(self.control.clone(), a));
@@ -824,11 +790,15 @@ async fn recover(
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let members = place(&nodes, a.shards, rec.estimated_bytes)?;
-    let next = Assignment { attempt: a.attempt + 1, resume: Some(manifest), members, ..a.clone() };
+    let (placement, said) = a.placement.again(&members);
+    let next = Assignment { attempt: a.attempt + 1, resume: Some(manifest), members, placement, ..a.clone() };
     rec.state = State::Running;
     rec.message = String::new();
     rec.nodes = next.members.iter().map(|m| m.node.clone()).collect();
     rec.log(format!("resumed from {at_ms} ms on {} (attempt {})", rec.nodes.join(", "), next.attempt + 1));
+    if !said.is_empty() {
+        rec.log(said.join("; "));
+    }
     etcd::put_json(&mut c, &experiment_key(&a.id), &rec, None).await.map_err(etcd_err)?;
     etcd::put_json(&mut c, &run_key(&a.id), &next, None).await.map_err(etcd_err)?;
     let m = &control.metrics;
@@ -1366,49 +1336,4 @@ fn write_results(data_dir: &std::path::Path, a: &Assignment, out: RunOutput) -> 
         rtf: if bio_time_ms > 0.0 { out.stats.simulate_s / (bio_time_ms / 1000.0) } else { 0.0 },
         output_dir: target.display().to_string(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(id: &str, threads: u32, mib: u64) -> NodeRecord {
-        NodeRecord {
-            id: id.into(),
-            addr: format!("http://{id}:1"),
-            exchange_addr: format!("http://{id}:2"),
-            exchange_socket: None,
-            host: String::new(),
-            threads,
-            memory_bytes: mib << 20,
-            draining: false,
-        }
-    }
-
-    fn placed(m: &[Member]) -> Vec<(&str, Vec<u32>)> {
-        m.iter().map(|m| (m.node.as_str(), m.shards.clone())).collect()
-    }
-
-    #[test]
-    fn shards_follow_threads_within_each_nodes_memory() {
-        // Plenty of memory: by shards per thread after placing (ties to the first node).
-        let nodes = [node("a", 2, 4096), node("b", 1, 4096)];
-        let m = place(&nodes, 3, 300 << 20).unwrap();
-        assert_eq!(placed(&m), [("a", vec![0, 1]), ("b", vec![2])]);
-        // 100 MiB per shard: a node offering 64 MiB gets none and is left out.
-        let nodes = [node("small", 1, 64), node("big", 1, 4096)];
-        assert_eq!(placed(&place(&nodes, 2, 200 << 20).unwrap()), [("big", vec![0, 1])]);
-        // The 4-thread node would take both but has memory for one; the other takes the rest.
-        let nodes = [node("a", 1, 150), node("b", 4, 150)];
-        assert_eq!(placed(&place(&nodes, 2, 200 << 20).unwrap()), [("a", vec![1]), ("b", vec![0])]);
-    }
-
-    #[test]
-    fn no_room_for_a_shard_is_an_error_with_the_sizes() {
-        let nodes = [node("small", 1, 100), node("big", 1, 160)];
-        let e = place(&nodes, 2, 214 << 20).unwrap_err();
-        assert!(e.contains("shard 1 of 2"), "{e}");
-        assert!(e.contains("small 0.10 GiB (0 placed)") && e.contains("big 0.16 GiB (1 placed)"), "{e}");
-        assert!(e.contains("scale the network down"), "{e}");
-    }
 }

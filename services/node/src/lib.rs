@@ -18,6 +18,7 @@ use neuropil_proto::v1::{run_event, CheckpointPart, NodeProgress, RunEvent, Spik
 use neuropil_runtime::actors::Census;
 use neuropil_runtime::driver::{drive, Plan, Stretch, Tree};
 use neuropil_sim::embedded::{self, Checkpoint, RunOutput, Transport};
+use neuropil_sim::cerebellum::runtime::ModuleRun;
 use neuropil_sim::Network;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -522,6 +523,19 @@ fn execute(
     }
     let threads = (me.threads as usize).max(1);
     let mine: Vec<usize> = me.shards.iter().map(|&s| s as usize).collect();
+    // The single instances placed on this node.
+    let placed = &a.placement;
+    if placed.modules.len() != net.cerebella.len() || placed.fabric.is_some() != exp.hardware.is_some() {
+        return Err(format!(
+            "the assignment places {} cerebellar modules{} but the network has {}{} (mixed neuropil versions?)",
+            placed.modules.len(),
+            if placed.fabric.is_some() { " and a fabric" } else { "" },
+            net.cerebella.len(),
+            if exp.hardware.is_some() { " and a [hardware] section" } else { "" },
+        ));
+    }
+    let my_module = |i: usize| placed.modules[i].rank as usize == rank;
+    let my_fabric = placed.fabric == Some(rank as u32);
     let m = &state.metrics;
     m.shards.set(mine.len() as i64);
     m.build_progress.set(0.0);
@@ -539,23 +553,34 @@ fn execute(
         let Some(dir) = &state.checkpoint_dir else {
             return Err("this node has no --checkpoint-dir, so it cannot resume the run from its checkpoint".into());
         };
-        let (restored, so_far) = restore(dir, manifest, net, &mine, threads, rank == 0)?;
+        let modules_here = (0..net.cerebella.len()).any(my_module);
+        let (restored, so_far) = restore(dir, manifest, net, &mine, threads, rank == 0, modules_here)?;
         start = restored;
         prefix = Some(so_far);
         m.build_progress.set(1.0);
     }
-    // Hardware co-simulation: every node runs a replica of the fabric on all spikes
-    // (like cerebellar modules). Mapping and routes need the whole connectome, so
-    // this node builds every shard once, maps, and keeps its own.
+    // Hardware co-simulation: one node runs the fabric, on every spike; its delays
+    // reach the others in each epoch's second round. Every node's shards must know
+    // their neurons' cores, and the mapping needs the whole connectome, so each node
+    // builds every shard once, maps, and keeps its own (docs/architecture.md).
     let mut fabric = None;
+    let mut mapped = false;
     if let Some(hw) = &exp.hardware {
         let mut all = embedded::build(net, a.shards as usize, threads);
         let (cosim, about) = neuropil_runtime::cosim::fabric_for(net, &mut all, hw).map_err(|e| format!("{e:#}"))?;
-        fabric = Some((cosim, about));
+        if my_fabric {
+            fabric = Some((cosim, about));
+        }
         start.shards = all.shards.into_iter().enumerate().filter(|(i, _)| mine.contains(i)).map(|(_, s)| s).collect();
+        mapped = true;
         m.build_progress.set(1.0);
     }
-    for (i, chunk) in mine.chunks(threads).enumerate().take_while(|_| fabric.is_none() && prefix.is_none()) {
+    start.keep_modules(my_module);
+    if let Some(i) = (0..net.cerebella.len()).find(|&i| my_module(i) && start.modules[i].is_none()) {
+        let name = &net.cerebella[i].name;
+        return Err(format!("the checkpoint resumed from holds no state of cerebellar module {name:?}"));
+    }
+    for (i, chunk) in mine.chunks(threads).enumerate().take_while(|_| !mapped && prefix.is_none()) {
         start.shards.extend(embedded::build_some(net, chunk, a.shards as usize, threads).shards);
         m.build_progress.set(((i + 1) * threads).min(mine.len()) as f64 / mine.len().max(1) as f64);
         if handle.cancel.load(Ordering::Relaxed) {
@@ -600,6 +625,7 @@ fn execute(
     let done = AtomicBool::new(false);
     let simulated = std::thread::scope(|scope| {
         let monitor = scope.spawn(|| report_waits(&waiting, &names, &handle.progress, &done));
+        let cosim = (cosim, exp.hardware.is_some());
         let r = simulate(tree, net, &compiled, start, threads, &mut transport, cosim, handle, m, rank == 0, parts);
         done.store(true, Ordering::Relaxed);
         monitor.thread().unpark();
@@ -613,13 +639,14 @@ fn execute(
         None => out,
     };
     if let (Some(f), Some(mut about)) = (cosim, about) {
-        // The replicas agree; the control reports this one's counts.
+        // The node that ran the fabric reports it.
         about["fabric"] = serde_json::to_value(f.stats).map_err(|e| e.to_string())?;
         out.hardware = Some(about.to_string());
     }
     out.stats.build_s = build_s;
     if rank != 0 {
-        // Every node sees every spike; only the recording node reports them.
+        // Every node sees every spike; only the recording node reports them. Module
+        // samples come from the node that ran each module.
         out.spikes.clear();
     }
     let complete = out.stats.steps >= compiled.steps;
@@ -669,7 +696,7 @@ fn simulate(
     state: Checkpoint,
     threads: usize,
     transport: &mut GrpcTransport,
-    fabric: Option<neuropil_hwemu::cosim::CoSim>,
+    (fabric, fabric_in_loop): (Option<neuropil_hwemu::cosim::CoSim>, bool),
     handle: &RunHandle,
     m: &NodeMetrics,
     recorder: bool,
@@ -721,6 +748,7 @@ fn simulate(
         stretch_steps: Plan::stretch_steps_for(net, STRETCH_MS),
         threads,
         count_from_step: compiled.transient_steps,
+        fabric_in_loop,
     };
     let mut on_stretch = |s: Stretch<'_>| -> anyhow::Result<()> {
         let part = s.part;
@@ -807,14 +835,14 @@ impl Parts<'_> {
         total: u64,
         m: &NodeMetrics,
     ) -> Option<CheckpointPart> {
-        // The recording node's part carries the spikes and the modules' samples;
-        // the others' do not copy them.
+        // The recording node's part carries the spikes; the others' do not copy
+        // them. Module samples are in the part of the node that ran the module.
         let share = if recorder {
             part.clone()
         } else {
             RunOutput {
                 spikes: Vec::new(),
-                cerebellum: Vec::new(),
+                cerebellum: part.cerebellum.clone(),
                 spike_counts: part.spike_counts.clone(),
                 counted_spikes: part.counted_spikes.clone(),
                 spike_hash: part.spike_hash,
@@ -884,8 +912,10 @@ impl Parts<'_> {
 
 /// Restore this node's shards `mine` of the checkpoint `manifest` from its parts
 /// on the volume `dir`, with the state every node holds alike (from rank 0's part),
-/// and this node's share of the output before it: for the recording node (rank 0)
-/// the spikes, module samples and every part's samples; for the others the counts.
+/// the cerebellar modules (from the parts of the nodes that ran them: a node that
+/// runs one now reads every part), and this node's share of the output before it:
+/// for the recording node (rank 0) the spikes, every part's samples and module
+/// samples; for the others the counts.
 fn restore(
     dir: &Path,
     manifest: &Manifest,
@@ -893,14 +923,17 @@ fn restore(
     mine: &[usize],
     threads: usize,
     recorder: bool,
+    modules_here: bool,
 ) -> Result<(Checkpoint, RunOutput), String> {
     let at = manifest.step as f64 * net.dt_ms;
     let mut parts = manifest.parts.clone();
     parts.sort_by_key(|p| p.rank);
     let (mut base, mut prefix, mut shards, mut samples) = (None, RunOutput::default(), Vec::new(), Vec::new());
+    let mut modules: Vec<Option<ModuleRun>> = vec![None; net.cerebella.len()];
+    let mut module_samples = Vec::new();
     for p in &parts {
         let holds_mine = p.shards.iter().any(|&s| mine.contains(&(s as usize)));
-        if !(p.rank == 0 || holds_mine || recorder) {
+        if !(p.rank == 0 || holds_mine || recorder || modules_here) {
             continue;
         }
         let rel = Path::new(&p.path);
@@ -913,6 +946,11 @@ fn restore(
         let (mut cp, segments) =
             neuropil_runtime::part::read(&dir.join(rel), p.bytes, p.digest, net).map_err(failed)?;
         shards.extend(cp.shards.drain(..).filter(|s| mine.contains(&(s.index() as usize))));
+        for (slot, m) in modules.iter_mut().zip(cp.modules.iter_mut()) {
+            if let Some(m) = m.take() {
+                *slot = Some(m);
+            }
+        }
         // Rank 0's output has what every node counts; the others' only their samples.
         let out = match recorder || p.rank == 0 {
             true => neuropil_runtime::part::read_output(dir, &segments).map_err(failed)?,
@@ -920,6 +958,7 @@ fn restore(
         };
         if recorder {
             samples.extend(out.samples.iter().cloned());
+            module_samples.extend(out.cerebellum.iter().cloned());
         }
         if p.rank == 0 {
             prefix = out;
@@ -936,10 +975,13 @@ fn restore(
     }
     shards.sort_by_key(|s| mine.iter().position(|&i| i == s.index() as usize));
     start.shards = shards;
+    start.modules = modules;
     start.rebuild_statics(net, threads).map_err(|e| format!("restoring the checkpoint at {at} ms: {e}"))?;
     if recorder {
         samples.sort_by_key(|a| (a.step, a.sampler, a.gid, a.var));
         prefix.samples = samples;
+        module_samples.sort_by_key(|s| (s.step, s.module));
+        prefix.cerebellum = module_samples;
     } else {
         prefix.spikes.clear();
         prefix.cerebellum.clear();

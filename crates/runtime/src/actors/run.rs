@@ -70,7 +70,9 @@ pub(crate) struct RunState {
     name: String,
     census: Census,
     shards: Vec<(u32, ActorRef<OwnerMsg<Shard>>)>,
-    modules: Vec<ActorRef<OwnerMsg<ModuleRun>>>,
+    /// The modules this process runs, by index (of `module_count` in the network).
+    modules: Vec<(usize, ActorRef<OwnerMsg<ModuleRun>>)>,
+    module_count: usize,
     fabric: Option<ActorRef<OwnerMsg<CoSim>>>,
     /// Every child: id, kind and name.
     children: Vec<(ActorId, ActorKind, String)>,
@@ -101,6 +103,7 @@ impl Actor for RunActor {
             census: a.census,
             shards: Vec::with_capacity(shards.len()),
             modules: Vec::with_capacity(modules.len()),
+            module_count: modules.len(),
             fabric: None,
             children: Vec::new(),
             network_hash,
@@ -120,9 +123,11 @@ impl Actor for RunActor {
             let r = s.spawn_child(&me, ActorKind::PopulationShard, format!("shard-{index}"), shard).await?;
             s.shards.push((index, r));
         }
+        // Only the modules placed on this process (all of them in `neuropil run`).
         for (i, m) in modules.into_iter().enumerate() {
+            let Some(m) = m else { continue };
             let r = s.spawn_child(&me, ActorKind::CerebellarModule, format!("module-{i}"), m).await?;
-            s.modules.push(r);
+            s.modules.push((i, r));
         }
         if let Some(f) = a.fabric {
             s.fabric = Some(s.spawn_child(&me, ActorKind::Fabric, "fabric".into(), f).await?);
@@ -196,9 +201,9 @@ impl RunState {
         for (i, r) in &self.shards {
             shards.push(ractor::call!(r, OwnerMsg::Lend).map_err(|e| lost(&format!("shard-{i}"), &e))?);
         }
-        let mut modules = Vec::with_capacity(self.modules.len());
-        for (i, r) in self.modules.iter().enumerate() {
-            modules.push(ractor::call!(r, OwnerMsg::Lend).map_err(|e| lost(&format!("module-{i}"), &e))?);
+        let mut modules: Vec<Option<ModuleRun>> = (0..self.module_count).map(|_| None).collect();
+        for (i, r) in &self.modules {
+            modules[*i] = Some(ractor::call!(r, OwnerMsg::Lend).map_err(|e| lost(&format!("module-{i}"), &e))?);
         }
         let fabric = match &self.fabric {
             Some(r) => Some(ractor::call!(r, OwnerMsg::Lend).map_err(|e| lost("fabric", &e))?),
@@ -221,8 +226,11 @@ impl RunState {
         for ((_, r), shard) in self.shards.iter().zip(shards) {
             let _ = r.cast(OwnerMsg::Keep(shard));
         }
-        for (r, m) in self.modules.iter().zip(modules) {
-            let _ = r.cast(OwnerMsg::Keep(m));
+        let mut modules = modules;
+        for (i, r) in &self.modules {
+            if let Some(m) = modules.get_mut(*i).and_then(Option::take) {
+                let _ = r.cast(OwnerMsg::Keep(m));
+            }
         }
         if let (Some(r), Some(f)) = (&self.fabric, fabric) {
             let _ = r.cast(OwnerMsg::Keep(f));
@@ -284,8 +292,9 @@ impl RunState {
                         .is_some_and(|(_, r)| r.cast(OwnerMsg::Fail(e.to_string())).is_ok()),
                     StretchError::Module { module, .. } => self
                         .modules
-                        .get(*module as usize)
-                        .is_some_and(|r| r.cast(OwnerMsg::Fail(e.to_string())).is_ok()),
+                        .iter()
+                        .find(|(i, _)| *i == *module as usize)
+                        .is_some_and(|(_, r)| r.cast(OwnerMsg::Fail(e.to_string())).is_ok()),
                     StretchError::Transport(_) => false,
                 };
                 if !told {

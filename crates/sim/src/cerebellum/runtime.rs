@@ -1,7 +1,10 @@
-//! A cerebellar module inside a spiking simulation. Every process runs a replica of
-//! every module at the epoch boundaries, fed with all spikes of the epoch (every
-//! process sees every spike), so replicas agree bit for bit and nothing extra
-//! travels between nodes.
+//! A cerebellar module inside a spiking simulation. One process runs each module
+//! (in a cluster, the node the control placed it on) at the epoch boundaries, fed
+//! with the epoch's spikes in canonical order; at its sample boundaries
+//! ([`samples_at`], a pure function of the network, so every process knows when an
+//! output is due) its output reaches the other processes in a second exchange
+//! round of that epoch. The module's arithmetic is fixed-order `f32` without FMA,
+//! so it gives the same numbers on whichever node it runs.
 //!
 //! The task whose feedback the module predicts: a linear readout of a population's
 //! filtered spike trains (the cortex's plastic output synapses) should follow a
@@ -35,6 +38,16 @@ pub struct ModuleSample {
     pub error: f64,
     /// The module's prediction of that feedback (0 without an active module).
     pub predicted: f64,
+}
+
+/// Whether the module `spec` samples (predicts, learns, outputs) at the epoch
+/// boundary `boundary` (a multiple of `epoch_steps`): at the first boundary of the
+/// run, then every `interval_steps` rounded up to whole epochs. [`ModuleRun::epoch`]
+/// keeps this schedule; processes that do not hold the module read it here.
+pub fn samples_at(spec: &Cerebellar, boundary: u64, epoch_steps: u64) -> bool {
+    let e = epoch_steps.max(1);
+    let period = spec.interval_steps.max(1).div_ceil(e) * e;
+    boundary >= e && (boundary - e).is_multiple_of(period)
 }
 
 /// The state of one module and its task.
@@ -149,8 +162,10 @@ impl ModuleRun {
             }
         }
         if boundary < self.next_sample {
+            debug_assert!(!samples_at(&self.spec, boundary, epoch_steps));
             return None;
         }
+        debug_assert!(samples_at(&self.spec, boundary, epoch_steps), "sample schedule at {boundary}");
         let s = boundary;
         self.next_sample = s + self.spec.interval_steps.max(1);
         let norm = self.spec.rate_norm_hz as f32;

@@ -1,0 +1,63 @@
+//! In-process links between the processes of a distributed run: each "process"
+//! is a thread calling [`crate::embedded::run_part`] with its share of the shards,
+//! and the links carry the epoch messages through channels. For tests of the
+//! split (placement of modules and fabrics, stops, second rounds) without sockets;
+//! the cluster's transport is `neuropil_cluster::transport::GrpcTransport`.
+
+use crate::embedded::Transport;
+use crate::network::Exchange;
+use std::sync::mpsc::{channel, Receiver, Sender};
+
+/// One process's end of the links to all the others.
+pub struct LocalLink {
+    rank: usize,
+    to: Vec<Option<Sender<(Exchange, bool)>>>,
+    from: Vec<Option<Receiver<(Exchange, bool)>>>,
+}
+
+/// Links for `n` processes, by rank.
+pub fn links(n: usize) -> Vec<LocalLink> {
+    let mut ends: Vec<LocalLink> = (0..n)
+        .map(|rank| LocalLink { rank, to: (0..n).map(|_| None).collect(), from: (0..n).map(|_| None).collect() })
+        .collect();
+    for a in 0..n {
+        for b in (0..n).filter(|&b| b != a) {
+            let (tx, rx) = channel();
+            ends[a].to[b] = Some(tx);
+            ends[b].from[a] = Some(rx);
+        }
+    }
+    ends
+}
+
+impl LocalLink {
+    /// This end's rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+}
+
+impl Transport for LocalLink {
+    fn send(&mut self, local: &Exchange, stop: bool) -> Result<(), String> {
+        for (r, tx) in self.to.iter().enumerate() {
+            if let Some(tx) = tx {
+                tx.send((local.clone(), stop)).map_err(|_| format!("rank {r} has gone"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self, into: &mut Exchange) -> Result<bool, String> {
+        let mut any_stop = false;
+        for (r, rx) in self.from.iter().enumerate() {
+            if let Some(rx) = rx {
+                let (x, stop) = rx.recv().map_err(|_| format!("rank {r} stopped sending"))?;
+                into.spikes.extend_from_slice(&x.spikes);
+                into.values.extend_from_slice(&x.values);
+                into.delays.extend_from_slice(&x.delays);
+                any_stop |= stop;
+            }
+        }
+        Ok(any_stop)
+    }
+}
