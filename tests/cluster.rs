@@ -5,6 +5,7 @@ mod harness;
 
 use harness::*;
 use neuropil_proto::v1::{CancelRequest, ExperimentState, GetRequest, ListRequest, SubmitRequest};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MICROCIRCUIT: &str = "examples/microcircuit.toml";
@@ -479,23 +480,20 @@ async fn cerebellar_module_on_3_nodes_matches_the_embedded_run() {
     let theirs = std::fs::read_to_string(tmp.0.join("embedded/cerebellum.csv")).unwrap();
     assert!(ours.lines().count() > 500, "{} samples", ours.lines().count());
     assert!(ours == theirs, "cerebellum.csv differs from the embedded run's");
-    // Each node ran a run actor, its shard's actor and a module actor (a replica:
-    // every node takes in every spike today), all stopped now.
+    // Each node ran a run actor and its shard's actor; the module ran once, on the
+    // node the control placed it on by default (rank 1), all stopped now.
     let mut got = actors(&info);
     got.sort();
-    let mut want = Vec::new();
+    let mut want = vec![("cerebellar_module", "module-0".to_string(), "node-1")];
     for (i, node) in ["node-0", "node-1", "node-2"].iter().enumerate() {
-        for (kind, name) in [
-            ("cerebellar_module", "module-0".to_string()),
-            ("population_shard", format!("shard-{i}")),
-            ("run", "run".into()),
-        ] {
-            want.push((kind.to_string(), name, node.to_string(), "stopped".to_string()));
-        }
+        want.push(("population_shard", format!("shard-{i}"), node));
+        want.push(("run", "run".into(), node));
     }
+    let mut want: Vec<_> =
+        want.into_iter().map(|(k, n, node)| (k.to_string(), n, node.to_string(), "stopped".to_string())).collect();
     want.sort();
     assert_eq!(got, want);
-    // Every node shows the module's task error and prediction quality live.
+    // The module's node shows its task error and prediction quality live.
     let text = http_get(&nodes[1].metrics, "/metrics").unwrap();
     let line = text.lines().find(|l| l.starts_with("neuropil_cerebellum_task_error{")).expect("module metric");
     assert!(line.contains("module=\"cb\""), "{line}");
@@ -549,7 +547,115 @@ async fn hardware_cosimulation_on_2_nodes_matches_the_embedded_cosimulation() {
     .unwrap();
     assert_eq!(summary["hardware"], cosim["hardware"], "hardware section");
     let fabrics: Vec<_> = actors(&info).into_iter().filter(|a| a.0 == "fabric").map(|a| a.2).collect();
-    assert_eq!(fabrics.len(), 2, "one fabric actor per node (replicas): {:?}", actors(&info));
+    assert_eq!(fabrics, ["node-1"], "one fabric actor, on the last node by default: {:?}", actors(&info));
+}
+
+/// A cerebellar module of the experiment, driving the inhibitory population.
+const MODULE: &str = r#"
+[[cerebellum]]
+name = "cb"
+mossy_fibres = ["E"]
+readout = "E"
+granule = [100]
+fan_in = 8
+interval_ms = 1.0
+feedback_delay_ms = 20.0
+target_amplitude = 1.0
+target_period_ms = 50.0
+output = "current"
+output_population = "I"
+output_scale = 300.0
+"#;
+
+/// Issue 15: one instance, anywhere. Neurons, astrocytes (tripartite synapses), a
+/// cerebellar module and a co-simulated Loihi fabric on 3 nodes, the module and
+/// the fabric each run once, on different nodes, in two placements (the
+/// control's default, and one asked for with `neuropil submit --place`): the
+/// spikes, cerebellum.csv and the hardware section are the embedded run's; the
+/// actors and the module's metrics are on the nodes they were placed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_and_a_fabric_placed_on_different_nodes_give_the_embedded_run_in_two_placements() {
+    let tmp = TempDir::new("placed");
+    let file = tmp.0.join("astrocytes_module_loihi.toml");
+    let doc = std::fs::read_to_string(root().join("examples/astrocyte_brunel.toml")).unwrap();
+    std::fs::write(&file, format!("{doc}\n{MODULE}\n[hardware]\npreset = \"loihi\"\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let set = [
+        "populations.E.size=800",
+        "populations.I.size=200",
+        "populations.A.size=1000",
+        "run.duration_ms=120",
+        "run.transient_ms=20",
+    ];
+    let embedded = embedded_summary(file, &set, &tmp.0);
+    assert!(embedded["hardware"]["fabric"]["delayed"].as_u64().unwrap() > 0, "{}", embedded["hardware"]);
+    let cerebellum = std::fs::read_to_string(tmp.0.join("embedded/cerebellum.csv")).unwrap();
+    assert!(cerebellum.lines().count() > 100, "{cerebellum}");
+    let silent: Vec<&str> = set.iter().copied().chain(["cerebellum[0].remove_at_ms=0"]).collect();
+    let silent = embedded_summary(file, &silent, &tmp.0.join("silent"));
+    assert_ne!(silent["spike_hash"], embedded["spike_hash"], "the module's current changes the spikes");
+    let etcd = start_etcd();
+    let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
+    let nodes: Vec<Proc> = (0..3).map(|i| start_node(&etcd, &format!("node-{i}"), 1, &[])).collect();
+    wait_live_nodes(&control, 3).await;
+    let mut c = client(&control.grpc).await;
+    // A placement must name this experiment's module or fabric.
+    let document = std::fs::read_to_string(file).unwrap();
+    let mut req = SubmitRequest {
+        document,
+        format: "toml".into(),
+        set: set.iter().map(|s| s.to_string()).collect(),
+        shards: 0,
+        placement: [("cerebellum.nope".to_string(), "node-1".to_string())].into(),
+    };
+    let e = c.submit(req.clone()).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("placement[\"cerebellum.nope\"]") && e.message().contains("cerebellum.cb"), "{e:?}");
+    // First the control's default: the module on rank 1, the fabric on the last rank.
+    req.placement.clear();
+    let default = c.submit(req).await.unwrap().into_inner().id;
+    let info = wait_done(&mut c, &default, Duration::from_secs(300)).await;
+    // Then asked for: the module on node-2, the fabric on node-0 (which records).
+    let mut cmd = Command::new(BIN);
+    cmd.args(["submit", file, "--control", &control.grpc, "--wait", "-q"]);
+    cmd.args(["--place", "cerebellum.cb=node-2", "--place", "hardware=node-0"]);
+    set.iter().for_each(|s| drop(cmd.args(["--set", s])));
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let asked = String::from_utf8_lossy(&out.stdout).lines().next().unwrap().to_string();
+    let infos = [(info, "node-1", "node-2"), (wait_done(&mut c, &asked, Duration::from_secs(10)).await, "node-2", "node-0")];
+    for (info, module_on, fabric_on) in infos {
+        let how = format!("module on {module_on}, fabric on {fabric_on}");
+        assert_eq!(info.state, ExperimentState::Succeeded as i32, "{how}: {info:?}");
+        assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "{how}: spikes");
+        let dir = std::path::Path::new(&info.output_dir);
+        assert!(std::fs::read_to_string(dir.join("cerebellum.csv")).unwrap() == cerebellum, "{how}: cerebellum.csv");
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["hardware"], embedded["hardware"], "{how}: hardware section");
+        let placed = |kind: &str| -> Vec<String> {
+            actors(&info).into_iter().filter(|a| a.0 == kind).map(|a| a.2).collect()
+        };
+        assert_eq!(placed("cerebellar_module"), [module_on], "{how}: {:?}", actors(&info));
+        assert_eq!(placed("fabric"), [fabric_on], "{how}: {:?}", actors(&info));
+        assert_eq!(placed("population_shard").len(), 3, "{how}: {:?}", actors(&info));
+        // `neuropil status ID --json` shows the same actors.
+        let out = Command::new(BIN).args(["status", &info.id, "--json", "--control", &control.grpc]).output().unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let modules: Vec<&str> = status["actors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "cerebellar_module")
+            .map(|a| a["node"].as_str().unwrap())
+            .collect();
+        assert_eq!(modules, [module_on], "{how}: {status}");
+    }
+    // Only the module's last node reports its task metrics.
+    let has_module_metric = |i: usize| {
+        http_get(&nodes[i].metrics, "/metrics").unwrap().lines().any(|l| l.starts_with("neuropil_cerebellum_task_error{"))
+    };
+    assert!(has_module_metric(1) && has_module_metric(2) && !has_module_metric(0));
 }
 
 /// Self-signed CA and one certificate for 127.0.0.1 (server and client use), by
@@ -781,11 +887,11 @@ async fn a_failing_shard_or_module_actor_fails_the_run_by_name_and_the_nodes_go_
     assert!(info.message.contains(want), "{}", info.message);
 
     // The nodes are still there, with no actor left behind, and run the next one.
-    // node-1's shard failed the first run (node-0 stopped with it at the same
-    // epoch); the module replicas failed the second on both.
-    for (n, failed, stopped) in [(&nodes[0], 1.0, Some(1.0)), (&nodes[1], 2.0, None)] {
+    // node-1's shard failed the first run, its module (placed on rank 1) the
+    // second; node-0 stopped with it at the same epoch both times.
+    for (n, failed, stopped) in [(&nodes[0], None, Some(2.0)), (&nodes[1], Some(2.0), None)] {
         let text = http_get(&n.metrics, "/metrics").unwrap();
-        assert_eq!(metric_with(&text, "neuropil_runs_total", "outcome=\"failed\""), Some(failed), "{text}");
+        assert_eq!(metric_with(&text, "neuropil_runs_total", "outcome=\"failed\""), failed, "{text}");
         assert_eq!(metric_with(&text, "neuropil_runs_total", "outcome=\"stopped\""), stopped, "{text}");
         for kind in ["run", "population_shard", "cerebellar_module"] {
             assert_eq!(metric_with(&text, "neuropil_actors", &format!("kind=\"{kind}\"")), Some(0.0), "{kind}: {text}");
