@@ -225,7 +225,13 @@ async fn bad_requests_get_clear_status_codes_and_the_service_keeps_serving() {
             Ok(req)
         },
     );
-    let req = |document: String, set: Vec<String>| SubmitRequest { document, format: "toml".into(), set, shards: 0, placement: Default::default() };
+    let req = |document: String, set: Vec<String>| SubmitRequest {
+        document,
+        format: "toml".into(),
+        set,
+        shards: 0,
+        placement: Default::default(),
+    };
 
     // Malformed TOML.
     let e = c.submit(req("populations = [ {".into(), vec![])).await.unwrap_err();
@@ -533,8 +539,13 @@ async fn hardware_cosimulation_on_2_nodes_matches_the_embedded_cosimulation() {
     assert_ne!(cosim["spike_hash"], software["spike_hash"], "the fabric changes the spikes");
     let mut c = client(&control.grpc).await;
     let document = std::fs::read_to_string(file).unwrap();
-    let req =
-        SubmitRequest { document, format: "toml".into(), set: set.iter().map(|s| s.to_string()).collect(), shards: 0, placement: Default::default() };
+    let req = SubmitRequest {
+        document,
+        format: "toml".into(),
+        set: set.iter().map(|s| s.to_string()).collect(),
+        shards: 0,
+        placement: Default::default(),
+    };
     let id = c.submit(req).await.unwrap().into_inner().id;
     let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
     assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
@@ -619,11 +630,14 @@ async fn a_module_and_a_fabric_placed_on_different_nodes_give_the_embedded_run_i
     let mut cmd = Command::new(BIN);
     cmd.args(["submit", file, "--control", &control.grpc, "--wait", "-q"]);
     cmd.args(["--place", "cerebellum.cb=node-2", "--place", "hardware=node-0"]);
-    set.iter().for_each(|s| drop(cmd.args(["--set", s])));
+    for s in set {
+        cmd.args(["--set", s]);
+    }
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let asked = String::from_utf8_lossy(&out.stdout).lines().next().unwrap().to_string();
-    let infos = [(info, "node-1", "node-2"), (wait_done(&mut c, &asked, Duration::from_secs(10)).await, "node-2", "node-0")];
+    let infos =
+        [(info, "node-1", "node-2"), (wait_done(&mut c, &asked, Duration::from_secs(10)).await, "node-2", "node-0")];
     for (info, module_on, fabric_on) in infos {
         let how = format!("module on {module_on}, fabric on {fabric_on}");
         assert_eq!(info.state, ExperimentState::Succeeded as i32, "{how}: {info:?}");
@@ -633,9 +647,8 @@ async fn a_module_and_a_fabric_placed_on_different_nodes_give_the_embedded_run_i
         let summary: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
         assert_eq!(summary["hardware"], embedded["hardware"], "{how}: hardware section");
-        let placed = |kind: &str| -> Vec<String> {
-            actors(&info).into_iter().filter(|a| a.0 == kind).map(|a| a.2).collect()
-        };
+        let placed =
+            |kind: &str| -> Vec<String> { actors(&info).into_iter().filter(|a| a.0 == kind).map(|a| a.2).collect() };
         assert_eq!(placed("cerebellar_module"), [module_on], "{how}: {:?}", actors(&info));
         assert_eq!(placed("fabric"), [fabric_on], "{how}: {:?}", actors(&info));
         assert_eq!(placed("population_shard").len(), 3, "{how}: {:?}", actors(&info));
@@ -653,7 +666,10 @@ async fn a_module_and_a_fabric_placed_on_different_nodes_give_the_embedded_run_i
     }
     // Only the module's last node reports its task metrics.
     let has_module_metric = |i: usize| {
-        http_get(&nodes[i].metrics, "/metrics").unwrap().lines().any(|l| l.starts_with("neuropil_cerebellum_task_error{"))
+        http_get(&nodes[i].metrics, "/metrics")
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("neuropil_cerebellum_task_error{"))
     };
     assert!(has_module_metric(1) && has_module_metric(2) && !has_module_metric(0));
 }
@@ -738,7 +754,13 @@ async fn tls_api_and_mutual_tls_between_nodes() {
     let set = ["run.duration_ms=300"];
     let embedded = embedded_summary("examples/brunel.toml", &set, &tmp.0);
     let document = std::fs::read_to_string(root().join("examples/brunel.toml")).unwrap();
-    let req = SubmitRequest { document, format: "toml".into(), set: vec![set[0].into()], shards: 0, placement: Default::default() };
+    let req = SubmitRequest {
+        document,
+        format: "toml".into(),
+        set: vec![set[0].into()],
+        shards: 0,
+        placement: Default::default(),
+    };
     let id = c.submit(req).await.unwrap().into_inner().id;
     let mut info = c.get(GetRequest { id: id.clone() }).await.unwrap().into_inner();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -861,9 +883,11 @@ async fn a_failing_shard_or_module_actor_fails_the_run_by_name_and_the_nodes_go_
     let tmp = TempDir::new("failpoints");
     let etcd = start_etcd();
     let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
-    // Shard 1 at epoch 150 and module 0 at epoch 100 (1 ms epochs in both files:
-    // in cerebellar_dni.toml the module fails before shard 1 would).
-    let env = [("NEUROPIL_FAILPOINTS", "shard:1@150,module:0@100")];
+    // Shard 1 at epoch 99 — the last of the first 100 ms stretch, where a stop
+    // must still reach the peers as a stop — and module 0 at epoch 90 (1 ms
+    // epochs in both files: in cerebellar_dni.toml the module fails before shard 1
+    // would).
+    let env = [("NEUROPIL_FAILPOINTS", "shard:1@99,module:0@90")];
     let nodes: Vec<Proc> = (0..2).map(|i| start_node_with_env(&etcd, &format!("node-{i}"), 1, &[], &env)).collect();
     wait_live_nodes(&control, 2).await;
     let mut c = client(&control.grpc).await;
@@ -871,7 +895,7 @@ async fn a_failing_shard_or_module_actor_fails_the_run_by_name_and_the_nodes_go_
     let id = submit(&mut c, "examples/brunel.toml", &["run.duration_ms=400"]).await.unwrap();
     let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
     assert_eq!(info.state, ExperimentState::Failed as i32, "{info:?}");
-    let want = "population_shard actor shard-1 failed: shard 1 failed at epoch 150: failpoint shard:1@150";
+    let want = "population_shard actor shard-1 failed: shard 1 failed at epoch 99: failpoint shard:1@99";
     assert!(info.message.contains(want), "{}", info.message);
     assert!(info.message.contains("node-1"), "the node is named: {}", info.message);
     let failed: Vec<_> = actors(&info).into_iter().filter(|a| a.3 == "failed").collect();
@@ -883,7 +907,7 @@ async fn a_failing_shard_or_module_actor_fails_the_run_by_name_and_the_nodes_go_
     let id = submit(&mut c, "examples/cerebellar_dni.toml", &["run.duration_ms=400"]).await.unwrap();
     let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
     assert_eq!(info.state, ExperimentState::Failed as i32, "{info:?}");
-    let want = "cerebellar_module actor module-0 failed: cerebellar module 0 failed at epoch 100";
+    let want = "cerebellar_module actor module-0 failed: cerebellar module 0 failed at epoch 90";
     assert!(info.message.contains(want), "{}", info.message);
 
     // The nodes are still there, with no actor left behind, and run the next one.
@@ -897,8 +921,8 @@ async fn a_failing_shard_or_module_actor_fails_the_run_by_name_and_the_nodes_go_
             assert_eq!(metric_with(&text, "neuropil_actors", &format!("kind=\"{kind}\"")), Some(0.0), "{kind}: {text}");
         }
     }
-    // (120 ms: the failpoints' epochs are not reached.)
-    let id = submit(&mut c, "examples/brunel.toml", &["run.duration_ms=120"]).await.unwrap();
+    // (90 ms: the failpoints' epochs are not reached.)
+    let id = submit(&mut c, "examples/brunel.toml", &["run.duration_ms=90", "run.transient_ms=0"]).await.unwrap();
     let info = wait_done(&mut c, &id, Duration::from_secs(120)).await;
     assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
     assert_eq!(info.nodes.len(), 2);
@@ -1191,8 +1215,13 @@ async fn a_run_rescales_2_to_3_nodes_and_drains_3_to_2_with_the_same_spikes() {
     let mut c = client(&control.grpc).await;
     // 6 shards: enough for 3 nodes (shards stay; their placement changes).
     let document = std::fs::read_to_string(root().join("examples/cerebellar_dopamine.toml")).unwrap();
-    let req =
-        SubmitRequest { document, format: "toml".into(), set: set.iter().map(|s| s.to_string()).collect(), shards: 6, placement: Default::default() };
+    let req = SubmitRequest {
+        document,
+        format: "toml".into(),
+        set: set.iter().map(|s| s.to_string()).collect(),
+        shards: 6,
+        placement: Default::default(),
+    };
     let id = c.submit(req).await.unwrap().into_inner().id;
     wait_until(&mut c, &id, Duration::from_secs(60), "running", |i| i.bio_time_ms > 0.0).await;
     // No periodic checkpoints: the first comes on request.

@@ -290,8 +290,13 @@ pub async fn client(addr: &str) -> Client {
 /// Submit an experiment file with overrides.
 pub async fn submit(c: &mut Client, file: &str, set: &[&str]) -> Result<String, tonic::Status> {
     let document = std::fs::read_to_string(root().join(file)).unwrap();
-    let req =
-        SubmitRequest { document, format: "toml".into(), set: set.iter().map(|s| s.to_string()).collect(), shards: 0, placement: Default::default() };
+    let req = SubmitRequest {
+        document,
+        format: "toml".into(),
+        set: set.iter().map(|s| s.to_string()).collect(),
+        shards: 0,
+        placement: Default::default(),
+    };
     c.submit(req).await.map(|r| r.into_inner().id)
 }
 

@@ -89,13 +89,15 @@ mod tests {
     #[test]
     fn a_fabric_on_any_process_gives_the_embedded_cosimulation() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let set: Vec<String> = ["scaling.neurons=0.05", "scaling.synapses=0.05", "run.duration_ms=60", "run.transient_ms=0"]
-            .map(String::from)
-            .to_vec();
+        let set: Vec<String> =
+            ["scaling.neurons=0.05", "scaling.synapses=0.05", "run.duration_ms=60", "run.transient_ms=0"]
+                .map(String::from)
+                .to_vec();
         let exp = neuropil_spec::load(&root.join("examples/microcircuit.toml"), &set).unwrap();
         let compiled = neuropil_spec::compile(&exp, &neuropil_spec::Limits::default()).unwrap();
         let net = &compiled.network;
-        let hw = neuropil_spec::schema::HardwareSpec { preset: "loihi".into(), mapping: String::new(), neurons_per_core: 0 };
+        let hw =
+            neuropil_spec::schema::HardwareSpec { preset: "loihi".into(), mapping: String::new(), neurons_per_core: 0 };
         let (shards, steps) = (3, compiled.steps);
         let cancel = AtomicBool::new(false);
         let cfg = |n| RunConfig { threads: 1, shards: n, steps, count_from_step: 0 };
@@ -107,7 +109,8 @@ mod tests {
         let (all, mut f) = mapped();
         let software = embedded::run_from(net, all.clone(), cfg(shards), &|_| {}, &cancel).0;
         let (one, _) =
-            embedded::run_part(net, all, cfg(shards), None, Some(&mut f as &mut dyn SpikeFabric), &|_| {}, &cancel).unwrap();
+            embedded::run_part(net, all, cfg(shards), None, Some(&mut f as &mut dyn SpikeFabric), &|_| {}, &cancel)
+                .unwrap();
         assert_ne!(one.spike_hash, software.spike_hash, "the fabric changes the spikes");
         assert!(f.stats.delayed + f.stats.dropped > 0, "{:?}", f.stats);
         for owner in [0, 2] {
@@ -125,7 +128,8 @@ mod tests {
                             let mut fabric = (rank == owner).then_some(f);
                             let remote = Remote { link: &mut link, fabric_in_loop: true };
                             let on = fabric.as_mut().map(|f| f as &mut dyn SpikeFabric);
-                            let (out, _) = embedded::run_part(net, start, cfg(1), Some(remote), on, &|_| {}, cancel).unwrap();
+                            let (out, _) =
+                                embedded::run_part(net, start, cfg(1), Some(remote), on, &|_| {}, cancel).unwrap();
                             (out.spike_hash, fabric.map(|f| f.stats))
                         })
                     })

@@ -162,7 +162,8 @@ pub fn drive(
             on_stretch(stretch).map_err(DriveError::Between)?;
             Ok((part, next))
         });
-        let stopped = advanced < steps || (alone && cancel.load(Ordering::Relaxed));
+        let asked = result.as_ref().is_ok_and(|(part, _)| part.stopped);
+        let stopped = advanced < steps || asked || (alone && cancel.load(Ordering::Relaxed));
         let _ = reply.send(JobDone { result, fabric, advanced, stopped });
     }
     let outcome = tree.rt.block_on(async {

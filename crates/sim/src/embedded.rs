@@ -53,6 +53,10 @@ pub struct RunOutput {
     /// control's summary.
     #[serde(default)]
     pub hardware: Option<String>,
+    /// The run (or its last stretch) ended on a stop — this process's cancel or
+    /// failure, or a peer's — rather than at its planned end.
+    #[serde(default)]
+    pub stopped: bool,
     /// Figures.
     pub stats: RunStats,
 }
@@ -71,6 +75,7 @@ impl RunOutput {
         self.samples.extend(next.samples);
         self.cerebellum.extend(next.cerebellum);
         self.hardware = next.hardware.or(self.hardware);
+        self.stopped = next.stopped;
         for (a, b) in self.spike_counts.iter_mut().zip(&next.spike_counts) {
             *a += b;
         }
@@ -108,6 +113,7 @@ pub fn combine_parts(mut parts: Vec<RunOutput>) -> RunOutput {
         out.weights.extend(p.weights);
         out.cerebellum.extend(p.cerebellum);
         out.hardware = out.hardware.or(p.hardware);
+        out.stopped |= p.stopped;
         let (a, b) = (&mut out.stats, &p.stats);
         a.synapses += b.synapses;
         a.synapse_bytes += b.synapse_bytes;
@@ -566,7 +572,12 @@ pub fn run_part(
     let shared_input = Mutex::new(Exchange::default());
     // The first failure wins; every thread stops at the epoch it names.
     let failure: Mutex<Option<StretchError>> = Mutex::new(None);
+    // A stop was asked for (a cancel, a failure here, or a peer's stop): only then
+    // does an epoch message carry `stop` — at the last epoch of a stretch
+    // `done_epochs <= e` holds anyway, and peers must tell the two apart.
+    let stop_asked = AtomicBool::new(false);
     let fail_with = |e: StretchError, stop_after: u64, done_epochs: &AtomicU64| {
+        stop_asked.store(true, Ordering::Release);
         failure.lock().unwrap_or_else(|x| x.into_inner()).get_or_insert(e);
         done_epochs.fetch_min(stop_after, Ordering::AcqRel);
     };
@@ -615,6 +626,7 @@ pub fn run_part(
                 let final_input = &final_input;
                 let (remote, shared_input, fabric, fail_with) = (&remote, &shared_input, &fabric, &fail_with);
                 let modules = &modules;
+                let stop_asked = &stop_asked;
                 scope.spawn(move || {
                     let mut waited = std::time::Duration::ZERO;
                     let mut incoming = pending.clone();
@@ -638,7 +650,8 @@ pub fn run_part(
                                 if t == 0 {
                                     merge(outboxes, parity, &mut incoming);
                                     if let Some(link) = &remote {
-                                        let stop = done_epochs.load(Ordering::Acquire) <= e;
+                                        let stop = stop_asked.load(Ordering::Acquire)
+                                            && done_epochs.load(Ordering::Acquire) <= e;
                                         let mut link = link.lock().unwrap_or_else(|x| x.into_inner());
                                         if let Err(reason) = link.send(&incoming, stop) {
                                             fail(reason);
@@ -660,6 +673,7 @@ pub fn run_part(
                                         let mut link = link.lock().unwrap_or_else(|x| x.into_inner());
                                         match link.receive(&mut all) {
                                             Ok(true) => {
+                                                stop_asked.store(true, Ordering::Release);
                                                 done_epochs.fetch_min(e, Ordering::AcqRel);
                                             }
                                             Ok(false) => {}
@@ -781,6 +795,7 @@ pub fn run_part(
                             slot.values.extend_from_slice(&out.values);
                         }
                         if t == 0 && cancel.load(Ordering::Relaxed) {
+                            stop_asked.store(true, Ordering::Release);
                             done_epochs.fetch_min(e + 1, Ordering::AcqRel);
                         }
                         let wait_start = Instant::now();
@@ -837,6 +852,7 @@ pub fn run_part(
         weights,
         cerebellum: rec.cerebellum,
         hardware: None,
+        stopped: stop_asked.load(Ordering::Acquire),
         stats,
     };
     let checkpoint = Checkpoint {

@@ -65,7 +65,8 @@ fn a_module_placed_on_any_process_gives_the_embedded_run() {
     let two = std::fs::read_to_string(root().join("examples/cerebellar_dni.toml")).unwrap();
     let block = two.find("[[cerebellum]]").expect("a module");
     let module = two[block..].split("\n\n").next().unwrap();
-    let module = module.replacen("name = \"cb\"", "name = \"cb2\"", 1).replacen("interval_ms = 1.0", "interval_ms = 3.0", 1);
+    let module =
+        module.replacen("name = \"cb\"", "name = \"cb2\"", 1).replacen("interval_ms = 1.0", "interval_ms = 3.0", 1);
     let text = format!("{two}\n{module}\n");
     let c = compile_text(&text, &CURRENT);
     assert_eq!(c.network.cerebella.len(), 2);

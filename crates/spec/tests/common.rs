@@ -89,7 +89,12 @@ pub fn run_split(c: &Compiled, shards: usize, processes: usize, module_on: &[usi
                     let mine: Vec<usize> = (0..shards).filter(|s| s % processes == rank).collect();
                     let mut start = embedded::build_some(net, &mine, shards, 1);
                     start.keep_modules(|m| module_on[m] == rank);
-                    let cfg = RunConfig { threads: 1, shards: mine.len(), steps: c.steps, count_from_step: c.transient_steps };
+                    let cfg = RunConfig {
+                        threads: 1,
+                        shards: mine.len(),
+                        steps: c.steps,
+                        count_from_step: c.transient_steps,
+                    };
                     let remote = embedded::Remote { link: &mut link, fabric_in_loop: false };
                     let cancel = AtomicBool::new(false);
                     let (mut out, _) =

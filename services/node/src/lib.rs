@@ -17,8 +17,8 @@ use neuropil_proto::v1::node_service_server::{NodeService, NodeServiceServer};
 use neuropil_proto::v1::{run_event, CheckpointPart, NodeProgress, RunEvent, SpikeBatch, WatchRunRequest};
 use neuropil_runtime::actors::Census;
 use neuropil_runtime::driver::{drive, Plan, Stretch, Tree};
-use neuropil_sim::embedded::{self, Checkpoint, RunOutput, Transport};
 use neuropil_sim::cerebellum::runtime::ModuleRun;
+use neuropil_sim::embedded::{self, Checkpoint, RunOutput, Transport};
 use neuropil_sim::Network;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -649,7 +649,7 @@ fn execute(
         // samples come from the node that ran each module.
         out.spikes.clear();
     }
-    let complete = out.stats.steps >= compiled.steps;
+    let complete = out.stats.steps >= compiled.steps && !out.stopped;
     let bytes = postcard::to_allocvec(&out).map_err(|e| format!("encoding the results: {e}"))?;
     Ok((bytes, complete))
 }
@@ -849,6 +849,7 @@ impl Parts<'_> {
                 samples: part.samples.clone(),
                 weights: part.weights.clone(),
                 hardware: part.hardware.clone(),
+                stopped: part.stopped,
                 stats: part.stats,
             }
         };

@@ -111,6 +111,16 @@ impl Census {
         }
     }
 
+    /// Every actor still running ended in `state` (a run whose start failed: its
+    /// children were stopped without a word).
+    pub(crate) fn end_running(&self, state: ActorState) {
+        let running: Vec<String> =
+            self.lock().iter().filter(|a| a.state == ActorState::Running).map(|a| a.name.clone()).collect();
+        for name in running {
+            self.ended(&name, state);
+        }
+    }
+
     /// Every actor the run has had, in the order they started.
     pub fn snapshot(&self) -> Vec<ActorInfo> {
         self.lock().clone()
@@ -148,5 +158,11 @@ mod tests {
         c.ended("fabric", ActorState::Failed); // stopped, then its failure arrives
         assert_eq!(live.load(Ordering::Relaxed), 0);
         assert_eq!(c.snapshot()[2].state, ActorState::Failed);
+        // A run that could not start: whatever it had spawned ends with it.
+        c.started(ActorKind::Run, "run");
+        c.started(ActorKind::PopulationShard, "shard-2");
+        c.end_running(ActorState::Failed);
+        assert_eq!(live.load(Ordering::Relaxed), 0);
+        assert!(c.snapshot()[3..].iter().all(|a| a.state == ActorState::Failed));
     }
 }

@@ -97,43 +97,14 @@ impl Actor for RunActor {
 
     async fn pre_start(&self, me: ActorRef<RunMsg>, a: RunArgs) -> Result<RunState, ActorProcessingErr> {
         a.census.started(ActorKind::Run, "run");
-        let Checkpoint { network_hash, shards, pending, spike_hash_state, modules, fabric_state } = a.start;
-        let mut s = RunState {
-            name: a.name,
-            census: a.census,
-            shards: Vec::with_capacity(shards.len()),
-            modules: Vec::with_capacity(modules.len()),
-            module_count: modules.len(),
-            fabric: None,
-            children: Vec::new(),
-            network_hash,
-            pending,
-            spike_hash_state,
-            fabric_state,
-            total_steps: a.total_steps,
-            stretch_steps: a.stretch_steps.max(1),
-            populations: a.populations,
-            done_steps: 0,
-            out: None,
-            jobs: Some(a.jobs),
-            finished: Some(a.finished),
-        };
-        for shard in shards {
-            let index = shard.index();
-            let r = s.spawn_child(&me, ActorKind::PopulationShard, format!("shard-{index}"), shard).await?;
-            s.shards.push((index, r));
+        let census = a.census.clone();
+        let started = RunState::start(me, a).await;
+        if started.is_err() {
+            // ractor stops the children spawned so far without their post_stop:
+            // say here that they (and the run) are gone.
+            census.end_running(ActorState::Failed);
         }
-        // Only the modules placed on this process (all of them in `neuropil run`).
-        for (i, m) in modules.into_iter().enumerate() {
-            let Some(m) = m else { continue };
-            let r = s.spawn_child(&me, ActorKind::CerebellarModule, format!("module-{i}"), m).await?;
-            s.modules.push((i, r));
-        }
-        if let Some(f) = a.fabric {
-            s.fabric = Some(s.spawn_child(&me, ActorKind::Fabric, "fabric".into(), f).await?);
-        }
-        me.cast(RunMsg::Stretch)?;
-        Ok(s)
+        started
     }
 
     async fn handle(&self, me: ActorRef<RunMsg>, msg: RunMsg, s: &mut RunState) -> Result<(), ActorProcessingErr> {
@@ -177,6 +148,48 @@ impl Actor for RunActor {
 }
 
 impl RunState {
+    /// Spawn the children that own the state of `a.start` and ask for the first
+    /// stretch.
+    async fn start(me: ActorRef<RunMsg>, a: RunArgs) -> Result<RunState, ActorProcessingErr> {
+        let Checkpoint { network_hash, shards, pending, spike_hash_state, modules, fabric_state } = a.start;
+        let mut s = RunState {
+            name: a.name,
+            census: a.census,
+            shards: Vec::with_capacity(shards.len()),
+            modules: Vec::with_capacity(modules.len()),
+            module_count: modules.len(),
+            fabric: None,
+            children: Vec::new(),
+            network_hash,
+            pending,
+            spike_hash_state,
+            fabric_state,
+            total_steps: a.total_steps,
+            stretch_steps: a.stretch_steps.max(1),
+            populations: a.populations,
+            done_steps: 0,
+            out: None,
+            jobs: Some(a.jobs),
+            finished: Some(a.finished),
+        };
+        for shard in shards {
+            let index = shard.index();
+            let r = s.spawn_child(&me, ActorKind::PopulationShard, format!("shard-{index}"), shard).await?;
+            s.shards.push((index, r));
+        }
+        // Only the modules placed on this process (all of them in `neuropil run`).
+        for (i, m) in modules.into_iter().enumerate() {
+            let Some(m) = m else { continue };
+            let r = s.spawn_child(&me, ActorKind::CerebellarModule, format!("module-{i}"), m).await?;
+            s.modules.push((i, r));
+        }
+        if let Some(f) = a.fabric {
+            s.fabric = Some(s.spawn_child(&me, ActorKind::Fabric, "fabric".into(), f).await?);
+        }
+        me.cast(RunMsg::Stretch)?;
+        Ok(s)
+    }
+
     async fn spawn_child<T: Send + 'static>(
         &mut self,
         me: &ActorRef<RunMsg>,
