@@ -1591,4 +1591,12 @@ async fn microcircuit_with_stdp_and_a_module_survives_a_killed_node() {
     assert_eq!(info.nodes.len(), 2, "{info:?}");
     let log: Vec<&str> = info.events.iter().map(|e| e.what.as_str()).collect();
     assert!(log.iter().any(|e| e.starts_with(&format!("{victim} (rank 1) lost"))), "{log:#?}");
+    // The module ran on the victim (rank 1 by default) and was placed again on a
+    // survivor, restored from the victim's part.
+    let placed: Vec<&&str> = log.iter().filter(|e| e.starts_with("cerebellum.")).collect();
+    assert_eq!(placed.len(), 2, "{log:#?}");
+    assert!(placed[0].ends_with(&format!(" on {victim}")) && !placed[1].contains(&victim), "{placed:?}");
+    let modules: Vec<String> = actors(&info).into_iter().filter(|a| a.0 == "cerebellar_module").map(|a| a.2).collect();
+    assert_eq!(modules.len(), 1, "{:?}", actors(&info));
+    assert_ne!(modules[0], victim);
 }
