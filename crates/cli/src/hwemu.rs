@@ -143,10 +143,12 @@ pub fn run(cmd: &HwCommand) -> Result<()> {
         HwCommand::Sweep(a) => sweep(a),
         HwCommand::Report(a) => report(a),
         HwCommand::Cosim(a) => cosim(a),
-        HwCommand::Serve { listen, metrics } => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(neuropil_hwemu_service::serve(*listen, *metrics, neuropil_cluster::server::shutdown_signal())),
+        HwCommand::Serve { listen, metrics } => {
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(neuropil_hwemu_service::serve(
+                neuropil_hwemu_service::HwemuConfig { listen: *listen, metrics_listen: *metrics },
+                neuropil_cluster::server::shutdown_signal(),
+            ))
+        }
     }
 }
 

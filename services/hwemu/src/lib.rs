@@ -1,9 +1,11 @@
 //! `neuropil hwemu serve`: the HardwareService over gRPC, with Prometheus metrics.
 
+pub mod config;
 pub mod error;
 pub mod metrics;
 
 use anyhow::{Context as _, Result};
+pub use config::HwemuConfig;
 pub use error::HwemuError;
 use metrics::Metrics;
 use neuropil_hwemu::fabric::{latency_and_throughput, simulate, uniform_traffic};
@@ -15,7 +17,6 @@ use neuropil_proto::v1::{
     EvaluateMappingRequest, HardwareReport, HardwareReportRequest, ListPresetsRequest, ListPresetsResponse,
     MappingSummary, PresetInfo, PresetRef, RunTrafficRequest, TrafficReport,
 };
-use std::net::SocketAddr;
 use std::time::Duration;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
@@ -218,11 +219,8 @@ impl HardwareService for Svc {
 }
 
 /// Serve until `shutdown` completes (the binary passes SIGTERM/SIGINT).
-pub async fn serve(
-    listen: SocketAddr,
-    metrics_listen: SocketAddr,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<()> {
+pub async fn serve(cfg: HwemuConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    let HwemuConfig { listen, metrics_listen } = cfg;
     let metrics = Metrics::new()?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("--listen {listen}: cannot listen"))?;

@@ -4,10 +4,12 @@
 //! progress, live spikes and its results to whoever watches the run.
 
 pub mod config;
+pub mod error;
 pub mod metrics;
 
 use anyhow::{Context as _, Result};
 pub use config::NodeConfig;
+pub use error::{NodeError, RunError};
 use etcd_client::{EventType, WatchOptions};
 use metrics::NodeMetrics;
 use neuropil_cluster::auth::ClusterToken;
@@ -101,11 +103,11 @@ impl NodeService for NodeSvc {
     async fn watch_run(&self, req: Request<WatchRunRequest>) -> Result<Response<Self::WatchRunStream>, Status> {
         let run = req.into_inner().run;
         if run.is_empty() || run.len() > 128 {
-            return Err(Status::invalid_argument("run: give the experiment id (1 to 128 characters)"));
+            return Err(NodeError::InvalidArgument("run: give the experiment id (1 to 128 characters)".into()).into());
         }
         let state = self.0.clone();
         let Some(handle) = wait_for(Duration::from_secs(30), || state.run(&run)).await else {
-            return Err(Status::not_found(format!("run {run:?} is not on this node")));
+            return Err(NodeError::NotFound(format!("run {run:?} is not on this node")).into());
         };
         let node = state.id.clone();
         let with_actors = move |mut p: NodeProgress, census: &Census| {
@@ -479,7 +481,7 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
     // The run's actors live on the node's runtime; the run's thread runs the epochs.
     let rt = tokio::runtime::Handle::current();
     let spawned = std::thread::Builder::new().name(format!("run-{run}")).spawn(move || {
-        let outcome = execute(&state, &rt, &a, rank, &handle);
+        let outcome = execute(&state, &rt, &a, rank, &handle).map_err(|e| e.to_string());
         state.metrics.shards.set(0);
         let label = match &outcome {
             Ok((_, true)) => "succeeded",
@@ -509,30 +511,31 @@ fn execute(
     a: &Assignment,
     rank: usize,
     handle: &RunHandle,
-) -> Result<(Vec<u8>, bool), String> {
-    let format = neuropil_cluster::format_of(&a.format)?;
-    let mut exp = neuropil_spec::parse(&a.document, format, &a.set).map_err(|e| e.to_string())?;
+) -> Result<(Vec<u8>, bool), RunError> {
+    let format = neuropil_cluster::format_of(&a.format).map_err(RunError::Assignment)?;
+    let mut exp = neuropil_spec::parse(&a.document, format, &a.set)?;
     let me = &a.members[rank];
     exp.run.shards = a.shards;
     exp.run.threads = me.threads;
-    let compiled =
-        neuropil_spec::compile(&exp, &neuropil_spec::Limits { memory_bytes: None }).map_err(|e| e.to_string())?;
+    let compiled = neuropil_spec::compile(&exp, &neuropil_spec::Limits { memory_bytes: None })?;
     let net = &compiled.network;
     if embedded::network_hash(net) != a.network_hash {
-        return Err("this node compiled a different network than the control (mixed neuropil versions?)".into());
+        return Err(RunError::Assignment(
+            "this node compiled a different network than the control (mixed neuropil versions?)".into(),
+        ));
     }
     let threads = (me.threads as usize).max(1);
     let mine: Vec<usize> = me.shards.iter().map(|&s| s as usize).collect();
     // The single instances placed on this node.
     let placed = &a.placement;
     if placed.modules.len() != net.cerebella.len() || placed.fabric.is_some() != exp.hardware.is_some() {
-        return Err(format!(
+        return Err(RunError::Assignment(format!(
             "the assignment places {} cerebellar modules{} but the network has {}{} (mixed neuropil versions?)",
             placed.modules.len(),
             if placed.fabric.is_some() { " and a fabric" } else { "" },
             net.cerebella.len(),
             if exp.hardware.is_some() { " and a [hardware] section" } else { "" },
-        ));
+        )));
     }
     let my_module = |i: usize| placed.modules[i].rank as usize == rank;
     let my_fabric = placed.fabric == Some(rank as u32);
@@ -548,13 +551,16 @@ fn execute(
     let mut prefix = None;
     if let Some(manifest) = &a.resume {
         if exp.hardware.is_some() {
-            return Err("a co-simulated run cannot be resumed from a cluster checkpoint yet".into());
+            return Err(RunError::Resume("a co-simulated run cannot be resumed from a cluster checkpoint yet".into()));
         }
         let Some(dir) = &state.checkpoint_dir else {
-            return Err("this node has no --checkpoint-dir, so it cannot resume the run from its checkpoint".into());
+            return Err(RunError::Resume(
+                "this node has no --checkpoint-dir, so it cannot resume the run from its checkpoint".into(),
+            ));
         };
         let modules_here = (0..net.cerebella.len()).any(my_module);
-        let (restored, so_far) = restore(dir, manifest, net, &mine, threads, rank == 0, modules_here)?;
+        let (restored, so_far) =
+            restore(dir, manifest, net, &mine, threads, rank == 0, modules_here).map_err(RunError::Resume)?;
         start = restored;
         prefix = Some(so_far);
         m.build_progress.set(1.0);
@@ -567,7 +573,8 @@ fn execute(
     let mut mapped = false;
     if let Some(hw) = &exp.hardware {
         let mut all = embedded::build(net, a.shards as usize, threads);
-        let (cosim, about) = neuropil_runtime::cosim::fabric_for(net, &mut all, hw).map_err(|e| format!("{e:#}"))?;
+        let (cosim, about) =
+            neuropil_runtime::cosim::fabric_for(net, &mut all, hw).map_err(|e| RunError::Fabric(format!("{e:#}")))?;
         if my_fabric {
             fabric = Some((cosim, about));
         }
@@ -578,7 +585,9 @@ fn execute(
     start.keep_modules(my_module);
     if let Some(i) = (0..net.cerebella.len()).find(|&i| my_module(i) && start.modules[i].is_none()) {
         let name = &net.cerebella[i].name;
-        return Err(format!("the checkpoint resumed from holds no state of cerebellar module {name:?}"));
+        return Err(RunError::Resume(format!(
+            "the checkpoint resumed from holds no state of cerebellar module {name:?}"
+        )));
     }
     for (i, chunk) in mine.chunks(threads).enumerate().take_while(|_| !mapped && prefix.is_none()) {
         start.shards.extend(embedded::build_some(net, chunk, a.shards as usize, threads).shards);
@@ -601,7 +610,8 @@ fn execute(
         &state.token,
         state.peer_timeout,
         m.exchange.clone(),
-    )?;
+    )
+    .map_err(RunError::Exchange)?;
     transport.abort_on(handle.abort.clone());
     let (cosim, about) = fabric.map_or((None, None), |(f, about)| (Some(f), Some(about)));
     let tree = Tree { rt, name: &run, census: &handle.census };
@@ -640,7 +650,7 @@ fn execute(
     };
     if let (Some(f), Some(mut about)) = (cosim, about) {
         // The node that ran the fabric reports it.
-        about["fabric"] = serde_json::to_value(f.stats).map_err(|e| e.to_string())?;
+        about["fabric"] = serde_json::to_value(f.stats).map_err(|e| RunError::Results(e.to_string()))?;
         out.hardware = Some(about.to_string());
     }
     out.stats.build_s = build_s;
@@ -650,7 +660,7 @@ fn execute(
         out.spikes.clear();
     }
     let complete = out.stats.steps >= compiled.steps && !out.stopped;
-    let bytes = postcard::to_allocvec(&out).map_err(|e| format!("encoding the results: {e}"))?;
+    let bytes = postcard::to_allocvec(&out).map_err(|e| RunError::Results(e.to_string()))?;
     Ok((bytes, complete))
 }
 
@@ -701,7 +711,7 @@ fn simulate(
     m: &NodeMetrics,
     recorder: bool,
     mut parts: Option<Parts<'_>>,
-) -> Result<(RunOutput, Option<neuropil_hwemu::cosim::CoSim>), String> {
+) -> Result<(RunOutput, Option<neuropil_hwemu::cosim::CoSim>), RunError> {
     let total = compiled.steps;
     let wall = Instant::now();
     let last_report_ms = AtomicU64::new(0);
@@ -795,8 +805,7 @@ fn simulate(
         },
         &handle.cancel,
         &mut on_stretch,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     publish(end.step(), spikes_before + out.spikes_seen(), &with_before(&out.spike_counts), "done");
     Ok((out, fabric))
 }
