@@ -412,8 +412,8 @@ async fn shards_go_where_the_memory_is() {
     let tmp = TempDir::new("memory");
     let etcd = start_etcd();
     let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
-    // The microcircuit at 10 % is estimated at ~0.21 GiB: ~107 MiB per shard of 2.
-    let _small = start_node(&etcd, "node-small", 1, &["--memory-mib", "64"]);
+    // The microcircuit at 10 % is estimated at ~43 MiB: ~22 MiB per shard of 2.
+    let _small = start_node(&etcd, "node-small", 1, &["--memory-mib", "16"]);
     let _big = start_node(&etcd, "node-big", 1, &["--memory-mib", "4096"]);
     wait_live_nodes(&control, 2).await;
     let set = with_duration(200);

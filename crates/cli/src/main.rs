@@ -319,13 +319,18 @@ fn main() -> ExitCode {
             match run::prepare(&req) {
                 Ok(p) => {
                     let c = &p.compiled;
+                    let bytes = c.estimated_bytes as f64;
+                    let memory = if bytes >= (1u64 << 30) as f64 {
+                        format!("{:.2} GiB", bytes / (1u64 << 30) as f64)
+                    } else {
+                        format!("{:.1} MiB", bytes / (1u64 << 20) as f64)
+                    };
                     println!(
-                        "ok: {} populations, {} neurons, ~{:.3e} synapses, {} steps, estimated memory {:.2} GiB",
+                        "ok: {} populations, {} neurons, ~{:.3e} synapses, {} steps, estimated peak memory {memory}",
                         c.network.populations.len(),
                         c.network.total_neurons(),
                         c.expected_synapses,
                         c.steps,
-                        c.estimated_bytes as f64 / (1u64 << 30) as f64
                     );
                     ExitCode::SUCCESS
                 }
