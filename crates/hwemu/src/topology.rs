@@ -237,6 +237,37 @@ mod tests {
         assert_eq!(t.hops(t.chip(0, 0).unwrap(), t.chip(7, 7).unwrap()), 1, "wraps to SW");
     }
 
+    /// Every route is a shortest path: its hop count equals the breadth-first
+    /// distance over the topology's links, for every pair of chips, every kind,
+    /// on odd and even, square and oblong grids (wrap-around ties included).
+    #[test]
+    fn every_route_is_as_short_as_a_breadth_first_search() {
+        for kind in [Kind::Mesh, Kind::Torus, Kind::TriangularTorus, Kind::Hierarchical] {
+            for (width, height) in [(1, 1), (2, 3), (4, 4), (5, 4), (7, 3), (6, 6)] {
+                let t = Topology { kind, width, height };
+                for s in 0..t.chips() {
+                    let mut dist = vec![u32::MAX; t.chips() as usize];
+                    dist[s as usize] = 0;
+                    let mut queue = std::collections::VecDeque::from([s]);
+                    while let Some(c) = queue.pop_front() {
+                        for d in Dir::ALL {
+                            if let Some(n) = t.neighbour(c, d) {
+                                if dist[n as usize] == u32::MAX {
+                                    dist[n as usize] = dist[c as usize] + 1;
+                                    queue.push_back(n);
+                                }
+                            }
+                        }
+                    }
+                    for d in 0..t.chips() {
+                        let hops = t.hops(s, d) as u32;
+                        assert_eq!(hops, dist[d as usize], "{kind:?} {width}x{height}: {s} -> {d}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn emergency_routes_close_the_triangle() {
         for d in Dir::ALL {
