@@ -177,9 +177,19 @@ mod tests {
 
     #[test]
     fn clip_clamps() {
+        // Clipping puts the mass outside the bounds on them: P(|z| > 0.1) =
+        // 2(1 − Φ(0.1)) = 0.920344 of the draws land exactly on ±0.1, half each
+        // (a redraw would put none there). Bounds: 5 binomial standard errors.
         let d = Dist::Normal { mean: 0.0, std: 1.0, min: -0.1, max: 0.1, bound: Bound::Clip };
         let mut r = Stream::new(2, &[]);
-        assert!((0..1000).map(|_| d.sample(&mut r)).all(|x| (-0.1..=0.1).contains(&x)));
+        let n = 20_000;
+        let xs: Vec<f64> = (0..n).map(|_| d.sample(&mut r)).collect();
+        assert!(xs.iter().all(|x| (-0.1..=0.1).contains(x)));
+        let at = |b: f64| xs.iter().filter(|&&x| x == b).count() as f64 / n as f64;
+        let p: f64 = 0.920_344;
+        let se = |q: f64| 5.0 * (q * (1.0 - q) / n as f64).sqrt();
+        assert!((at(0.1) + at(-0.1) - p).abs() < se(p), "{} on the bounds", at(0.1) + at(-0.1));
+        assert!((at(0.1) - p / 2.0).abs() < se(p / 2.0), "{} on the upper bound", at(0.1));
     }
 
     #[test]
@@ -194,7 +204,13 @@ mod tests {
         let d = Dist::Lognormal { mu: 0.0, sigma: 0.5, min: 0.0, max: f64::INFINITY, bound: Bound::Redraw };
         let mut r = Stream::new(3, &[]);
         let n = 200_000;
-        let mean = (0..n).map(|_| d.sample(&mut r)).sum::<f64>() / n as f64;
-        assert!((mean - d.nominal_mean()).abs() < 0.01, "mean {mean}");
+        // exp(μ + σ²/2) = e^0.125 and (e^σ² − 1) e^(2μ + σ²), written out (not the
+        // code's nominal_mean); bounds: 5 standard errors of 200,000 draws
+        // (mean: 0.6038 / √n → 0.0068; variance: its SE is about 0.0025).
+        let xs: Vec<f64> = (0..n).map(|_| d.sample(&mut r)).collect();
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        assert!((mean - 1.133_148_5).abs() < 0.0068, "mean {mean}");
+        assert!((var - 0.364_695).abs() < 0.0125, "variance {var}");
     }
 }
