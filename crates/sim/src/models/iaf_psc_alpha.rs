@@ -168,7 +168,8 @@ mod tests {
     use super::*;
     use crate::models::ModelKind;
 
-    /// The PSP of one 1 pA spike peaks where the analytic alpha-PSP peaks.
+    /// The synaptic current of one 100 pA spike is an alpha function that peaks at
+    /// the weight, tau_syn after the spike.
     #[test]
     fn alpha_current_peaks_at_weight_after_tau_syn() {
         let p = ModelKind::IafPscAlpha.default_params();
@@ -186,5 +187,34 @@ mod tests {
         assert_eq!(peak.1, 20);
         assert!((peak.0 - 100.0).abs() < 1e-9, "peak {}", peak.0);
         assert!(spikes.is_empty());
+    }
+
+    /// The membrane's response to that current is the analytic alpha PSP, step for
+    /// step: with a = 1/τs − 1/τm, V(t) − E_L = w e/(τs C) · e^(−t/τm) ·
+    /// (1 − e^(−a t)(1 + a t)) / a², t from the spike (the end of the step it
+    /// arrives in), to the precision of exact integration.
+    #[test]
+    fn the_membrane_follows_the_analytic_alpha_psp() {
+        let p = ModelKind::IafPscAlpha.default_params();
+        let dt = 0.1;
+        let mut g = IafPscAlpha::new(&p, 1, dt);
+        let (w, tau_s, tau_m, c, e_l) = (100.0, 2.0, 10.0, 250.0, -70.0);
+        let a = 1.0 / tau_s - 1.0 / tau_m;
+        let psp = |t: f64| {
+            w * std::f64::consts::E / (tau_s * c) * (-t / tau_m).exp() * (1.0 - (-a * t).exp() * (1.0 + a * t))
+                / (a * a)
+        };
+        let mut syn = vec![w, 0.0];
+        let mut spikes = Vec::new();
+        let mut peak: f64 = 0.0;
+        for k in 0..600 {
+            g.update(StepInput { syn: &mut syn, i_stim_pa: 0.0, current: &[] }, &mut spikes);
+            syn.iter_mut().for_each(|x| *x = 0.0);
+            let v = g.state(0, 0) - e_l;
+            let want = psp(k as f64 * dt);
+            assert!((v - want).abs() < 1e-12, "step {k}: V − E_L = {v} mV, analytic {want} mV");
+            peak = peak.max(v);
+        }
+        assert!(peak > 0.1, "a visible PSP: {peak} mV");
     }
 }
