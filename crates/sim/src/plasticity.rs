@@ -431,4 +431,40 @@ mod tests {
         assert!(f2 < f1, "{f1} {f2}");
         assert!(f_late > f2 && f_late <= 0.5 + 1e-12);
     }
+
+    /// The efficacies x·u of NEST's tsodyks2_synapse for two spike trains, a
+    /// depressing and a facilitating synapse, against values of NEST's recursion
+    /// (`send`: x ← 1 + (x − x u − 1) e^(−h/τrec), u ← U + u (1 − U) e^(−h/τfac),
+    /// from x0, u0 at t = 0) evaluated separately (Python, double precision).
+    #[test]
+    fn tsodyks_follows_nests_recursion_depressing_and_facilitating() {
+        let cases: [(TsodyksParams, &[u64], &[f64]); 2] = [
+            (
+                TsodyksParams { u_inc: 0.5, u0: 0.5, x0: 1.0, tau_rec: 800.0, tau_fac: 0.0 },
+                &[10, 20, 30, 40, 50, 1050],
+                &[
+                    0.25310554987653,
+                    0.131191810872988,
+                    0.0709921597654367,
+                    0.0412662402497894,
+                    0.0265879111433288,
+                    0.360556383610433,
+                ],
+            ),
+            (
+                TsodyksParams { u_inc: 0.1, u0: 0.1, x0: 1.0, tau_rec: 100.0, tau_fac: 1000.0 },
+                &[10, 30, 50, 70, 90],
+                &[0.171993603639397, 0.209483958267959, 0.218854823199559, 0.212323297502106, 0.200605703442333],
+            ),
+        ];
+        for (p, times_ms, want) in cases {
+            let rule = Plasticity::Tsodyks(p);
+            let mut s = PreState::new(&rule);
+            for (&t, &w) in times_ms.iter().zip(want) {
+                // Stamps are steps of 0.1 ms.
+                let f = s.on_spike(&rule, t * 10, 0.1).1;
+                assert!((f - w).abs() < 1e-12, "tau_fac {}: at {t} ms x·u = {f}, NEST {w}", p.tau_fac);
+            }
+        }
+    }
 }
