@@ -538,15 +538,7 @@ async fn hardware_cosimulation_on_2_nodes_matches_the_embedded_cosimulation() {
     let software = embedded_summary(MICROCIRCUIT, &set, &tmp.0.join("sw"));
     assert_ne!(cosim["spike_hash"], software["spike_hash"], "the fabric changes the spikes");
     let mut c = client(&control.grpc).await;
-    let document = std::fs::read_to_string(file).unwrap();
-    let req = SubmitRequest {
-        document,
-        format: "toml".into(),
-        set: set.iter().map(|s| s.to_string()).collect(),
-        shards: 0,
-        placement: Default::default(),
-    };
-    let id = c.submit(req).await.unwrap().into_inner().id;
+    let id = submit(&mut c, file, &set).await.unwrap();
     let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
     assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
     assert_eq!(info.nodes.len(), 2);
@@ -611,13 +603,9 @@ async fn a_module_and_a_fabric_placed_on_different_nodes_give_the_embedded_run_i
     wait_live_nodes(&control, 3).await;
     let mut c = client(&control.grpc).await;
     // A placement must name this experiment's module or fabric.
-    let document = std::fs::read_to_string(file).unwrap();
     let mut req = SubmitRequest {
-        document,
-        format: "toml".into(),
-        set: set.iter().map(|s| s.to_string()).collect(),
-        shards: 0,
         placement: [("cerebellum.nope".to_string(), "node-1".to_string())].into(),
+        ..request(file, &set)
     };
     let e = c.submit(req.clone()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
@@ -753,15 +741,7 @@ async fn tls_api_and_mutual_tls_between_nodes() {
     wait_live_nodes(&control, 2).await;
     let set = ["run.duration_ms=300"];
     let embedded = embedded_summary("examples/brunel.toml", &set, &tmp.0);
-    let document = std::fs::read_to_string(root().join("examples/brunel.toml")).unwrap();
-    let req = SubmitRequest {
-        document,
-        format: "toml".into(),
-        set: vec![set[0].into()],
-        shards: 0,
-        placement: Default::default(),
-    };
-    let id = c.submit(req).await.unwrap().into_inner().id;
+    let id = c.submit(request("examples/brunel.toml", &set)).await.unwrap().into_inner().id;
     let mut info = c.get(GetRequest { id: id.clone() }).await.unwrap().into_inner();
     let deadline = Instant::now() + Duration::from_secs(120);
     while info.state <= ExperimentState::Running as i32 {
@@ -1214,14 +1194,7 @@ async fn a_run_rescales_2_to_3_nodes_and_drains_3_to_2_with_the_same_spikes() {
     let embedded = embedded_summary("examples/cerebellar_dopamine.toml", &set, &tmp.0);
     let mut c = client(&control.grpc).await;
     // 6 shards: enough for 3 nodes (shards stay; their placement changes).
-    let document = std::fs::read_to_string(root().join("examples/cerebellar_dopamine.toml")).unwrap();
-    let req = SubmitRequest {
-        document,
-        format: "toml".into(),
-        set: set.iter().map(|s| s.to_string()).collect(),
-        shards: 6,
-        placement: Default::default(),
-    };
+    let req = SubmitRequest { shards: 6, ..request("examples/cerebellar_dopamine.toml", &set) };
     let id = c.submit(req).await.unwrap().into_inner().id;
     wait_until(&mut c, &id, Duration::from_secs(60), "running", |i| i.bio_time_ms > 0.0).await;
     // No periodic checkpoints: the first comes on request.

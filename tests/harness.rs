@@ -287,17 +287,22 @@ pub async fn client(addr: &str) -> Client {
     }
 }
 
-/// Submit an experiment file with overrides.
-pub async fn submit(c: &mut Client, file: &str, set: &[&str]) -> Result<String, tonic::Status> {
+/// A Submit of a TOML experiment file (relative to the repository, or absolute)
+/// with overrides, default shards and placement.
+pub fn request(file: &str, set: &[&str]) -> SubmitRequest {
     let document = std::fs::read_to_string(root().join(file)).unwrap();
-    let req = SubmitRequest {
+    SubmitRequest {
         document,
         format: "toml".into(),
         set: set.iter().map(|s| s.to_string()).collect(),
         shards: 0,
         placement: Default::default(),
-    };
-    c.submit(req).await.map(|r| r.into_inner().id)
+    }
+}
+
+/// Submit an experiment file with overrides.
+pub async fn submit(c: &mut Client, file: &str, set: &[&str]) -> Result<String, tonic::Status> {
+    c.submit(request(file, set)).await.map(|r| r.into_inner().id)
 }
 
 /// Poll until the experiment reaches a final state (or panic after `within`).

@@ -17,7 +17,6 @@
 //!   runtimes, allocator).
 
 use super::*;
-use neuropil_sim::network::Stimulus;
 
 /// The process before any network: measured 9.4 MiB for a one-neuron run.
 const PROCESS_BYTES: f64 = 10e6;
