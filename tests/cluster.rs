@@ -1175,6 +1175,9 @@ async fn wait_until(
 /// next checkpoint (2 → 3); a node told to stop (SIGTERM, a rolling update)
 /// drains: the nodes write a checkpoint for it, its shards move to the others
 /// (3 → 2), and it exits cleanly. The finished run has the embedded spike hash.
+/// node-1 starts the 3-node attempt 3 s late (a `start` failpoint) and hears
+/// SIGTERM in between: a node with an attempt assigned but not started is not
+/// idle, and leaving then would be a lost node (a recovery), not a drain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_rescales_2_to_3_nodes_and_drains_3_to_2_with_the_same_spikes() {
     let tmp = TempDir::new("rescale");
@@ -1187,7 +1190,11 @@ async fn a_run_rescales_2_to_3_nodes_and_drains_3_to_2_with_the_same_spikes() {
         &tmp.0.join("data"),
         &["--checkpoint-interval-ms", "0", "--checkpoint-dir", vol],
     );
-    let node = |i: usize| start_node(&etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol]);
+    let late = [("NEUROPIL_FAILPOINTS", "start:1@1")];
+    let node = |i: usize| {
+        let env: &[(&str, &str)] = if i == 1 { &late } else { &[] };
+        start_node_with_env(&etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol], env)
+    };
     let mut nodes: Vec<Proc> = (0..2).map(node).collect();
     wait_live_nodes(&control, 2).await;
     let set = ["run.duration_ms=60000"];

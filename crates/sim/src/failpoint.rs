@@ -7,7 +7,9 @@
 //! advances epoch 40 and cerebellar module 0 when it takes in the spikes of epoch
 //! 12 (epochs counted from step 0). `part:1@2` makes the cluster node of rank 1
 //! die (abort, like kill -9) halfway through writing its second checkpoint part
-//! ([`armed`] asks; the node does the dying). Without the feature, [`hit`] is empty,
+//! ([`armed`] asks; the node does the dying). `start:1@1` makes the node of rank 1
+//! start attempt 1 of a run (its first recovery or move) late, as a slow node
+//! would, to open the window between two attempts. Without the feature, [`hit`] is empty,
 //! [`armed`] false and the variable is ignored: release binaries carry no failpoints.
 
 /// Where a failpoint can sit.
@@ -19,6 +21,8 @@ pub enum Site {
     Module,
     /// A cluster node writing its n-th checkpoint part (by rank; n from 1).
     Part,
+    /// A cluster node starting attempt n of a run (by rank; n from 0).
+    Start,
 }
 
 /// Whether a failpoint is set at (`site`, `index`, `at`).
@@ -43,6 +47,7 @@ pub fn hit(site: Site, index: u32, epoch: u64) {
             Site::Shard => "shard",
             Site::Module => "module",
             Site::Part => "part",
+            Site::Start => "start",
         };
         panic!("failpoint {name}:{index}@{epoch}");
     }
@@ -71,6 +76,7 @@ fn parse(spec: &str) -> Vec<(Site, u32, u64)> {
                 "shard" => Site::Shard,
                 "module" => Site::Module,
                 "part" => Site::Part,
+                "start" => Site::Start,
                 _ => return None,
             };
             Some((site, index.parse().ok()?, epoch.parse().ok()?))
@@ -83,7 +89,10 @@ mod tests {
     #[test]
     fn failpoints_parse_and_ignore_what_they_do_not_know() {
         use super::Site::*;
-        assert_eq!(super::parse("shard:3@40, module:0@12,part:1@2"), [(Shard, 3, 40), (Module, 0, 12), (Part, 1, 2)]);
+        assert_eq!(
+            super::parse("shard:3@40, module:0@12,part:1@2,start:1@1"),
+            [(Shard, 3, 40), (Module, 0, 12), (Part, 1, 2), (Start, 1, 1)]
+        );
         assert_eq!(super::parse("disk:1@2,shard:x@1,shard:1"), []);
     }
 }

@@ -359,14 +359,32 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
     // checkpoint volume, say so in the record; the control has the nodes write a
     // checkpoint, moves this node's shards to the others from it and stops this
     // attempt here. Then leave.
-    if outcome.is_ok() && state.busy() && state.checkpoint_dir.is_some() {
+    //
+    // A run between two attempts (a move stopped one, the next is not started
+    // here yet) is not idle: the work this node has is what etcd assigns it, not
+    // only what runs here now, and it is quiet only once both stay empty for a
+    // while (the control may be writing the next attempt as the record changes).
+    if outcome.is_ok()
+        && state.checkpoint_dir.is_some()
+        && (state.busy() || work_in_cluster(&mut client, &state).await.is_some())
+    {
         tracing::info!(node = %cfg.id, "draining: the run in progress moves to the other nodes at a checkpoint");
         let draining = NodeRecord { draining: true, ..record.clone() };
         if let Err(e) = etcd::put_json(&mut client, &key, &draining, Some(lease.load(Ordering::Relaxed))).await {
             tracing::warn!(node = %cfg.id, error = %format!("{e:#}"), "drain: cannot mark the record; leaving now");
         } else {
+            let mut c = client.clone();
             let idle = async {
-                while state.busy() {
+                let mut quiet_since = None;
+                loop {
+                    let here = state.busy() || work_in_cluster(&mut c, &state).await == Some(true);
+                    let now = tokio::time::Instant::now();
+                    match (here, quiet_since) {
+                        (true, _) => quiet_since = None,
+                        (false, None) => quiet_since = Some(now),
+                        (false, Some(t)) if now - t >= DRAIN_QUIET => break,
+                        (false, Some(_)) => {}
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             };
@@ -386,6 +404,27 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
 
 /// How long a draining node waits for its run to move before it leaves anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a draining node must have had no work (none running, none assigned
+/// to it) before it leaves.
+const DRAIN_QUIET: Duration = Duration::from_secs(1);
+
+/// Runs in the cluster as etcd has them: `None` when there are none (or etcd
+/// cannot say), `Some(true)` when an attempt names this node and has not ended
+/// here, `Some(false)` when every one running is elsewhere or ended here.
+async fn work_in_cluster(client: &mut etcd_client::Client, state: &NodeState) -> Option<bool> {
+    let got = client.get(format!("{PREFIX}runs/"), Some(etcd_client::GetOptions::new().with_prefix())).await.ok()?;
+    let mut any = false;
+    for kv in got.kvs() {
+        any = true;
+        let Ok(a) = serde_json::from_slice::<Assignment>(kv.value()) else { continue };
+        let ended_here = state.run(&a.run_id()).is_some_and(|h| h.finished.load(Ordering::Relaxed));
+        if a.members.iter().any(|m| m.node == state.id) && !ended_here {
+            return Some(true);
+        }
+    }
+    any.then_some(false)
+}
 
 /// What a node watches in etcd.
 const WATCHED: [&str; 3] = ["runs/", "checkpoint-at/", "cancel/"];
@@ -419,6 +458,13 @@ fn apply(state: &Arc<NodeState>, key: &[u8], value: &[u8]) {
     let Some(rest) = key.strip_prefix(PREFIX) else { return };
     if rest.starts_with("runs/") {
         match serde_json::from_slice::<Assignment>(value) {
+            Ok(a) if start_late(state, &a) => {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(START_LATE).await;
+                    start_run(&state, a);
+                });
+            }
             Ok(a) => start_run(state, a),
             Err(e) => tracing::warn!(node = %state.id, error = %e, "ignoring an undecodable assignment"),
         }
@@ -445,6 +491,16 @@ fn apply(state: &Arc<NodeState>, key: &[u8], value: &[u8]) {
             }
         }
     }
+}
+
+/// How late a `start` failpoint makes a node start its share of an attempt.
+const START_LATE: Duration = Duration::from_secs(3);
+
+/// Whether a `start` failpoint is set for this node's rank in `a` (tests only).
+fn start_late(state: &NodeState, a: &Assignment) -> bool {
+    use neuropil_sim::failpoint::{armed, Site};
+    let rank = a.members.iter().position(|m| m.node == state.id);
+    rank.is_some_and(|r| armed(Site::Start, r as u32, a.attempt as u64)) && state.run(&a.run_id()).is_none()
 }
 
 /// Start this node's share of `a`, if it has one and is not running it already.
