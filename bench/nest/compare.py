@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Side by side: neuropil and NEST 3.10 (PyPI) on the same microcircuit file, same
+"""Side by side: neuropil and NEST 3.10 (PyPI) on the same experiment file (the
+microcircuit by default; --experiment examples/multi_area/ground.toml), same
 machine, same threads. Installs NEST into target/venv-bench on first use (scripts/install-deps --python bench), builds
 neuropil, runs both several times and prints medians, ratios and rates.
 
     python3 bench/nest/compare.py --scale 0.1 --runs 3
     python3 bench/nest/compare.py --scale 1.0 --runs 1 --duration-ms 300
+    python3 bench/nest/compare.py --experiment examples/multi_area/ground.toml --scale 0.01 --runs 1 --duration-ms 1500
 
 Standard library only (NEST runs in its own virtualenv).
 """
@@ -18,7 +20,6 @@ import sys
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VENV = os.path.join(ROOT, "target", "venv-bench")
 PY = os.path.join(VENV, "bin", "python")
-POPS = ["L23E", "L23I", "L4E", "L4I", "L5E", "L5I", "L6E", "L6I"]
 
 
 def sh(cmd, **kw):
@@ -90,7 +91,8 @@ def main():
         xs = [r[key] for r in res[sim]]
         return statistics.median(xs) if xs else float("nan")
 
-    print(f"\nmicrocircuit, scale {a.scale}, {a.threads} threads, {a.runs} run(s), medians")
+    name = os.path.splitext(os.path.relpath(a.experiment, "examples"))[0]
+    print(f"\n{name}, scale {a.scale}, {a.threads} threads, {a.runs} run(s), medians")
     print(f"{'figure':<22}{'NEST 3.10':>14}{'neuropil':>14}{'NEST/neuropil':>15}")
     rows = [("build (s)", "build_s", 1), ("simulate (s)", "simulate_s", 1), ("real-time factor", "rtf", 1),
             ("peak RSS (GiB)", "peak_rss_bytes", 2 ** -30)]
@@ -102,7 +104,7 @@ def main():
     print(f"{'peak RSS per synapse':<22}{med('nest', 'peak_rss_bytes') / syn:>14.1f}{med('neuropil', 'peak_rss_bytes') / syn:>14.1f}")
     print(f"\nrates after the transient (Hz), mean over runs")
     print(f"{'population':<12}{'NEST 3.10':>12}{'neuropil':>12}")
-    for pop in POPS:
+    for pop in res["neuropil"][0]["rates_hz"]:
         n = statistics.mean(r["rates_hz"].get(pop, float("nan")) for r in res["nest"]) if res["nest"] else float("nan")
         p = statistics.mean(r["rates_hz"][pop] for r in res["neuropil"])
         print(f"{pop:<12}{n:>12.3f}{p:>12.3f}")

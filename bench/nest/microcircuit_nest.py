@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The Potjans & Diesmann microcircuit in PyNEST, built from the same experiment
-file neuropil runs (examples/microcircuit.toml), so both simulators get the same
-model: populations, initial V_m, Poisson drive, fixed_total_number projections with
-truncated-normal weights and delays, N/K scaling with DC compensation.
+"""An experiment file of neuropil's (examples/microcircuit.toml, the multi-area
+model's examples/multi_area/*.toml) in PyNEST, built from the same file neuropil
+runs, so both simulators get the same model: populations, initial V_m, Poisson
+drive, fixed_total_number projections with truncated-normal weights and delays, N/K
+scaling with DC compensation.
 
 Prints one JSON object: build_s, simulate_s, rtf, peak_rss_bytes, synapses,
 rates_hz (after the transient), nest_version.
@@ -79,11 +80,17 @@ def main():
                      {"weight": st["weight"] * w_scale, "delay": st.get("delay_ms", dt)})
 
     n_syn = 0
-    for i, pr in enumerate(exp.get("projections", [])):
+    projections = exp.get("projections", [])
+    for i, pr in enumerate(projections):
         # One synapse model per projection: NEST refuses more than 2^27 connections
-        # of one model per thread, which the full-scale model exceeds on 2 threads.
-        model = f"static_p{i}"
-        nest.CopyModel("static_synapse", model)
+        # of one model per thread, which the full-scale microcircuit exceeds on 2
+        # threads. NEST also holds at most a few hundred synapse models, so files
+        # with many projections (the multi-area model's 8,344) share one.
+        if len(projections) <= 64:
+            model = f"static_p{i}"
+            nest.CopyModel("static_synapse", model)
+        else:
+            model = "static_synapse"
         n = int(round(pr["conn"]["n"] * n_scale * k_scale))
         n_syn += n
         w, d = pr["syn"]["weight"], pr["syn"]["delay_ms"]

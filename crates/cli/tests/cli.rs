@@ -941,13 +941,21 @@ fn a_failing_shard_or_module_ends_the_embedded_run_naming_it() {
 #[test]
 fn every_example_runs_and_the_three_formats_agree() {
     let dir = scratch("examples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
+    // Top-level files and those of model folders (examples/multi_area/).
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut dirs = vec![root().join("examples")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "toml") {
+                files.push(p);
+            }
+        }
+    }
     files.sort();
-    assert!(files.len() >= 8, "{files:?}");
+    assert!(files.len() >= 10, "{files:?}");
     let run = |file: &Path, out: &Path| -> serde_json::Value {
         let mut cmd = bin();
         cmd.arg("run").arg(file).arg("--out").arg(out).args(["-q", "--set", "run.duration_ms=60"]);
@@ -958,6 +966,9 @@ fn every_example_runs_and_the_three_formats_agree() {
         if file.file_stem().is_some_and(|s| s == "microcircuit") {
             cmd.args(["--set", "scaling.neurons=0.1", "--set", "scaling.synapses=0.1"]);
         }
+        if file.parent().is_some_and(|d| d.ends_with("multi_area")) {
+            cmd.args(["--set", "scaling.neurons=0.01", "--set", "scaling.synapses=0.01"]);
+        }
         let o = cmd.output().unwrap();
         assert!(o.status.success(), "{}: {}", file.display(), stderr(&o));
         let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
@@ -965,7 +976,8 @@ fn every_example_runs_and_the_three_formats_agree() {
     };
     let mut hashes = std::collections::BTreeMap::new();
     for file in &files {
-        let stem = file.file_stem().unwrap().to_string_lossy().to_string();
+        let rel = file.strip_prefix(root().join("examples")).unwrap().with_extension("");
+        let stem = rel.to_string_lossy().replace('/', "-");
         let summary = run(file, &dir.join(&stem));
         let hash = summary["spike_hash"].as_str().unwrap_or_else(|| panic!("{stem}: {summary}")).to_string();
         assert_eq!(hash.len(), 16, "{stem}: {hash}");

@@ -14,12 +14,21 @@
 //! - neurons: the model's state, the two-channel `f64` input buffer, spike
 //!   bookkeeping; Poisson generators: a stream per (generator, target neuron);
 //! - samples, cerebellar modules, and the process itself (≈ 10 MB: binary,
-//!   runtimes, allocator).
+//!   runtimes, allocator);
+//! - the experiment document while it is parsed: the `toml` crate's spanned tree
+//!   costs ≈ 30 bytes per byte of text, and the allocator keeps those pages for
+//!   the kernel, so they add to its peak (negligible for the microcircuit's 80
+//!   tables; 70 MB for the multi-area model's 8,852, more than its kernel at 1 %).
 
 use super::*;
 
 /// The process before any network: measured 9.4 MiB for a one-neuron run.
 const PROCESS_BYTES: f64 = 10e6;
+
+/// Peak bytes per population, stimulus or projection table of the experiment
+/// document while it is parsed (≈ 280 bytes of TOML each in the multi-area
+/// model; measured with heaptrack: 73.5 MB of heap for its 8,852 tables).
+const DOCUMENT_BYTES_PER_TABLE: f64 = 7.5e3;
 
 /// Bytes of one delay section (`u16` delay, `u64` start).
 const SECTION_BYTES: f64 = 10.0;
@@ -143,5 +152,15 @@ pub fn estimate_bytes(net: &Network, shards: u64, samples: f64) -> u64 {
             params * 16.0 + inputs * sizes[1] * 4.0 + buffered
         })
         .sum();
-    (synapses + sections * SECTION_BYTES + rows + neurons + poisson + samples * 24.0 + modules + PROCESS_BYTES) as u64
+    let tables = (net.populations.len() + net.stimuli.len() + net.projections.len()) as f64;
+    let document = tables * DOCUMENT_BYTES_PER_TABLE;
+    (synapses
+        + sections * SECTION_BYTES
+        + rows
+        + neurons
+        + poisson
+        + samples * 24.0
+        + modules
+        + document
+        + PROCESS_BYTES) as u64
 }
