@@ -119,6 +119,8 @@ def write(state, out):
     w(f"#   neuropil run examples/multi_area/{state}.toml --set scaling.neurons=0.1 --set scaling.synapses=0.1\n")
     w(f'name = "multi_area_{state}"\n')
     w(f'description = "Schmidt et al. 2018 multi-area model, {state} state (K_stable, g = -11, kappa = 1.125)"\n\n')
+    w("# Areas are the populations' groups: `--set run.layout=groups` puts each area on shards\n")
+    w("# of its own (on a cluster, on one node), round-robin over all shards by default.\n")
     w("[run]\nduration_ms = 10500.0\ntransient_ms = 500.0\n")
     w(f"dt_ms = {g(dt)}\nseed = 1\n\n")
     w("[scaling]\nneurons = 1.0\nsynapses = 1.0\ndc_compensation = true\n\n")
@@ -127,7 +129,8 @@ def write(state, out):
         w(f'name = "{label}"\nsize = {p["N_int"]}\nmodel = "iaf_psc_exp"\n')
         w(f"params = {{ {cell} }}\n")
         w(f'initial = {{ V_m = {{ dist = "normal", mean = {g(v0["mean_mV"])}, std = {g(v0["sd_mV"])} }} }}\n')
-        w(f"full_scale_rate_hz = {g(rates[label])}\n\n")
+        w(f"full_scale_rate_hz = {g(rates[label])}\n")
+        w(f'group = "{p["area"]}"\n\n')
     for p, label in zip(pops, labels):
         w("[[stimuli]]\n")
         w(f'kind = "poisson_generator"\ntarget = "{label}"\nrate_hz = {g(ext["rate_ext_hz"])}\n')

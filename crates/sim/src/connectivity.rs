@@ -19,59 +19,190 @@ use crate::network::{Gid, Network, Pool, Rule};
 use crate::rng::{purpose, Stream};
 use rand_distr::{Binomial, Distribution};
 
-/// Which neurons a shard owns: round-robin over global ids (gid % count == index),
-/// which spreads every population evenly over the shards.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Copy, PartialEq, Eq)]
+/// Which neurons a shard owns. By default round-robin over global ids (gid % count
+/// == index), which spreads every population evenly over all shards. A network
+/// with population groups ([`Network::groups`]: the areas of a multi-area model)
+/// gives each group a range of shards instead, round-robin within it, so that a
+/// group's neurons — and the synapses among them — stay on few shards (and, with
+/// shards placed on nodes, on one node).
+///
+/// Either way a shard's local indices run over its neurons in gid order, each
+/// population's a contiguous range, which is all the kernel relies on; what a
+/// neuron does never depends on where it is (its streams are keyed by its gid).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Layout {
     /// This shard's index.
     pub index: u32,
     /// Number of shards.
     pub count: u32,
+    /// Per population, where it lives: empty for round-robin over all shards.
+    spans: Vec<Span>,
+}
+
+/// Where one population lives under a grouped layout, seen from one shard.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+struct Span {
+    /// The population's gids: `first..end`.
+    first: Gid,
+    end: Gid,
+    /// Its shards: `lo..lo + n`, round-robin within.
+    lo: u32,
+    n: u32,
+    /// This shard's local indices of it: `local..local + owned`.
+    local: u32,
+    owned: u32,
 }
 
 impl Layout {
+    /// Round-robin over all `count` shards (every population on every shard).
+    pub fn round_robin(index: u32, count: u32) -> Layout {
+        Layout { index, count, spans: Vec::new() }
+    }
+
+    /// Shard `index` of `count` for `net`: grouped when the network has groups.
+    pub fn of(net: &Network, index: u32, count: u32) -> Layout {
+        let Some(groups) = &net.groups else { return Layout::round_robin(index, count) };
+        let ranges = group_shards(net, groups, count.max(1));
+        let mut local = 0u32;
+        let spans = net
+            .populations
+            .iter()
+            .zip(groups)
+            .map(|(p, &g)| {
+                let (lo, n) = ranges[g as usize];
+                let owned = if (lo..lo + n).contains(&index) {
+                    let k = index - lo;
+                    if p.size > k {
+                        (p.size - k).div_ceil(n)
+                    } else {
+                        0
+                    }
+                } else {
+                    0
+                };
+                let span = Span { first: p.first_gid, end: p.end_gid(), lo, n, local, owned };
+                local += owned;
+                span
+            })
+            .collect();
+        Layout { index, count, spans }
+    }
+
+    /// The span of the population holding `gid`.
+    #[inline]
+    fn span_of(&self, gid: Gid) -> &Span {
+        let i = self.spans.partition_point(|s| s.end <= gid).min(self.spans.len() - 1);
+        &self.spans[i]
+    }
+
     /// Whether this shard owns `gid`.
     #[inline]
     pub fn owns(&self, gid: Gid) -> bool {
-        gid % self.count == self.index
+        if self.spans.is_empty() {
+            return gid % self.count == self.index;
+        }
+        let s = self.span_of(gid);
+        s.owned > 0 && (gid - s.first) % s.n == self.index - s.lo
     }
 
     /// Local index of an owned gid.
     #[inline]
     pub fn local(&self, gid: Gid) -> u32 {
-        gid / self.count
+        if self.spans.is_empty() {
+            return gid / self.count;
+        }
+        let s = self.span_of(gid);
+        s.local + (gid - s.first) / s.n
     }
 
     /// Global id of local index `l`.
     #[inline]
     pub fn gid(&self, l: u32) -> Gid {
-        l * self.count + self.index
+        if self.spans.is_empty() {
+            return l * self.count + self.index;
+        }
+        let i = self.spans.partition_point(|s| s.local + s.owned <= l).min(self.spans.len() - 1);
+        let s = &self.spans[i];
+        s.first + (l - s.local) * s.n + (self.index - s.lo)
     }
 
-    /// Number of owned neurons among gids `0..total`.
+    /// Number of owned neurons among gids `0..total` (all of the network's).
     pub fn n_local(&self, total: u32) -> u32 {
-        if total > self.index {
-            (total - self.index).div_ceil(self.count)
-        } else {
-            0
+        if self.spans.is_empty() {
+            return if total > self.index { (total - self.index).div_ceil(self.count) } else { 0 };
+        }
+        self.spans.iter().map(|s| s.owned).sum()
+    }
+
+    /// Local index range of the owned gids in `[first, first + size)`, a
+    /// population's gids.
+    pub fn local_range(&self, first: Gid, size: u32) -> std::ops::Range<u32> {
+        if self.spans.is_empty() {
+            let r = first % self.count;
+            let lo = first as u64 + ((self.index + self.count - r) % self.count) as u64;
+            let end = first as u64 + size as u64;
+            let lo_l = (lo / self.count as u64) as u32;
+            let n = if lo < end { ((end - 1 - lo) / self.count as u64 + 1) as u32 } else { 0 };
+            return lo_l..lo_l + n;
+        }
+        match self.spans.iter().find(|s| s.first == first) {
+            Some(s) if size > 0 => {
+                debug_assert_eq!(s.end - s.first, size, "local_range takes a population's gids");
+                s.local..s.local + s.owned
+            }
+            _ => 0..0,
         }
     }
 
-    /// First owned gid at or after `from`.
-    pub fn first_owned_from(&self, from: Gid) -> u64 {
-        let r = from % self.count;
-        let add = (self.index + self.count - r) % self.count;
-        from as u64 + add as u64
+    /// Whether this layout groups populations (not round-robin over all shards).
+    pub fn grouped(&self) -> bool {
+        !self.spans.is_empty()
     }
+}
 
-    /// Local index range of the owned gids in `[first, first + size)`.
-    pub fn local_range(&self, first: Gid, size: u32) -> std::ops::Range<u32> {
-        let lo = self.first_owned_from(first);
-        let end = first as u64 + size as u64;
-        let lo_l = (lo / self.count as u64) as u32;
-        let n = if lo < end { ((end - 1 - lo) / self.count as u64 + 1) as u32 } else { 0 };
-        lo_l..lo_l + n
+/// The shards of each population group (`lo`, `n`): with no more shards than
+/// groups, each group whole on one shard, the largest first onto the least
+/// loaded (ties to the lower index); with more shards than groups, contiguous
+/// ranges in group order, in proportion to the groups' neurons (largest
+/// remainders), at least one each. A pure function of the network and `count`.
+pub fn group_shards(net: &Network, groups: &[u32], count: u32) -> Vec<(u32, u32)> {
+    let n_groups = groups.iter().map(|&g| g as usize + 1).max().unwrap_or(0);
+    let mut size = vec![0u64; n_groups];
+    for (p, &g) in net.populations.iter().zip(groups) {
+        size[g as usize] += p.size as u64;
     }
+    let mut ranges = vec![(0u32, 1u32); n_groups];
+    if n_groups == 0 {
+        return ranges;
+    }
+    if count as usize <= n_groups {
+        let mut order: Vec<usize> = (0..n_groups).collect();
+        order.sort_by_key(|&g| (std::cmp::Reverse(size[g]), g));
+        let mut load = vec![0u64; count as usize];
+        for g in order {
+            let s = (0..count as usize).min_by_key(|&s| (load[s], s)).unwrap_or(0);
+            load[s] += size[g];
+            ranges[g] = (s as u32, 1);
+        }
+    } else {
+        let total: u64 = size.iter().sum::<u64>().max(1);
+        let spare = (count as usize - n_groups) as u64;
+        // One shard each, the spare ones by largest remainder of the quota.
+        let quota: Vec<(u64, u64)> = size.iter().map(|&z| ((spare * z) / total, (spare * z) % total)).collect();
+        let mut n: Vec<u64> = quota.iter().map(|q| 1 + q.0).collect();
+        let left = spare - quota.iter().map(|q| q.0).sum::<u64>();
+        let mut by_rem: Vec<usize> = (0..n_groups).collect();
+        by_rem.sort_by_key(|&g| (std::cmp::Reverse(quota[g].1), g));
+        for &g in by_rem.iter().take(left as usize) {
+            n[g] += 1;
+        }
+        let mut lo = 0u32;
+        for g in 0..n_groups {
+            ranges[g] = (lo, n[g] as u32);
+            lo += n[g] as u32;
+        }
+    }
+    ranges
 }
 
 /// Visit every synapse of projection `pi` whose target this shard owns, calling
@@ -81,7 +212,7 @@ impl Layout {
 pub fn visit_projection(
     net: &Network,
     pi: usize,
-    layout: Layout,
+    layout: &Layout,
     values: bool,
     f: &mut impl FnMut(Gid, u32, f32, u16),
 ) {
@@ -219,7 +350,7 @@ pub fn visit_projection(
 /// on every partition.
 pub fn visit_tripartite(net: &Network, pi: usize, f: &mut impl FnMut(Gid, Gid, Gid)) {
     let Some(mut chooser) = AstrocyteChooser::new(net, pi) else { return };
-    visit_projection(net, pi, Layout { index: 0, count: 1 }, false, &mut |s, t, _, _| {
+    visit_projection(net, pi, &Layout::round_robin(0, 1), false, &mut |s, t, _, _| {
         if let Some(a) = chooser.choose(t) {
             f(s, t, a);
         }
@@ -233,7 +364,7 @@ pub fn visit_tripartite(net: &Network, pi: usize, f: &mut impl FnMut(Gid, Gid, G
 pub fn visit_tripartite_primary(
     net: &Network,
     pi: usize,
-    layout: Layout,
+    layout: &Layout,
     f: &mut impl FnMut(Gid, u32, f32, u16, Option<Gid>),
 ) {
     let Some(mut chooser) = AstrocyteChooser::new(net, pi) else { return };
@@ -403,6 +534,7 @@ mod tests {
             }],
             record_weights: false,
             cerebella: Vec::new(),
+            groups: None,
             record_spikes: vec![true; populations.len()],
             populations,
             stimuli: vec![],
@@ -414,8 +546,8 @@ mod tests {
     fn synapses(net: &Network, shards: u32) -> Vec<(u32, u32, u32, u16)> {
         let mut all = Vec::new();
         for index in 0..shards {
-            let layout = Layout { index, count: shards };
-            visit_projection(net, 0, layout, true, &mut |s, l, w, d| all.push((s, layout.gid(l), w.to_bits(), d)));
+            let layout = Layout::round_robin(index, shards);
+            visit_projection(net, 0, &layout, true, &mut |s, l, w, d| all.push((s, layout.gid(l), w.to_bits(), d)));
         }
         all.sort_unstable();
         all
@@ -538,12 +670,97 @@ mod tests {
         }
     }
 
+    /// Populations of `sizes` in groups `groups` (parrots, no projections).
+    fn grouped(sizes: &[u32], groups: &[u32]) -> Network {
+        let mut n = net(Rule::OneToOne, 1, 1, true, true, true);
+        n.projections.clear();
+        let mut first = 0;
+        n.populations = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| {
+                let p = Population {
+                    name: format!("p{i}"),
+                    size,
+                    first_gid: first,
+                    model: ModelKind::Parrot,
+                    params: vec![],
+                    initial: vec![],
+                    homeostasis: None,
+                };
+                first += size;
+                p
+            })
+            .collect();
+        n.record_spikes = vec![true; sizes.len()];
+        n.groups = Some(groups.to_vec());
+        n
+    }
+
+    /// A grouped layout is a layout: every neuron on exactly one shard, local
+    /// indices in gid order with each population's a contiguous range, `gid`
+    /// and `local` inverse; and each group on the shards `group_shards` gave it
+    /// (one shard per group when there are no more shards than groups).
+    #[test]
+    fn grouped_layouts_partition_and_keep_groups_together() {
+        let sizes = [13, 50, 37, 5, 21, 1, 64];
+        let groups = [0, 0, 1, 2, 1, 3, 2];
+        let n = grouped(&sizes, &groups);
+        let total = n.total_neurons();
+        for count in [1, 2, 3, 4, 5, 7, 9, 16] {
+            let ranges = group_shards(&n, &groups, count);
+            let mut owner = vec![u32::MAX; total as usize];
+            for index in 0..count {
+                let layout = Layout::of(&n, index, count);
+                assert!(layout.grouped());
+                let mut next = 0;
+                for p in &n.populations {
+                    let r = layout.local_range(p.first_gid, p.size);
+                    assert_eq!(r.start, next, "{count} shards, shard {index}: ranges follow each other");
+                    next = r.end;
+                    let mut last = None;
+                    for l in r {
+                        let g = layout.gid(l);
+                        assert!(g >= p.first_gid && g < p.end_gid() && last < Some(g));
+                        assert!(layout.owns(g) && layout.local(g) == l);
+                        assert_eq!(owner[g as usize], u32::MAX, "gid {g} on two shards");
+                        owner[g as usize] = index;
+                        last = Some(g);
+                    }
+                }
+                assert_eq!(layout.n_local(total), next);
+                assert_eq!(layout.n_local(total), (0..total).filter(|&g| layout.owns(g)).count() as u32);
+            }
+            assert!(owner.iter().all(|&o| o != u32::MAX), "{count} shards: every neuron placed");
+            for (p, &g) in n.populations.iter().zip(&groups) {
+                let (lo, k) = ranges[g as usize];
+                let on: std::collections::BTreeSet<u32> =
+                    (p.first_gid..p.end_gid()).map(|x| owner[x as usize]).collect();
+                assert!(on.iter().all(|s| (lo..lo + k).contains(s)), "{count} shards: {} outside its group's", p.name);
+                if count <= 4 {
+                    assert_eq!(k, 1, "{count} shards for 4 groups: each group on one shard");
+                }
+            }
+            if count > 4 {
+                let covered: u32 = ranges.iter().map(|r| r.1).sum();
+                assert_eq!(covered, count, "every shard holds a group");
+            }
+        }
+        // Largest group first onto the least-loaded shard: groups of 63, 58, 69 and
+        // 1 neurons on 2 shards: 69 → 0, 63 → 1, 58 → 1 (63 < 69), 1 → 0 (69 < 121).
+        assert_eq!(group_shards(&n, &groups, 2), [(1, 1), (1, 1), (0, 1), (0, 1)]);
+        // More shards than groups: 3 spare shards by the groups' shares (63, 58,
+        // 69, 1 of 191: quotas 0.99, 0.91, 1.08, 0.02): one each to g2 (1 whole),
+        // then by remainder g0 and g1.
+        assert_eq!(group_shards(&n, &groups, 7), [(0, 2), (2, 2), (4, 2), (6, 1)]);
+    }
+
     #[test]
     fn layout_ranges_partition_populations() {
         for count in [1, 2, 3, 7] {
             let mut seen = vec![0u32; 100];
             for index in 0..count {
-                let layout = Layout { index, count };
+                let layout = Layout::round_robin(index, count);
                 for (first, size) in [(0, 13), (13, 50), (63, 37)] {
                     for l in layout.local_range(first, size) {
                         let g = layout.gid(l);

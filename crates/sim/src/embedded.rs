@@ -262,7 +262,7 @@ pub enum CheckpointError {
 }
 
 /// The first bytes of a checkpoint: magic and format version.
-const CHECKPOINT_MAGIC: &[u8; 8] = b"NPCKPT\x00\x03";
+const CHECKPOINT_MAGIC: &[u8; 8] = b"NPCKPT\x00\x04";
 
 /// FNV-1a, 64 bits, eight bytes at a time (a checksum against damage, not an
 /// adversary: the checkpoint is then decoded with postcard's bounds).
@@ -426,7 +426,7 @@ pub fn build_some(net: &Network, indices: &[usize], n_shards: usize, threads: us
             let slots = &slots;
             scope.spawn(move || {
                 for i in (t..n).step_by(threads) {
-                    let layout = Layout { index: indices[i] as u32, count: n_shards as u32 };
+                    let layout = Layout::of(net, indices[i] as u32, n_shards as u32);
                     let shard = Shard::build(net, layout);
                     *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(shard);
                 }

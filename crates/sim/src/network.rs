@@ -353,6 +353,11 @@ pub struct Network {
     /// Cerebellar modules (decoupled neural interfaces), in spec order.
     #[serde(default)]
     pub cerebella: Vec<Cerebellar>,
+    /// Population groups placed together (areas): each population's group index,
+    /// groups numbered from 0 in order of first appearance. `None`: every
+    /// population round-robin over all shards ([`crate::connectivity::Layout`]).
+    #[serde(default)]
+    pub groups: Option<Vec<u32>>,
 }
 
 /// Where a cerebellar module's output goes.

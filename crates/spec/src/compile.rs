@@ -555,6 +555,7 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         .collect();
     let cerebella = compile_cerebella(exp, dt, steps, &sizes, &dopamine_targets, &resolve, &mut errs);
 
+    let groups = compile_layout(exp, &mut errs);
     if !errs.0.is_empty() {
         return Err(SpecError::Invalid(errs.0));
     }
@@ -569,6 +570,7 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         samplers,
         record_weights,
         cerebella,
+        groups,
     };
     let expected_synapses = network.expected_synapses();
     let estimated_bytes = estimate_bytes(&network, run.shards.max(run.threads).max(1) as u64, sample_count);
@@ -588,6 +590,41 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         }
     }
     Ok(Compiled { network, steps, transient_steps, dc_compensation_pa: dc, estimated_bytes, expected_synapses })
+}
+
+/// `run.layout` and the populations' `group`s: each population's group index
+/// (numbered in order of first appearance) for `groups`, `None` for round-robin.
+fn compile_layout(exp: &Experiment, errs: &mut Errors) -> Option<Vec<u32>> {
+    match exp.run.layout.as_deref() {
+        None | Some("round_robin") => None,
+        Some("groups") => {
+            let mut names: Vec<&str> = Vec::new();
+            let mut groups = Vec::with_capacity(exp.populations.len());
+            for (i, p) in exp.populations.iter().enumerate() {
+                let Some(g) = p.group.as_deref() else {
+                    errs.add(
+                        format!("populations[{i}].group"),
+                        "required with run.layout = \"groups\" (the group, e.g. an area, it is placed with)",
+                    );
+                    continue;
+                };
+                if g.is_empty() || g.len() > 128 {
+                    errs.add(format!("populations[{i}].group"), "must be 1 to 128 characters");
+                    continue;
+                }
+                let k = names.iter().position(|n| *n == g).unwrap_or_else(|| {
+                    names.push(g);
+                    names.len() - 1
+                });
+                groups.push(k as u32);
+            }
+            (groups.len() == exp.populations.len()).then_some(groups)
+        }
+        Some(other) => {
+            errs.add("run.layout", format!("unknown layout \"{other}\"; use round_robin or groups"));
+            None
+        }
+    }
 }
 
 fn dedup_errors(errs: &mut Errors) {

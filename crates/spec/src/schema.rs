@@ -146,11 +146,17 @@ pub struct RunSpec {
     /// Initial period left out of rates and CVs in the summary, ms.
     #[serde(default)]
     pub transient_ms: f64,
+    /// Where neurons go: `round_robin` (default: every population over every
+    /// shard) or `groups` (each population `group`, an area, on a range of
+    /// shards of its own, so that its synapses and most of its spikes stay
+    /// there). Results do not depend on it.
+    #[serde(default)]
+    pub layout: Option<String>,
 }
 
 impl Default for RunSpec {
     fn default() -> Self {
-        RunSpec { duration_ms: 1000.0, dt_ms: 0.1, seed: 1, threads: 0, shards: 0, transient_ms: 0.0 }
+        RunSpec { duration_ms: 1000.0, dt_ms: 0.1, seed: 1, threads: 0, shards: 0, transient_ms: 0.0, layout: None }
     }
 }
 
@@ -214,6 +220,10 @@ pub struct PopulationSpec {
     /// Homeostatic regulation toward a target rate.
     #[serde(default)]
     pub homeostasis: Option<HomeostasisSpec>,
+    /// The group (an area) this population is placed with under `run.layout =
+    /// "groups"`.
+    #[serde(default)]
+    pub group: Option<String>,
 }
 
 /// Homeostasis: intrinsic plasticity of the threshold and synaptic scaling.

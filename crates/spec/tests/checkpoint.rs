@@ -36,6 +36,21 @@ fn microcircuit_resumes_bit_for_bit() {
     check_resume(&c, 3);
 }
 
+/// A grouped layout (areas on shards of their own) restores its layout from the
+/// network, not from the checkpoint's bytes, and resumes bit for bit.
+#[test]
+fn areas_on_their_own_shards_resume_bit_for_bit() {
+    let set = [
+        "scaling.neurons=0.01",
+        "scaling.synapses=0.01",
+        "run.duration_ms=60",
+        "run.transient_ms=0",
+        "run.layout=groups",
+    ];
+    let c = compile_example("multi_area/ground.toml", &set);
+    check_resume(&c, 5);
+}
+
 #[test]
 fn plastic_astrocyte_network_resumes_bit_for_bit() {
     let c = compile_example(

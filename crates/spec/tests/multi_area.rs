@@ -129,3 +129,53 @@ fn downscaling_matches_the_repositorys_scale_network() {
     }
     eprintln!("largest relative DC difference {worst:.2e}");
 }
+
+/// Areas on shards of their own (`run.layout = "groups"`) give the spikes of the
+/// round-robin layout: on fewer shards than the 32 areas (whole areas per
+/// shard), on as many (one area each), on more (areas over ranges of shards),
+/// and split over in-process nodes as a cluster splits them.
+#[test]
+fn areas_on_shards_of_their_own_give_the_same_spikes() {
+    let base = ["scaling.neurons=0.01", "scaling.synapses=0.01", "run.duration_ms=40", "run.transient_ms=0"];
+    let one = run(&compile_example("multi_area/ground.toml", &base), 1, 1);
+    assert!(one.spikes.len() > 1000, "{} spikes", one.spikes.len());
+    let mut set = base.to_vec();
+    set.push("run.layout=groups");
+    let g = compile_example("multi_area/ground.toml", &set);
+    let net = &g.network;
+    assert_eq!(net.groups.as_ref().map(|x| x.iter().max().copied()), Some(Some(31)), "32 areas");
+    for shards in [1, 2, 7, 32, 40] {
+        assert_eq!(run(&g, 2, shards).spike_hash, one.spike_hash, "{shards} shards");
+    }
+    // 32 shards: each holds exactly one area, whole.
+    for i in 0..32 {
+        let layout = neuropil_sim::connectivity::Layout::of(net, i, 32);
+        let areas: std::collections::BTreeSet<&str> = net
+            .populations
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !layout.local_range(p.first_gid, p.size).is_empty())
+            .map(|(k, _)| area(net, k))
+            .collect();
+        assert_eq!(areas.len(), 1, "shard {i}: {areas:?}");
+        let whole = net.populations.iter().enumerate().filter(|(k, _)| areas.contains(area(net, *k)));
+        assert_eq!(whole.map(|(_, p)| p.size).sum::<u32>(), layout.n_local(net.total_neurons()), "shard {i}");
+    }
+    assert_eq!(run_split(&g, 8, 3, &[]).spike_hash, one.spike_hash, "8 shards on 3 nodes");
+}
+
+/// `run.layout` names its field and the fix.
+#[test]
+fn a_grouped_layout_needs_groups() {
+    let err = |set: &[&str]| {
+        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        let exp = neuropil_spec::load(&root().join("examples/brunel.toml"), &set).unwrap();
+        neuropil_spec::compile(&exp, &neuropil_spec::Limits::default()).unwrap_err().to_string()
+    };
+    let e = err(&["run.layout=groups"]);
+    assert!(e.contains("populations[0].group") && e.contains("required with run.layout"), "{e}");
+    let e = err(&["run.layout=areas"]);
+    assert!(e.contains("run.layout") && e.contains("round_robin or groups"), "{e}");
+    let e = err(&["run.layout=groups", "populations.E.group=\"\"", "populations.I.group=x"]);
+    assert!(e.contains("populations[0].group") && e.contains("1 to 128"), "{e}");
+}

@@ -50,7 +50,7 @@ impl Shard {
         // (s → a) of tripartite projections whose astrocyte is on this shard.
         let each_static = |values: bool, f: &mut dyn FnMut(Gid, u32, f32, u16)| {
             for &pi in &statics {
-                visit_projection(net, pi, layout, values, &mut |s, l, w, d| f(s, l, w, d));
+                visit_projection(net, pi, &layout, values, &mut |s, l, w, d| f(s, l, w, d));
             }
             for &pi in &triparts {
                 let third = net.projections[pi].third.expect("tripartite");
@@ -90,11 +90,11 @@ impl Shard {
             // (source index, delay, local target, weight, astrocyte gid or u32::MAX)
             let mut edges: Vec<(u32, u16, u32, f64, u32)> = Vec::new();
             if let Plasticity::Gliotransmission { .. } = rule {
-                visit_tripartite_primary(net, pi, layout, &mut |s, l, w, d, a| {
+                visit_tripartite_primary(net, pi, &layout, &mut |s, l, w, d, a| {
                     edges.push((s - pre_pop.first_gid, d, l, w as f64, a.unwrap_or(u32::MAX)));
                 });
             } else {
-                visit_projection(net, pi, layout, true, &mut |s, l, w, d| {
+                visit_projection(net, pi, &layout, true, &mut |s, l, w, d| {
                     edges.push((s - pre_pop.first_gid, d, l, w as f64, u32::MAX));
                 });
             }
@@ -161,7 +161,7 @@ impl Shard {
             let mut edges: Vec<(u32, u32, f32, u16)> = Vec::new();
             for (pi, proj) in net.projections.iter().enumerate() {
                 if proj.sic {
-                    visit_projection(net, pi, layout, true, &mut |s, l, w, d| edges.push((s, l, w, d)));
+                    visit_projection(net, pi, &layout, true, &mut |s, l, w, d| edges.push((s, l, w, d)));
                 }
                 if let Some(third) = proj.third {
                     let (w, d) = (third.sic_weight as f32, third.sic_delay_steps);

@@ -6,6 +6,7 @@
 //! Static weights travel only when homeostatic scaling has changed them.
 
 use super::Shard;
+use crate::connectivity::Layout;
 use crate::network::Network;
 
 /// A shard's static weights, and whether they have changed since the build.
@@ -67,7 +68,13 @@ impl Shard {
             let (got, want) = (shard as usize, self.layout.count as usize);
             return Err(Mismatch { shard, what: "shard index (of the shard count)", got, want });
         }
-        let fresh = Shard::build(net, self.layout);
+        // The layout comes from the network, never from the checkpoint's bytes.
+        let layout = Layout::of(net, shard, self.layout.count);
+        if layout != self.layout {
+            let (got, want) = (self.layout.grouped() as usize, layout.grouped() as usize);
+            return Err(Mismatch { shard, what: "population layout (grouped 1, round-robin 0)", got, want });
+        }
+        let fresh = Shard::build(net, layout);
         let check = |what, got: usize, want: usize| {
             if got == want {
                 Ok(())
