@@ -452,6 +452,45 @@ async fn astrocyte_brunel_on_3_nodes_has_the_embedded_spikes_and_astrocyte_trace
     assert!(ours == theirs, "state.parquet differs from the embedded run's");
 }
 
+/// Issue 18: the multi-area model (1 %) on 3 node processes, round-robin and with
+/// its areas on nodes of their own (`run.layout = "groups"`): both have the
+/// embedded spikes, and with areas on nodes the nodes other than the recorder
+/// (rank 0, which takes every spike) receive fewer exchange bytes — only the
+/// spikes of the areas that project into theirs (targeted routing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_multi_area_model_with_areas_on_nodes_has_the_embedded_spikes_and_less_traffic() {
+    let tmp = TempDir::new("areas");
+    let etcd = start_etcd();
+    let control = start_control(&etcd, "control-0", &tmp.0.join("data"), &[]);
+    let nodes: Vec<Proc> = (0..3).map(|i| start_node(&etcd, &format!("node-{i}"), 1, &[])).collect();
+    wait_live_nodes(&control, 3).await;
+    let file = "examples/multi_area/ground.toml";
+    let set = ["scaling.neurons=0.01", "scaling.synapses=0.01", "run.duration_ms=200", "run.transient_ms=0"];
+    let embedded = embedded_summary(file, &set, &tmp.0);
+    let received = |n: &Proc| {
+        let text = http_get(&n.metrics, "/metrics").unwrap();
+        metric_with(&text, "neuropil_exchange_bytes_total", "direction=\"received\"").unwrap_or(0.0)
+    };
+    let mut c = client(&control.grpc).await;
+    let mut bytes = Vec::new();
+    for layout in ["round_robin", "groups"] {
+        let before: Vec<f64> = nodes.iter().map(received).collect();
+        let mut with: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        with.push(format!("run.layout={layout}"));
+        let with: Vec<&str> = with.iter().map(String::as_str).collect();
+        let id = submit(&mut c, file, &with).await.unwrap();
+        let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
+        assert_eq!(info.state, ExperimentState::Succeeded as i32, "{layout}: {info:?}");
+        assert_eq!(info.nodes.len(), 3, "{layout}");
+        assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "{layout}: spikes differ");
+        bytes.push(nodes.iter().zip(before).map(|(n, b)| received(n) - b).collect::<Vec<f64>>());
+    }
+    eprintln!("exchange bytes received per node: round-robin {:?}, areas on nodes {:?}", bytes[0], bytes[1]);
+    for (r, (grouped, round_robin)) in bytes[1].iter().zip(&bytes[0]).enumerate().skip(1) {
+        assert!(grouped < round_robin, "node-{r}: {grouped} bytes with areas on nodes, {round_robin} round-robin");
+    }
+}
+
 /// A cerebellar module driving its population with a current (so the spikes depend
 /// on it) runs as replicas on 3 nodes: spikes and the module's task trace
 /// (cerebellum.csv: target, readout, true and predicted feedback) equal the

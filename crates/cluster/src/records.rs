@@ -13,6 +13,94 @@ pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
 /// larger requests are refused by the transport before they reach a handler.
 pub const MAX_REQUEST_BYTES: usize = 16 << 20;
 
+/// Documents as records keep them: text up to [`PACK_FROM_BYTES`], deflated
+/// and base64-encoded (`{"deflate": "..."}`) above. etcd takes requests up to 1.5
+/// MiB by default and the experiment record is rewritten a few times a second: a
+/// model of thousands of projections (the multi-area model's 2.3 MB) must be
+/// neither refused nor copied whole each time (it packs to 137 kB).
+pub mod packed {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::io::{Read, Write};
+
+    /// Documents up to this size stay text in etcd (readable with etcdctl).
+    pub const PACK_FROM_BYTES: usize = 64 << 10;
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Text(String),
+        Packed { deflate: String },
+    }
+
+    /// The bytes `document` takes in a record.
+    pub fn stored_len(document: &str) -> usize {
+        match pack(document) {
+            Stored::Text(t) => t.len(),
+            Stored::Packed { deflate } => deflate.len() + 14,
+        }
+    }
+
+    /// The last document packed and its packed form: records are rewritten with
+    /// the same document many times (progress), and deflating megabytes each time
+    /// would cost the control tens of milliseconds a write.
+    static LAST: std::sync::Mutex<Option<(u64, usize, std::sync::Arc<String>)>> = std::sync::Mutex::new(None);
+
+    fn pack(document: &str) -> Stored {
+        if document.len() <= PACK_FROM_BYTES {
+            return Stored::Text(document.to_string());
+        }
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            document.hash(&mut h);
+            h.finish()
+        };
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, n, packed)) = last.as_ref() {
+            if *k == key && *n == document.len() {
+                return Stored::Packed { deflate: packed.to_string() };
+            }
+        }
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        match z.write_all(document.as_bytes()).and_then(|_| z.finish()) {
+            Ok(bytes) => {
+                let packed = base64::engine::general_purpose::STANDARD.encode(bytes);
+                *last = Some((key, document.len(), std::sync::Arc::new(packed.clone())));
+                Stored::Packed { deflate: packed }
+            }
+            Err(_) => Stored::Text(document.to_string()),
+        }
+    }
+
+    /// Serialize a document, packed when large.
+    pub fn serialize<S: Serializer>(document: &str, s: S) -> Result<S::Ok, S::Error> {
+        pack(document).serialize(s)
+    }
+
+    /// Deserialize a document, text or packed; a packed one may unpack to no
+    /// more than [`super::MAX_DOCUMENT_BYTES`].
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        use serde::de::Error;
+        match Stored::deserialize(d)? {
+            Stored::Text(t) => Ok(t),
+            Stored::Packed { deflate } => {
+                let bytes = base64::engine::general_purpose::STANDARD.decode(deflate).map_err(D::Error::custom)?;
+                let limit = super::MAX_DOCUMENT_BYTES as u64 + 1;
+                let mut text = String::new();
+                flate2::read::DeflateDecoder::new(&bytes[..])
+                    .take(limit)
+                    .read_to_string(&mut text)
+                    .map_err(|e| D::Error::custom(format!("packed document: {e}")))?;
+                if text.len() as u64 >= limit {
+                    return Err(D::Error::custom("packed document unpacks beyond the document limit"));
+                }
+                Ok(text)
+            }
+        }
+    }
+}
+
 /// A live node, as registered in etcd under its lease.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeRecord {
@@ -67,7 +155,8 @@ pub struct Assignment {
     /// Experiment id.
     pub id: String,
     /// The experiment file's text, its format and overrides (nodes compile the
-    /// same network the control validated).
+    /// same network the control validated). Packed in etcd ([`packed`]).
+    #[serde(with = "packed")]
     pub document: String,
     /// `toml`, `json` or `yaml`.
     pub format: String,
@@ -345,7 +434,8 @@ pub struct ExperimentRecord {
     pub state: State,
     /// Why it failed, or what it waits for.
     pub message: String,
-    /// The submission.
+    /// The submission. Packed in etcd ([`packed`]).
+    #[serde(with = "packed")]
     pub document: String,
     /// `toml`, `json` or `yaml`.
     pub format: String,
@@ -520,4 +610,42 @@ pub fn format_of(name: &str) -> Result<neuropil_spec::load::Format, String> {
 /// Milliseconds since the Unix epoch.
 pub fn now_unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod packed_tests {
+    use super::*;
+
+    /// A record's document field, as `Assignment` and `ExperimentRecord` have it.
+    #[derive(Serialize, Deserialize)]
+    struct Record {
+        #[serde(with = "packed")]
+        document: String,
+    }
+
+    #[test]
+    fn large_documents_are_packed_in_records_and_come_back_whole() {
+        let small = "name = \"x\"\n".to_string();
+        let large: String = (0..20_000).map(|i| format!("[[projections]]\nsource = \"p{i}\"\n")).collect();
+        assert!(large.len() > packed::PACK_FROM_BYTES);
+        for doc in [small, large] {
+            let json = serde_json::to_string(&Record { document: doc.clone() }).unwrap();
+            if doc.len() > packed::PACK_FROM_BYTES {
+                assert!(json.len() < doc.len() / 5, "{} bytes stored for {}", json.len(), doc.len());
+                assert!(json.starts_with("{\"document\":{\"deflate\":"), "{}", &json[..40]);
+                assert!(packed::stored_len(&doc) < doc.len() / 5);
+            } else {
+                assert!(json.contains("name = "), "small documents stay text: {json}");
+                assert_eq!(packed::stored_len(&doc), doc.len());
+            }
+            let back: Record = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.document, doc);
+        }
+        // A packed document that unpacks past the limit is refused, not allocated.
+        let bomb = "x".repeat(MAX_DOCUMENT_BYTES + 10);
+        let json = serde_json::to_string(&Record { document: bomb }).unwrap();
+        assert!(json.len() < 100_000);
+        let err = serde_json::from_str::<Record>(&json).err().unwrap().to_string();
+        assert!(err.contains("beyond the document limit"), "{err}");
+    }
 }

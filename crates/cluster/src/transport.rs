@@ -25,6 +25,7 @@ use neuropil_proto::v1::spike_exchange_server::{SpikeExchange, SpikeExchangeServ
 use neuropil_proto::v1::EpochMessage;
 use neuropil_sim::embedded::Transport;
 use neuropil_sim::network::{Exchange, SpikeDelay, StateValue, ValueKind};
+use neuropil_sim::routing::Routes;
 use neuropil_sim::Spike;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -344,6 +345,9 @@ pub struct GrpcTransport {
     started: Option<Instant>,
     /// The peer waited for now.
     waiting: Arc<Waiting>,
+    /// Targeted spike routing: each peer gets the spikes it needs (`None`, or
+    /// routes that target nothing: one message for all).
+    routes: Option<Routes>,
 }
 
 impl GrpcTransport {
@@ -422,7 +426,14 @@ impl GrpcTransport {
             metrics,
             started: None,
             waiting: Arc::new(Waiting::new()),
+            routes: None,
         })
+    }
+
+    /// Send each peer only the spikes it needs ([`Routes`]); a no-op for routes
+    /// under which every node needs everything.
+    pub fn set_routes(&mut self, routes: Routes) {
+        self.routes = routes.targeted().then_some(routes);
     }
 
     /// Which peer this transport waits for, readable from any thread.
@@ -611,13 +622,24 @@ async fn flush(sinks: &[Option<Sink>]) {
 impl Transport for GrpcTransport {
     fn send(&mut self, local: &Exchange, stop: bool) -> Result<(), String> {
         self.started = Some(Instant::now());
-        let msg = encode(&self.run, self.rank, self.seq, local, stop);
-        let bytes = prost::Message::encoded_len(&msg) as u64;
-        let Self { rt, rank, sinks, streams, inbound, ended, wait, bytes_sent, names, .. } = self;
-        let rank = *rank as usize;
+        let Self { rt, run, rank, seq, sinks, streams, inbound, ended, wait, bytes_sent, names, routes, .. } = self;
+        let (me, seq) = (*rank, *seq);
+        // One message for every peer, or with targeted routing each its own.
+        let everyone = routes.is_none().then(|| encode(run, me, seq, local, stop));
+        let mut mine = Exchange::default();
+        let rank = me as usize;
         let n = sinks.len();
         rt.block_on(async {
             for r in (0..n).filter(|&r| r != rank) {
+                let msg = match (&everyone, routes.as_ref()) {
+                    (Some(m), _) => m.clone(),
+                    (None, Some(routes)) => {
+                        routes.select(r, local, &mut mine);
+                        encode(run, me, seq, &mine, stop)
+                    }
+                    (None, None) => encode(run, me, seq, local, stop),
+                };
+                let bytes = prost::Message::encoded_len(&msg) as u64;
                 // The stream with this peer may not be open yet.
                 while sinks[r].is_none() {
                     if let Some(why) = &ended[r] {
@@ -629,8 +651,8 @@ impl Transport for GrpcTransport {
                     absorb(ev, sinks, streams, ended)?;
                 }
                 let sent = match &sinks[r] {
-                    Some(Sink::Request(tx)) => tx.send(msg.clone()).await.is_ok(),
-                    Some(Sink::Response(tx)) => tx.send(Ok(msg.clone())).await.is_ok(),
+                    Some(Sink::Request(tx)) => tx.send(msg).await.is_ok(),
+                    Some(Sink::Response(tx)) => tx.send(Ok(msg)).await.is_ok(),
                     None => false,
                 };
                 if !sent {

@@ -16,6 +16,7 @@ pub mod models;
 pub mod network;
 pub mod plasticity;
 pub mod rng;
+pub mod routing;
 pub mod shard;
 
 pub use distribution::{Bound, Dist};

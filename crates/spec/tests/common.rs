@@ -78,14 +78,35 @@ pub const HOMEOSTATIC_BRUNEL: [&str; 8] = [
 /// cerebellar module m run by process `module_on[m]` only; the outputs combined as
 /// the cluster's control combines its nodes'.
 pub fn run_split(c: &Compiled, shards: usize, processes: usize, module_on: &[usize]) -> RunOutput {
+    run_split_with(c, shards, processes, module_on, false).0
+}
+
+/// [`run_split`], with targeted spike routing when `routed` (rank 0 and the
+/// modules' processes take every spike, as on a cluster); also the spikes each
+/// process received from its peers.
+pub fn run_split_with(
+    c: &Compiled,
+    shards: usize,
+    processes: usize,
+    module_on: &[usize],
+    routed: bool,
+) -> (RunOutput, Vec<u64>) {
     let net = &c.network;
     let links = neuropil_sim::local::links(processes);
-    let parts: Vec<RunOutput> = std::thread::scope(|scope| {
+    let shards_of: Vec<Vec<usize>> =
+        (0..processes).map(|r| (0..shards).filter(|s| s % processes == r).collect()).collect();
+    let everything: Vec<bool> = (0..processes).map(|r| r == 0 || module_on.contains(&r)).collect();
+    let routes = neuropil_sim::routing::Routes::new(net, &shards_of, shards, &everything);
+    let parts: Vec<(RunOutput, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = links
             .into_iter()
             .map(|mut link| {
+                let routes = routes.clone();
                 scope.spawn(move || {
                     let rank = link.rank();
+                    if routed {
+                        link.set_routes(routes);
+                    }
                     let mine: Vec<usize> = (0..shards).filter(|s| s % processes == rank).collect();
                     let mut start = embedded::build_some(net, &mine, shards, 1);
                     start.keep_modules(|m| module_on[m] == rank);
@@ -102,11 +123,12 @@ pub fn run_split(c: &Compiled, shards: usize, processes: usize, module_on: &[usi
                     if rank != 0 {
                         out.spikes.clear();
                     }
-                    out
+                    (out, link.received())
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("process")).collect()
     });
-    embedded::combine_parts(parts)
+    let received = parts.iter().map(|p| p.1).collect();
+    (embedded::combine_parts(parts.into_iter().map(|p| p.0).collect()), received)
 }

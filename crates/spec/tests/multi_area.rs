@@ -179,3 +179,31 @@ fn a_grouped_layout_needs_groups() {
     let e = err(&["run.layout=groups", "populations.E.group=\"\"", "populations.I.group=x"]);
     assert!(e.contains("populations[0].group") && e.contains("1 to 128"), "{e}");
 }
+
+/// Targeted spike routing: with areas on nodes of their own, a node other than
+/// the recorder (rank 0) receives only the spikes of the areas that project into
+/// its own (fewer than all), and the run keeps the spikes of the broadcast run;
+/// with round-robin every node needs every population, so routing saves nothing.
+#[test]
+fn nodes_receive_only_the_spikes_their_areas_need() {
+    let base = ["scaling.neurons=0.01", "scaling.synapses=0.01", "run.duration_ms=40", "run.transient_ms=0"];
+    let rr = compile_example("multi_area/ground.toml", &base);
+    let one = run(&rr, 1, 1);
+    let mut set = base.to_vec();
+    set.push("run.layout=groups");
+    let g = compile_example("multi_area/ground.toml", &set);
+    let (all, broadcast) = run_split_with(&g, 8, 4, &[], false);
+    let (routed, targeted) = run_split_with(&g, 8, 4, &[], true);
+    assert_eq!(all.spike_hash, one.spike_hash);
+    assert_eq!(routed.spike_hash, one.spike_hash, "routed spikes");
+    assert_eq!(routed.spike_counts, one.spike_counts);
+    eprintln!("spikes received per node: broadcast {broadcast:?}, targeted {targeted:?}");
+    assert_eq!(targeted[0], broadcast[0], "the recorder receives every spike");
+    for r in 1..4 {
+        assert!(targeted[r] < broadcast[r], "node {r}: {} of {}", targeted[r], broadcast[r]);
+    }
+    let (rr_routed, rr_targeted) = run_split_with(&rr, 8, 4, &[], true);
+    assert_eq!(rr_routed.spike_hash, one.spike_hash);
+    let (_, rr_broadcast) = run_split_with(&rr, 8, 4, &[], false);
+    assert_eq!(rr_targeted, rr_broadcast, "round-robin: every node needs everything");
+}

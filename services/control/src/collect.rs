@@ -33,7 +33,7 @@ pub(crate) async fn collect(control: Arc<Control>, mut a: Assignment) {
     };
     let mut c = control.etcd.clone();
     let Ok(Some(mut rec)) = etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(&a.id)).await else { return };
-    rec.actors = all_actors(&actors, rec.document.len());
+    rec.actors = all_actors(&actors, neuropil_cluster::packed::stored_len(&rec.document));
     let cancelled = c.get(cancel_key(&a.id), None).await.map(|r| r.count() > 0).unwrap_or(false);
     match outcome {
         Ok(done) => {

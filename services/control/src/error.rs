@@ -47,7 +47,7 @@ impl ControlError {
 
     /// An etcd failure (for `map_err`).
     pub fn etcd(e: impl std::fmt::Display) -> ControlError {
-        ControlError::Etcd(e.to_string())
+        ControlError::Etcd(format!("{e:#}"))
     }
 }
 

@@ -422,7 +422,7 @@ pub(crate) async fn follow_progress(
                 .map(|(n, &s)| PopulationCount { population: n.clone(), spikes: s, rate_hz: 0.0 })
                 .collect();
             rec.message = p.phase.clone();
-            rec.actors = all_actors(actors, rec.document.len());
+            rec.actors = all_actors(actors, neuropil_cluster::packed::stored_len(&rec.document));
             etcd::put_json(c, &experiment_key(&a.id), &rec, None).await?;
         }
     }

@@ -669,6 +669,14 @@ fn execute(
     )
     .map_err(RunError::Exchange)?;
     transport.abort_on(handle.abort.clone());
+    // Targeted spike routing (docs/scaling.md): rank 0 records every spike, the
+    // ranks of modules and the fabric see every spike; the others get the spikes
+    // of the populations that project onto their shards.
+    let shards_of: Vec<Vec<usize>> = a.members.iter().map(|m| m.shards.iter().map(|&s| s as usize).collect()).collect();
+    let everything: Vec<bool> = (0..a.members.len())
+        .map(|r| r == 0 || placed.fabric == Some(r as u32) || placed.modules.iter().any(|m| m.rank as usize == r))
+        .collect();
+    transport.set_routes(neuropil_sim::routing::Routes::new(net, &shards_of, a.shards as usize, &everything));
     let (cosim, about) = fabric.map_or((None, None), |(f, about)| (Some(f), Some(about)));
     let tree = Tree { rt, name: &run, census: &handle.census };
     let parts = match (&state.checkpoint_dir, a.checkpoint_steps) {

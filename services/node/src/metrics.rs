@@ -20,7 +20,9 @@ pub struct NodeMetrics {
     pub bio_time: prometheus::Gauge,
     /// Wall time per biological time of the current run.
     pub rtf: prometheus::Gauge,
-    /// Spikes per population, as seen by this node (every node sees all spikes).
+    /// Spikes per population, as seen by this node: all of them on rank 0 (and
+    /// wherever every node needs every spike); with targeted routing the others
+    /// see their own and those their shards need.
     pub spikes: IntCounterVec,
     /// Synaptic events delivered by this node's shards.
     pub synaptic_events: IntCounter,
