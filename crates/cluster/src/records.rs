@@ -182,6 +182,10 @@ pub struct Assignment {
     /// co-simulated fabric runs on one member.
     #[serde(default)]
     pub placement: Placement,
+    /// Each shard's estimated peak memory (unequal with population groups); empty
+    /// in assignments of older controls (equal shares of the estimate then).
+    #[serde(default)]
+    pub shard_bytes: Vec<u64>,
 }
 
 /// The members (ranks) that run a run's cerebellar modules and its fabric, and

@@ -18,7 +18,7 @@ mod projection;
 mod stimulus;
 
 use cerebella::compile_cerebella;
-pub use memory::estimate_bytes;
+pub use memory::{estimate_bytes, shard_bytes};
 use projection::{check_delay, compile_homeostasis, compile_rule, compile_third};
 use stimulus::compile_stimulus;
 

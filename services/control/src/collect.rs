@@ -185,7 +185,7 @@ pub(crate) async fn recover(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let members = place(&nodes, a.shards, rec.estimated_bytes)?;
+    let members = place(&nodes, &shard_bytes_of(a, rec.estimated_bytes))?;
     let (placement, said) = a.placement.again(&members);
     let next = Assignment { attempt: a.attempt + 1, resume: Some(manifest), members, placement, ..a.clone() };
     rec.state = State::Running;

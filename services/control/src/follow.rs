@@ -318,7 +318,7 @@ pub(crate) async fn moves_after(
     }
     let mut c = control.etcd.clone();
     let rec = etcd::get_json::<ExperimentRecord>(&mut c, &experiment_key(&a.id)).await.ok()??;
-    let placed = place(&nodes, a.shards, rec.estimated_bytes).ok()?;
+    let placed = place(&nodes, &shard_bytes_of(a, rec.estimated_bytes)).ok()?;
     let mut now: Vec<&str> = placed.iter().map(|m| m.node.as_str()).collect();
     let mut before = members.clone();
     now.sort();

@@ -33,7 +33,7 @@ use neuropil_proto::v1::{
     StreamSpikesRequest, SubmitRequest, SubmitResponse, WatchRequest, WatchRunRequest,
 };
 use neuropil_sim::embedded::{self, RunOutput};
-use placement::{place, wanted_places};
+use placement::{place, shard_bytes_of, wanted_places};
 use results::*;
 use scheduler::*;
 use std::path::PathBuf;
@@ -127,6 +127,15 @@ impl Control {
                 nodes.len(),
                 gib(offered)
             )));
+        }
+        // Areas whole on one shard each must fit a node (the shard count as the
+        // scheduler will pick it: asked for, or one per live thread).
+        if !nodes.is_empty() {
+            let shards = if req.shards == 0 { nodes.iter().map(|n| n.threads.max(1)).sum() } else { req.shards };
+            let bytes = neuropil_spec::compile::shard_bytes(&compiled.network, shards, compiled.estimated_bytes);
+            if let Some(why) = placement::groups_too_large(&exp, &compiled.network, &bytes, &nodes) {
+                return Err(ControlError::TooLarge(why));
+            }
         }
         let id = new_id();
         let net = &compiled.network;

@@ -7,11 +7,11 @@ use crate::gib;
 use neuropil_cluster::{Member, NodeRecord, Placement};
 use std::collections::{BTreeMap, HashMap};
 
-/// Place `shards` shards (about equal in estimated memory) on `nodes`: each to
-/// the node with the least shards per thread among those with memory left for
-/// it. Nodes that get none are left out; no room anywhere is an error naming the
-/// sizes and what each node offers.
-pub(crate) fn place(nodes: &[NodeRecord], shards: u32, estimated_bytes: u64) -> Result<Vec<Member>, String> {
+/// Place shards of `shard_bytes` estimated memory each on `nodes`: each, in
+/// index order, to the node with the least shards per thread among those with
+/// memory left for it. Nodes that get none are left out; no room anywhere is an
+/// error naming the sizes and what each node offers.
+pub(crate) fn place(nodes: &[NodeRecord], shard_bytes: &[u64]) -> Result<Vec<Member>, String> {
     let mut members: Vec<Member> = nodes
         .iter()
         .map(|n| Member {
@@ -24,12 +24,13 @@ pub(crate) fn place(nodes: &[NodeRecord], shards: u32, estimated_bytes: u64) -> 
             threads: n.threads.max(1),
         })
         .collect();
-    let per_shard = estimated_bytes as f64 / shards.max(1) as f64;
-    let fits = |m: &Member, n: &NodeRecord| (m.shards.len() + 1) as f64 * per_shard <= n.memory_bytes as f64;
+    let shards = shard_bytes.len();
+    let total: u64 = shard_bytes.iter().sum();
+    let mut used = vec![0u64; members.len()];
     let load = |m: &Member| (m.shards.len() + 1) as f64 / m.threads as f64;
-    for s in 0..shards {
+    for (s, &bytes) in shard_bytes.iter().enumerate() {
         let best = (0..members.len())
-            .filter(|&i| fits(&members[i], &nodes[i]))
+            .filter(|&i| used[i] + bytes <= nodes[i].memory_bytes)
             .min_by(|&a, &b| load(&members[a]).total_cmp(&load(&members[b])).then(a.cmp(&b)));
         let Some(best) = best else {
             let offers: Vec<String> = nodes
@@ -38,17 +39,63 @@ pub(crate) fn place(nodes: &[NodeRecord], shards: u32, estimated_bytes: u64) -> 
                 .map(|(n, m)| format!("{} {:.2} GiB ({} placed)", n.id, gib(n.memory_bytes), m.shards.len()))
                 .collect();
             return Err(format!(
-                "no node has memory left for shard {s} of {shards} (about {:.2} GiB each, {:.2} GiB in all); \
+                "no node has memory left for shard {s} of {shards} (about {:.2} GiB, {:.2} GiB in all); \
                  nodes offer: {}; add nodes or memory, or scale the network down",
-                gib(per_shard as u64),
-                gib(estimated_bytes),
+                gib(bytes),
+                gib(total),
                 offers.join(", ")
             ));
         };
-        members[best].shards.push(s);
+        used[best] += bytes;
+        members[best].shards.push(s as u32);
     }
     members.retain(|m| !m.shards.is_empty());
     Ok(members)
+}
+
+/// The shards' estimated bytes an assignment carries, or equal shares of
+/// `total` (an assignment of an older control).
+pub(crate) fn shard_bytes_of(a: &neuropil_cluster::Assignment, total: u64) -> Vec<u64> {
+    if a.shard_bytes.len() == a.shards as usize {
+        a.shard_bytes.clone()
+    } else {
+        equal(total, a.shards)
+    }
+}
+
+/// `total` in `shards` equal parts.
+pub(crate) fn equal(total: u64, shards: u32) -> Vec<u64> {
+    vec![total / shards.max(1) as u64; shards.max(1) as usize]
+}
+
+/// With population groups (`run.layout = "groups"`), a shard that no live node
+/// could hold: an error naming the groups on it (an area whole on one shard).
+pub(crate) fn groups_too_large(
+    exp: &neuropil_spec::Experiment,
+    net: &neuropil_sim::Network,
+    shard_bytes: &[u64],
+    nodes: &[NodeRecord],
+) -> Option<String> {
+    net.groups.as_ref()?;
+    let largest = nodes.iter().map(|n| n.memory_bytes).max()?;
+    let (s, &bytes) = shard_bytes.iter().enumerate().find(|(_, &b)| b > largest)?;
+    let layout = neuropil_sim::connectivity::Layout::of(net, s as u32, shard_bytes.len() as u32);
+    let mut names: Vec<&str> = Vec::new();
+    for (spec, pop) in exp.populations.iter().zip(&net.populations) {
+        let g = spec.group.as_deref().unwrap_or("");
+        if !layout.local_range(pop.first_gid, pop.size).is_empty() && !names.contains(&g) {
+            names.push(g);
+        }
+    }
+    Some(format!(
+        "run.layout = \"groups\": shard {s} of {} holds group {} (about {:.2} GiB) but the largest live node offers \
+         {:.2} GiB; a group stays whole on one shard while there are no more shards than groups: ask for more \
+         shards than groups (Submit shards) so that groups spread over several, add memory, or scale the network down",
+        shard_bytes.len(),
+        names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", "),
+        gib(bytes),
+        gib(largest)
+    ))
 }
 
 /// Check the nodes a submission asks for its modules and fabric: keys name a
@@ -111,23 +158,61 @@ mod tests {
     fn shards_follow_threads_within_each_nodes_memory() {
         // Plenty of memory: by shards per thread after placing (ties to the first node).
         let nodes = [node("a", 2, 4096), node("b", 1, 4096)];
-        let m = place(&nodes, 3, 300 << 20).unwrap();
+        let m = place(&nodes, &equal(300 << 20, 3)).unwrap();
         assert_eq!(placed(&m), [("a", vec![0, 1]), ("b", vec![2])]);
         // 100 MiB per shard: a node offering 64 MiB gets none and is left out.
         let nodes = [node("small", 1, 64), node("big", 1, 4096)];
-        assert_eq!(placed(&place(&nodes, 2, 200 << 20).unwrap()), [("big", vec![0, 1])]);
+        assert_eq!(placed(&place(&nodes, &equal(200 << 20, 2)).unwrap()), [("big", vec![0, 1])]);
         // The 4-thread node would take both but has memory for one; the other takes the rest.
         let nodes = [node("a", 1, 150), node("b", 4, 150)];
-        assert_eq!(placed(&place(&nodes, 2, 200 << 20).unwrap()), [("a", vec![1]), ("b", vec![0])]);
+        assert_eq!(placed(&place(&nodes, &equal(200 << 20, 2)).unwrap()), [("a", vec![1]), ("b", vec![0])]);
     }
 
     #[test]
     fn no_room_for_a_shard_is_an_error_with_the_sizes() {
         let nodes = [node("small", 1, 100), node("big", 1, 160)];
-        let e = place(&nodes, 2, 214 << 20).unwrap_err();
+        let e = place(&nodes, &equal(214 << 20, 2)).unwrap_err();
         assert!(e.contains("shard 1 of 2"), "{e}");
         assert!(e.contains("small 0.10 GiB (0 placed)") && e.contains("big 0.16 GiB (1 placed)"), "{e}");
         assert!(e.contains("scale the network down"), "{e}");
+        // Unequal shards (an area each): the big one goes where it fits.
+        let nodes = [node("small", 1, 100), node("big", 1, 400)];
+        let m = place(&nodes, &[300 << 20, 50 << 20]).unwrap();
+        assert_eq!(placed(&m), [("small", vec![1]), ("big", vec![0])]);
+    }
+
+    /// Areas whole on one shard each: a shard larger than every node is refused
+    /// with the areas on it named; spread over more shards, or round-robin, the
+    /// same network fits.
+    #[test]
+    fn an_area_larger_than_every_node_is_refused_with_its_name() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/multi_area/ground.toml");
+        let compiled = |layout: &str| {
+            let set: Vec<String> =
+                ["scaling.neurons=0.01", "scaling.synapses=0.01", layout].iter().map(|s| s.to_string()).collect();
+            let exp = neuropil_spec::load(&path, &set).unwrap();
+            let c = neuropil_spec::compile(&exp, &neuropil_spec::Limits::default()).unwrap();
+            (exp, c)
+        };
+        let (exp, c) = compiled("run.layout=groups");
+        let two = neuropil_spec::compile::shard_bytes(&c.network, 2, c.estimated_bytes);
+        assert_eq!(two.len(), 2);
+        let biggest = *two.iter().max().unwrap();
+        let mib = (biggest >> 20) - 1;
+        let nodes = [node("a", 1, mib), node("b", 1, mib), node("c", 1, mib)];
+        let e = groups_too_large(&exp, &c.network, &two, &nodes).expect("refused");
+        assert!(e.contains("holds group \"V1\"") || e.contains("\"V1\""), "{e}");
+        assert!(e.contains("more shards than groups"), "{e}");
+        assert!(place(&nodes, &two).is_err());
+        // 8 shards: the same areas fit those nodes.
+        let eight = neuropil_spec::compile::shard_bytes(&c.network, 8, c.estimated_bytes);
+        assert!(groups_too_large(&exp, &c.network, &eight, &nodes).is_none());
+        assert!(place(&nodes, &eight).is_ok());
+        // Round-robin shards are equal parts and never name a group.
+        let (exp, c) = compiled("run.layout=round_robin");
+        let rr = neuropil_spec::compile::shard_bytes(&c.network, 2, c.estimated_bytes);
+        assert_eq!(rr[0], rr[1]);
+        assert!(groups_too_large(&exp, &c.network, &rr, &nodes).is_none());
     }
 
     fn member(id: &str) -> Member {

@@ -91,7 +91,8 @@ impl Scheduler {
             Ok(c) => c,
             Err(e) => return fail(rec, e.to_string()).await,
         };
-        let members = match place(nodes, shards, compiled.estimated_bytes) {
+        let shard_bytes = neuropil_spec::compile::shard_bytes(&compiled.network, shards, compiled.estimated_bytes);
+        let members = match place(nodes, &shard_bytes) {
             Ok(m) => m,
             Err(why) => return fail(rec, why).await,
         };
@@ -123,6 +124,7 @@ impl Scheduler {
             checkpoint_steps,
             resume: None,
             placement,
+            shard_bytes,
         };
         rec.state = State::Running;
         rec.message = String::new();

@@ -164,3 +164,33 @@ pub fn estimate_bytes(net: &Network, shards: u64, samples: f64) -> u64 {
         + document
         + PROCESS_BYTES) as u64
 }
+
+/// Each shard's part of `total` (a run's estimate, [`estimate_bytes`]) under the
+/// network's layout: equal parts round-robin; with population groups, in
+/// proportion to the neurons and the synapses onto them that each shard holds
+/// (synapses live with their targets), so that placement sees an area that is
+/// whole on one shard as the size it is.
+pub fn shard_bytes(net: &Network, shards: u32, total: u64) -> Vec<u64> {
+    let shards = shards.max(1);
+    if net.groups.is_none() {
+        return vec![total / shards as u64; shards as usize];
+    }
+    let mut onto = vec![0.0f64; net.populations.len()];
+    for p in &net.projections {
+        let (pre, post) = (net.populations[p.source].size as u64, net.populations[p.target].size as u64);
+        onto[p.target] += p.rule.expected_synapses(pre, post);
+    }
+    let weight: Vec<f64> = net.populations.iter().zip(&onto).map(|(p, &k)| k * 10.0 + p.size as f64 * 64.0).collect();
+    let per_shard: Vec<f64> = (0..shards)
+        .map(|s| {
+            let layout = neuropil_sim::connectivity::Layout::of(net, s, shards);
+            net.populations
+                .iter()
+                .zip(&weight)
+                .map(|(p, w)| w * layout.local_range(p.first_gid, p.size).len() as f64 / p.size.max(1) as f64)
+                .sum()
+        })
+        .collect();
+    let sum: f64 = per_shard.iter().sum::<f64>().max(1.0);
+    per_shard.iter().map(|w| (total as f64 * w / sum) as u64).collect()
+}
