@@ -503,8 +503,9 @@ mod tests {
     use crate::models::ModelKind;
     use crate::network::{Population, Projection};
 
-    fn net(rule: Rule, n_pre: u32, n_post: u32, same: bool, autapses: bool, multapses: bool) -> Network {
-        let pop = |name: &str, first, size| Population {
+    /// A population of `size` parrot neurons from gid `first`.
+    fn parrots(name: &str, first: Gid, size: u32) -> Population {
+        Population {
             name: name.into(),
             size,
             first_gid: first,
@@ -512,7 +513,11 @@ mod tests {
             params: vec![],
             initial: vec![],
             homeostasis: None,
-        };
+        }
+    }
+
+    fn net(rule: Rule, n_pre: u32, n_post: u32, same: bool, autapses: bool, multapses: bool) -> Network {
+        let pop = parrots;
         let mut populations = vec![pop("a", 0, n_pre)];
         if !same {
             populations.push(pop("b", n_pre, n_post));
@@ -679,17 +684,8 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &size)| {
-                let p = Population {
-                    name: format!("p{i}"),
-                    size,
-                    first_gid: first,
-                    model: ModelKind::Parrot,
-                    params: vec![],
-                    initial: vec![],
-                    homeostasis: None,
-                };
                 first += size;
-                p
+                parrots(&format!("p{i}"), first - size, size)
             })
             .collect();
         n.record_spikes = vec![true; sizes.len()];
