@@ -126,7 +126,7 @@ mod tests {
                             let mut start = all;
                             start.shards.retain(|s| s.index() as usize == rank);
                             let mut fabric = (rank == owner).then_some(f);
-                            let remote = Remote { link: &mut link, fabric_in_loop: true };
+                            let remote = Remote { link: &mut link, fabric_in_loop: true, exchange_every: 1 };
                             let on = fabric.as_mut().map(|f| f as &mut dyn SpikeFabric);
                             let (out, _) =
                                 embedded::run_part(net, start, cfg(1), Some(remote), on, &|_| {}, cancel).unwrap();

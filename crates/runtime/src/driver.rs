@@ -29,6 +29,9 @@ pub struct Plan {
     /// An emulated fabric is in the run's loop, here or on another node (with a
     /// transport, its delays then travel in a second round every epoch).
     pub fabric_in_loop: bool,
+    /// With a transport: epochs per exchange with the other nodes (the two-tier
+    /// exchange, `neuropil_sim::tiers`; 1: every epoch). The same on every node.
+    pub exchange_every: u64,
 }
 
 impl Plan {
@@ -139,7 +142,11 @@ pub fn drive(
             net,
             cp,
             cfg,
-            transport.as_mut().map(|t| Remote { link: &mut **t, fabric_in_loop: plan.fabric_in_loop }),
+            transport.as_mut().map(|t| Remote {
+                link: &mut **t,
+                fabric_in_loop: plan.fabric_in_loop,
+                exchange_every: plan.exchange_every,
+            }),
             fabric.as_mut().map(|f| f as &mut dyn SpikeFabric),
             &|p| progress(steps_before + p.steps_done, spikes_before + p.spikes, &counts_before),
             cancel,

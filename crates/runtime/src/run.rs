@@ -117,6 +117,7 @@ pub fn simulate(
         threads: p.threads,
         count_from_step: p.compiled.transient_steps,
         fabric_in_loop: fabric.is_some(),
+        exchange_every: 1,
     };
     let mut on_stretch = |s: Stretch<'_>| -> Result<()> {
         if let Some(pc) = periodic {

@@ -94,6 +94,32 @@ impl Dist {
         }
     }
 
+    /// The same distribution with no value below `floor`: bounded distributions
+    /// take it as their `min` (a redrawn normal stays a truncated normal), a
+    /// uniform starts there (or becomes the constant `floor` when it lies below
+    /// it), a constant is raised to it. `None` for a bounded distribution whose
+    /// `max` is under `floor` (nothing is left to draw).
+    pub fn at_least(&self, floor: f64) -> Option<Dist> {
+        if matches!(self, Dist::Normal { .. } | Dist::Lognormal { .. }) && self.upper() < floor {
+            return None;
+        }
+        Some(match *self {
+            Dist::Constant(v) => Dist::Constant(v.max(floor)),
+            Dist::Uniform { low, high } if low < floor => {
+                if high > floor {
+                    Dist::Uniform { low: floor, high }
+                } else {
+                    Dist::Constant(floor)
+                }
+            }
+            Dist::Uniform { low, high } => Dist::Uniform { low, high },
+            Dist::Normal { mean, std, min, max, bound } => Dist::Normal { mean, std, min: min.max(floor), max, bound },
+            Dist::Lognormal { mu, sigma, min, max, bound } => {
+                Dist::Lognormal { mu, sigma, min: min.max(floor), max, bound }
+            }
+        })
+    }
+
     /// Scale every value by `factor` (> 0), as for weight scaling.
     pub fn scaled(&self, factor: f64) -> Dist {
         match *self {
@@ -212,5 +238,20 @@ mod tests {
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
         assert!((mean - 1.133_148_5).abs() < 0.0068, "mean {mean}");
         assert!((var - 0.364_695).abs() < 0.0125, "variance {var}");
+    }
+
+    #[test]
+    fn a_floor_truncates_from_below_and_refuses_what_lies_under_it() {
+        let n = Dist::Normal { mean: 2.0, std: 1.0, min: 0.1, max: f64::INFINITY, bound: Bound::Redraw };
+        let floored = n.at_least(2.0).unwrap();
+        // Half the normal's mass is above its mean: a redraw keeps that half.
+        assert!((floored.acceptance() - 0.5).abs() < 1e-6);
+        let mut r = Stream::new(4, &[]);
+        assert!((0..10_000).all(|_| floored.sample(&mut r) >= 2.0));
+        assert_eq!(Dist::Constant(0.5).at_least(1.0), Some(Dist::Constant(1.0)));
+        assert_eq!(Dist::Constant(1.5).at_least(1.0), Some(Dist::Constant(1.5)));
+        assert_eq!(Dist::Uniform { low: 0.5, high: 3.0 }.at_least(1.0), Some(Dist::Uniform { low: 1.0, high: 3.0 }));
+        let capped = Dist::Normal { mean: 2.0, std: 1.0, min: 0.1, max: 1.5, bound: Bound::Redraw };
+        assert_eq!(capped.at_least(2.0), None);
     }
 }

@@ -468,6 +468,10 @@ pub struct Remote<'a> {
     /// epoch then has a second round in which the process that runs it sends its
     /// delays (and modules their outputs) to the others.
     pub fabric_in_loop: bool,
+    /// Epochs per exchange ([`crate::tiers::exchange_epochs`]; 1: every epoch).
+    /// Every process of the run must use the same; it is 1 whenever a fabric is
+    /// in the loop or the network has cerebellar modules, whatever is asked.
+    pub exchange_every: u64,
 }
 
 /// An emulated chip fabric in the loop (hardware co-simulation): once per epoch it
@@ -567,7 +571,14 @@ pub fn run_part(
     cancel: &AtomicBool,
 ) -> Result<(RunOutput, Checkpoint), StretchError> {
     let fabric_in_loop = remote.as_ref().is_some_and(|r| r.fabric_in_loop) || fabric.is_some();
+    let asked_every = remote.as_ref().map_or(1, |r| r.exchange_every.max(1));
+    // The two-tier exchange: other processes' spikes every `tiers` epochs.
+    let tiers = if fabric_in_loop || !net.cerebella.is_empty() { 1 } else { asked_every };
     let remote = remote.map(|r| Mutex::new(r.link));
+    // The spikes of the window since the last exchange (the first thread's), and
+    // the other processes' spikes of the window's earlier epochs, which every
+    // thread's shards take before the next epoch.
+    let early = Mutex::new(Vec::<Spike>::new());
     let fabric = fabric.map(Mutex::new);
     let shared_input = Mutex::new(Exchange::default());
     // The first failure wins; every thread stops at the epoch it names.
@@ -576,13 +587,21 @@ pub fn run_part(
     // does an epoch message carry `stop` — at the last epoch of a stretch
     // `done_epochs <= e` holds anyway, and peers must tell the two apart.
     let stop_asked = AtomicBool::new(false);
+    let Checkpoint { network_hash, mut shards, pending, spike_hash_state, modules, fabric_state } = start;
+    let first_step = shards.first().map_or(0, |s| s.step());
+    let epoch = net.epoch_steps() as u64;
+    let first_epoch = first_step / epoch;
+    let epochs = cfg.steps.div_ceil(epoch);
+    // Whether the processes exchange at the boundary after `e` epochs of this
+    // stretch (always at its end, so that a checkpoint holds no window), and the
+    // first such boundary at or after `e`: every process stops together at one.
+    let exchanges_at = |e: u64| e == epochs || (first_epoch + e).is_multiple_of(tiers);
+    let exchange_at_or_after = |e: u64| ((first_epoch + e).div_ceil(tiers) * tiers - first_epoch).min(epochs);
     let fail_with = |e: StretchError, stop_after: u64, done_epochs: &AtomicU64| {
         stop_asked.store(true, Ordering::Release);
         failure.lock().unwrap_or_else(|x| x.into_inner()).get_or_insert(e);
-        done_epochs.fetch_min(stop_after, Ordering::AcqRel);
+        done_epochs.fetch_min(exchange_at_or_after(stop_after), Ordering::AcqRel);
     };
-    let Checkpoint { network_hash, mut shards, pending, spike_hash_state, modules, fabric_state } = start;
-    let first_step = shards.first().map_or(0, |s| s.step());
     let modules = Mutex::new(modules);
     // Counters in the shards are cumulative; this stretch reports its own share.
     let events_before: u64 = shards.iter().map(|s| s.synaptic_events()).sum();
@@ -590,9 +609,6 @@ pub fn run_part(
     shards.iter().for_each(|s| phases_before.add(&s.phase_times()));
     let n_shards = shards.len().max(1);
     let threads = cfg.threads.clamp(1, n_shards);
-    let epoch = net.epoch_steps() as u64;
-    let first_epoch = first_step / epoch;
-    let epochs = cfg.steps.div_ceil(epoch);
     let steps_total = epochs * epoch;
     let build_s = 0.0;
     let final_input = Mutex::new(Exchange::default());
@@ -627,18 +643,29 @@ pub fn run_part(
                 let (remote, shared_input, fabric, fail_with) = (&remote, &shared_input, &fabric, &fail_with);
                 let modules = &modules;
                 let stop_asked = &stop_asked;
+                let (early, exchanges_at, exchange_at_or_after) = (&early, &exchanges_at, &exchange_at_or_after);
                 scope.spawn(move || {
                     let mut waited = std::time::Duration::ZERO;
                     let mut incoming = pending.clone();
                     let mut out = Exchange::default();
                     let mut leader_rec = Recorded::new(net.populations.len());
                     leader_rec.hasher = SpikeHasher::from_state(spike_hash_state);
+                    // Two-tier: the first thread's local spikes of the window so far, and
+                    // the whole window's spikes (everyone's) once exchanged, to record.
+                    let mut window = Exchange::default();
+                    let mut to_record = Exchange::default();
                     for e in 0..=epochs {
                         let merge_start = Instant::now();
                         if e > 0 {
                             let parity = ((e - 1) % 2) as usize;
                             if remote.is_none() && fabric.is_none() && net.cerebella.is_empty() {
                                 merge(outboxes, parity, &mut incoming);
+                            } else if tiers > 1 && !exchanges_at(e) {
+                                // Inside a window: this process's spikes only.
+                                merge(outboxes, parity, &mut incoming);
+                                if t == 0 {
+                                    window.spikes.extend_from_slice(&incoming.spikes);
+                                }
                             } else {
                                 // The first thread merges (and exchanges, and routes through the
                                 // fabric); the others take the result after a second barrier.
@@ -649,11 +676,15 @@ pub fn run_part(
                                 let mut sent = true;
                                 if t == 0 {
                                     merge(outboxes, parity, &mut incoming);
+                                    if tiers > 1 {
+                                        window.spikes.extend_from_slice(&incoming.spikes);
+                                    }
                                     if let Some(link) = &remote {
                                         let stop = stop_asked.load(Ordering::Acquire)
                                             && done_epochs.load(Ordering::Acquire) <= e;
                                         let mut link = link.lock().unwrap_or_else(|x| x.into_inner());
-                                        if let Err(reason) = link.send(&incoming, stop) {
+                                        let local = if tiers > 1 { &window } else { &incoming };
+                                        if let Err(reason) = link.send(local, stop) {
                                             fail(reason);
                                             sent = false;
                                         }
@@ -668,7 +699,10 @@ pub fn run_part(
                                 }
                                 if t == 0 && sent {
                                     let mut all = shared_input.lock().unwrap_or_else(|x| x.into_inner());
-                                    all.clone_from(&incoming);
+                                    match tiers {
+                                        1 => all.clone_from(&incoming),
+                                        _ => all.clear(), // the peers' spikes only, first
+                                    }
                                     if let Some(link) = &remote {
                                         let mut link = link.lock().unwrap_or_else(|x| x.into_inner());
                                         match link.receive(&mut all) {
@@ -683,6 +717,25 @@ pub fn run_part(
                                             }
                                         }
                                         all.spikes.sort_unstable();
+                                        all.values.sort_unstable_by_key(|v| (v.step, v.gid, v.kind));
+                                    }
+                                    if tiers > 1 {
+                                        // The whole window, everyone's, is recorded. The shards
+                                        // take the peers' spikes of its earlier epochs now, and
+                                        // its last epoch's spikes (everyone's) as an epoch's
+                                        // input, as in a run that exchanged every epoch.
+                                        to_record.clone_from(&window);
+                                        to_record.spikes.extend_from_slice(&all.spikes);
+                                        to_record.spikes.sort_unstable();
+                                        window.clear();
+                                        let last = first_step + (e - 1) * epoch;
+                                        let cut = all.spikes.partition_point(|s| s.step < last);
+                                        let mut early = early.lock().unwrap_or_else(|x| x.into_inner());
+                                        early.clear();
+                                        early.extend(all.spikes.drain(..cut));
+                                        all.spikes.extend_from_slice(&incoming.spikes);
+                                        all.spikes.sort_unstable();
+                                        all.values.extend_from_slice(&incoming.values);
                                         all.values.sort_unstable_by_key(|v| (v.step, v.gid, v.kind));
                                     }
                                     let all = &mut *all;
@@ -749,9 +802,16 @@ pub fn run_part(
                                 }
                                 barrier.wait();
                                 incoming.clone_from(&shared_input.lock().unwrap_or_else(|x| x.into_inner()));
+                                if tiers > 1 {
+                                    let early = early.lock().unwrap_or_else(|x| x.into_inner());
+                                    for (_, shard) in mine.iter_mut() {
+                                        shard.absorb(&early);
+                                    }
+                                }
                             }
                             if t == 0 {
-                                for sp in &incoming.spikes {
+                                let seen = if tiers > 1 { &to_record } else { &incoming };
+                                for sp in &seen.spikes {
                                     let p = net.population_of(sp.gid);
                                     leader_rec.counts[p] += 1;
                                     if sp.step >= cfg.count_from_step {
@@ -762,7 +822,10 @@ pub fn run_part(
                                         leader_rec.spikes.push(*sp);
                                     }
                                 }
-                                let n = incoming.spikes.len() as u64;
+                                let n = seen.spikes.len() as u64;
+                                if tiers > 1 {
+                                    to_record.clear();
+                                }
                                 let total = spikes_so_far.fetch_add(n, Ordering::Relaxed) + n;
                                 progress(Progress { steps_done: e * epoch, steps_total, spikes: total });
                             }
@@ -796,7 +859,7 @@ pub fn run_part(
                         }
                         if t == 0 && cancel.load(Ordering::Relaxed) {
                             stop_asked.store(true, Ordering::Release);
-                            done_epochs.fetch_min(e + 1, Ordering::AcqRel);
+                            done_epochs.fetch_min(exchange_at_or_after(e + 1), Ordering::AcqRel);
                         }
                         let wait_start = Instant::now();
                         barrier.wait();

@@ -18,6 +18,7 @@ pub mod plasticity;
 pub mod rng;
 pub mod routing;
 pub mod shard;
+pub mod tiers;
 
 pub use distribution::{Bound, Dist};
 pub use models::ModelKind;

@@ -18,6 +18,8 @@ pub struct LocalLink {
     routes: Option<Routes>,
     /// Spikes received from the peers so far.
     received: u64,
+    /// Exchanges (calls to `send`) so far.
+    exchanges: u64,
 }
 
 /// Links for `n` processes, by rank.
@@ -29,6 +31,7 @@ pub fn links(n: usize) -> Vec<LocalLink> {
             from: (0..n).map(|_| None).collect(),
             routes: None,
             received: 0,
+            exchanges: 0,
         })
         .collect();
     for a in 0..n {
@@ -56,10 +59,16 @@ impl LocalLink {
     pub fn received(&self) -> u64 {
         self.received
     }
+
+    /// Exchanges this end has taken part in (messages sent to each peer).
+    pub fn exchanges(&self) -> u64 {
+        self.exchanges
+    }
 }
 
 impl Transport for LocalLink {
     fn send(&mut self, local: &Exchange, stop: bool) -> Result<(), String> {
+        self.exchanges += 1;
         for (r, tx) in self.to.iter().enumerate() {
             if let Some(tx) = tx {
                 let mut x = Exchange::default();

@@ -38,13 +38,7 @@ impl Routes {
                 if everything.get(r).copied().unwrap_or(false) {
                     return vec![true; n_pops];
                 }
-                let mut hosts = vec![false; n_pops];
-                for &s in shards {
-                    let layout = Layout::of(net, s as u32, n_shards as u32);
-                    for (p, pop) in net.populations.iter().enumerate() {
-                        hosts[p] |= !layout.local_range(pop.first_gid, pop.size).is_empty();
-                    }
-                }
+                let hosts = hosted(net, shards, n_shards);
                 let mut need = vec![false; n_pops];
                 for pr in &net.projections {
                     let astrocyte_here = pr.third.is_some_and(|t| hosts[t.population]);
@@ -88,4 +82,16 @@ impl Routes {
         out.values.extend_from_slice(&all.values);
         out.delays.extend_from_slice(&all.delays);
     }
+}
+
+/// Per population: whether one of `shards` (of `n_shards`) holds some of its neurons.
+pub fn hosted(net: &Network, shards: &[usize], n_shards: usize) -> Vec<bool> {
+    let mut hosts = vec![false; net.populations.len()];
+    for &s in shards {
+        let layout = Layout::of(net, s as u32, n_shards as u32);
+        for (p, pop) in net.populations.iter().enumerate() {
+            hosts[p] |= !layout.local_range(pop.first_gid, pop.size).is_empty();
+        }
+    }
+    hosts
 }

@@ -400,6 +400,38 @@ impl Shard {
         self.times.poisson_ns += start.elapsed().as_nanos() as u64;
     }
 
+    /// Take spikes of earlier epochs that reach this shard late: in the two-tier
+    /// exchange ([`crate::tiers`]) other processes' spikes come every few epochs,
+    /// all of them due no earlier than the current step. They join the pending
+    /// spikes in canonical (step, gid) order, so each neuron's input adds up in the
+    /// order it would have had they come every epoch. Static synapses only (the
+    /// two-tier exchange is off with plastic ones or a fabric in the loop).
+    pub fn absorb(&mut self, spikes: &[Spike]) {
+        debug_assert!(self.plastic.is_empty() && self.core_of_local.is_empty());
+        let from = self.pending.len();
+        for sp in spikes {
+            let (next, end) = (self.row_sec[sp.gid as usize], self.row_sec[sp.gid as usize + 1]);
+            if next < end {
+                let arrival = sp.step + self.sec_delay[next as usize] as u64;
+                debug_assert!(arrival >= self.step, "spike {sp:?} due at {arrival}, before step {}", self.step);
+                self.pending.push(Pending { arrival, emitted: sp.step, next, end });
+            }
+        }
+        if from == self.pending.len() {
+            return;
+        }
+        // Sections of one source lie in `row_sec[gid]..row_sec[gid + 1]`, so `end`
+        // orders sources as their gids do. Pending was in order, and so are the new
+        // ones: a stable sort of the two runs from where they overlap is a merge.
+        let key = |p: &Pending| (p.emitted, p.end);
+        let first = key(&self.pending[from]);
+        let lo = self.pending[..from].partition_point(|p| key(p) < first);
+        self.pending[lo..].sort_by_key(key);
+        // (Sums of a few f32 weights in f64 are exact, so a wrong order seldom shows
+        // in the spikes; this check keeps the order itself.)
+        debug_assert!(self.pending.windows(2).all(|w| key(&w[0]) < key(&w[1])), "pending out of order");
+    }
+
     /// Take `input` (everything all shards sent in the previous epoch, in canonical
     /// order), then advance one epoch, appending this shard's spikes and state values
     /// to `output` in canonical order.

@@ -19,7 +19,9 @@ mod stimulus;
 
 use cerebella::compile_cerebella;
 pub use memory::{estimate_bytes, shard_bytes};
-use projection::{check_delay, compile_homeostasis, compile_rule, compile_third};
+use projection::{
+    check_delay, check_group_floor, compile_homeostasis, compile_rule, compile_third, floor_between_groups,
+};
 use stimulus::compile_stimulus;
 
 /// Largest number of neurons in one network (gids are u32; kept below 2^31).
@@ -227,6 +229,7 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
     if first_gid >= MAX_NEURONS {
         errs.add("populations", format!("{first_gid} neurons in total; a network holds fewer than {MAX_NEURONS}"));
     }
+    check_group_floor(exp, dt, &mut errs);
     let valid: Vec<bool> = populations.iter().map(|p| p.is_some()).collect();
     let resolve = |name: &str, path: String, errs: &mut Errors| -> Option<usize> {
         match by_name.get(name) {
@@ -250,6 +253,10 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
         let tgt = resolve(&pr.target, format!("{path}.target"), &mut errs);
         let weight = pr.syn.weight.compile(&format!("{path}.syn.weight"), &mut errs);
         let delay = pr.syn.delay_ms.compile(&format!("{path}.syn.delay_ms"), &mut errs);
+        let delay = match (delay, src.zip(tgt)) {
+            (Some(d), Some((s, t))) => floor_between_groups(exp, s, t, d, &path, &mut errs),
+            (d, _) => d,
+        };
         let plasticity = crate::synapse::compile(&pr.syn, &format!("{path}.syn"), &mut errs);
         if let Some(d) = &delay {
             check_delay(d, dt, &format!("{path}.syn.delay_ms"), &mut errs);

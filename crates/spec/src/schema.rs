@@ -190,11 +190,18 @@ pub struct ScalingSpec {
     /// on every population).
     #[serde(default = "default_true")]
     pub dc_compensation: bool,
+    /// A model variant: projections between populations of different `group`s
+    /// (areas) draw no delay below this, ms (normal and lognormal delays are
+    /// redrawn below it, uniform ones start at it, constants are raised to it).
+    /// Nodes that hold whole areas then exchange spikes only that often (the
+    /// two-tier exchange); the dynamics are the variant's, not the model's.
+    #[serde(default)]
+    pub min_delay_between_groups_ms: Option<f64>,
 }
 
 impl Default for ScalingSpec {
     fn default() -> Self {
-        ScalingSpec { neurons: 1.0, synapses: 1.0, dc_compensation: true }
+        ScalingSpec { neurons: 1.0, synapses: 1.0, dc_compensation: true, min_delay_between_groups_ms: None }
     }
 }
 

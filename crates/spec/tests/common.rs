@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use neuropil_sim::embedded::{self, RunConfig, RunOutput};
+use neuropil_sim::network::Exchange;
 use neuropil_spec::{Compiled, Format, Limits};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -91,17 +92,39 @@ pub fn run_split_with(
     module_on: &[usize],
     routed: bool,
 ) -> (RunOutput, Vec<u64>) {
+    let (out, received, _) = split(c, shards, processes, module_on, routed, false);
+    let received = received.iter().map(|r| r.0).collect();
+    (out, received)
+}
+
+/// [`run_split`] with targeted routing and the two-tier exchange
+/// (`neuropil_sim::tiers`), as a cluster runs it: the output, the exchanges each
+/// process took part in, and the recorder's input of the next epoch (what its
+/// checkpoint would hold).
+pub fn run_split_tiered(c: &Compiled, shards: usize, processes: usize) -> (RunOutput, Vec<u64>, Exchange) {
+    let (out, counts, pending) = split(c, shards, processes, &[], true, true);
+    (out, counts.iter().map(|c| c.1).collect(), pending)
+}
+
+fn split(
+    c: &Compiled,
+    shards: usize,
+    processes: usize,
+    module_on: &[usize],
+    routed: bool,
+    tiered: bool,
+) -> (RunOutput, Vec<(u64, u64)>, Exchange) {
     let net = &c.network;
     let links = neuropil_sim::local::links(processes);
     let shards_of: Vec<Vec<usize>> =
         (0..processes).map(|r| (0..shards).filter(|s| s % processes == r).collect()).collect();
     let everything: Vec<bool> = (0..processes).map(|r| r == 0 || module_on.contains(&r)).collect();
     let routes = neuropil_sim::routing::Routes::new(net, &shards_of, shards, &everything);
-    let parts: Vec<(RunOutput, u64)> = std::thread::scope(|scope| {
+    let parts: Vec<(RunOutput, (u64, u64), Exchange)> = std::thread::scope(|scope| {
         let handles: Vec<_> = links
             .into_iter()
             .map(|mut link| {
-                let routes = routes.clone();
+                let (routes, shards_of) = (routes.clone(), &shards_of);
                 scope.spawn(move || {
                     let rank = link.rank();
                     if routed {
@@ -116,19 +139,22 @@ pub fn run_split_with(
                         steps: c.steps,
                         count_from_step: c.transient_steps,
                     };
-                    let remote = embedded::Remote { link: &mut link, fabric_in_loop: false };
+                    let exchange_every =
+                        if tiered { neuropil_sim::tiers::exchange_epochs(net, shards_of, shards) } else { 1 };
+                    let remote = embedded::Remote { link: &mut link, fabric_in_loop: false, exchange_every };
                     let cancel = AtomicBool::new(false);
-                    let (mut out, _) =
+                    let (mut out, end) =
                         embedded::run_part(net, start, cfg, Some(remote), None, &|_| {}, &cancel).expect("runs");
                     if rank != 0 {
                         out.spikes.clear();
                     }
-                    (out, link.received())
+                    (out, (link.received(), link.exchanges()), end.pending)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("process")).collect()
     });
-    let received = parts.iter().map(|p| p.1).collect();
-    (embedded::combine_parts(parts.into_iter().map(|p| p.0).collect()), received)
+    let counts = parts.iter().map(|p| p.1).collect();
+    let pending = parts.first().map(|p| p.2.clone()).unwrap_or_default();
+    (embedded::combine_parts(parts.into_iter().map(|p| p.0).collect()), counts, pending)
 }

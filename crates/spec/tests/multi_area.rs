@@ -207,3 +207,88 @@ fn nodes_receive_only_the_spikes_their_areas_need() {
     let (_, rr_broadcast) = run_split_with(&rr, 8, 4, &[], false);
     assert_eq!(rr_targeted, rr_broadcast, "round-robin: every node needs everything");
 }
+
+/// The two-tier exchange: with a floor on inter-area delays and areas on nodes,
+/// nodes exchange once per floor (here 2 ms, 20 epochs of 0.1 ms) and the run
+/// keeps the embedded run's spikes, counts and next-epoch input (what a
+/// checkpoint holds) — also when the run does not end on a window's edge. Without
+/// the floor, or with every population on every node, nothing changes.
+#[test]
+fn nodes_holding_areas_exchange_once_per_inter_area_delay_floor() {
+    let base = [
+        "scaling.neurons=0.01",
+        "scaling.synapses=0.01",
+        "run.duration_ms=61",
+        "run.transient_ms=0",
+        "run.layout=groups",
+    ];
+    let mut set = base.to_vec();
+    set.push("scaling.min_delay_between_groups_ms=2.0");
+    // Excitatory currents every step, bit for bit (inputs from this area and from
+    // others arrive together).
+    let neurons: Vec<String> = (0..400).map(|i| i.to_string()).collect();
+    let probe = format!(
+        "recorders=[{{ kind = \"spike_recorder\" }}, {{ kind = \"multimeter\", population = \"V2-23E\", \
+         neurons = [{}], variables = [\"I_syn_ex\"], interval_ms = 0.1 }}]",
+        neurons.join(", ")
+    );
+    set.push(&probe);
+    let g = compile_example("multi_area/ground.toml", &set);
+    let net = &g.network;
+    let groups = net.groups.as_ref().expect("groups");
+    for p in &net.projections {
+        let lower = p.delay_ms.lower();
+        match groups[p.source] == groups[p.target] {
+            true => assert!(lower < 2.0, "an intra-area delay was floored: {lower}"),
+            false => assert!(lower >= 2.0, "an inter-area delay below the floor: {lower}"),
+        }
+    }
+    let shards_of: Vec<Vec<usize>> = (0..4).map(|r| (0..8).filter(|s| s % 4 == r).collect()).collect();
+    assert_eq!(neuropil_sim::tiers::cross_min_delay(net, &shards_of, 8), Some(20));
+    assert_eq!(neuropil_sim::tiers::exchange_epochs(net, &shards_of, 8), 20);
+    let cfg = neuropil_sim::embedded::RunConfig { threads: 1, shards: 1, steps: g.steps, count_from_step: 0 };
+    let (one, end) = neuropil_sim::embedded::run_from(
+        net,
+        neuropil_sim::embedded::build(net, 1, 1),
+        cfg,
+        &|_| {},
+        &std::sync::atomic::AtomicBool::new(false),
+    );
+    assert!(one.spikes.len() > 1000, "{} spikes", one.spikes.len());
+    let (tiered, exchanges, pending) = run_split_tiered(&g, 8, 4);
+    assert_eq!(tiered.spike_hash, one.spike_hash);
+    assert_eq!(tiered.spike_counts, one.spike_counts);
+    assert_eq!(tiered.spikes, one.spikes);
+    assert_eq!(tiered.samples.len(), 610 * 400);
+    assert!(tiered.samples == one.samples, "currents and potentials bit for bit");
+    assert_eq!(pending, end.pending, "the recorder's next input is the embedded run's");
+    assert_eq!(exchanges, [31; 4], "610 steps in windows of 20: 31 exchanges");
+    // The floor is a variant with dynamics of its own.
+    let plain = compile_example("multi_area/ground.toml", &base);
+    assert_ne!(run(&plain, 1, 1).spike_hash, one.spike_hash);
+    assert_eq!(neuropil_sim::tiers::exchange_epochs(&plain.network, &shards_of, 8), 1, "no floor");
+    let mut rr = set.clone();
+    rr.retain(|s| !s.starts_with("run.layout"));
+    let rr = compile_example("multi_area/ground.toml", &rr);
+    assert_eq!(neuropil_sim::tiers::exchange_epochs(&rr.network, &shards_of, 8), 1, "round-robin");
+}
+
+/// `scaling.min_delay_between_groups_ms` names its field and the fix.
+#[test]
+fn a_delay_floor_between_groups_needs_groups_and_a_delay() {
+    let err = |set: &[&str]| {
+        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        let exp = neuropil_spec::load(&root().join("examples/brunel.toml"), &set).unwrap();
+        neuropil_spec::compile(&exp, &neuropil_spec::Limits::default()).unwrap_err().to_string()
+    };
+    let e = err(&["scaling.min_delay_between_groups_ms=1.0"]);
+    assert!(e.contains("populations[0].group") && e.contains("scaling.min_delay_between_groups_ms"), "{e}");
+    let e = err(&["scaling.min_delay_between_groups_ms=0.0", "populations.E.group=a", "populations.I.group=b"]);
+    assert!(e.contains("scaling.min_delay_between_groups_ms") && e.contains(">= dt"), "{e}");
+    let ok = ["populations.E.group=a", "populations.I.group=b"];
+    let mut set = ok.to_vec();
+    set.push("scaling.min_delay_between_groups_ms=1.0");
+    set.push("projections[1].syn.delay_ms={ dist = \"normal\", mean = 0.5, std = 0.1, min = 0.1, max = 0.8 }");
+    let e = err(&set);
+    assert!(e.contains("projections[1].syn.delay_ms") && e.contains("lower the floor"), "{e}");
+}

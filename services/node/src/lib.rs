@@ -677,6 +677,12 @@ fn execute(
         .map(|r| r == 0 || placed.fabric == Some(r as u32) || placed.modules.iter().any(|m| m.rank as usize == r))
         .collect();
     transport.set_routes(neuropil_sim::routing::Routes::new(net, &shards_of, a.shards as usize, &everything));
+    // The two-tier exchange: as seldom as the delays between nodes allow.
+    let exchange_every = match exp.hardware {
+        Some(_) => 1,
+        None => neuropil_sim::tiers::exchange_epochs(net, &shards_of, a.shards as usize),
+    };
+    m.exchange_window.set(exchange_every as i64);
     let (cosim, about) = fabric.map_or((None, None), |(f, about)| (Some(f), Some(about)));
     let tree = Tree { rt, name: &run, census: &handle.census };
     let parts = match (&state.checkpoint_dir, a.checkpoint_steps) {
@@ -700,7 +706,8 @@ fn execute(
     let simulated = std::thread::scope(|scope| {
         let monitor = scope.spawn(|| report_waits(&waiting, &names, &handle.progress, &done));
         let cosim = (cosim, exp.hardware.is_some());
-        let r = simulate(tree, net, &compiled, start, threads, &mut transport, cosim, handle, m, rank == 0, parts);
+        let link = (&mut transport, exchange_every);
+        let r = simulate(tree, net, &compiled, start, threads, link, cosim, handle, m, rank == 0, parts);
         done.store(true, Ordering::Relaxed);
         monitor.thread().unpark();
         r
@@ -769,7 +776,7 @@ fn simulate(
     compiled: &neuropil_spec::Compiled,
     state: Checkpoint,
     threads: usize,
-    transport: &mut GrpcTransport,
+    (transport, exchange_every): (&mut GrpcTransport, u64),
     (fabric, fabric_in_loop): (Option<neuropil_hwemu::cosim::CoSim>, bool),
     handle: &RunHandle,
     m: &NodeMetrics,
@@ -823,6 +830,7 @@ fn simulate(
         threads,
         count_from_step: compiled.transient_steps,
         fabric_in_loop,
+        exchange_every,
     };
     let mut on_stretch = |s: Stretch<'_>| -> anyhow::Result<()> {
         let part = s.part;

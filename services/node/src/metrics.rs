@@ -30,6 +30,9 @@ pub struct NodeMetrics {
     pub exchange: ExchangeMetrics,
     /// Shards hosted now.
     pub shards: IntGauge,
+    /// Epochs per spike exchange with the peers in the current run (1: every
+    /// epoch; more: the two-tier exchange, docs/scaling.md).
+    pub exchange_window: IntGauge,
     /// Actors alive now, by kind (`run`, `population_shard`, `cerebellar_module`, `fabric`).
     pub actors: IntGaugeVec,
     /// Fraction of this node's shards built, 0..1.
@@ -64,6 +67,10 @@ impl NodeMetrics {
             synaptic_events: IntCounter::new("synaptic_events_total", "Synaptic events delivered by this node")?,
             exchange: ExchangeMetrics::new()?,
             shards: IntGauge::new("shards", "Shards hosted by this node")?,
+            exchange_window: IntGauge::new(
+                "exchange_window_epochs",
+                "Epochs per spike exchange with the peers in the current run (1: every epoch; more: two-tier)",
+            )?,
             actors: IntGaugeVec::new(Opts::new("actors", "Actors alive on this node, by kind"), &["kind"])?,
             build_progress: prometheus::Gauge::new("build_progress_ratio", "Fraction of this node's shards built")?,
             runs: IntCounterVec::new(Opts::new("runs_total", "Runs ended on this node, by outcome"), &["outcome"])?,
@@ -93,6 +100,7 @@ impl NodeMetrics {
         r.register(Box::new(m.synaptic_events.clone()))?;
         m.exchange.register(r)?;
         r.register(Box::new(m.shards.clone()))?;
+        r.register(Box::new(m.exchange_window.clone()))?;
         r.register(Box::new(m.actors.clone()))?;
         for kind in neuropil_runtime::actors::ActorKind::ALL {
             m.actors.with_label_values(&[kind.label()]).set(0);

@@ -143,6 +143,62 @@ pub(super) fn compile_third(
     })
 }
 
+/// `scaling.min_delay_between_groups_ms`: a delay floor > 0, and every population
+/// in a group (the floor applies between groups).
+pub(super) fn check_group_floor(exp: &Experiment, dt: f64, errs: &mut Errors) {
+    let Some(floor) = exp.scaling.min_delay_between_groups_ms else { return };
+    if !(floor.is_finite() && floor >= dt) {
+        errs.add("scaling.min_delay_between_groups_ms", format!("must be a delay >= dt ({dt} ms), got {floor}"));
+    }
+    for (i, p) in exp.populations.iter().enumerate() {
+        if p.group.is_none() {
+            errs.add(
+                format!("populations[{i}].group"),
+                "required with scaling.min_delay_between_groups_ms (the floor applies between groups)",
+            );
+        }
+    }
+}
+
+/// The delays of projection `path` from population `s` to `t`: with
+/// `scaling.min_delay_between_groups_ms`, none below it when the two are in
+/// different groups.
+pub(super) fn floor_between_groups(
+    exp: &Experiment,
+    s: usize,
+    t: usize,
+    d: Dist,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Dist> {
+    let Some(floor) = exp.scaling.min_delay_between_groups_ms.filter(|f| f.is_finite()) else { return Some(d) };
+    let (gs, gt) = (&exp.populations[s].group, &exp.populations[t].group);
+    if gs.is_none() || gs == gt {
+        return Some(d);
+    }
+    let Some(floored) = d.at_least(floor) else {
+        errs.add(
+            format!("{path}.syn.delay_ms"),
+            format!(
+                "at most {} ms (max), below scaling.min_delay_between_groups_ms = {floor}; raise max or lower the floor",
+                d.upper()
+            ),
+        );
+        return None;
+    };
+    if floored.acceptance() < 1e-3 {
+        errs.add(
+            format!("{path}.syn.delay_ms"),
+            format!(
+                "scaling.min_delay_between_groups_ms = {floor} leaves {:.1e} of its draws; lower the floor",
+                floored.acceptance()
+            ),
+        );
+        return None;
+    }
+    Some(floored)
+}
+
 pub(super) fn check_delay(d: &Dist, dt: f64, path: &str, errs: &mut Errors) {
     let (lo, hi) = (d.lower(), d.upper());
     if let Dist::Constant(v) = d {
