@@ -489,6 +489,33 @@ async fn the_multi_area_model_with_areas_on_nodes_has_the_embedded_spikes_and_le
     for (r, (grouped, round_robin)) in bytes[1].iter().zip(&bytes[0]).enumerate().skip(1) {
         assert!(grouped < round_robin, "node-{r}: {grouped} bytes with areas on nodes, {round_robin} round-robin");
     }
+    // The variant with inter-area delays of 2 ms or more: nodes exchange every 20
+    // epochs (the two-tier exchange), over stretches that end off a window's edge
+    // (100 + 100 + 5 ms: 50 + 50 + 3 exchanges), with the embedded run's spikes.
+    let floor = [
+        "scaling.neurons=0.01",
+        "scaling.synapses=0.01",
+        "run.duration_ms=205",
+        "run.transient_ms=0",
+        "run.layout=groups",
+        "scaling.min_delay_between_groups_ms=2.0",
+    ];
+    let embedded = embedded_summary(file, &floor, &tmp.0.join("floor"));
+    let exchanges = |n: &Proc| {
+        let text = http_get(&n.metrics, "/metrics").unwrap();
+        metric(&text, "neuropil_epoch_exchange_duration_seconds_count").unwrap_or(0.0)
+    };
+    let before: Vec<(f64, f64)> = nodes.iter().map(|n| (received(n), exchanges(n))).collect();
+    let id = submit(&mut c, file, &floor).await.unwrap();
+    let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "floor: {info:?}");
+    assert_eq!(info.spike_hash, embedded["spike_hash"].as_str().unwrap(), "two-tier: spikes differ");
+    for (r, (n, (b, x))) in nodes.iter().zip(before).enumerate() {
+        let text = http_get(&n.metrics, "/metrics").unwrap();
+        assert_eq!(metric(&text, "neuropil_exchange_window_epochs"), Some(20.0), "node-{r}");
+        assert_eq!(exchanges(n) - x, 103.0, "node-{r}: exchanges");
+        eprintln!("node-{r}: two-tier exchange, {} bytes received", received(n) - b);
+    }
 }
 
 /// A cerebellar module driving its population with a current (so the spikes depend
