@@ -231,6 +231,11 @@ struct NodeArgs {
     /// Seconds to wait for a peer's epoch message (or its connection) before failing the run.
     #[arg(long, default_value_t = 120)]
     peer_timeout_s: u64,
+    /// For tests and benchmarks only: hold every spike message from a peer until
+    /// this many µs after it was sent, emulating the one-way latency of a link
+    /// between hosts (every node of the cluster must use the same; 0: off).
+    #[arg(long, default_value_t = 0)]
+    emulate_link_latency_us: u64,
     /// The checkpoint volume shared by all nodes and the control (a ReadWriteMany
     /// volume in Kubernetes): the node writes its part of each coordinated
     /// checkpoint there and reads the others' when a run recovers from a lost node.
@@ -477,6 +482,7 @@ async fn cmd_node(a: NodeArgs) -> anyhow::Result<()> {
         memory_bytes,
         lease_ttl_s: s.lease_ttl_s.unwrap_or(10).max(2),
         peer_timeout: std::time::Duration::from_secs(a.peer_timeout_s.max(1)),
+        emulated_latency: std::time::Duration::from_micros(a.emulate_link_latency_us.min(10_000_000)),
         tls,
         cluster_token,
         checkpoint_dir: a.checkpoint_dir,

@@ -133,8 +133,9 @@ fn http2(epochs: usize) -> Result<f64> {
     })
 }
 
-/// The node's transport (gRPC bidirectional stream), one spike per message.
-fn grpc(epochs: usize, socket: bool) -> Result<f64> {
+/// The node's transport (gRPC bidirectional stream), one spike per message, with
+/// an emulated one-way link latency (zero: none).
+fn grpc(epochs: usize, socket: bool, latency: Duration) -> Result<f64> {
     let dir = std::env::temp_dir().join(format!("neuropil-floor-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
     let mut ports = Vec::new();
@@ -160,6 +161,7 @@ fn grpc(epochs: usize, socket: bool) -> Result<f64> {
         let mut tr =
             GrpcTransport::start("floor", r as u32, &peers, &ports[r], &Tls::default(), &token, timeout, metrics)
                 .map_err(|e| anyhow!(e))?;
+        tr.emulate_latency(latency);
         let mut local = Exchange::default();
         let mut into = Exchange::default();
         // One untimed epoch opens the streams.
@@ -186,12 +188,13 @@ fn grpc(epochs: usize, socket: bool) -> Result<f64> {
 pub fn run(epochs: usize) -> Result<()> {
     let epochs = epochs.max(1);
     println!("one message each way per epoch between two threads, {epochs} epochs, busy polling:");
+    let none = Duration::ZERO;
     let rows: [(&str, &dyn Fn() -> Result<f64>); 5] = [
         ("TCP loopback, bare sockets", &|| tcp(epochs)),
         ("Unix socket, bare", &|| unix(epochs)),
         ("HTTP/2 (h2) over a Unix socket", &|| http2(epochs)),
-        ("gRPC exchange (node transport), TCP", &|| grpc(epochs, false)),
-        ("gRPC exchange (node transport), Unix socket", &|| grpc(epochs, true)),
+        ("gRPC exchange (node transport), TCP", &|| grpc(epochs, false, none)),
+        ("gRPC exchange (node transport), Unix socket", &|| grpc(epochs, true, none)),
     ];
     let mut grpc_tcp = 0.0;
     for (name, f) in rows {
@@ -206,5 +209,28 @@ pub fn run(epochs: usize) -> Result<()> {
          over TCP the gRPC exchange alone costs {:.0} ms of it (before any cache misses a run adds)",
         grpc_tcp * 1e4 * 1e3
     );
+    // The emulated latency of runs across hosts (`--emulate-link-latency-us`):
+    // both sides send at once, so an epoch should take the latency plus what the
+    // exchange costs without it.
+    println!("emulated one-way link latency L (gRPC, TCP): per epoch, and above the exchange without it");
+    for us in [50u64, 100, 200, 500] {
+        let t = grpc(epochs, false, Duration::from_micros(us)).with_context(|| format!("latency {us} µs"))?;
+        let above = (t - grpc_tcp) * 1e6;
+        println!("  L = {us:>3} µs  {:>7.2} µs per epoch, {above:>7.2} µs above ({:.2} L)", t * 1e6, above / us as f64);
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No message is taken in before its emulated latency has passed (a lower
+    /// bound, whatever the machine's speed).
+    #[test]
+    fn an_emulated_latency_holds_every_message() {
+        let (epochs, latency) = (5, Duration::from_millis(4));
+        let per_epoch = grpc(epochs, false, latency).unwrap();
+        assert!(per_epoch >= latency.as_secs_f64(), "{per_epoch} s per epoch with a latency of {latency:?}");
+    }
 }

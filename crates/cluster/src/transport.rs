@@ -83,6 +83,30 @@ pub fn encode(run: &str, sender: u32, epoch: u64, x: &Exchange, stop: bool) -> E
         delay_step: x.delays.iter().map(|d| (d.step - first_step) as u32).collect(),
         delay_core: x.delays.iter().map(|d| d.core).collect(),
         delay_extra: x.delays.iter().map(|d| d.extra_steps).collect(),
+        sent_unix_ns: 0,
+    }
+}
+
+/// Now, ns since the Unix epoch (the clock the emulated latency is measured by:
+/// one clock for every network namespace of a host).
+fn unix_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Emulated link latency: hold a message until `latency` after it was sent
+/// (sleeping for most of a long wait, spinning for the rest, as the exchange's
+/// own waits do).
+fn arrive_after(sent_unix_ns: u64, latency: Duration) {
+    let due = sent_unix_ns.saturating_add(latency.as_nanos() as u64);
+    loop {
+        let now = unix_ns();
+        if now >= due {
+            return;
+        }
+        match due - now {
+            left if left > 200_000 => std::thread::sleep(Duration::from_nanos(left - 100_000)),
+            _ => std::hint::spin_loop(),
+        }
     }
 }
 
@@ -348,6 +372,8 @@ pub struct GrpcTransport {
     /// Targeted spike routing: each peer gets the spikes it needs (`None`, or
     /// routes that target nothing: one message for all).
     routes: Option<Routes>,
+    /// Emulated one-way link latency (zero: none).
+    latency: Duration,
 }
 
 impl GrpcTransport {
@@ -427,7 +453,16 @@ impl GrpcTransport {
             started: None,
             waiting: Arc::new(Waiting::new()),
             routes: None,
+            latency: Duration::ZERO,
         })
+    }
+
+    /// Emulate a one-way link latency: every message of this node is stamped
+    /// when it leaves, and every message from a peer is taken in no earlier than
+    /// `latency` after its stamp. For tests and benchmarks of runs across hosts
+    /// (our kernels have no `netem`); every node of a run must set the same.
+    pub fn emulate_latency(&mut self, latency: Duration) {
+        self.latency = latency;
     }
 
     /// Send each peer only the spikes it needs ([`Routes`]); a no-op for routes
@@ -624,6 +659,11 @@ impl Transport for GrpcTransport {
         self.started = Some(Instant::now());
         let Self { rt, run, rank, seq, sinks, streams, inbound, ended, wait, bytes_sent, names, routes, .. } = self;
         let (me, seq) = (*rank, *seq);
+        let stamp = if self.latency.is_zero() { 0 } else { unix_ns() };
+        let encode = |run: &str, me, seq, x: &Exchange, stop| EpochMessage {
+            sent_unix_ns: stamp,
+            ..encode(run, me, seq, x, stop)
+        };
         // One message for every peer, or with targeted routing each its own.
         let everyone = routes.is_none().then(|| encode(run, me, seq, local, stop));
         let mut mine = Exchange::default();
@@ -633,11 +673,11 @@ impl Transport for GrpcTransport {
             for r in (0..n).filter(|&r| r != rank) {
                 let msg = match (&everyone, routes.as_ref()) {
                     (Some(m), _) => m.clone(),
-                    (None, Some(routes)) => {
+                    (_, Some(routes)) => {
                         routes.select(r, local, &mut mine);
                         encode(run, me, seq, &mine, stop)
                     }
-                    (None, None) => encode(run, me, seq, local, stop),
+                    (None, None) => encode(run, me, seq, local, stop), // (everyone is set without routes)
                 };
                 let bytes = prost::Message::encoded_len(&msg) as u64;
                 // The stream with this peer may not be open yet.
@@ -669,8 +709,22 @@ impl Transport for GrpcTransport {
 
     fn receive(&mut self, into: &mut Exchange) -> Result<bool, String> {
         let Self {
-            rt, rank, sinks, streams, inbound, ended, seq, wait, bytes_received, metrics, names, waiting, ..
+            rt,
+            rank,
+            sinks,
+            streams,
+            inbound,
+            ended,
+            seq,
+            wait,
+            bytes_received,
+            metrics,
+            names,
+            waiting,
+            latency,
+            ..
         } = self;
+        let latency = *latency;
         let (rank, epoch) = (*rank as usize, *seq);
         let n = sinks.len();
         let wait_start = Instant::now();
@@ -707,6 +761,9 @@ impl Transport for GrpcTransport {
                     return Err(format!("{} is at epoch {} but this node is at {epoch}", names[r], m.epoch));
                 }
                 any_stop |= m.stop;
+                if !latency.is_zero() {
+                    arrive_after(m.sent_unix_ns, latency);
+                }
                 decode(&m, into)?;
             }
             Ok(any_stop)

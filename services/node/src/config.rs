@@ -32,6 +32,9 @@ pub struct NodeConfig {
     pub lease_ttl_s: i64,
     /// How long to wait for a peer's epoch message before failing the run.
     pub peer_timeout: Duration,
+    /// Emulated one-way latency of the links to the peers, for tests and
+    /// benchmarks of runs across hosts (zero: none; every node must set the same).
+    pub emulated_latency: Duration,
     /// TLS (mutual between nodes and from the control when a CA is given).
     pub tls: neuropil_cluster::tls::Tls,
     /// The cluster token (`--cluster-token-file`); None: the one kept in etcd.

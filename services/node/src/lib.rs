@@ -58,6 +58,7 @@ struct RunHandle {
 struct NodeState {
     id: String,
     peer_timeout: Duration,
+    emulated_latency: Duration,
     metrics: NodeMetrics,
     runs: Mutex<Vec<(String, Arc<RunHandle>)>>,
     exchange: ExchangePort,
@@ -194,6 +195,7 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
     let state = Arc::new(NodeState {
         id: cfg.id.clone(),
         peer_timeout: cfg.peer_timeout,
+        emulated_latency: cfg.emulated_latency,
         metrics: metrics.clone(),
         runs: Mutex::new(Vec::new()),
         exchange,
@@ -669,6 +671,7 @@ fn execute(
     )
     .map_err(RunError::Exchange)?;
     transport.abort_on(handle.abort.clone());
+    transport.emulate_latency(state.emulated_latency);
     // Targeted spike routing (docs/scaling.md): rank 0 records every spike, the
     // ranks of modules and the fabric see every spike; the others get the spikes
     // of the populations that project onto their shards.
