@@ -292,3 +292,61 @@ fn a_delay_floor_between_groups_needs_groups_and_a_delay() {
     let e = err(&set);
     assert!(e.contains("projections[1].syn.delay_ms") && e.contains("lower the floor"), "{e}");
 }
+
+/// A stop under the two-tier exchange: a node cancelled inside a window stops,
+/// with every other node, at the window's end (where the stop travels), and the
+/// run so far is the embedded run's up to there.
+#[test]
+fn a_cancel_inside_a_window_stops_every_node_at_its_end() {
+    let set = [
+        "scaling.neurons=0.01",
+        "scaling.synapses=0.01",
+        "run.duration_ms=50",
+        "run.transient_ms=0",
+        "run.layout=groups",
+        "scaling.min_delay_between_groups_ms=2.0",
+    ];
+    let g = compile_example("multi_area/ground.toml", &set);
+    let net = &g.network;
+    let (processes, shards) = (3, 6);
+    let shards_of: Vec<Vec<usize>> =
+        (0..processes).map(|r| (0..shards).filter(|s| s % processes == r).collect()).collect();
+    let every = neuropil_sim::tiers::exchange_epochs(net, &shards_of, shards);
+    assert_eq!(every, 20);
+    let outs: Vec<(u64, bool, u64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = neuropil_sim::local::links(processes)
+            .into_iter()
+            .map(|mut link| {
+                let shards_of = &shards_of;
+                scope.spawn(move || {
+                    let rank = link.rank();
+                    let start = neuropil_sim::embedded::build_some(net, &shards_of[rank], shards, 1);
+                    let cfg = neuropil_sim::embedded::RunConfig {
+                        threads: 1,
+                        shards: shards_of[rank].len(),
+                        steps: g.steps,
+                        count_from_step: 0,
+                    };
+                    // Rank 1 is cancelled from the start: inside the first window.
+                    let cancel = std::sync::atomic::AtomicBool::new(rank == 1);
+                    let remote = neuropil_sim::embedded::Remote {
+                        link: &mut link,
+                        fabric_in_loop: false,
+                        exchange_every: every,
+                    };
+                    let (out, end) =
+                        neuropil_sim::embedded::run_part(net, start, cfg, Some(remote), None, &|_| {}, &cancel)
+                            .expect("runs");
+                    (end.step(), out.stopped, out.spike_hash)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("process")).collect()
+    });
+    for (r, &(step, stopped, _)) in outs.iter().enumerate() {
+        assert_eq!((step, stopped), (20, true), "rank {r} stops at the first window's end");
+    }
+    let mut short = set.to_vec();
+    short.push("run.duration_ms=2");
+    assert_eq!(outs[0].2, run(&compile_example("multi_area/ground.toml", &short), 1, 1).spike_hash);
+}
