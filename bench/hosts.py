@@ -8,7 +8,8 @@ areas on nodes with a floor on inter-area delays: the two-tier exchange) it
 submits the experiment to a real control and etcd, and reports the slowest
 node's simulation loop, the real-time factor, the exchanges per biological
 second, the bytes each node received per biological second and whether the spike
-hash is the embedded run's (one embedded run per variant). Writes
+hash is the embedded run's (one embedded run per variant), and the largest
+node's peak memory in the run next to the control's estimate for it. Writes
 docs/img/hosts.csv.
 
     sudo python3 bench/hosts.py                                   # multi-area 1 %, 300 ms
@@ -100,6 +101,8 @@ def scrape(addr):
             out["received"] = float(l.split()[-1])
         elif name == "neuropil_epoch_exchange_duration_seconds_count":
             out["exchanges"] = float(l.split()[-1])
+        elif name in ("neuropil_run_peak_rss_bytes", "neuropil_run_estimated_bytes"):
+            out[name[len("neuropil_run_"):]] = float(l.split()[-1])
     return out
 
 
@@ -193,12 +196,15 @@ def main():
                         "exchanges_per_bio_s": max(xs) / bio_s if xs else 0.0,
                         "mb_received_per_node_per_bio_s": statistics.mean(got) / 1e6 / bio_s if got else 0.0,
                         "mb_received_max_per_bio_s": max(got) / 1e6 / bio_s if got else 0.0,
+                        "peak_rss_mib_max": max(a.get("peak_rss_bytes", 0) for a in after) / 2**20,
+                        "estimate_mib_max": max(a.get("estimated_bytes", 0) for a in after) / 2**20,
                         "same_spikes": s["spike_hash"] == embedded[v]["spike_hash"],
                     }
                     rows.append(row)
                     print(f"{n} node(s), L = {latency:>4} µs, {row['variant']:<12} simulate {row['simulate_s']:6.2f} s "
                           f"(RTF {row['rtf']:6.2f}), {row['exchanges_per_bio_s']:7.0f} exchanges/bio-s, "
                           f"{row['mb_received_per_node_per_bio_s']:6.2f} MB/bio-s per node, "
+                          f"peak {row['peak_rss_mib_max']:.0f} MiB (estimate {row['estimate_mib_max']:.0f}), "
                           f"spikes {'= embedded' if row['same_spikes'] else 'DIFFER'}", flush=True)
             finally:
                 for p in reversed(procs):

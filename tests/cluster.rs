@@ -514,6 +514,10 @@ async fn the_multi_area_model_with_areas_on_nodes_has_the_embedded_spikes_and_le
         let text = http_get(&n.metrics, "/metrics").unwrap();
         assert_eq!(metric(&text, "neuropil_exchange_window_epochs"), Some(20.0), "node-{r}");
         assert_eq!(exchanges(n) - x, 103.0, "node-{r}: exchanges");
+        // The run's own peak memory, next to the estimate it was placed by.
+        let peak = metric(&text, "neuropil_run_peak_rss_bytes").unwrap_or(0.0);
+        let estimate = metric(&text, "neuropil_run_estimated_bytes").unwrap_or(0.0);
+        assert!(peak > 0.0 && estimate > 0.0, "node-{r}: peak {peak}, estimate {estimate}");
         eprintln!("node-{r}: two-tier exchange, {} bytes received", received(n) - b);
     }
 }

@@ -5,6 +5,12 @@ pub fn peak_rss_bytes() -> Option<u64> {
     proc_kib("/proc/self/status", "VmHWM:")
 }
 
+/// Start measuring the peak resident set size afresh (Linux: `5` to
+/// /proc/self/clear_refs sets VmHWM to the current RSS); false where it cannot.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// Memory available for new allocations, bytes (MemAvailable), if known.
 pub fn available_memory_bytes() -> Option<u64> {
     proc_kib("/proc/meminfo", "MemAvailable:")

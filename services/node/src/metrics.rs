@@ -37,6 +37,11 @@ pub struct NodeMetrics {
     pub actors: IntGaugeVec,
     /// Fraction of this node's shards built, 0..1.
     pub build_progress: prometheus::Gauge,
+    /// Peak resident memory of this node process during its last run (VmHWM,
+    /// reset when the run began; runs at the same time share it), bytes.
+    pub run_peak_rss: IntGauge,
+    /// The control's memory estimate for this node's shards of its last run, bytes.
+    pub run_estimated: IntGauge,
     /// Runs ended, by outcome.
     pub runs: IntCounterVec,
     /// Cerebellar modules: mean squared task error over the last stretch, by module.
@@ -73,6 +78,14 @@ impl NodeMetrics {
             )?,
             actors: IntGaugeVec::new(Opts::new("actors", "Actors alive on this node, by kind"), &["kind"])?,
             build_progress: prometheus::Gauge::new("build_progress_ratio", "Fraction of this node's shards built")?,
+            run_peak_rss: IntGauge::new(
+                "run_peak_rss_bytes",
+                "Peak resident memory of this node process during its last run (reset when it began)",
+            )?,
+            run_estimated: IntGauge::new(
+                "run_estimated_bytes",
+                "The control's memory estimate for this node's shards of its last run",
+            )?,
             runs: IntCounterVec::new(Opts::new("runs_total", "Runs ended on this node, by outcome"), &["outcome"])?,
             module_error: prometheus::GaugeVec::new(
                 Opts::new(
@@ -106,6 +119,8 @@ impl NodeMetrics {
             m.actors.with_label_values(&[kind.label()]).set(0);
         }
         r.register(Box::new(m.build_progress.clone()))?;
+        r.register(Box::new(m.run_peak_rss.clone()))?;
+        r.register(Box::new(m.run_estimated.clone()))?;
         r.register(Box::new(m.runs.clone()))?;
         r.register(Box::new(m.module_error.clone()))?;
         r.register(Box::new(m.module_correlation.clone()))?;
