@@ -101,6 +101,8 @@ def scrape(addr):
             out["received"] = float(l.split()[-1])
         elif name == "neuropil_epoch_exchange_duration_seconds_count":
             out["exchanges"] = float(l.split()[-1])
+        elif name == "neuropil_synaptic_events_total":
+            out["events"] = float(l.split()[-1])
         elif name in ("neuropil_run_peak_rss_bytes", "neuropil_run_estimated_bytes"):
             out[name[len("neuropil_run_"):]] = float(l.split()[-1])
     return out
@@ -198,13 +200,18 @@ def main():
                         "mb_received_max_per_bio_s": max(got) / 1e6 / bio_s if got else 0.0,
                         "peak_rss_mib_max": max(a.get("peak_rss_bytes", 0) for a in after) / 2**20,
                         "estimate_mib_max": max(a.get("estimated_bytes", 0) for a in after) / 2**20,
+                        "events_max_over_mean": 0.0,
                         "same_spikes": s["spike_hash"] == embedded[v]["spike_hash"],
                     }
+                    ev = [a.get("events", 0) - b.get("events", 0) for a, b in zip(after, before)]
+                    if ev and sum(ev) > 0:
+                        row["events_max_over_mean"] = max(ev) / statistics.mean(ev)
                     rows.append(row)
                     print(f"{n} node(s), L = {latency:>4} µs, {row['variant']:<12} simulate {row['simulate_s']:6.2f} s "
                           f"(RTF {row['rtf']:6.2f}), {row['exchanges_per_bio_s']:7.0f} exchanges/bio-s, "
                           f"{row['mb_received_per_node_per_bio_s']:6.2f} MB/bio-s per node, "
                           f"peak {row['peak_rss_mib_max']:.0f} MiB (estimate {row['estimate_mib_max']:.0f}), "
+                          f"events max/mean {row['events_max_over_mean']:.2f}, "
                           f"spikes {'= embedded' if row['same_spikes'] else 'DIFFER'}", flush=True)
             finally:
                 for p in reversed(procs):
