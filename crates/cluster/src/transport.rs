@@ -708,23 +708,10 @@ impl Transport for GrpcTransport {
     }
 
     fn receive(&mut self, into: &mut Exchange) -> Result<bool, String> {
+        let latency = self.latency;
         let Self {
-            rt,
-            rank,
-            sinks,
-            streams,
-            inbound,
-            ended,
-            seq,
-            wait,
-            bytes_received,
-            metrics,
-            names,
-            waiting,
-            latency,
-            ..
+            rt, rank, sinks, streams, inbound, ended, seq, wait, bytes_received, metrics, names, waiting, ..
         } = self;
-        let latency = *latency;
         let (rank, epoch) = (*rank as usize, *seq);
         let n = sinks.len();
         let wait_start = Instant::now();

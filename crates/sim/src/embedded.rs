@@ -470,7 +470,7 @@ pub struct Remote<'a> {
     pub fabric_in_loop: bool,
     /// Epochs per exchange ([`crate::tiers::exchange_epochs`]; 1: every epoch).
     /// Every process of the run must use the same; it is 1 whenever a fabric is
-    /// in the loop or the network has cerebellar modules, whatever is asked.
+    /// in the loop or [`crate::tiers::allowed`] says no, whatever is asked.
     pub exchange_every: u64,
 }
 
@@ -573,7 +573,7 @@ pub fn run_part(
     let fabric_in_loop = remote.as_ref().is_some_and(|r| r.fabric_in_loop) || fabric.is_some();
     let asked_every = remote.as_ref().map_or(1, |r| r.exchange_every.max(1));
     // The two-tier exchange: other processes' spikes every `tiers` epochs.
-    let tiers = if fabric_in_loop || !net.cerebella.is_empty() { 1 } else { asked_every };
+    let tiers = if fabric_in_loop || !crate::tiers::allowed(net) { 1 } else { asked_every };
     let remote = remote.map(|r| Mutex::new(r.link));
     // The spikes of the window since the last exchange (the first thread's), and
     // the other processes' spikes of the window's earlier epochs, which every
@@ -724,10 +724,10 @@ pub fn run_part(
                                         // take the peers' spikes of its earlier epochs now, and
                                         // its last epoch's spikes (everyone's) as an epoch's
                                         // input, as in a run that exchanged every epoch.
-                                        to_record.clone_from(&window);
+                                        // (No state values: `tiers::allowed` rules out what sends them.)
+                                        std::mem::swap(&mut to_record, &mut window);
                                         to_record.spikes.extend_from_slice(&all.spikes);
                                         to_record.spikes.sort_unstable();
-                                        window.clear();
                                         let last = first_step + (e - 1) * epoch;
                                         let cut = all.spikes.partition_point(|s| s.step < last);
                                         let mut early = early.lock().unwrap_or_else(|x| x.into_inner());
@@ -735,8 +735,6 @@ pub fn run_part(
                                         early.extend(all.spikes.drain(..cut));
                                         all.spikes.extend_from_slice(&incoming.spikes);
                                         all.spikes.sort_unstable();
-                                        all.values.extend_from_slice(&incoming.values);
-                                        all.values.sort_unstable_by_key(|v| (v.step, v.gid, v.kind));
                                     }
                                     let all = &mut *all;
                                     if fabric_in_loop {

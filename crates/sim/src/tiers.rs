@@ -24,15 +24,21 @@ use crate::routing::hosted;
 /// seen at window ends, and the window's spikes wait in memory.
 pub const MAX_WINDOW_STEPS: u64 = 200;
 
+/// Whether `net` may exchange less often than every epoch: no cerebellar
+/// modules, no plastic synapses, no astrocytes (a fabric in the loop is the
+/// runtime's to rule out).
+pub fn allowed(net: &Network) -> bool {
+    net.cerebella.is_empty() && net.projections.iter().all(|p| p.plasticity.is_none() && p.third.is_none())
+}
+
 /// Epochs per exchange for `net` split into `n_shards` shards, process `r`
 /// holding the shards `shards_of[r]` (1: every epoch).
 pub fn exchange_epochs(net: &Network, shards_of: &[Vec<usize>], n_shards: usize) -> u64 {
-    let steps = cross_min_delay(net, shards_of, n_shards);
-    let one_tier =
-        !net.cerebella.is_empty() || net.projections.iter().any(|p| p.plasticity.is_some() || p.third.is_some());
+    if !allowed(net) || shards_of.len() < 2 {
+        return 1;
+    }
     let epoch = net.epoch_steps() as u64;
-    match steps {
-        _ if one_tier || shards_of.len() < 2 => 1,
+    match cross_min_delay(net, shards_of, n_shards) {
         Some(d) => (d.min(MAX_WINDOW_STEPS) / epoch).max(1),
         None => (MAX_WINDOW_STEPS / epoch).max(1),
     }

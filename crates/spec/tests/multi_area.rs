@@ -164,19 +164,21 @@ fn areas_on_shards_of_their_own_give_the_same_spikes() {
     assert_eq!(run_split(&g, 8, 3, &[]).spike_hash, one.spike_hash, "8 shards on 3 nodes");
 }
 
+/// The error compiling brunel.toml with `set` gives.
+fn brunel_error(set: &[&str]) -> String {
+    let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+    let exp = neuropil_spec::load(&root().join("examples/brunel.toml"), &set).unwrap();
+    neuropil_spec::compile(&exp, &neuropil_spec::Limits::default()).unwrap_err().to_string()
+}
+
 /// `run.layout` names its field and the fix.
 #[test]
 fn a_grouped_layout_needs_groups() {
-    let err = |set: &[&str]| {
-        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
-        let exp = neuropil_spec::load(&root().join("examples/brunel.toml"), &set).unwrap();
-        neuropil_spec::compile(&exp, &neuropil_spec::Limits::default()).unwrap_err().to_string()
-    };
-    let e = err(&["run.layout=groups"]);
+    let e = brunel_error(&["run.layout=groups"]);
     assert!(e.contains("populations[0].group") && e.contains("required with run.layout"), "{e}");
-    let e = err(&["run.layout=areas"]);
+    let e = brunel_error(&["run.layout=areas"]);
     assert!(e.contains("run.layout") && e.contains("round_robin or groups"), "{e}");
-    let e = err(&["run.layout=groups", "populations.E.group=\"\"", "populations.I.group=x"]);
+    let e = brunel_error(&["run.layout=groups", "populations.E.group=\"\"", "populations.I.group=x"]);
     assert!(e.contains("populations[0].group") && e.contains("1 to 128"), "{e}");
 }
 
@@ -276,20 +278,16 @@ fn nodes_holding_areas_exchange_once_per_inter_area_delay_floor() {
 /// `scaling.min_delay_between_groups_ms` names its field and the fix.
 #[test]
 fn a_delay_floor_between_groups_needs_groups_and_a_delay() {
-    let err = |set: &[&str]| {
-        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
-        let exp = neuropil_spec::load(&root().join("examples/brunel.toml"), &set).unwrap();
-        neuropil_spec::compile(&exp, &neuropil_spec::Limits::default()).unwrap_err().to_string()
-    };
-    let e = err(&["scaling.min_delay_between_groups_ms=1.0"]);
+    let e = brunel_error(&["scaling.min_delay_between_groups_ms=1.0"]);
     assert!(e.contains("populations[0].group") && e.contains("scaling.min_delay_between_groups_ms"), "{e}");
-    let e = err(&["scaling.min_delay_between_groups_ms=0.0", "populations.E.group=a", "populations.I.group=b"]);
+    let e =
+        brunel_error(&["scaling.min_delay_between_groups_ms=0.0", "populations.E.group=a", "populations.I.group=b"]);
     assert!(e.contains("scaling.min_delay_between_groups_ms") && e.contains(">= dt"), "{e}");
     let ok = ["populations.E.group=a", "populations.I.group=b"];
     let mut set = ok.to_vec();
     set.push("scaling.min_delay_between_groups_ms=1.0");
     set.push("projections[1].syn.delay_ms={ dist = \"normal\", mean = 0.5, std = 0.1, min = 0.1, max = 0.8 }");
-    let e = err(&set);
+    let e = brunel_error(&set);
     assert!(e.contains("projections[1].syn.delay_ms") && e.contains("lower the floor"), "{e}");
 }
 

@@ -539,7 +539,8 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
     // The run's actors live on the node's runtime; the run's thread runs the epochs.
     let rt = tokio::runtime::Handle::current();
     let spawned = std::thread::Builder::new().name(format!("run-{run}")).spawn(move || {
-        let outcome = execute(&state, &rt, &a, rank, &handle).map_err(|e| e.to_string());
+        let outcome = with_peak_memory(&state.metrics, &a, rank, || execute(&state, &rt, &a, rank, &handle));
+        let outcome = outcome.map_err(|e| e.to_string());
         state.metrics.shards.set(0);
         let label = match &outcome {
             Ok((_, true)) => "succeeded",
@@ -561,31 +562,24 @@ fn start_run(state: &Arc<NodeState>, a: Assignment) {
     }
 }
 
-/// [`execute_here`], with the run's peak memory and its estimate in the metrics
-/// (`neuropil_run_peak_rss_bytes`, `neuropil_run_estimated_bytes`).
-fn execute(
-    state: &NodeState,
-    rt: &tokio::runtime::Handle,
-    a: &Assignment,
-    rank: usize,
-    handle: &RunHandle,
-) -> Result<(Vec<u8>, bool), RunError> {
-    // This run's peak memory, against the estimate it was placed by.
+/// Run `f` (this node's part of `a`) with its peak memory measured afresh and
+/// shown next to the estimate it was placed by (`neuropil_run_peak_rss_bytes`,
+/// `neuropil_run_estimated_bytes`).
+fn with_peak_memory<T>(m: &NodeMetrics, a: &Assignment, rank: usize, f: impl FnOnce() -> T) -> T {
     neuropil_runtime::system::reset_peak_rss();
     let shards = a.members.get(rank).map_or(&[][..], |me| &me.shards[..]);
     let estimate: u64 = shards.iter().filter_map(|&s| a.shard_bytes.get(s as usize)).sum();
-    state.metrics.run_estimated.set(estimate.min(i64::MAX as u64) as i64);
-    let peak = &state.metrics.run_peak_rss;
-    peak.set(0);
-    let result = execute_here(state, rt, a, rank, handle);
+    m.run_estimated.set(estimate.min(i64::MAX as u64) as i64);
+    m.run_peak_rss.set(0);
+    let result = f();
     let rss = neuropil_runtime::system::peak_rss_bytes().unwrap_or(0);
-    peak.set(rss.min(i64::MAX as u64) as i64);
+    m.run_peak_rss.set(rss.min(i64::MAX as u64) as i64);
     result
 }
 
 /// Build and simulate this node's shards of `a`; the encoded [`RunOutput`], and
 /// whether the run went to its end.
-fn execute_here(
+fn execute(
     state: &NodeState,
     rt: &tokio::runtime::Handle,
     a: &Assignment,
