@@ -653,12 +653,18 @@ async fn a_module_and_a_fabric_placed_on_different_nodes_give_the_embedded_run_i
     let doc = std::fs::read_to_string(root().join("examples/astrocyte_brunel.toml")).unwrap();
     std::fs::write(&file, format!("{doc}\n{MODULE}\n[hardware]\npreset = \"loihi\"\n")).unwrap();
     let file = file.to_str().unwrap();
+    // The astrocytes in a group of their own: of 3 shards the neurons take 0 and 1,
+    // the astrocytes shard 2 (an `astrocyte_shard` actor on node-2).
     let set = [
         "populations.E.size=800",
         "populations.I.size=200",
         "populations.A.size=1000",
         "run.duration_ms=120",
         "run.transient_ms=20",
+        "run.layout=groups",
+        "populations.E.group=neurons",
+        "populations.I.group=neurons",
+        "populations.A.group=astrocytes",
     ];
     let embedded = embedded_summary(file, &set, &tmp.0);
     assert!(embedded["hardware"]["fabric"]["delayed"].as_u64().unwrap() > 0, "{}", embedded["hardware"]);
@@ -705,22 +711,24 @@ async fn a_module_and_a_fabric_placed_on_different_nodes_give_the_embedded_run_i
         let summary: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
         assert_eq!(summary["hardware"], embedded["hardware"], "{how}: hardware section");
-        let placed =
-            |kind: &str| -> Vec<String> { actors(&info).into_iter().filter(|a| a.0 == kind).map(|a| a.2).collect() };
+        let placed = |kind: &str| -> Vec<String> {
+            let mut on: Vec<String> = actors(&info).into_iter().filter(|a| a.0 == kind).map(|a| a.2).collect();
+            on.sort();
+            on
+        };
         assert_eq!(placed("cerebellar_module"), [module_on], "{how}: {:?}", actors(&info));
         assert_eq!(placed("fabric"), [fabric_on], "{how}: {:?}", actors(&info));
-        assert_eq!(placed("population_shard").len(), 3, "{how}: {:?}", actors(&info));
+        assert_eq!(placed("population_shard"), ["node-0", "node-1"], "{how}: {:?}", actors(&info));
+        assert_eq!(placed("astrocyte_shard"), ["node-2"], "{how}: {:?}", actors(&info));
         // `neuropil status ID --json` shows the same actors.
         let out = Command::new(BIN).args(["status", &info.id, "--json", "--control", &control.grpc]).output().unwrap();
         let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let modules: Vec<&str> = status["actors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| a["kind"] == "cerebellar_module")
-            .map(|a| a["node"].as_str().unwrap())
-            .collect();
-        assert_eq!(modules, [module_on], "{how}: {status}");
+        let on = |kind: &str| -> Vec<&str> {
+            let all = status["actors"].as_array().unwrap().iter();
+            all.filter(|a| a["kind"] == kind).map(|a| a["node"].as_str().unwrap()).collect()
+        };
+        assert_eq!(on("cerebellar_module"), [module_on], "{how}: {status}");
+        assert_eq!(on("astrocyte_shard"), ["node-2"], "{how}: {status}");
     }
     // Only the module's last node reports its task metrics.
     let has_module_metric = |i: usize| {

@@ -892,27 +892,51 @@ fn bench_exchange_measures_every_layer() {
     assert!(out.contains("gRPC exchange (node transport), Unix socket"), "{out}");
 }
 
-/// Supervision, embedded: a failing shard or cerebellar module (a failpoint; test
-/// builds only) ends `neuropil run` with exit code 1 and the actor, shard or module
+/// Supervision, embedded: a failing shard (of neurons, or of astrocytes only) or
+/// cerebellar module (a failpoint; test builds only) ends `neuropil run` with exit code 1 and the actor, shard or module
 /// and epoch named, not with an abort or a hang.
 #[test]
 fn a_failing_shard_or_module_ends_the_embedded_run_naming_it() {
     let dir = scratch("failpoints");
-    let cases = [
+    // Astrocytes in a group of their own: on 3 shards the neurons take shards 0
+    // and 1, the astrocytes shard 2, an actor of its own kind.
+    let astrocytes_apart: &[&str] = &[
+        "run.layout=groups",
+        "populations.E.group=neurons",
+        "populations.I.group=neurons",
+        "populations.A.group=astrocytes",
+        "populations.E.size=800",
+        "populations.I.size=200",
+        "populations.A.size=1000",
+    ];
+    let cases: [(&str, &[&str], &str, &str); 3] = [
         (
             "examples/brunel.toml",
+            &[],
             "shard:1@20",
             "population_shard actor shard-1 failed: shard 1 failed at epoch 20: failpoint shard:1@20",
         ),
         (
+            "examples/astrocyte_brunel.toml",
+            astrocytes_apart,
+            "shard:2@20",
+            "astrocyte_shard actor shard-2 failed: shard 2 failed at epoch 20: failpoint shard:2@20",
+        ),
+        (
             "examples/cerebellar_dni.toml",
+            &[],
             "module:0@30",
             "cerebellar_module actor module-0 failed: cerebellar module 0 failed at epoch 30: failpoint module:0@30",
         ),
     ];
-    for (file, failpoint, want) in cases {
-        let mut child = bin()
-            .args(["run", "-q", "--threads", "2", "--shards", "3", "--set", "run.duration_ms=200", "--out"])
+    for (file, set, failpoint, want) in cases {
+        let mut cmd = bin();
+        cmd.args(["run", "-q", "--threads", "2", "--shards", "3", "--set", "run.duration_ms=200"]);
+        for s in set {
+            cmd.args(["--set", s]);
+        }
+        let mut child = cmd
+            .arg("--out")
             .arg(dir.join("out"))
             .arg(root().join(file))
             .env("NEUROPIL_FAILPOINTS", failpoint)

@@ -494,7 +494,7 @@ pub struct ExperimentRecord {
 /// An actor of a run, as its node last reported it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ActorRecord {
-    /// `run`, `population_shard`, `cerebellar_module` or `fabric`.
+    /// `run`, `population_shard`, `astrocyte_shard`, `cerebellar_module` or `fabric`.
     pub kind: String,
     /// Its name in the node's run (`shard-3`).
     pub name: String,

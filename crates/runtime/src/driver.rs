@@ -75,7 +75,7 @@ pub enum DriveError {
     /// An actor of the run failed; its supervisor failed the run.
     #[error("{kind} actor {actor} failed: {message}")]
     Actor {
-        /// Its kind (`population_shard`, `cerebellar_module`, `fabric`, `run`).
+        /// Its kind (`population_shard`, `astrocyte_shard`, `cerebellar_module`, `fabric`, `run`).
         kind: &'static str,
         /// Its name in the run (`shard-3`).
         actor: String,
@@ -94,6 +94,8 @@ pub struct Tree<'a> {
     pub name: &'a str,
     /// Where the actors are counted.
     pub census: &'a Census,
+    /// The run actor's supervisor (a node's node actor), or none (`neuropil run`).
+    pub supervisor: Option<ractor::ActorCell>,
 }
 
 /// Run `plan.total_steps` from `state`. Stops early when `cancel` is set: alone at
@@ -126,7 +128,12 @@ pub fn drive(
         jobs,
         finished,
     };
-    let spawned = tree.rt.block_on(ractor::Actor::spawn(None, RunActor, args));
+    let spawned = tree.rt.block_on(async {
+        match tree.supervisor.clone() {
+            Some(sup) => ractor::Actor::spawn_linked(None, RunActor, args, sup).await,
+            None => ractor::Actor::spawn(None, RunActor, args).await,
+        }
+    });
     let (_run, run_done) = spawned.map_err(|e| DriveError::Actor {
         kind: "run",
         actor: tree.name.to_string(),

@@ -130,7 +130,7 @@ pub fn simulate(
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("actors").enable_time().build()?;
     let name = if p.experiment.name.is_empty() { "experiment" } else { p.experiment.name.as_str() };
     let census = crate::actors::Census::default();
-    let tree = Tree { rt: rt.handle(), name, census: &census };
+    let tree = Tree { rt: rt.handle(), name, census: &census, supervisor: None };
     let (mut out, state, fabric) = drive(
         tree,
         net,

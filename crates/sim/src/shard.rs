@@ -880,4 +880,11 @@ impl Shard {
     pub fn n_neurons(&self) -> usize {
         self.n_local
     }
+
+    /// Whether every population with members on this shard is an astrocyte
+    /// population (and it has some): a shard of astrocytes, an actor of its own kind.
+    pub fn holds_only_astrocytes(&self) -> bool {
+        let mut here = self.groups.iter().filter(|g| !g.local.is_empty()).peekable();
+        here.peek().is_some() && here.all(|g| matches!(g.group, Group::AstrocyteLr1994(_)))
+    }
 }

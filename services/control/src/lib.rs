@@ -2,6 +2,7 @@
 //! etcd; one replica, elected through etcd, schedules pending experiments onto the
 //! live nodes, follows their runs, and writes the results into its data directory.
 
+mod actors;
 mod api;
 mod collect;
 pub mod config;
@@ -229,62 +230,18 @@ pub async fn serve(cfg: ControlConfig, shutdown: impl std::future::Future<Output
     let server = tokio::spawn(server);
     println!("neuropil control {}: grpc={addr} metrics={metrics_addr}", cfg.id);
 
-    let leader = tokio::spawn(lead(control.clone(), cfg.lease_ttl_s));
-    tokio::select! {
+    // Campaign for leadership for as long as this replica serves; while leader,
+    // schedule and follow the runs (actors.rs).
+    let (leader, mut leader_done) = ractor::Actor::spawn(None, actors::LeaderActor, (control.clone(), cfg.lease_ttl_s))
+        .await
+        .context("cannot start the leader actor")?;
+    let outcome = tokio::select! {
         r = server => Err(anyhow::anyhow!("gRPC server stopped: {r:?}")),
-        r = leader => Err(anyhow::anyhow!("leader election stopped: {r:?}")),
+        r = &mut leader_done => Err(anyhow::anyhow!("leader election stopped: {r:?}")),
         _ = shutdown => Ok(()),
-    }
-}
-
-/// Campaign for leadership forever; while leader, schedule.
-async fn lead(control: Arc<Control>, ttl_s: i64) -> Result<()> {
-    let id = control.id.as_str();
-    // A standby's campaign returns when etcd's request timeout (10 s) passes; that
-    // is waiting, not an error: said once, then only at debug level.
-    let mut standing_by = false;
-    loop {
-        let mut c = control.etcd.clone();
-        let (lease, mut lost) = match etcd::lease(&mut c, ttl_s).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(control = id, error = %format!("{e:#}"), "cannot take an etcd lease; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let campaign = tokio::select! {
-            r = c.campaign(LEADER_ELECTION, control.id.clone(), lease) => r,
-            _ = lost.changed() => continue,
-        };
-        if let Err(e) = campaign {
-            if standing_by {
-                tracing::debug!(control = id, error = %e, "still standing by; campaigning again");
-            } else {
-                tracing::info!(control = id, error = %e, "standing by: another replica leads (or etcd is slow to answer)");
-                standing_by = true;
-            }
-            let _ = c.lease_revoke(lease).await;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        standing_by = false;
-        tracing::info!(control = id, "elected leader");
-        control.metrics.leader.set(1);
-        let mut scheduler = Scheduler { control: control.clone(), collectors: Vec::new() };
-        tokio::select! {
-            r = scheduler.run() => match r {
-                Ok(()) => tracing::warn!(control = id, "scheduler stopped"),
-                Err(e) => tracing::warn!(control = id, error = %format!("{e:#}"), "scheduler stopped (etcd away?); campaigning again"),
-            },
-            _ = lost.changed() => tracing::warn!(control = id, "lost the leader lease"),
-        }
-        // Leave the election: a lease kept alive after the scheduler stopped would
-        // hold the leader key, and no replica (this one included) would lead again.
-        let _ = c.lease_revoke(lease).await;
-        for (_, h) in scheduler.collectors.drain(..) {
-            h.abort();
-        }
-        control.metrics.leader.set(0);
-    }
+    };
+    // Leave the election (the leader actor revokes its lease as it stops).
+    leader.stop(None);
+    let _ = tokio::time::timeout(Duration::from_secs(2), leader_done).await;
+    outcome
 }

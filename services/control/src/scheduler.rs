@@ -1,17 +1,22 @@
-//! The leader's scheduler: pending experiments, FIFO, onto the live nodes.
+//! The leader's scheduler: pending experiments, FIFO, onto the live nodes. The
+//! state of the scheduler actor (actors.rs), one tick at a time.
 
 use super::*;
+use actors::{spawn_collector, CollectorMsg};
+use ractor::{ActorCell, ActorRef};
 
 pub(crate) struct Scheduler {
     pub(crate) control: Arc<Control>,
-    pub(crate) collectors: Vec<(String, tokio::task::JoinHandle<()>)>,
+    /// The runs followed, each by its collector actor (a child of the scheduler's).
+    pub(crate) collectors: Vec<(String, ActorRef<CollectorMsg>)>,
 }
 
 impl Scheduler {
-    pub(crate) async fn run(&mut self) -> Result<()> {
+    /// Look at the experiments and the nodes once: adopt runs nobody follows,
+    /// settle cancels of queued experiments, start the next one.
+    pub(crate) async fn tick(&mut self, me: &ActorCell) -> Result<()> {
         let mut c = self.control.etcd.clone();
-        loop {
-            self.collectors.retain(|(_, h)| !h.is_finished());
+        {
             let mut records: Vec<ExperimentRecord> = etcd::list_json(&mut c, &format!("{PREFIX}experiments/")).await?;
             records.sort_by(|a, b| (a.submitted_unix_ms, &a.id).cmp(&(b.submitted_unix_ms, &b.id)));
             let nodes = self.control.nodes().await?;
@@ -26,7 +31,7 @@ impl Scheduler {
             for r in records.iter().filter(|r| matches!(r.state, State::Running | State::Recovering)) {
                 if !self.collectors.iter().any(|(id, _)| id == &r.id) {
                     if let Some(a) = etcd::get_json::<Assignment>(&mut c, &run_key(&r.id)).await? {
-                        let h = tokio::spawn(collect(self.control.clone(), a));
+                        let h = spawn_collector(me, self.control.clone(), a).await?;
                         self.collectors.push((r.id.clone(), h));
                     } else {
                         let mut r = r.clone();
@@ -56,16 +61,21 @@ impl Scheduler {
                         etcd::put_json(&mut c, &experiment_key(&r.id), &r, None).await?;
                     }
                 } else {
-                    self.start(next.clone(), &nodes).await?;
+                    self.start(next.clone(), &nodes, me).await?;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        Ok(())
     }
 
     /// Assign shards to nodes (balanced by threads, within each node's memory) and
     /// publish the assignment the nodes watch.
-    pub(crate) async fn start(&mut self, mut rec: ExperimentRecord, nodes: &[NodeRecord]) -> Result<()> {
+    pub(crate) async fn start(
+        &mut self,
+        mut rec: ExperimentRecord,
+        nodes: &[NodeRecord],
+        me: &ActorCell,
+    ) -> Result<()> {
         let mut c = self.control.etcd.clone();
         let etcd = self.control.etcd.clone();
         let fail = |mut rec: ExperimentRecord, why: String| {
@@ -136,7 +146,7 @@ impl Scheduler {
         }
         etcd::put_json(&mut c, &experiment_key(&rec.id), &rec, None).await?;
         etcd::put_json(&mut c, &run_key(&rec.id), &a, None).await?;
-        let h = tokio::spawn(collect(self.control.clone(), a));
+        let h = spawn_collector(me, self.control.clone(), a).await?;
         self.collectors.push((rec.id.clone(), h));
         Ok(())
     }

@@ -3,10 +3,12 @@
 //! exchanging every epoch's spikes with its peers directly over gRPC, and reports
 //! progress, live spikes and its results to whoever watches the run.
 
+mod actor;
 pub mod config;
 pub mod error;
 pub mod metrics;
 
+use actor::{NodeActor, NodeArgs, NodeMsg, RunHandle, Starter, Work};
 use anyhow::{Context as _, Result};
 pub use config::NodeConfig;
 pub use error::{NodeError, RunError};
@@ -14,7 +16,7 @@ use etcd_client::{EventType, WatchOptions};
 use metrics::NodeMetrics;
 use neuropil_cluster::auth::ClusterToken;
 use neuropil_cluster::transport::{ExchangePort, GrpcTransport, Peer};
-use neuropil_cluster::{etcd, experiment_of_run, Assignment, Manifest, Member, NodeRecord, PREFIX};
+use neuropil_cluster::{etcd, Assignment, Manifest, Member, NodeRecord, PREFIX};
 use neuropil_proto::v1::node_service_server::{NodeService, NodeServiceServer};
 use neuropil_proto::v1::{run_event, CheckpointPart, NodeProgress, RunEvent, SpikeBatch, WatchRunRequest};
 use neuropil_runtime::actors::Census;
@@ -22,6 +24,7 @@ use neuropil_runtime::driver::{drive, Plan, Stretch, Tree};
 use neuropil_sim::cerebellum::runtime::ModuleRun;
 use neuropil_sim::embedded::{self, Checkpoint, RunOutput, Transport};
 use neuropil_sim::Network;
+use ractor::{Actor, ActorCell, ActorRef};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,33 +37,14 @@ use tonic::{Request, Response, Status};
 /// network are far below; this bounds what a misbehaving peer can make it buffer).
 const MAX_NODE_MESSAGE_BYTES: usize = 64 << 20;
 
-/// Runs whose results are kept for late subscribers.
-const KEEP_FINISHED_RUNS: usize = 8;
-
 /// Biological time per stretch between live-spike batches, ms.
 const STRETCH_MS: f64 = 100.0;
-
-/// A run on this node, as its watchers see it.
-struct RunHandle {
-    progress: watch::Sender<NodeProgress>,
-    /// The run's actors (the progress events carry them).
-    census: Census,
-    spikes: broadcast::Sender<SpikeBatch>,
-    result: watch::Sender<Option<Result<Arc<Vec<u8>>, String>>>,
-    cancel: Arc<AtomicBool>,
-    /// Set when the control stops this attempt (a recovery): waits for peers end.
-    abort: Arc<AtomicBool>,
-    /// A checkpoint asked for at this step (u64::MAX: none).
-    checkpoint_at: Arc<AtomicU64>,
-    finished: AtomicBool,
-}
 
 struct NodeState {
     id: String,
     peer_timeout: Duration,
     emulated_latency: Duration,
     metrics: NodeMetrics,
-    runs: Mutex<Vec<(String, Arc<RunHandle>)>>,
     exchange: ExchangePort,
     host: String,
     tls: neuropil_cluster::tls::Tls,
@@ -69,23 +53,13 @@ struct NodeState {
     checkpoint_dir: Option<PathBuf>,
 }
 
-impl NodeState {
-    /// Whether a run is going on here.
-    fn busy(&self) -> bool {
-        self.runs.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|(_, h)| !h.finished.load(Ordering::Relaxed))
-    }
-
-    fn run(&self, id: &str) -> Option<Arc<RunHandle>> {
-        self.runs.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(r, _)| r == id).map(|(_, h)| h.clone())
-    }
-}
-
-/// Poll `f` every 20 ms until it returns something or `within` has passed.
-async fn wait_for<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+/// The handle of run `id` on this node, waiting up to `within` for it to start
+/// (a watcher may come before the assignment).
+async fn find_run(node: &ActorRef<NodeMsg>, id: &str, within: Duration) -> Option<Arc<RunHandle>> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        if let Some(v) = f() {
-            return Some(v);
+        if let Ok(Some(h)) = ractor::call!(node, NodeMsg::Find, id.to_string()) {
+            return Some(h);
         }
         if tokio::time::Instant::now() >= deadline {
             return None;
@@ -95,7 +69,10 @@ async fn wait_for<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Opti
 }
 
 #[derive(Clone)]
-struct NodeSvc(Arc<NodeState>);
+struct NodeSvc {
+    id: String,
+    node: ActorRef<NodeMsg>,
+}
 
 #[tonic::async_trait]
 impl NodeService for NodeSvc {
@@ -106,11 +83,10 @@ impl NodeService for NodeSvc {
         if run.is_empty() || run.len() > 128 {
             return Err(NodeError::InvalidArgument("run: give the experiment id (1 to 128 characters)".into()).into());
         }
-        let state = self.0.clone();
-        let Some(handle) = wait_for(Duration::from_secs(30), || state.run(&run)).await else {
+        let Some(handle) = find_run(&self.node, &run, Duration::from_secs(30)).await else {
             return Err(NodeError::NotFound(format!("run {run:?} is not on this node")).into());
         };
-        let node = state.id.clone();
+        let node = self.id.clone();
         let with_actors = move |mut p: NodeProgress, census: &Census| {
             p.actors = census
                 .snapshot()
@@ -197,14 +173,21 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
         peer_timeout: cfg.peer_timeout,
         emulated_latency: cfg.emulated_latency,
         metrics: metrics.clone(),
-        runs: Mutex::new(Vec::new()),
         exchange,
         host: host.clone(),
         tls: cfg.tls.clone(),
         token: token.clone(),
         checkpoint_dir: cfg.checkpoint_dir.clone(),
     });
-    let svc = NodeServiceServer::new(NodeSvc(state.clone()))
+    // The root of the node's supervision tree (actor.rs).
+    let gauge = metrics.actors.clone();
+    let census: Arc<dyn Fn() -> Census + Send + Sync> = Arc::new(move || {
+        let gauge = gauge.clone();
+        Census::observed(Arc::new(move |kind, delta| gauge.with_label_values(&[kind.label()]).add(delta)))
+    });
+    let args = NodeArgs { id: cfg.id.clone(), census, start: starter(state.clone()) };
+    let (node, node_done) = Actor::spawn(None, NodeActor, args).await.context("cannot start the node actor")?;
+    let svc = NodeServiceServer::new(NodeSvc { id: cfg.id.clone(), node: node.clone() })
         .max_decoding_message_size(MAX_NODE_MESSAGE_BYTES)
         .max_encoding_message_size(usize::MAX);
     let svc = tonic::service::interceptor::InterceptedService::new(svc, move |req| token.check(req));
@@ -252,7 +235,7 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
             cfg.id
         );
     }
-    let lease = Arc::new(std::sync::atomic::AtomicI64::new(first_lease));
+    let _ = node.cast(NodeMsg::Lease(first_lease));
     println!(
         "neuropil node {}: grpc={addr} metrics={metrics_addr} exchange={exchange_addr} advertise={advertise}",
         cfg.id
@@ -262,7 +245,7 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
     // may go away for a while (a rescheduled pod): the run goes on, and once it is
     // back the node watches again and catches up with what was put meanwhile.
     let watcher = {
-        let (state, mut client) = (state.clone(), client.clone());
+        let (id, node, mut client) = (cfg.id.clone(), node.clone(), client.clone());
         async move {
             let mut watches = Some(first_watches);
             loop {
@@ -270,8 +253,8 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
                     Some(w) => w,
                     None => match watch_all(&mut client).await {
                         Ok(w) => {
-                            catch_up(&mut client, &state).await;
-                            tracing::info!(node = %state.id, "watching etcd again");
+                            catch_up(&mut client, &node).await;
+                            tracing::info!(node = %id, "watching etcd again");
                             w
                         }
                         Err(_) => {
@@ -290,11 +273,11 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
                     let Ok(Some(resp)) = msg else { break };
                     for ev in resp.events() {
                         if let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) {
-                            apply(&state, kv.key(), kv.value());
+                            let _ = node.cast(NodeMsg::Put { key: kv.key().to_vec(), value: kv.value().to_vec() });
                         }
                     }
                 }
-                tracing::warn!(node = %state.id, "etcd watch ended (etcd away?); the run goes on, watching again");
+                tracing::warn!(node = %id, "etcd watch ended (etcd away?); the run goes on, watching again");
             }
             #[allow(unreachable_code)]
             "the etcd watcher stopped"
@@ -304,10 +287,10 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
     // away): register again under a new one instead of dying, so that a run in
     // progress goes on; give up only when etcd stays unreachable.
     let registration = {
-        let (mut client, record, lease, ttl) = (client.clone(), record.clone(), lease.clone(), cfg.lease_ttl_s);
+        let (mut client, record, node, ttl) = (client.clone(), record.clone(), node.clone(), cfg.lease_ttl_s);
         let key = neuropil_cluster::node_key(&cfg.id);
         async move {
-            let mut lost = first_lost;
+            let (mut lost, mut old) = (first_lost, first_lease);
             loop {
                 if lost.changed().await.is_err() {
                     return "lease keeper stopped".to_string();
@@ -317,7 +300,6 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
                 loop {
                     // The old lease may still be alive (a keep-alive stream broke, not
                     // the lease): the record on it is ours to take over.
-                    let old = lease.load(Ordering::Relaxed);
                     let attempt = async {
                         let (id, rx) = etcd::lease(&mut client, ttl).await?;
                         if !etcd::claim_json(&mut client, &key, &record, id, etcd::Replacing::Lease(old)).await? {
@@ -329,8 +311,8 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
                     match attempt.await {
                         Ok(Ok((id, rx))) => {
                             let _ = client.lease_revoke(old).await;
-                            lease.store(id, Ordering::Relaxed);
-                            lost = rx;
+                            let _ = node.cast(NodeMsg::Lease(id));
+                            (old, lost) = (id, rx);
                             break;
                         }
                         // Someone registered under this id while the lease was out.
@@ -366,20 +348,25 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
     // here yet) is not idle: the work this node has is what etcd assigns it, not
     // only what runs here now, and it is quiet only once both stay empty for a
     // while (the control may be writing the next attempt as the record changes).
+    let work = || async { ractor::call!(node, NodeMsg::Work).ok() };
+    let busy = work().await.is_some_and(|w| w.busy);
     if outcome.is_ok()
         && state.checkpoint_dir.is_some()
-        && (state.busy() || work_in_cluster(&mut client, &state).await.is_some())
+        && (busy || work_in_cluster(&mut client, &cfg.id, work().await.as_ref()).await.is_some())
     {
         tracing::info!(node = %cfg.id, "draining: the run in progress moves to the other nodes at a checkpoint");
         let draining = NodeRecord { draining: true, ..record.clone() };
-        if let Err(e) = etcd::put_json(&mut client, &key, &draining, Some(lease.load(Ordering::Relaxed))).await {
+        let lease = work().await.map_or(first_lease, |w| w.lease);
+        if let Err(e) = etcd::put_json(&mut client, &key, &draining, Some(lease)).await {
             tracing::warn!(node = %cfg.id, error = %format!("{e:#}"), "drain: cannot mark the record; leaving now");
         } else {
             let mut c = client.clone();
             let idle = async {
                 let mut quiet_since = None;
                 loop {
-                    let here = state.busy() || work_in_cluster(&mut c, &state).await == Some(true);
+                    let w = work().await;
+                    let here = w.as_ref().is_some_and(|w| w.busy)
+                        || work_in_cluster(&mut c, &cfg.id, w.as_ref()).await == Some(true);
                     let now = tokio::time::Instant::now();
                     match (here, quiet_since) {
                         (true, _) => quiet_since = None,
@@ -400,7 +387,10 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
             }
         }
     }
-    let _ = client.lease_revoke(lease.load(Ordering::Relaxed)).await;
+    let lease = work().await.map_or(first_lease, |w| w.lease);
+    let _ = client.lease_revoke(lease).await;
+    node.stop(None);
+    let _ = node_done.await;
     outcome
 }
 
@@ -414,14 +404,14 @@ const DRAIN_QUIET: Duration = Duration::from_secs(1);
 /// Runs in the cluster as etcd has them: `None` when there are none (or etcd
 /// cannot say), `Some(true)` when an attempt names this node and has not ended
 /// here, `Some(false)` when every one running is elsewhere or ended here.
-async fn work_in_cluster(client: &mut etcd_client::Client, state: &NodeState) -> Option<bool> {
+async fn work_in_cluster(client: &mut etcd_client::Client, me: &str, here: Option<&Work>) -> Option<bool> {
     let got = client.get(format!("{PREFIX}runs/"), Some(etcd_client::GetOptions::new().with_prefix())).await.ok()?;
     let mut any = false;
     for kv in got.kvs() {
         any = true;
         let Ok(a) = serde_json::from_slice::<Assignment>(kv.value()) else { continue };
-        let ended_here = state.run(&a.run_id()).is_some_and(|h| h.finished.load(Ordering::Relaxed));
-        if a.members.iter().any(|m| m.node == state.id) && !ended_here {
+        let ended_here = here.is_some_and(|w| w.ended.contains(&a.run_id()));
+        if a.members.iter().any(|m| m.node == me) && !ended_here {
             return Some(true);
         }
     }
@@ -445,121 +435,50 @@ async fn watch_all(client: &mut etcd_client::Client) -> Result<[etcd_client::Wat
 }
 
 /// Act on every watched key as it is now (after the watches were down).
-async fn catch_up(client: &mut etcd_client::Client, state: &Arc<NodeState>) {
+async fn catch_up(client: &mut etcd_client::Client, node: &ActorRef<NodeMsg>) {
     for w in WATCHED {
         let got = client.get(format!("{PREFIX}{w}"), Some(etcd_client::GetOptions::new().with_prefix())).await;
         for kv in got.iter().flat_map(|r| r.kvs()) {
-            apply(state, kv.key(), kv.value());
+            let _ = node.cast(NodeMsg::Put { key: kv.key().to_vec(), value: kv.value().to_vec() });
         }
     }
 }
 
-/// What a key under runs/, checkpoint-at/ or cancel/ tells this node to do.
-fn apply(state: &Arc<NodeState>, key: &[u8], value: &[u8]) {
-    let key = String::from_utf8_lossy(key);
-    let Some(rest) = key.strip_prefix(PREFIX) else { return };
-    if rest.starts_with("runs/") {
-        match serde_json::from_slice::<Assignment>(value) {
-            Ok(a) if start_late(state, &a) => {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(START_LATE).await;
-                    start_run(&state, a);
-                });
-            }
-            Ok(a) => start_run(state, a),
-            Err(e) => tracing::warn!(node = %state.id, error = %e, "ignoring an undecodable assignment"),
-        }
-    } else if let Some(run) = rest.strip_prefix("checkpoint-at/") {
-        let step = String::from_utf8_lossy(value).parse::<u64>();
-        if let (Some(h), Ok(step)) = (state.run(run), step) {
-            h.checkpoint_at.store(step, Ordering::Relaxed);
-        }
-    } else if let Some(id) = rest.strip_prefix("cancel/") {
-        // `cancel/<experiment>` stops each of its attempts; `cancel/<run>@stop`
-        // (a recovery) that attempt only.
-        let runs = state.runs.lock().unwrap_or_else(|e| e.into_inner());
-        let only = id.strip_suffix(neuropil_cluster::STOP_SUFFIX);
-        for (run, h) in runs.iter() {
-            let hit = match only {
-                Some(one) => run == one,
-                None => experiment_of_run(run) == id,
-            };
-            if hit {
-                h.cancel.store(true, Ordering::Relaxed);
-                if only.is_some() {
-                    h.abort.store(true, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-}
-
-/// How late a `start` failpoint makes a node start its share of an attempt.
-const START_LATE: Duration = Duration::from_secs(3);
-
-/// Whether a `start` failpoint is set for this node's rank in `a` (tests only).
-fn start_late(state: &NodeState, a: &Assignment) -> bool {
-    use neuropil_sim::failpoint::{armed, Site};
-    let rank = a.members.iter().position(|m| m.node == state.id);
-    rank.is_some_and(|r| armed(Site::Start, r as u32, a.attempt as u64)) && state.run(&a.run_id()).is_none()
-}
-
-/// Start this node's share of `a`, if it has one and is not running it already.
-fn start_run(state: &Arc<NodeState>, a: Assignment) {
-    let Some(rank) = a.members.iter().position(|m| m.node == state.id) else { return };
-    let run = a.run_id();
-    if state.run(&run).is_some() {
-        return;
-    }
-    let gauge = state.metrics.actors.clone();
-    let handle = Arc::new(RunHandle {
-        progress: watch::channel(NodeProgress { phase: "building".into(), ..Default::default() }).0,
-        census: Census::observed(Arc::new(move |kind, delta| gauge.with_label_values(&[kind.label()]).add(delta))),
-        spikes: broadcast::channel(256).0,
-        result: watch::channel(None).0,
-        cancel: Arc::new(AtomicBool::new(false)),
-        abort: Arc::new(AtomicBool::new(false)),
-        checkpoint_at: Arc::new(AtomicU64::new(u64::MAX)),
-        finished: AtomicBool::new(false),
-    });
-    {
-        let mut runs = state.runs.lock().unwrap_or_else(|e| e.into_inner());
-        runs.push((run.clone(), handle.clone()));
-        // Forget the oldest finished runs.
-        while runs.len() > KEEP_FINISHED_RUNS {
-            match runs.iter().position(|(_, h)| h.finished.load(Ordering::Relaxed)) {
-                Some(i) => drop(runs.remove(i)),
-                None => break,
-            }
-        }
-    }
-    let node = state.id.clone();
-    let state = state.clone();
-    // The run's actors live on the node's runtime; the run's thread runs the epochs.
+/// How the node actor starts a run: this node's share on a thread of its own (the
+/// epoch loop blocks it), the run actor linked to the node actor, `Ended` when over.
+fn starter(state: Arc<NodeState>) -> Starter {
     let rt = tokio::runtime::Handle::current();
-    let spawned = std::thread::Builder::new().name(format!("run-{run}")).spawn(move || {
-        let outcome = with_peak_memory(&state.metrics, &a, rank, || execute(&state, &rt, &a, rank, &handle));
-        let outcome = outcome.map_err(|e| e.to_string());
-        state.metrics.shards.set(0);
-        let label = match &outcome {
-            Ok((_, true)) => "succeeded",
-            // Cancelled, or stopped with the peers when one of them failed.
-            Ok((_, false)) => "stopped",
-            Err(_) => "failed",
-        };
-        let outcome = outcome.map(|(bytes, _)| bytes);
-        state.metrics.runs.with_label_values(&[label]).inc();
-        match &outcome {
-            Err(e) => tracing::error!(node = %state.id, run = %run, rank, error = %e, "run failed"),
-            Ok(_) => tracing::info!(node = %state.id, run = %run, rank, outcome = label, "run ended"),
+    Arc::new(move |a: Assignment, rank: usize, handle: Arc<RunHandle>, node: ActorRef<NodeMsg>| {
+        let (state, rt) = (state.clone(), rt.clone());
+        let run = a.run_id();
+        let (told, ended, id, me) = (handle.clone(), node.clone(), run.clone(), state.id.clone());
+        let spawned = std::thread::Builder::new().name(format!("run-{run}")).spawn(move || {
+            let supervisor = node.get_cell();
+            let outcome =
+                with_peak_memory(&state.metrics, &a, rank, || execute(&state, &rt, supervisor, &a, rank, &handle));
+            let outcome = outcome.map_err(|e| e.to_string());
+            state.metrics.shards.set(0);
+            let label = match &outcome {
+                Ok((_, true)) => "succeeded",
+                // Cancelled, or stopped with the peers when one of them failed.
+                Ok((_, false)) => "stopped",
+                Err(_) => "failed",
+            };
+            let outcome = outcome.map(|(bytes, _)| bytes);
+            state.metrics.runs.with_label_values(&[label]).inc();
+            match &outcome {
+                Err(e) => tracing::error!(node = %state.id, run = %run, rank, error = %e, "run failed"),
+                Ok(_) => tracing::info!(node = %state.id, run = %run, rank, outcome = label, "run ended"),
+            }
+            handle.result.send_replace(Some(outcome.map(Arc::new)));
+            let _ = node.cast(NodeMsg::Ended(run));
+        });
+        if let Err(e) = spawned {
+            tracing::error!(node = %me, error = %e, "cannot start a thread for a run");
+            told.result.send_replace(Some(Err(format!("cannot start a thread for the run: {e}"))));
+            let _ = ended.cast(NodeMsg::Ended(id));
         }
-        handle.result.send_replace(Some(outcome.map(Arc::new)));
-        handle.finished.store(true, Ordering::Relaxed);
-    });
-    if let Err(e) = spawned {
-        tracing::error!(node = %node, error = %e, "cannot start a thread for a run");
-    }
+    })
 }
 
 /// Run `f` (this node's part of `a`) with its peak memory measured afresh and
@@ -582,6 +501,7 @@ fn with_peak_memory<T>(m: &NodeMetrics, a: &Assignment, rank: usize, f: impl FnO
 fn execute(
     state: &NodeState,
     rt: &tokio::runtime::Handle,
+    supervisor: ActorCell,
     a: &Assignment,
     rank: usize,
     handle: &RunHandle,
@@ -703,7 +623,7 @@ fn execute(
     };
     m.exchange_window.set(exchange_every as i64);
     let (cosim, about) = fabric.map_or((None, None), |(f, about)| (Some(f), Some(about)));
-    let tree = Tree { rt, name: &run, census: &handle.census };
+    let tree = Tree { rt, name: &run, census: &handle.census, supervisor: Some(supervisor) };
     let parts = match (&state.checkpoint_dir, a.checkpoint_steps) {
         (Some(dir), every) => Some(Parts {
             asked: handle.checkpoint_at.clone(),

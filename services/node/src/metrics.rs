@@ -33,7 +33,7 @@ pub struct NodeMetrics {
     /// Epochs per spike exchange with the peers in the current run (1: every
     /// epoch; more: the two-tier exchange, docs/scaling.md).
     pub exchange_window: IntGauge,
-    /// Actors alive now, by kind (`run`, `population_shard`, `cerebellar_module`, `fabric`).
+    /// Actors alive now, by kind (`run`, `population_shard`, `astrocyte_shard`, `cerebellar_module`, `fabric`).
     pub actors: IntGaugeVec,
     /// Fraction of this node's shards built, 0..1.
     pub build_progress: prometheus::Gauge,

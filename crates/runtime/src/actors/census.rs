@@ -8,9 +8,13 @@ use std::sync::{Arc, Mutex};
 pub enum ActorKind {
     /// An experiment's run on this process (supervises the others).
     Run,
-    /// A shard of the neuron populations (astrocyte populations included: the
-    /// kernel partitions every population, astrocytes too, over the same shards).
+    /// A shard of the neuron populations (with the astrocytes that share it, when
+    /// the layout mixes them: round-robin spreads every population over every shard).
     PopulationShard,
+    /// A shard that holds astrocytes only (a grouped layout with the astrocyte
+    /// populations in a group of their own): its currents reach the neurons as
+    /// state values, like any other shard's.
+    AstrocyteShard,
     /// A cerebellar module.
     CerebellarModule,
     /// A co-simulated chip fabric.
@@ -19,14 +23,20 @@ pub enum ActorKind {
 
 impl ActorKind {
     /// Every kind, in the order metrics list them.
-    pub const ALL: [ActorKind; 4] =
-        [ActorKind::Run, ActorKind::PopulationShard, ActorKind::CerebellarModule, ActorKind::Fabric];
+    pub const ALL: [ActorKind; 5] = [
+        ActorKind::Run,
+        ActorKind::PopulationShard,
+        ActorKind::AstrocyteShard,
+        ActorKind::CerebellarModule,
+        ActorKind::Fabric,
+    ];
 
     /// The label used in metrics and JSON.
     pub fn label(self) -> &'static str {
         match self {
             ActorKind::Run => "run",
             ActorKind::PopulationShard => "population_shard",
+            ActorKind::AstrocyteShard => "astrocyte_shard",
             ActorKind::CerebellarModule => "cerebellar_module",
             ActorKind::Fabric => "fabric",
         }

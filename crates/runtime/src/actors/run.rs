@@ -174,7 +174,9 @@ impl RunState {
         };
         for shard in shards {
             let index = shard.index();
-            let r = s.spawn_child(&me, ActorKind::PopulationShard, format!("shard-{index}"), shard).await?;
+            let kind =
+                if shard.holds_only_astrocytes() { ActorKind::AstrocyteShard } else { ActorKind::PopulationShard };
+            let r = s.spawn_child(&me, kind, format!("shard-{index}"), shard).await?;
             s.shards.push((index, r));
         }
         // Only the modules placed on this process (all of them in `neuropil run`).
