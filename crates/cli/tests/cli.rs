@@ -112,6 +112,17 @@ fn run_writes_summary_columns_and_plot() {
     assert!(!state.1.is_empty());
     assert!(state.1.iter().all(|r| r.get_string(3).is_ok_and(|v| v == "V_m")), "V_m only");
     assert_eq!(&std::fs::read(out.join("raster.png")).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    // The raster shows each spike: the first population's colour (tab10 blue) in
+    // the raster's panel (left of the histograms, above the activity), at least
+    // one pixel per spike (63 spikes 10+ ms apart in 1 s over ~900 px: distinct).
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(out.join("raster.png")).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut px = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut px).unwrap();
+    assert_eq!((info.width, info.height, info.color_type), (1400, 900, png::ColorType::Rgb));
+    let blue = |x: usize, y: usize| px[(y * 1400 + x) * 3..][..3] == [31, 119, 180];
+    let spikes_drawn = (40..580).flat_map(|y| (100..1020).map(move |x| (x, y))).filter(|&(x, y)| blue(x, y)).count();
+    assert!(spikes_drawn >= 63, "{spikes_drawn} spike pixels for 63 spikes");
     // `plot` re-renders from the files alone.
     let png = dir.join("again.png");
     let o = bin().arg("plot").arg(&out).arg("--out").arg(&png).output().unwrap();

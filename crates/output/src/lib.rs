@@ -4,6 +4,7 @@
 
 pub mod chart;
 pub mod columnar;
+mod draw;
 pub mod plot;
 pub mod staging;
 pub mod summary;

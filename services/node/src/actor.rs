@@ -64,7 +64,7 @@ pub(crate) enum NodeMsg {
     /// catching up after etcd was away).
     Put { key: Vec<u8>, value: Vec<u8> },
     /// Start this node's share of an assignment now (after a `start` failpoint).
-    Start(Assignment),
+    Start(Box<Assignment>),
     /// The node is registered under this lease now.
     Lease(i64),
     /// The handle of a run on this node, if it is here.
@@ -129,7 +129,7 @@ impl Actor for NodeActor {
     async fn handle(&self, me: ActorRef<NodeMsg>, msg: NodeMsg, s: &mut NodeState) -> Result<(), ActorProcessingErr> {
         match msg {
             NodeMsg::Put { key, value } => s.put(&me, &key, &value),
-            NodeMsg::Start(a) => s.start(&me, a),
+            NodeMsg::Start(a) => s.start(&me, *a),
             NodeMsg::Lease(id) => s.lease = id,
             NodeMsg::Find(run, reply) => {
                 let _ = reply.send(s.run(&run).map(|r| r.handle.clone()));
@@ -187,7 +187,7 @@ impl NodeState {
                     let me = me.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(START_LATE).await;
-                        let _ = me.cast(NodeMsg::Start(a));
+                        let _ = me.cast(NodeMsg::Start(Box::new(a)));
                     });
                 }
                 Ok(a) => self.start(me, a),
@@ -306,7 +306,8 @@ mod tests {
     /// knows what is still to do.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_node_actor_runs_what_is_assigned_to_it_and_outlives_a_failing_run_actor() {
-        let started: Arc<Mutex<Vec<(String, usize, Arc<RunHandle>)>>> = Arc::default();
+        type Started = Vec<(String, usize, Arc<RunHandle>)>;
+        let started: Arc<Mutex<Started>> = Arc::default();
         let (log, children) = (started.clone(), Arc::new(Mutex::new(Vec::new())));
         let kids = children.clone();
         let start: Starter = Arc::new(move |a: Assignment, rank, h, node: ActorRef<NodeMsg>| {
