@@ -1166,6 +1166,60 @@ async fn a_killed_node_costs_the_run_nothing_it_resumes_from_the_last_checkpoint
     promtool_check(&text);
 }
 
+/// Issues 15 and 17: a co-simulated run survives the loss of the node that runs
+/// its fabric (kill -9 after the first coordinated checkpoint). The fabric's link
+/// state is in that node's checkpoint part; the control places the fabric on a
+/// node left, which reads every part and continues the links where they were:
+/// the spikes and the hardware section are the embedded co-simulation's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cosimulation_survives_losing_the_node_that_runs_its_fabric() {
+    let tmp = TempDir::new("cosim-recovery");
+    let volume = tmp.0.join("checkpoints");
+    let vol = volume.to_str().unwrap();
+    let file = tmp.0.join("microcircuit_loihi.toml");
+    let doc = std::fs::read_to_string(root().join(MICROCIRCUIT)).unwrap();
+    std::fs::write(&file, format!("{doc}\n[hardware]\npreset = \"loihi\"\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let etcd = start_etcd();
+    let control = start_control(
+        &etcd,
+        "control-0",
+        &tmp.0.join("data"),
+        &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol],
+    );
+    let mut nodes: Vec<Option<Proc>> = (0..3)
+        .map(|i| Some(start_node(&etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol, "--peer-timeout-s", "20"])))
+        .collect();
+    wait_live_nodes(&control, 3).await;
+    let set = [SCALE[0], SCALE[1], "run.duration_ms=1200", "run.transient_ms=0"];
+    let embedded = embedded_summary(file, &set, &tmp.0.join("hw"));
+    assert!(embedded["hardware"]["fabric"]["delayed"].as_u64().unwrap() > 0, "{}", embedded["hardware"]);
+    let mut c = client(&control.grpc).await;
+    let id = submit(&mut c, file, &set).await.unwrap();
+    let at = wait_checkpointed(&mut c, &id).await;
+    // The fabric runs on the last rank by default.
+    let victim = at.nodes.last().unwrap().clone();
+    assert_eq!(at.nodes.len(), 3, "{at:?}");
+    let i: usize = victim.trim_start_matches("node-").parse().unwrap();
+    nodes[i].take().unwrap().kill();
+    let info = wait_done(&mut c, &id, Duration::from_secs(300)).await;
+    assert_eq!(info.state, ExperimentState::Succeeded as i32, "{info:?}");
+    assert_eq!(info.recoveries, 1, "the kill landed after the run had ended? {info:?}");
+    assert_eq!(
+        info.spike_hash,
+        embedded["spike_hash"].as_str().unwrap(),
+        "spikes differ from the embedded co-simulation"
+    );
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(&info.output_dir).join("summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["hardware"], embedded["hardware"], "hardware section");
+    let fabrics: Vec<String> = actors(&info).into_iter().filter(|a| a.0 == "fabric").map(|a| a.2).collect();
+    assert_eq!(fabrics.len(), 1, "{:?}", actors(&info));
+    assert_ne!(fabrics[0], victim, "the fabric moved off the lost node: {:?}", actors(&info));
+}
+
 /// Issue 17: a node that stops answering (SIGSTOP, as a hung kernel or a host
 /// cut off would look) keeps its connections open, so nothing breaks; its etcd
 /// lease lapses, and that is what makes it lost — within the lease's time to live,

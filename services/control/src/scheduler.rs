@@ -114,14 +114,9 @@ impl Scheduler {
         let net = &compiled.network;
         let names: Vec<String> = net.cerebella.iter().map(|c| c.name.clone()).collect();
         let (placement, said) = neuropil_cluster::Placement::new(&members, &names, cosim, rec.placement.clone());
-        // Coordinated checkpoints, unless off or a co-simulation (whose fabric
-        // state a resumed node cannot rebuild yet).
-        let checkpoint_steps = if cosim {
-            rec.log("no checkpoints: a co-simulated run is not checkpointed in the cluster yet");
-            0
-        } else {
-            (self.control.checkpoint_interval_ms / net.dt_ms).round() as u64
-        };
+        // Coordinated checkpoints (co-simulations too: the fabric's link state is in
+        // the part of the node that runs it).
+        let checkpoint_steps = (self.control.checkpoint_interval_ms / net.dt_ms).round() as u64;
         let a = Assignment {
             id: rec.id.clone(),
             document: rec.document.clone(),

@@ -116,8 +116,9 @@ impl Parts<'_> {
 
 /// Restore this node's shards `mine` of the checkpoint `manifest` from its parts
 /// on the volume `dir`, with the state every node holds alike (from rank 0's part),
-/// the cerebellar modules (from the parts of the nodes that ran them: a node that
-/// runs one now reads every part), and this node's share of the output before it:
+/// the cerebellar modules and the fabric's link state (from the parts of the nodes
+/// that ran them: a node that runs one now, `singles_here`, reads every part), and
+/// this node's share of the output before it:
 /// for the recording node (rank 0) the spikes, every part's samples and module
 /// samples; for the others the counts.
 pub(crate) fn restore(
@@ -127,7 +128,7 @@ pub(crate) fn restore(
     mine: &[usize],
     threads: usize,
     recorder: bool,
-    modules_here: bool,
+    singles_here: bool,
 ) -> Result<(Checkpoint, RunOutput), String> {
     let at = manifest.step as f64 * net.dt_ms;
     let mut parts = manifest.parts.clone();
@@ -135,9 +136,10 @@ pub(crate) fn restore(
     let (mut base, mut prefix, mut shards, mut samples) = (None, RunOutput::default(), Vec::new(), Vec::new());
     let mut modules: Vec<Option<ModuleRun>> = vec![None; net.cerebella.len()];
     let mut module_samples = Vec::new();
+    let mut fabric_state = Vec::new();
     for p in &parts {
         let holds_mine = p.shards.iter().any(|&s| mine.contains(&(s as usize)));
-        if !(p.rank == 0 || holds_mine || recorder || modules_here) {
+        if !(p.rank == 0 || holds_mine || recorder || singles_here) {
             continue;
         }
         let rel = Path::new(&p.path);
@@ -154,6 +156,10 @@ pub(crate) fn restore(
             if let Some(m) = m.take() {
                 *slot = Some(m);
             }
+        }
+        // Only the node that ran the fabric saves its state.
+        if !cp.fabric_state.is_empty() {
+            fabric_state = std::mem::take(&mut cp.fabric_state);
         }
         // Rank 0's output has what every node counts; the others' only their samples.
         let out = match recorder || p.rank == 0 {
@@ -180,6 +186,7 @@ pub(crate) fn restore(
     shards.sort_by_key(|s| mine.iter().position(|&i| i == s.index() as usize));
     start.shards = shards;
     start.modules = modules;
+    start.fabric_state = if singles_here { fabric_state } else { Vec::new() };
     start.rebuild_statics(net, threads).map_err(|e| format!("restoring the checkpoint at {at} ms: {e}"))?;
     if recorder {
         samples.sort_by_key(|a| (a.step, a.sampler, a.gid, a.var));

@@ -108,17 +108,16 @@ pub(crate) fn execute(
     // parts of the last complete checkpoint (whoever wrote them).
     let mut prefix = None;
     if let Some(manifest) = &a.resume {
-        if exp.hardware.is_some() {
-            return Err(RunError::Resume("a co-simulated run cannot be resumed from a cluster checkpoint yet".into()));
-        }
         let Some(dir) = &state.checkpoint_dir else {
             return Err(RunError::Resume(
                 "this node has no --checkpoint-dir, so it cannot resume the run from its checkpoint".into(),
             ));
         };
-        let modules_here = (0..net.cerebella.len()).any(my_module);
+        // A node that runs a module or the fabric now reads every part: their state
+        // is in the part of whichever node ran them before.
+        let singles_here = (0..net.cerebella.len()).any(my_module) || my_fabric;
         let (restored, so_far) =
-            restore(dir, manifest, net, &mine, threads, rank == 0, modules_here).map_err(RunError::Resume)?;
+            restore(dir, manifest, net, &mine, threads, rank == 0, singles_here).map_err(RunError::Resume)?;
         start = restored;
         prefix = Some(so_far);
         m.build_progress.set(1.0);
@@ -127,16 +126,27 @@ pub(crate) fn execute(
     // reach the others in each epoch's second round. Every node's shards must know
     // their neurons' cores, and the mapping needs the whole connectome, so each node
     // builds every shard once, maps, and keeps its own (docs/architecture.md).
+    // After a recovery the restored shards keep their state (their cores came with
+    // them: the same mapping), and the fabric continues from its saved link state.
     let mut fabric = None;
     let mut mapped = false;
     if let Some(hw) = &exp.hardware {
         let mut all = embedded::build(net, a.shards as usize, threads);
-        let (cosim, about) =
+        let (mut cosim, about) =
             neuropil_runtime::cosim::fabric_for(net, &mut all, hw).map_err(|e| RunError::Fabric(format!("{e:#}")))?;
         if my_fabric {
+            if prefix.is_some() {
+                if start.fabric_state.is_empty() {
+                    return Err(RunError::Resume("the checkpoint resumed from holds no state of the fabric".into()));
+                }
+                cosim.restore_state(&start.fabric_state).map_err(RunError::Resume)?;
+            }
             fabric = Some((cosim, about));
         }
-        start.shards = all.shards.into_iter().enumerate().filter(|(i, _)| mine.contains(i)).map(|(_, s)| s).collect();
+        if prefix.is_none() {
+            start.shards =
+                all.shards.into_iter().enumerate().filter(|(i, _)| mine.contains(i)).map(|(_, s)| s).collect();
+        }
         mapped = true;
         m.build_progress.set(1.0);
     }
