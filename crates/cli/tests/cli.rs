@@ -112,17 +112,30 @@ fn run_writes_summary_columns_and_plot() {
     assert!(!state.1.is_empty());
     assert!(state.1.iter().all(|r| r.get_string(3).is_ok_and(|v| v == "V_m")), "V_m only");
     assert_eq!(&std::fs::read(out.join("raster.png")).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
-    // The raster shows each spike: the first population's colour (tab10 blue) in
-    // the raster's panel (left of the histograms, above the activity), at least
-    // one pixel per spike (63 spikes 10+ ms apart in 1 s over ~900 px: distinct).
+    // The raster shows each spike where it belongs: in the first population's
+    // colour (tab10 blue) in the raster's panel (left of the histograms, above the
+    // activity), one pixel each, all in the one neuron's row, at x linear in time
+    // (the spikes are 10+ ms apart in 1 s over ~900 px: distinct columns).
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(out.join("raster.png")).unwrap()));
     let mut reader = decoder.read_info().unwrap();
     let mut px = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut px).unwrap();
     assert_eq!((info.width, info.height, info.color_type), (1400, 900, png::ColorType::Rgb));
-    let blue = |x: usize, y: usize| px[(y * 1400 + x) * 3..][..3] == [31, 119, 180];
-    let spikes_drawn = (40..580).flat_map(|y| (100..1020).map(move |x| (x, y))).filter(|&(x, y)| blue(x, y)).count();
-    assert!(spikes_drawn >= 63, "{spikes_drawn} spike pixels for 63 spikes");
+    let blue = |&(x, y): &(usize, usize)| px[(y * 1400 + x) * 3..][..3] == [31, 119, 180];
+    let drawn: Vec<(usize, usize)> = (40..580).flat_map(|y| (100..1020).map(move |x| (x, y))).filter(blue).collect();
+    let t0 = summary["start_ms"].as_f64().unwrap() + summary["transient_ms"].as_f64().unwrap();
+    let t1 = t0.max(summary["start_ms"].as_f64().unwrap() + summary["duration_ms"].as_f64().unwrap()).min(t0 + 2000.0);
+    let shown: Vec<f64> = times.iter().copied().filter(|t| (t0..=t1).contains(t)).collect();
+    assert!(shown.len() > 10, "{shown:?}");
+    assert_eq!(drawn.len(), shown.len(), "one pixel per spike: {drawn:?}");
+    assert!(drawn.iter().all(|p| p.1 == drawn[0].1), "one neuron, one row: {drawn:?}");
+    let mut xs: Vec<f64> = drawn.iter().map(|p| p.0 as f64).collect();
+    xs.sort_by(f64::total_cmp);
+    let (first, last) = ((xs[0], shown[0]), (xs[xs.len() - 1], shown[shown.len() - 1]));
+    let slope = (last.0 - first.0) / (last.1 - first.1);
+    for (x, t) in xs.iter().zip(&shown) {
+        assert!((first.0 + slope * (t - first.1) - x).abs() <= 1.5, "spike at {t} ms drawn at x = {x}: {xs:?}");
+    }
     // `plot` re-renders from the files alone.
     let png = dir.join("again.png");
     let o = bin().arg("plot").arg(&out).arg("--out").arg(&png).output().unwrap();

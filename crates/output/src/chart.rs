@@ -65,6 +65,11 @@ pub fn line_chart(
         xmax = xmin + 1.0;
     }
     let pad = if log_y { 0.0 } else { (ymax - ymin) * 0.04 };
+    // (plotters' axis ticks never end on an infinite range.)
+    anyhow::ensure!(
+        [xmin, xmax, ymin, ymax + pad].iter().all(|v| v.is_finite()),
+        "chart {title:?}: values too large to draw"
+    );
     draw::png(png, |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 26))
@@ -154,7 +159,8 @@ fn short(v: f64) -> String {
 /// A `width × height` grid of values in [0, 1] (row 0 at the bottom), white to
 /// dark red, with the value printed in each cell when the grid is small.
 pub fn heatmap(title: &str, values: &[f64], width: usize, height: usize, png: &Path) -> Result<()> {
-    let vmax = values.iter().copied().fold(0.0, f64::max).max(1e-12);
+    // Values that are not finite are drawn as 0 (and leave the scale alone).
+    let vmax = values.iter().copied().filter(|v| v.is_finite()).fold(0.0, f64::max).max(1e-12);
     let shade = |v: f64| {
         let f = (v / vmax).clamp(0.0, 1.0);
         RGBColor(255 - (80.0 * f) as u8, (255.0 * (1.0 - f)) as u8, (255.0 * (1.0 - f)) as u8)
@@ -186,7 +192,7 @@ pub fn heatmap(title: &str, values: &[f64], width: usize, height: usize, png: &P
             .draw()
             .map_err(drawing)?;
         let cells = (0..h).flat_map(|y| (0..w).map(move |x| (x, y)));
-        let value = |x: usize, y: usize| values.get(y * width + x).copied().unwrap_or(0.0);
+        let value = |x: usize, y: usize| values.get(y * width + x).copied().filter(|v| v.is_finite()).unwrap_or(0.0);
         chart
             .draw_series(cells.clone().map(|(x, y)| {
                 let (x0, y0) = (x as f64, y as f64);

@@ -24,6 +24,10 @@ pub fn render(s: &Summary, spikes: &[(u32, f64)], png: &Path) -> Result<()> {
     let t0 = s.start_ms + s.transient_ms.min(s.duration_ms);
     let t1 = (s.start_ms + s.duration_ms).min(t0 + 2000.0).max(t0 + s.dt_ms.max(1e-3));
     let n = s.neurons.max(1) as f64;
+    anyhow::ensure!(
+        t0.is_finite() && t1.is_finite() && s.dt_ms.is_finite(),
+        "summary: start_ms, transient_ms, duration_ms and dt_ms must be finite to draw the raster"
+    );
     let mut bounds = Vec::with_capacity(s.populations.len());
     let mut first = 0u64;
     for p in &s.populations {

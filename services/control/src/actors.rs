@@ -23,8 +23,14 @@ const TICK: Duration = Duration::from_millis(200);
 
 /// What the leader actor is told.
 pub(crate) enum LeaderMsg {
-    /// Take a lease and campaign (again).
+    /// Take a lease and campaign (again), in a task of its own: the mailbox stays
+    /// free for a stop while a standby's campaign waits (up to etcd's 10 s).
     Campaign,
+    /// The campaign under this lease won; `lost` says when the lease lapses.
+    Elected(i64, tokio::sync::watch::Receiver<bool>),
+    /// The campaign did not win (another replica leads, or etcd is away): again
+    /// in a second.
+    Retry,
     /// This lease was lost.
     Lost(i64),
 }
@@ -36,7 +42,9 @@ pub(crate) struct LeaderState {
     control: Arc<Control>,
     ttl_s: i64,
     /// Said once that another replica leads; later campaigns log at debug level.
-    standing_by: bool,
+    standing_by: Arc<std::sync::atomic::AtomicBool>,
+    /// A campaign task is under way.
+    campaigning: bool,
     /// While leading: the lease and the scheduler.
     leading: Option<(i64, ActorRef<SchedulerMsg>)>,
 }
@@ -52,7 +60,7 @@ impl Actor for LeaderActor {
         (control, ttl_s): (Arc<Control>, i64),
     ) -> Result<LeaderState, ActorProcessingErr> {
         me.cast(LeaderMsg::Campaign)?;
-        Ok(LeaderState { control, ttl_s, standing_by: false, leading: None })
+        Ok(LeaderState { control, ttl_s, standing_by: Default::default(), campaigning: false, leading: None })
     }
 
     async fn handle(
@@ -62,14 +70,40 @@ impl Actor for LeaderActor {
         s: &mut LeaderState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            LeaderMsg::Campaign if s.leading.is_none() => s.campaign(&me).await,
+            LeaderMsg::Campaign if s.leading.is_none() && !s.campaigning => {
+                s.campaigning = true;
+                tokio::spawn(campaign(me.clone(), s.control.clone(), s.ttl_s, s.standing_by.clone()));
+            }
             LeaderMsg::Campaign => {}
+            LeaderMsg::Elected(lease, mut lost) => {
+                s.campaigning = false;
+                let id = s.control.id.clone();
+                let spawned = Actor::spawn_linked(None, SchedulerActor, s.control.clone(), me.get_cell()).await;
+                let scheduler = match spawned {
+                    Ok((sch, _)) => sch,
+                    Err(e) => {
+                        tracing::warn!(control = %id, error = %e, "cannot start the scheduler; campaigning again");
+                        s.step_down(&me, lease).await;
+                        return Ok(());
+                    }
+                };
+                tracing::info!(control = %id, "elected leader");
+                s.control.metrics.leader.set(1);
+                s.leading = Some((lease, scheduler));
+                let me = me.clone();
+                tokio::spawn(async move {
+                    let _ = lost.changed().await;
+                    let _ = me.cast(LeaderMsg::Lost(lease));
+                });
+            }
+            LeaderMsg::Retry => {
+                s.campaigning = false;
+                drop(me.send_after(Duration::from_secs(1), || LeaderMsg::Campaign));
+            }
             LeaderMsg::Lost(lease) => {
                 if s.leading.as_ref().is_some_and(|(l, _)| *l == lease) {
                     tracing::warn!(control = %s.control.id, "lost the leader lease");
-                    if let Some((_, scheduler)) = s.leading.take() {
-                        scheduler.kill(); // and, with it, the collectors
-                    }
+                    s.stop_scheduler().await;
                     s.step_down(&me, lease).await;
                 }
             }
@@ -99,7 +133,10 @@ impl Actor for LeaderActor {
     }
 
     async fn post_stop(&self, _me: ActorRef<LeaderMsg>, s: &mut LeaderState) -> Result<(), ActorProcessingErr> {
-        if let Some((lease, _)) = s.leading.take() {
+        // The collectors go before the lease: no other replica may be elected while
+        // this one still follows runs.
+        if let Some((lease, _)) = s.leading.as_ref().cloned() {
+            s.stop_scheduler().await;
             let _ = s.control.etcd.clone().lease_revoke(lease).await;
             s.control.metrics.leader.set(0);
         }
@@ -107,58 +144,57 @@ impl Actor for LeaderActor {
     }
 }
 
-impl LeaderState {
-    async fn campaign(&mut self, me: &ActorRef<LeaderMsg>) {
-        let id = self.control.id.clone();
-        let mut c = self.control.etcd.clone();
-        let again = |after: Duration| drop(me.send_after(after, || LeaderMsg::Campaign));
-        let (lease, mut lost) = match etcd::lease(&mut c, self.ttl_s).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(control = %id, error = %format!("{e:#}"), "cannot take an etcd lease; retrying");
-                again(Duration::from_secs(1));
-                return;
-            }
-        };
-        // A standby's campaign returns when etcd's request timeout (10 s) passes;
-        // that is waiting, not an error: said once, then only at debug level.
-        let campaign = tokio::select! {
-            r = c.campaign(LEADER_ELECTION, id.clone(), lease) => Some(r),
-            _ = lost.changed() => None,
-        };
-        match campaign {
-            None => again(Duration::ZERO),
-            Some(Err(e)) => {
-                if self.standing_by {
-                    tracing::debug!(control = %id, error = %e, "still standing by; campaigning again");
-                } else {
-                    tracing::info!(control = %id, error = %e, "standing by: another replica leads (or etcd is slow to answer)");
-                    self.standing_by = true;
-                }
+/// One campaign: a lease, then the election (a standby's returns when etcd's
+/// request timeout, 10 s, passes: that is waiting, not an error — said once, then
+/// only at debug level). Tells the leader actor whether it won. A lease won after
+/// the leader actor stopped is given back at once.
+async fn campaign(
+    me: ActorRef<LeaderMsg>,
+    control: Arc<Control>,
+    ttl_s: i64,
+    standing_by: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let id = control.id.clone();
+    let mut c = control.etcd.clone();
+    let (lease, mut lost) = match etcd::lease(&mut c, ttl_s).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(control = %id, error = %format!("{e:#}"), "cannot take an etcd lease; retrying");
+            let _ = me.cast(LeaderMsg::Retry);
+            return;
+        }
+    };
+    let won = tokio::select! {
+        r = c.campaign(LEADER_ELECTION, id.clone(), lease) => Some(r),
+        _ = lost.changed() => None,
+    };
+    match won {
+        Some(Ok(_)) => {
+            standing_by.store(false, Relaxed);
+            if me.cast(LeaderMsg::Elected(lease, lost)).is_err() {
                 let _ = c.lease_revoke(lease).await;
-                again(Duration::from_secs(1));
             }
-            Some(Ok(_)) => {
-                self.standing_by = false;
-                let spawned = Actor::spawn_linked(None, SchedulerActor, self.control.clone(), me.get_cell()).await;
-                let scheduler = match spawned {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        tracing::warn!(control = %id, error = %e, "cannot start the scheduler; campaigning again");
-                        let _ = c.lease_revoke(lease).await;
-                        again(Duration::from_secs(1));
-                        return;
-                    }
-                };
-                tracing::info!(control = %id, "elected leader");
-                self.control.metrics.leader.set(1);
-                self.leading = Some((lease, scheduler));
-                let me = me.clone();
-                tokio::spawn(async move {
-                    let _ = lost.changed().await;
-                    let _ = me.cast(LeaderMsg::Lost(lease));
-                });
+            return;
+        }
+        Some(Err(e)) => {
+            if standing_by.swap(true, Relaxed) {
+                tracing::debug!(control = %id, error = %e, "still standing by; campaigning again");
+            } else {
+                tracing::info!(control = %id, error = %e, "standing by: another replica leads (or etcd is slow to answer)");
             }
+        }
+        None => {}
+    }
+    let _ = c.lease_revoke(lease).await;
+    let _ = me.cast(LeaderMsg::Retry);
+}
+
+impl LeaderState {
+    /// Kill the scheduler (ractor kills the collectors with it) and wait for it.
+    async fn stop_scheduler(&mut self) {
+        if let Some((_, scheduler)) = self.leading.take() {
+            let _ = scheduler.kill_and_wait(Some(Duration::from_secs(5))).await;
         }
     }
 

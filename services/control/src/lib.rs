@@ -242,6 +242,8 @@ pub async fn serve(cfg: ControlConfig, shutdown: impl std::future::Future<Output
     };
     // Leave the election (the leader actor revokes its lease as it stops).
     leader.stop(None);
-    let _ = tokio::time::timeout(Duration::from_secs(2), leader_done).await;
+    if !leader_done.is_finished() && tokio::time::timeout(Duration::from_secs(10), &mut leader_done).await.is_err() {
+        leader.kill();
+    }
     outcome
 }

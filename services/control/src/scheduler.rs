@@ -16,53 +16,49 @@ impl Scheduler {
     /// settle cancels of queued experiments, start the next one.
     pub(crate) async fn tick(&mut self, me: &ActorCell) -> Result<()> {
         let mut c = self.control.etcd.clone();
-        {
-            let mut records: Vec<ExperimentRecord> = etcd::list_json(&mut c, &format!("{PREFIX}experiments/")).await?;
-            records.sort_by(|a, b| (a.submitted_unix_ms, &a.id).cmp(&(b.submitted_unix_ms, &b.id)));
-            let nodes = self.control.nodes().await?;
-            let m = &self.control.metrics;
-            m.live_nodes.set(nodes.len() as i64);
-            for s in State::ALL {
-                m.experiments
-                    .with_label_values(&[s.name()])
-                    .set(records.iter().filter(|r| r.state == s).count() as i64);
-            }
-            // Runs this leader does not follow yet (started by a previous leader).
-            for r in records.iter().filter(|r| matches!(r.state, State::Running | State::Recovering)) {
-                if !self.collectors.iter().any(|(id, _)| id == &r.id) {
-                    if let Some(a) = etcd::get_json::<Assignment>(&mut c, &run_key(&r.id)).await? {
-                        let h = spawn_collector(me, self.control.clone(), a).await?;
-                        self.collectors.push((r.id.clone(), h));
-                    } else {
-                        let mut r = r.clone();
-                        r.state = State::Failed;
-                        r.message = "its assignment disappeared from etcd".into();
-                        etcd::put_json(&mut c, &experiment_key(&r.id), &r, None).await?;
-                    }
-                }
-            }
-            // Cancelled while queued.
-            for r in records.iter().filter(|r| r.state == State::Pending) {
-                if c.get(cancel_key(&r.id), None).await?.count() > 0 {
-                    let mut r = r.clone();
-                    r.state = State::Cancelled;
-                    r.message = "cancelled before it started".into();
-                    etcd::put_json(&mut c, &experiment_key(&r.id), &r, None).await?;
-                    c.delete(cancel_key(&r.id), None).await?;
-                }
-            }
-            // One run at a time over the whole cluster (FIFO).
-            let busy = records.iter().any(|r| matches!(r.state, State::Running | State::Recovering));
-            if let (false, Some(next)) = (busy, records.iter().find(|r| r.state == State::Pending)) {
-                if nodes.is_empty() {
-                    if next.message != "waiting for nodes" {
-                        let mut r = next.clone();
-                        r.message = "waiting for nodes".into();
-                        etcd::put_json(&mut c, &experiment_key(&r.id), &r, None).await?;
-                    }
+        let mut records: Vec<ExperimentRecord> = etcd::list_json(&mut c, &format!("{PREFIX}experiments/")).await?;
+        records.sort_by(|a, b| (a.submitted_unix_ms, &a.id).cmp(&(b.submitted_unix_ms, &b.id)));
+        let nodes = self.control.nodes().await?;
+        let m = &self.control.metrics;
+        m.live_nodes.set(nodes.len() as i64);
+        for s in State::ALL {
+            m.experiments.with_label_values(&[s.name()]).set(records.iter().filter(|r| r.state == s).count() as i64);
+        }
+        // Runs this leader does not follow yet (started by a previous leader).
+        for r in records.iter().filter(|r| matches!(r.state, State::Running | State::Recovering)) {
+            if !self.collectors.iter().any(|(id, _)| id == &r.id) {
+                if let Some(a) = etcd::get_json::<Assignment>(&mut c, &run_key(&r.id)).await? {
+                    let h = spawn_collector(me, self.control.clone(), a).await?;
+                    self.collectors.push((r.id.clone(), h));
                 } else {
-                    self.start(next.clone(), &nodes, me).await?;
+                    let mut r = r.clone();
+                    r.state = State::Failed;
+                    r.message = "its assignment disappeared from etcd".into();
+                    etcd::put_json(&mut c, &experiment_key(&r.id), &r, None).await?;
                 }
+            }
+        }
+        // Cancelled while queued.
+        for r in records.iter().filter(|r| r.state == State::Pending) {
+            if c.get(cancel_key(&r.id), None).await?.count() > 0 {
+                let mut r = r.clone();
+                r.state = State::Cancelled;
+                r.message = "cancelled before it started".into();
+                etcd::put_json(&mut c, &experiment_key(&r.id), &r, None).await?;
+                c.delete(cancel_key(&r.id), None).await?;
+            }
+        }
+        // One run at a time over the whole cluster (FIFO).
+        let busy = records.iter().any(|r| matches!(r.state, State::Running | State::Recovering));
+        if let (false, Some(next)) = (busy, records.iter().find(|r| r.state == State::Pending)) {
+            if nodes.is_empty() {
+                if next.message != "waiting for nodes" {
+                    let mut r = next.clone();
+                    r.message = "waiting for nodes".into();
+                    etcd::put_json(&mut c, &experiment_key(&r.id), &r, None).await?;
+                }
+            } else {
+                self.start(next.clone(), &nodes, me).await?;
             }
         }
         Ok(())

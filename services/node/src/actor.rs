@@ -30,6 +30,10 @@ const KEEP_FINISHED_RUNS: usize = 8;
 /// How late a `start` failpoint makes a node start its share of an attempt.
 const START_LATE: Duration = Duration::from_secs(3);
 
+/// Cancels remembered for runs not started here yet (the watches of `runs/` and
+/// `cancel/` are separate streams: a cancel can come first).
+const KEEP_EARLY_CANCELS: usize = 64;
+
 /// A run on this node, as its watchers see it.
 pub(crate) struct RunHandle {
     pub progress: watch::Sender<NodeProgress>,
@@ -113,6 +117,8 @@ pub(crate) struct NodeState {
     id: String,
     lease: i64,
     runs: Vec<Run>,
+    /// `cancel/` keys (past the prefix) that named no run here when they came.
+    early_cancels: std::collections::VecDeque<String>,
     census: Arc<dyn Fn() -> Census + Send + Sync>,
     start: Starter,
 }
@@ -123,7 +129,14 @@ impl Actor for NodeActor {
     type Arguments = NodeArgs;
 
     async fn pre_start(&self, _me: ActorRef<NodeMsg>, a: NodeArgs) -> Result<NodeState, ActorProcessingErr> {
-        Ok(NodeState { id: a.id, lease: 0, runs: Vec::new(), census: a.census, start: a.start })
+        Ok(NodeState {
+            id: a.id,
+            lease: 0,
+            runs: Vec::new(),
+            early_cancels: Default::default(),
+            census: a.census,
+            start: a.start,
+        })
     }
 
     async fn handle(&self, me: ActorRef<NodeMsg>, msg: NodeMsg, s: &mut NodeState) -> Result<(), ActorProcessingErr> {
@@ -199,20 +212,17 @@ impl NodeState {
                 r.handle.checkpoint_at.store(step, Ordering::Relaxed);
             }
         } else if let Some(id) = rest.strip_prefix("cancel/") {
-            // `cancel/<experiment>` stops each of its attempts; `cancel/<run>@stop`
-            // (a recovery) that attempt only.
-            let only = id.strip_suffix(STOP_SUFFIX);
+            let mut hit = false;
             for r in &self.runs {
-                let hit = match only {
-                    Some(one) => r.id == one,
-                    None => experiment_of_run(&r.id) == id,
-                };
-                if hit {
-                    r.handle.cancel.store(true, Ordering::Relaxed);
-                    if only.is_some() {
-                        r.handle.abort.store(true, Ordering::Relaxed);
-                    }
+                hit |= cancel(id, &r.id, &r.handle);
+            }
+            // An attempt that is assigned but not started here yet (its assignment
+            // still on the way, or held by a `start` failpoint): cancelled as it starts.
+            if !hit && !self.early_cancels.iter().any(|c| c == id) {
+                if self.early_cancels.len() == KEEP_EARLY_CANCELS {
+                    self.early_cancels.pop_front();
                 }
+                self.early_cancels.push_back(id.to_string());
             }
         }
     }
@@ -232,6 +242,9 @@ impl NodeState {
             return;
         }
         let handle = RunHandle::new((self.census)());
+        for key in &self.early_cancels {
+            cancel(key, &id, &handle);
+        }
         self.runs.push(Run { id, handle: handle.clone(), ended: false });
         self.forget_old();
         (self.start)(a, rank, handle, me.clone());
@@ -246,6 +259,24 @@ impl NodeState {
             }
         }
     }
+}
+
+/// Apply the `cancel/` key `key` (past the prefix) to run `run`, if it names it:
+/// `<experiment>` stops each of its attempts; `<run>@stop` (a recovery) that
+/// attempt only, and its waits for peers too. Whether it named the run.
+fn cancel(key: &str, run: &str, h: &RunHandle) -> bool {
+    let only = key.strip_suffix(STOP_SUFFIX);
+    let hit = match only {
+        Some(one) => run == one,
+        None => experiment_of_run(run) == key,
+    };
+    if hit {
+        h.cancel.store(true, Ordering::Relaxed);
+        if only.is_some() {
+            h.abort.store(true, Ordering::Relaxed);
+        }
+    }
+    hit
 }
 
 #[cfg(test)]
@@ -348,12 +379,19 @@ mod tests {
         node.cast(put("cancel/exp-1", b"")).unwrap();
         let _ = ractor::call!(node, NodeMsg::Work).unwrap();
         assert!(handle(1).cancel.load(Ordering::Relaxed) && !handle(1).abort.load(Ordering::Relaxed));
+        // A cancel that comes before its run's assignment (separate watch streams)
+        // still stops it when it starts.
+        node.cast(put("cancel/exp-4", b"")).unwrap();
+        let early = serde_json::to_vec(&assignment("exp-4", 0, &["node-1"])).unwrap();
+        node.cast(put("runs/exp-4", &early)).unwrap();
+        let _ = ractor::call!(node, NodeMsg::Work).unwrap();
+        assert!(handle(2).cancel.load(Ordering::Relaxed) && !handle(2).abort.load(Ordering::Relaxed));
         let found = ractor::call!(node, NodeMsg::Find, "exp-1.r1".to_string()).unwrap();
         assert!(found.is_some_and(|h| Arc::ptr_eq(&h, &handle(1))));
         assert!(ractor::call!(node, NodeMsg::Find, "exp-2".to_string()).unwrap().is_none());
-        // Both run actors failed; the node actor is still there and knows they ended.
+        // Every run actor failed; the node actor is still there and knows they ended.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while children.lock().unwrap().len() < 2 {
+        while children.lock().unwrap().len() < 3 {
             assert!(std::time::Instant::now() < deadline, "the run actors did not end");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -361,7 +399,8 @@ mod tests {
         let mut after = ractor::call!(node, NodeMsg::Work).unwrap();
         after.ended.sort();
         assert!(work.busy);
-        assert_eq!(after, Work { busy: false, ended: vec!["exp-1".into(), "exp-1.r1".into()], lease: 42 });
+        let ended = ["exp-1", "exp-1.r1", "exp-4"].map(String::from).to_vec();
+        assert_eq!(after, Work { busy: false, ended, lease: 42 });
         node.stop(None);
     }
 }

@@ -96,7 +96,7 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
         Census::observed(Arc::new(move |kind, delta| gauge.with_label_values(&[kind.label()]).add(delta)))
     });
     let args = NodeArgs { id: cfg.id.clone(), census, start: starter(state.clone()) };
-    let (node, node_done) = Actor::spawn(None, NodeActor, args).await.context("cannot start the node actor")?;
+    let (node, mut node_done) = Actor::spawn(None, NodeActor, args).await.context("cannot start the node actor")?;
     let svc = NodeServiceServer::new(NodeSvc { id: cfg.id.clone(), node: node.clone() })
         .max_decoding_message_size(MAX_NODE_MESSAGE_BYTES)
         .max_encoding_message_size(usize::MAX);
@@ -247,6 +247,7 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
         why = &mut watcher => Err(anyhow::anyhow!(why)),
         why = &mut registration => Err(anyhow::anyhow!(why)),
         r = &mut server => Err(anyhow::anyhow!("gRPC server stopped: {r:?}")),
+        r = &mut node_done => Err(anyhow::anyhow!("the node actor stopped: {r:?}")),
         _ = shutdown => Ok(()),
     };
     // Drain (a rolling update, a scale-down): with a run in progress and a
@@ -300,7 +301,9 @@ pub async fn serve(cfg: NodeConfig, shutdown: impl std::future::Future<Output = 
     let lease = work().await.map_or(first_lease, |w| w.lease);
     let _ = client.lease_revoke(lease).await;
     node.stop(None);
-    let _ = node_done.await;
+    if !node_done.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), node_done).await;
+    }
     outcome
 }
 

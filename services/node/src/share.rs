@@ -18,9 +18,15 @@ pub(crate) fn starter(state: Arc<NodeState>) -> Starter {
         let (told, ended, id, me) = (handle.clone(), node.clone(), run.clone(), state.id.clone());
         let spawned = std::thread::Builder::new().name(format!("run-{run}")).spawn(move || {
             let supervisor = node.get_cell();
-            let outcome =
-                with_peak_memory(&state.metrics, &a, rank, || execute(&state, &rt, supervisor, &a, rank, &handle));
-            let outcome = outcome.map_err(|e| e.to_string());
+            // A panic outside the actors' reach (building, the transport) fails the run
+            // like any error, and the node actor still hears that it ended.
+            let run_share = std::panic::AssertUnwindSafe(|| {
+                with_peak_memory(&state.metrics, &a, rank, || execute(&state, &rt, supervisor, &a, rank, &handle))
+            });
+            let outcome = match std::panic::catch_unwind(run_share) {
+                Ok(outcome) => outcome.map_err(|e| e.to_string()),
+                Err(p) => Err(format!("this node's share of the run panicked: {}", panic_message(&p))),
+            };
             state.metrics.shards.set(0);
             let label = match &outcome {
                 Ok((_, true)) => "succeeded",
@@ -393,4 +399,9 @@ pub(crate) fn simulate(
     )?;
     publish(end.step(), spikes_before + out.spikes_seen(), &with_before(&out.spike_counts), "done");
     Ok((out, fabric))
+}
+
+/// What a panic said.
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
 }
