@@ -498,3 +498,26 @@ fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("ip not found: install Debian's iproute2");
     assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
+
+/// Every series family `text` exposes is in tests/data/metrics-<service>.txt, and
+/// every family listed there without a `?` (those appear only after some event:
+/// a recovery, a checkpoint) is exposed.
+pub fn golden_names(service: &str, text: &str) {
+    let path = root().join(format!("tests/data/metrics-{service}.txt"));
+    let golden = std::fs::read_to_string(&path).unwrap_or_default();
+    let listed: Vec<(&str, bool)> = golden
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| (l.trim_end_matches('?').trim(), l.ends_with('?')))
+        .collect();
+    let exposed: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    let unlisted: Vec<&&str> = exposed.iter().filter(|n| !listed.iter().any(|(g, _)| g == *n)).collect();
+    let missing: Vec<&str> =
+        listed.iter().filter(|(g, optional)| !optional && !exposed.contains(g)).map(|x| x.0).collect();
+    assert!(
+        unlisted.is_empty() && missing.is_empty(),
+        "{service} metrics differ from {}: not listed {unlisted:?}, not exposed {missing:?}",
+        path.display()
+    );
+}

@@ -132,4 +132,5 @@ async fn hardware_service_answers_and_survives_malformed_requests() {
     assert!(text.contains(r#"neuropil_hwemu_requests_total{code="InvalidArgument",method="RunTraffic"} 4"#), "{text}");
     assert!(text.contains(r#"neuropil_hwemu_requests_total{code="Ok",method="Report"} 1"#));
     promtool_check(&text);
+    golden_names("hwemu", &text);
 }
