@@ -1064,6 +1064,17 @@ async fn wait_checkpointed(c: &mut Client, id: &str) -> neuropil_proto::v1::Expe
     wait_until(c, id, Duration::from_secs(120), "checkpointed", |i| i.checkpoint_ms > 0.0).await
 }
 
+/// `control-0` with coordinated checkpoints every 300 ms of biological time on the
+/// volume `vol`, its data directory in `tmp`.
+fn checkpointing_control(etcd: &Etcd, tmp: &TempDir, vol: &str) -> Proc {
+    start_control(etcd, "control-0", &tmp.0.join("data"), &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol])
+}
+
+/// `node-i` (one thread) writing its checkpoint parts to the volume `vol`.
+fn checkpointing_node(etcd: &Etcd, i: usize, vol: &str) -> Proc {
+    start_node(etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol, "--peer-timeout-s", "20"])
+}
+
 /// Issue 17: a node killed mid-run (kill -9, after the first coordinated
 /// checkpoint) costs the run nothing. The control rolls the run back to its last
 /// complete checkpoint on the shared volume and places the shards on the nodes
@@ -1078,14 +1089,8 @@ async fn a_killed_node_costs_the_run_nothing_it_resumes_from_the_last_checkpoint
     let volume = tmp.0.join("checkpoints");
     let vol = volume.to_str().unwrap();
     let etcd = start_etcd();
-    let control = start_control(
-        &etcd,
-        "control-0",
-        &tmp.0.join("data"),
-        &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol],
-    );
-    let node =
-        |i: usize| start_node(&etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol, "--peer-timeout-s", "20"]);
+    let control = checkpointing_control(&etcd, &tmp, vol);
+    let node = |i: usize| checkpointing_node(&etcd, i, vol);
     let mut nodes: Vec<Option<Proc>> = (0..3).map(|i| Some(node(i))).collect();
     wait_live_nodes(&control, 3).await;
     let set = ["run.duration_ms=6000"];
@@ -1158,15 +1163,8 @@ async fn a_cosimulation_survives_losing_the_node_that_runs_its_fabric() {
     std::fs::write(&file, format!("{doc}\n[hardware]\npreset = \"loihi\"\n")).unwrap();
     let file = file.to_str().unwrap();
     let etcd = start_etcd();
-    let control = start_control(
-        &etcd,
-        "control-0",
-        &tmp.0.join("data"),
-        &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol],
-    );
-    let mut nodes: Vec<Option<Proc>> = (0..3)
-        .map(|i| Some(start_node(&etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol, "--peer-timeout-s", "20"])))
-        .collect();
+    let control = checkpointing_control(&etcd, &tmp, vol);
+    let mut nodes: Vec<Option<Proc>> = (0..3).map(|i| Some(checkpointing_node(&etcd, i, vol))).collect();
     wait_live_nodes(&control, 3).await;
     let set = [SCALE[0], SCALE[1], "run.duration_ms=1200", "run.transient_ms=0"];
     let embedded = embedded_summary(file, &set, &tmp.0.join("hw"));
@@ -1209,12 +1207,7 @@ async fn a_frozen_node_is_lost_when_its_lease_lapses_and_thawed_it_corrupts_noth
     let volume = tmp.0.join("checkpoints");
     let vol = volume.to_str().unwrap();
     let etcd = start_etcd();
-    let control = start_control(
-        &etcd,
-        "control-0",
-        &tmp.0.join("data"),
-        &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol],
-    );
+    let control = checkpointing_control(&etcd, &tmp, vol);
     let nodes: Vec<Proc> = (0..3)
         .map(|i| start_node(&etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol, "--peer-timeout-s", "120"]))
         .collect();
@@ -1409,12 +1402,7 @@ async fn a_node_killed_while_writing_a_checkpoint_leaves_the_one_before_in_force
     let volume = tmp.0.join("checkpoints");
     let vol = volume.to_str().unwrap();
     let etcd = start_etcd();
-    let control = start_control(
-        &etcd,
-        "control-0",
-        &tmp.0.join("data"),
-        &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol],
-    );
+    let control = checkpointing_control(&etcd, &tmp, vol);
     let args = ["--checkpoint-dir", vol];
     let _n0 = start_node(&etcd, "node-0", 1, &args);
     let _n1 = start_node_with_env(&etcd, "node-1", 1, &args, &[("NEUROPIL_FAILPOINTS", "part:1@2")]);
@@ -1448,12 +1436,7 @@ async fn a_node_cut_off_by_its_link_is_lost_and_back_again_corrupts_nothing() {
     let volume = tmp.0.join("checkpoints");
     let vol = volume.to_str().unwrap();
     let etcd = start_etcd_on(&hosts.bridge_ip);
-    let control = start_control(
-        &etcd,
-        "control-0",
-        &tmp.0.join("data"),
-        &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol],
-    );
+    let control = checkpointing_control(&etcd, &tmp, vol);
     let nodes = three_nodes_one_apart(&hosts, &etcd, |_| vec!["--checkpoint-dir".into(), vol.into()]);
     wait_live_nodes(&control, 3).await;
     let set = ["run.duration_ms=6000"];
@@ -1651,12 +1634,7 @@ async fn microcircuit_with_stdp_and_a_module_survives_a_killed_node() {
     let volume = tmp.0.join("checkpoints");
     let vol = volume.to_str().unwrap();
     let etcd = start_etcd();
-    let control = start_control(
-        &etcd,
-        "control-0",
-        &tmp.0.join("data"),
-        &["--checkpoint-interval-ms", "300", "--checkpoint-dir", vol],
-    );
+    let control = checkpointing_control(&etcd, &tmp, vol);
     let node =
         |i: usize| start_node(&etcd, &format!("node-{i}"), 1, &["--checkpoint-dir", vol, "--peer-timeout-s", "60"]);
     let mut nodes: Vec<Option<Proc>> = (0..3).map(|i| Some(node(i))).collect();

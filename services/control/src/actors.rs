@@ -117,11 +117,7 @@ impl Actor for LeaderActor {
         ev: SupervisionEvent,
         s: &mut LeaderState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, why) = match ev {
-            SupervisionEvent::ActorFailed(cell, e) => (cell, format!("{e:#}")),
-            SupervisionEvent::ActorTerminated(cell, _, why) => (cell, why.unwrap_or_default()),
-            _ => return Ok(()),
-        };
+        let Some((cell, _, why)) = ended(ev) else { return Ok(()) };
         // Only the scheduler of the lease held now (a killed one is gone already).
         let Some((lease, _)) = s.leading.as_ref().filter(|(_, sch)| sch.get_id() == cell.get_id()).cloned() else {
             return Ok(());
@@ -207,6 +203,16 @@ impl LeaderState {
     }
 }
 
+/// A child that ended: whether it failed, and why (its error, or the reason it
+/// was stopped with); `None` for other events.
+fn ended(ev: SupervisionEvent) -> Option<(ActorCell, bool, String)> {
+    match ev {
+        SupervisionEvent::ActorFailed(cell, e) => Some((cell, true, format!("{e:#}"))),
+        SupervisionEvent::ActorTerminated(cell, _, why) => Some((cell, false, why.unwrap_or_default())),
+        _ => None,
+    }
+}
+
 /// What the scheduler actor is told.
 pub(crate) enum SchedulerMsg {
     /// Look at the experiments and the nodes.
@@ -251,15 +257,11 @@ impl Actor for SchedulerActor {
         ev: SupervisionEvent,
         s: &mut Scheduler,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, failed) = match ev {
-            SupervisionEvent::ActorFailed(cell, e) => (cell, Some(format!("{e:#}"))),
-            SupervisionEvent::ActorTerminated(cell, ..) => (cell, None),
-            _ => return Ok(()),
-        };
+        let Some((cell, failed, why)) = ended(ev) else { return Ok(()) };
         let run = s.collectors.iter().position(|(_, c)| c.get_id() == cell.get_id()).map(|i| s.collectors.remove(i).0);
-        if let (Some(run), Some(e)) = (run, failed) {
+        if let (Some(run), true) = (run, failed) {
             // Adopted again at the next tick if its record still says it runs.
-            tracing::error!(control = %s.control.id, run = %run, actor = "collector", error = %e, "collector failed");
+            tracing::error!(control = %s.control.id, run = %run, actor = "collector", error = %why, "collector failed");
         }
         Ok(())
     }

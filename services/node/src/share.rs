@@ -25,7 +25,9 @@ pub(crate) fn starter(state: Arc<NodeState>) -> Starter {
             });
             let outcome = match std::panic::catch_unwind(run_share) {
                 Ok(outcome) => outcome.map_err(|e| e.to_string()),
-                Err(p) => Err(format!("this node's share of the run panicked: {}", panic_message(&p))),
+                Err(p) => {
+                    Err(format!("this node's share of the run panicked: {}", embedded::panic_message(p.as_ref())))
+                }
             };
             state.metrics.shards.set(0);
             let label = match &outcome {
@@ -399,9 +401,4 @@ pub(crate) fn simulate(
     )?;
     publish(end.step(), spikes_before + out.spikes_seen(), &with_before(&out.spike_counts), "done");
     Ok((out, fabric))
-}
-
-/// What a panic said.
-fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
 }
