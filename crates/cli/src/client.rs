@@ -3,8 +3,8 @@
 use anyhow::{bail, Context as _, Result};
 use neuropil_proto::v1::experiment_service_client::ExperimentServiceClient;
 use neuropil_proto::v1::{
-    CancelRequest, ExperimentInfo, ExperimentState, GetRequest, ListRequest, StreamSpikesRequest, SubmitRequest,
-    WatchRequest,
+    CancelRequest, ExperimentInfo, ExperimentState, GetRequest, GetResultsRequest, ListRequest, StreamSpikesRequest,
+    SubmitRequest, WatchRequest,
 };
 use std::io::Write as _;
 use std::path::Path;
@@ -272,6 +272,46 @@ pub async fn spikes(t: &Target, id: &str, populations: &[String]) -> Result<()> 
             writeln!(out, "{:.1}\t{}\t{}", b.time_ms[i], name, b.neuron[i])?;
         }
         out.flush()?;
+    }
+    Ok(())
+}
+
+/// Write the result files of a finished run into `out` (`neuropil results`).
+pub async fn results(t: &Target, id: &str, out: &Path, files: &[String]) -> Result<()> {
+    let mut c = connect(t).await?;
+    let mut stream = c
+        .get_results(GetResultsRequest { id: id.into(), files: files.to_vec() })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    std::fs::create_dir_all(out).with_context(|| format!("--out {}", out.display()))?;
+    // (name, file, bytes written, size announced)
+    let mut current: Option<(String, std::fs::File, u64, u64)> = None;
+    let complete = |c: &Option<(String, std::fs::File, u64, u64)>| match c {
+        Some((name, _, at, size)) if at != size => bail!("{name}: the stream ended at byte {at} of {size}"),
+        _ => Ok(()),
+    };
+    let mut written = Vec::new();
+    while let Some(chunk) = stream.message().await.map_err(status_error)? {
+        let name = Path::new(&chunk.file);
+        if name.file_name().map(|n| n != name.as_os_str()).unwrap_or(true) {
+            bail!("the control sent a file named {:?}, which is not a plain file name", chunk.file);
+        }
+        if current.as_ref().map(|c| &c.0) != Some(&chunk.file) {
+            complete(&current)?;
+            let path = out.join(&chunk.file);
+            let f = std::fs::File::create(&path).with_context(|| format!("{}", path.display()))?;
+            written.push(path);
+            current = Some((chunk.file.clone(), f, 0, chunk.size));
+        }
+        let (name, f, at, _) = current.as_mut().expect("set above");
+        anyhow::ensure!(*at == chunk.offset, "{name}: a chunk at byte {} where {at} was next", chunk.offset);
+        f.write_all(&chunk.data)?;
+        *at += chunk.data.len() as u64;
+    }
+    complete(&current)?;
+    for p in written {
+        println!("wrote {}", p.display());
     }
     Ok(())
 }

@@ -153,6 +153,19 @@ enum Command {
         #[arg(long = "population")]
         populations: Vec<String>,
     },
+    /// Download the result files of a finished experiment (summary.json, spikes.parquet, ...).
+    Results {
+        /// Experiment id.
+        id: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Where to write them (default: out/<id>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only these files (repeatable; default: all).
+        #[arg(long = "file")]
+        files: Vec<String>,
+    },
 }
 
 /// Where the control is.
@@ -380,6 +393,10 @@ fn main() -> ExitCode {
         }
         Command::Spikes { id, target, populations } => {
             client(&target, |t| async move { client::spikes(&t, &id, &populations).await.map(|()| true) })
+        }
+        Command::Results { id, target, out, files } => {
+            let out = out.unwrap_or_else(|| PathBuf::from("out").join(&id));
+            client(&target, |t| async move { client::results(&t, &id, &out, &files).await.map(|()| true) })
         }
         Command::Dni(args) => match dni::run(&args) {
             Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! The ExperimentService as every replica answers it: Submit, Get, List, Cancel,
-//! Checkpoint, WatchProgress and StreamSpikes (proxied from the recording node).
+//! Checkpoint, WatchProgress, StreamSpikes (proxied from the recording node) and
+//! GetResults (the files of a finished run, from this replica's data directory).
 
 use super::*;
 
@@ -8,6 +9,10 @@ pub(crate) struct ControlSvc(pub(crate) Arc<Control>);
 
 type InfoStream = tokio_stream::wrappers::ReceiverStream<Result<ExperimentInfo, Status>>;
 type SpikeStream = tokio_stream::wrappers::ReceiverStream<Result<SpikeBatch, Status>>;
+type ChunkStream = tokio_stream::wrappers::ReceiverStream<Result<ResultChunk, Status>>;
+
+/// The most bytes of a file one ResultChunk carries.
+const CHUNK_BYTES: usize = 1 << 20;
 
 #[tonic::async_trait]
 impl ExperimentService for ControlSvc {
@@ -145,9 +150,121 @@ impl ExperimentService for ControlSvc {
         });
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
+
+    type GetResultsStream = ChunkStream;
+
+    async fn get_results(&self, req: Request<GetResultsRequest>) -> Result<Response<ChunkStream>, Status> {
+        let r = self.0.result_files(req.into_inner()).await;
+        self.0.count("GetResults", &r);
+        let files = r?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            for (name, path) in files {
+                if let Err(e) = send_file(&name, &path, CHUNK_BYTES, &tx) {
+                    let _ = tx.blocking_send(Err(Status::internal(format!("{}: {e}", path.display()))));
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+}
+
+/// One file as chunks (a file of no bytes: one empty chunk). Stops quietly when
+/// the caller has gone.
+fn send_file(
+    name: &str,
+    path: &std::path::Path,
+    chunk_bytes: usize,
+    tx: &tokio::sync::mpsc::Sender<Result<ResultChunk, Status>>,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    let size = f.metadata()?.len();
+    let mut f = f.take(size); // a file that grows meanwhile: what its size said
+    let mut offset = 0u64;
+    let mut buf = vec![0u8; chunk_bytes];
+    loop {
+        let n = read_full(&mut f, &mut buf)?;
+        if n == 0 && offset > 0 {
+            return Ok(());
+        }
+        let chunk = ResultChunk { file: name.to_string(), size, offset, data: buf[..n].to_vec() };
+        if tx.blocking_send(Ok(chunk)).is_err() || n == 0 {
+            return Ok(());
+        }
+        offset += n as u64;
+    }
+}
+
+/// Fill `buf` unless the reader ends first; the bytes read.
+fn read_full(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 impl Control {
+    /// The result files asked for: plain files of `<data_dir>/<id>/`, by name.
+    pub(crate) async fn result_files(
+        &self,
+        req: GetResultsRequest,
+    ) -> Result<Vec<(String, std::path::PathBuf)>, ControlError> {
+        if req.files.len() > 64 {
+            return Err(ControlError::InvalidArgument(format!(
+                "files: {} names is more than the 64 a request may give; leave it empty for every file",
+                req.files.len()
+            )));
+        }
+        let rec = self.record(&req.id).await?;
+        if rec.state != State::Succeeded {
+            return Err(ControlError::WrongState(format!(
+                "id: experiment {} is {}; results exist once it has succeeded",
+                req.id,
+                rec.state.name()
+            )));
+        }
+        let dir = self.data_dir.join(&rec.id);
+        let listing = std::fs::read_dir(&dir).map_err(|e| {
+            ControlError::WrongState(format!(
+                "id: the results of {} are not in this replica's data directory ({}: {e}); they were written to \
+                 {} by the replica that collected the run: give the replicas one data volume, or ask that one",
+                rec.id,
+                dir.display(),
+                rec.output_dir
+            ))
+        })?;
+        let mut present: Vec<String> = listing
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        present.sort();
+        let names = if req.files.is_empty() {
+            present.clone()
+        } else {
+            for f in &req.files {
+                if !present.contains(f) {
+                    let f: String = f.chars().take(128).collect();
+                    return Err(ControlError::InvalidArgument(format!(
+                        "files: no {f:?} in the results of {}; there are {}",
+                        rec.id,
+                        present.join(", ")
+                    )));
+                }
+            }
+            req.files
+        };
+        Ok(names.into_iter().map(|n| (n.clone(), dir.join(n))).collect())
+    }
+
     /// The recording node of a running experiment and the population indexes wanted.
     pub(crate) async fn spike_source(
         &self,
@@ -203,4 +320,37 @@ pub(crate) fn filter_batch(b: SpikeBatch, wanted: &[bool]) -> SpikeBatch {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks_of(bytes: &[u8], chunk: usize) -> Vec<ResultChunk> {
+        let dir = std::env::temp_dir().join(format!("neuropil-chunks-{}-{}", std::process::id(), bytes.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.bin");
+        std::fs::write(&path, bytes).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        send_file("f.bin", &path, chunk, &tx).unwrap();
+        drop(tx);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::iter::from_fn(|| rx.try_recv().ok()).map(|c| c.unwrap()).collect()
+    }
+
+    #[test]
+    fn a_file_goes_in_whole_chunks_that_add_up_to_it() {
+        let bytes: Vec<u8> = (0..2500u32).map(|i| (i * 7 % 251) as u8).collect();
+        let chunks = chunks_of(&bytes, 1000);
+        assert_eq!(
+            chunks.iter().map(|c| (c.offset, c.data.len())).collect::<Vec<_>>(),
+            [(0, 1000), (1000, 1000), (2000, 500)]
+        );
+        assert!(chunks.iter().all(|c| c.size == 2500 && c.file == "f.bin"));
+        assert_eq!(chunks.iter().flat_map(|c| c.data.clone()).collect::<Vec<_>>(), bytes);
+        // A multiple of the chunk size: no empty chunk after it; an empty file: one.
+        assert_eq!(chunks_of(&bytes[..2000], 1000).len(), 2);
+        let empty = chunks_of(&[], 1000);
+        assert_eq!((empty.len(), empty[0].size, empty[0].data.len()), (1, 0, 0));
+    }
 }

@@ -30,8 +30,9 @@ use neuropil_cluster::{
 use neuropil_proto::v1::experiment_service_server::{ExperimentService, ExperimentServiceServer};
 use neuropil_proto::v1::node_service_client::NodeServiceClient;
 use neuropil_proto::v1::{
-    run_event, CancelRequest, CheckpointRequest, ExperimentInfo, GetRequest, ListRequest, ListResponse, SpikeBatch,
-    StreamSpikesRequest, SubmitRequest, SubmitResponse, WatchRequest, WatchRunRequest,
+    run_event, CancelRequest, CheckpointRequest, ExperimentInfo, GetRequest, GetResultsRequest, ListRequest,
+    ListResponse, ResultChunk, SpikeBatch, StreamSpikesRequest, SubmitRequest, SubmitResponse, WatchRequest,
+    WatchRunRequest,
 };
 use neuropil_sim::embedded::{self, RunOutput};
 use placement::{place, shard_bytes_of, wanted_places};

@@ -1,0 +1,217 @@
+//! The Python client (`python/`, `pip install ./python`) as a user runs it: the
+//! package is built from the repository (its gRPC stubs generated from proto/)
+//! into a scratch directory, over the pinned dependencies of
+//! scripts/deps/python-client.txt (target/venv-client, made here by
+//! `scripts/install-deps --python client` when missing), then
+//! python/tests/check_*.py and the 10-line example python/examples/microcircuit.py
+//! run against a real cluster (etcd, a control with a token, a node) and embedded
+//! through the binary. What they report is checked against the files the control
+//! and `neuropil run` wrote.
+
+mod harness;
+
+use harness::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The interpreter of target/venv-client, made if missing (idempotent).
+fn venv_python() -> PathBuf {
+    let out = Command::new(root().join("scripts/install-deps")).args(["--python", "client"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "scripts/install-deps --python client failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    root().join("target/venv-client/bin/python")
+}
+
+/// `pip install ./python` into `<tmp>/site` from a copy of python/ and proto/ (so
+/// tests building at once do not share setuptools' build directory); the
+/// PYTHONPATH that holds it.
+fn install_package(python: &Path, tmp: &Path) -> PathBuf {
+    let src = tmp.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for dir in ["python", "proto"] {
+        let out = Command::new("cp").arg("-r").arg(root().join(dir)).arg(src.join(dir)).output().unwrap();
+        assert!(out.status.success(), "copy {dir}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(src.join("python/build"));
+    let site = tmp.join("site");
+    let out = Command::new(python)
+        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--no-build-isolation"])
+        .arg("--target")
+        .arg(&site)
+        .arg(src.join("python"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pip install ./python failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for stub in ["cluster_pb2.py", "cluster_pb2_grpc.py", "experiment_pb2.py", "hardware_pb2_grpc.py"] {
+        assert!(site.join("neuropil/v1").join(stub).is_file(), "the build generated no neuropil/v1/{stub}");
+    }
+    site
+}
+
+/// A child killed when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Run a Python script from the repository root with the package on its path;
+/// its stdout. Fails the test with both streams when it fails or outlives `within`.
+fn python_script(python: &Path, site: &Path, tmp: &Path, args: &[&str], within: Duration) -> String {
+    let (out, err) = (tmp.join(format!("{}.out", args[0].replace('/', "_"))), tmp.join("py.err"));
+    let child = Command::new(python)
+        .args(args)
+        .current_dir(root())
+        .env("PYTHONPATH", site)
+        .env("NEUROPIL_BIN", BIN)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            break child.0.try_wait().unwrap().unwrap_or_else(|| {
+                panic!("{args:?} still running after {within:?}: {}", std::fs::read_to_string(&err).unwrap_or_default())
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (stdout, stderr) = (std::fs::read_to_string(&out).unwrap(), std::fs::read_to_string(&err).unwrap());
+    assert!(status.success(), "{args:?} failed ({status}):\n{stdout}\n{stderr}");
+    stdout
+}
+
+/// The JSON line a check script prints last.
+fn report(stdout: &str) -> serde_json::Value {
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no report in {stdout}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// The rates of a summary.json, by population.
+fn rates_of(summary: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    summary["populations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap().to_string(), p["rate_hz"].clone()))
+        .collect()
+}
+
+const SCALE: [&str; 2] = ["scaling.neurons=0.1", "scaling.synapses=0.1"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_submits_watches_and_fetches_a_cluster_run() {
+    let tmp = TempDir::new("python-cluster");
+    let python = venv_python();
+    let site = install_package(&python, &tmp.0);
+    let etcd = start_etcd();
+    let token = "python-client-token-0123";
+    let token_file = tmp.0.join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let data = tmp.0.join("data");
+    let control = start_control(&etcd, "control-0", &data, &["--token-file", token_file.to_str().unwrap()]);
+    let _node = start_node(&etcd, "node-0", 2, &[]);
+    wait_live_nodes(&control, 1).await;
+
+    let address = control.grpc.trim_start_matches("http://");
+    let out = python_script(
+        &python,
+        &site,
+        &tmp.0,
+        &["python/tests/check_cluster.py", address, token],
+        Duration::from_secs(300),
+    );
+    let got = report(&out);
+
+    // What the client downloaded is what the control wrote, and the run is the
+    // embedded run, spike for spike.
+    let id = got["id"].as_str().unwrap();
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join(id).join("summary.json")).unwrap()).unwrap();
+    let downloaded = Path::new(got["dir"].as_str().unwrap());
+    for file in ["summary.json", "spikes.parquet"] {
+        assert_eq!(
+            std::fs::read(downloaded.join(file)).unwrap(),
+            std::fs::read(data.join(id).join(file)).unwrap(),
+            "{file} differs from the control's"
+        );
+    }
+    assert_eq!(got["rates"].as_object().unwrap(), &rates_of(&written));
+    let embedded = embedded_summary("examples/microcircuit.toml", &SCALE, &tmp.0);
+    assert_eq!(got["spike_hash"], embedded["spike_hash"]);
+    let _ = std::fs::remove_dir_all(downloaded);
+
+    // `neuropil results` writes the same files (through the same RPC).
+    let cli_out = tmp.0.join("cli-results");
+    let out = Command::new(BIN)
+        .args(["results", id, "--control", &control.grpc, "--token-file", token_file.to_str().unwrap(), "--out"])
+        .arg(&cli_out)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "neuropil results: {}", String::from_utf8_lossy(&out.stderr));
+    let mut names: Vec<String> =
+        std::fs::read_dir(&cli_out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    let mut want: Vec<String> =
+        std::fs::read_dir(data.join(id)).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    want.sort();
+    assert_eq!(names, want);
+    for n in &names {
+        assert_eq!(std::fs::read(cli_out.join(n)).unwrap(), std::fs::read(data.join(id).join(n)).unwrap(), "{n}");
+    }
+
+    // The 10-line example, as a user runs it.
+    let out = python_script(
+        &python,
+        &site,
+        &tmp.0,
+        &["python/examples/microcircuit.py", address, token],
+        Duration::from_secs(300),
+    );
+    let hash = embedded["spike_hash"].as_str().unwrap();
+    assert!(out.contains(&format!("spike hash {hash}")), "{out}");
+    assert!(out.contains("L23E") && out.contains("rate_hz"), "no rates table in {out}");
+}
+
+#[test]
+fn neuropil_run_gives_the_embedded_results_and_the_same_errors() {
+    let tmp = TempDir::new("python-embedded");
+    let python = venv_python();
+    let site = install_package(&python, &tmp.0);
+    let out_dir = tmp.0.join("run");
+    let out = python_script(
+        &python,
+        &site,
+        &tmp.0,
+        &["python/tests/check_embedded.py", out_dir.to_str().unwrap()],
+        Duration::from_secs(300),
+    );
+    let got = report(&out);
+    let reference = embedded_summary("examples/microcircuit.toml", &SCALE, &tmp.0);
+    assert_eq!(got["spike_hash"], reference["spike_hash"]);
+    assert_eq!(got["rates"].as_object().unwrap(), &rates_of(&reference));
+
+    // The example without an address runs embedded.
+    let out = python_script(&python, &site, &tmp.0, &["python/examples/microcircuit.py"], Duration::from_secs(300));
+    assert!(out.contains(&format!("spike hash {}", reference["spike_hash"].as_str().unwrap())), "{out}");
+}
