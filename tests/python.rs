@@ -4,9 +4,11 @@
 //! scripts/deps/python-client.txt (target/venv-client, made here by
 //! `scripts/install-deps --python client` when missing), then
 //! python/tests/check_*.py and the 10-line example python/examples/microcircuit.py
-//! run against a real cluster (etcd, a control with a token, a node) and embedded
-//! through the binary. What they report is checked against the files the control
-//! and `neuropil run` wrote.
+//! run against a real cluster (etcd, a control with a token, a node); the embedded
+//! test installs it as a newcomer does, `pip install ./python` in a fresh
+//! virtualenv (build isolation: pip fetches the build requirements and the
+//! newest dependencies the package allows). What they report is checked against
+//! the files the control and `neuropil run` wrote.
 
 mod harness;
 
@@ -27,10 +29,9 @@ fn venv_python() -> PathBuf {
     root().join("target/venv-client/bin/python")
 }
 
-/// `pip install ./python` into `<tmp>/site` from a copy of python/ and proto/ (so
-/// tests building at once do not share setuptools' build directory); the
-/// PYTHONPATH that holds it.
-fn install_package(python: &Path, tmp: &Path) -> PathBuf {
+/// A copy of python/ and proto/ in `<tmp>/src` (tests building at once must not
+/// share setuptools' build directory in python/); its python/.
+fn package_source(tmp: &Path) -> PathBuf {
     let src = tmp.join("src");
     std::fs::create_dir_all(&src).unwrap();
     for dir in ["python", "proto"] {
@@ -38,12 +39,26 @@ fn install_package(python: &Path, tmp: &Path) -> PathBuf {
         assert!(out.status.success(), "copy {dir}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let _ = std::fs::remove_dir_all(src.join("python/build"));
+    src.join("python")
+}
+
+/// Every generated stub module is there.
+fn has_stubs(package: &Path) {
+    for stub in ["cluster_pb2.py", "cluster_pb2_grpc.py", "experiment_pb2.py", "hardware_pb2_grpc.py"] {
+        assert!(package.join("v1").join(stub).is_file(), "the build generated no neuropil/v1/{stub}");
+    }
+}
+
+/// `pip install ./python` into `<tmp>/site` over the pinned dependencies of
+/// target/venv-client (no download); the PYTHONPATH that holds it.
+fn install_package(python: &Path, tmp: &Path) -> PathBuf {
+    let source = package_source(tmp);
     let site = tmp.join("site");
     let out = Command::new(python)
         .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--no-build-isolation"])
         .arg("--target")
         .arg(&site)
-        .arg(src.join("python"))
+        .arg(&source)
         .output()
         .unwrap();
     assert!(
@@ -52,10 +67,40 @@ fn install_package(python: &Path, tmp: &Path) -> PathBuf {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    for stub in ["cluster_pb2.py", "cluster_pb2_grpc.py", "experiment_pb2.py", "hardware_pb2_grpc.py"] {
-        assert!(site.join("neuropil/v1").join(stub).is_file(), "the build generated no neuropil/v1/{stub}");
-    }
+    has_stubs(&site.join("neuropil"));
     site
+}
+
+/// `python3 -m venv` and `pip install ./python` in it, as the README says; the
+/// venv's interpreter.
+fn fresh_virtualenv(tmp: &Path) -> PathBuf {
+    let source = package_source(tmp);
+    let venv = tmp.join("venv");
+    let run = |cmd: &mut Command, what: &str| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv");
+    let python = venv.join("bin/python");
+    run(
+        Command::new(&python).args(["-m", "pip", "install", "-q", "--disable-pip-version-check"]).arg(&source),
+        "pip install ./python in a fresh virtualenv",
+    );
+    let out = Command::new(&python)
+        .args(["-c", "import neuropil, os; print(os.path.dirname(neuropil.__file__))"])
+        .current_dir(tmp)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "import neuropil: {}", String::from_utf8_lossy(&out.stderr));
+    let package = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(package.starts_with(&venv), "neuropil imported from {package:?}, not from the virtualenv");
+    has_stubs(&package);
+    python
 }
 
 /// A child killed when the test ends, however it ends.
@@ -194,10 +239,10 @@ async fn the_python_client_submits_watches_and_fetches_a_cluster_run() {
 }
 
 #[test]
-fn neuropil_run_gives_the_embedded_results_and_the_same_errors() {
+fn in_a_fresh_virtualenv_neuropil_run_gives_the_embedded_results_and_the_same_errors() {
     let tmp = TempDir::new("python-embedded");
-    let python = venv_python();
-    let site = install_package(&python, &tmp.0);
+    let python = fresh_virtualenv(&tmp.0);
+    let site = tmp.0.join("no-site"); // the package is in the virtualenv
     let out_dir = tmp.0.join("run");
     let out = python_script(
         &python,
