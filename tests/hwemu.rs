@@ -39,6 +39,40 @@ fn named(name: &str) -> Option<PresetRef> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hardware_service_with_a_token_refuses_calls_without_it_and_keeps_health_open() {
+    let tmp = TempDir::new("hwemu-token");
+    let token = tmp.0.join("token");
+    std::fs::write(&token, "hwemu-token-0123\n").unwrap();
+    let svc = start(
+        "hwemu",
+        &[
+            "hwemu",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let channel = tonic::transport::Endpoint::from_shared(svc.grpc.clone()).unwrap().connect().await.unwrap();
+    let mut c = HardwareServiceClient::new(channel.clone());
+    let e = c.list_presets(ListPresetsRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    let mut wrong = tonic::Request::new(ListPresetsRequest {});
+    wrong.metadata_mut().insert("authorization", "Bearer hwemu-token-0124".parse().unwrap());
+    assert_eq!(c.list_presets(wrong).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let mut right = tonic::Request::new(ListPresetsRequest {});
+    right.metadata_mut().insert("authorization", "Bearer hwemu-token-0123".parse().unwrap());
+    assert_eq!(c.list_presets(right).await.unwrap().into_inner().presets.len(), 5);
+    // Kubernetes probes need no token.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let h = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap();
+    assert_eq!(h.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hardware_service_answers_and_survives_malformed_requests() {
     let svc = start("hwemu", &["hwemu", "serve", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]);
     let channel = tonic::transport::Endpoint::from_shared(svc.grpc.clone()).unwrap().connect().await.unwrap();

@@ -37,6 +37,10 @@ pub enum HwCommand {
         /// Prometheus /metrics listen address.
         #[arg(long, default_value = "0.0.0.0:9093")]
         metrics: std::net::SocketAddr,
+        /// Require this bearer token (file content) from clients (health and
+        /// reflection stay open, as the control's).
+        #[arg(long, env = "NEUROPIL_TOKEN_FILE")]
+        token_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -143,9 +147,11 @@ pub fn run(cmd: &HwCommand) -> Result<()> {
         HwCommand::Sweep(a) => sweep(a),
         HwCommand::Report(a) => report(a),
         HwCommand::Cosim(a) => cosim(a),
-        HwCommand::Serve { listen, metrics } => {
+        HwCommand::Serve { listen, metrics, token_file } => {
+            let token =
+                token_file.as_deref().map(|p| neuropil_cluster::auth::read_token("--token-file", p)).transpose()?;
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(neuropil_hwemu_service::serve(
-                neuropil_hwemu_service::HwemuConfig { listen: *listen, metrics_listen: *metrics },
+                neuropil_hwemu_service::HwemuConfig { listen: *listen, metrics_listen: *metrics, token },
                 neuropil_cluster::server::shutdown_signal(),
             ))
         }

@@ -220,7 +220,7 @@ impl HardwareService for Svc {
 
 /// Serve until `shutdown` completes (the binary passes SIGTERM/SIGINT).
 pub async fn serve(cfg: HwemuConfig, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
-    let HwemuConfig { listen, metrics_listen } = cfg;
+    let HwemuConfig { listen, metrics_listen, token } = cfg;
     let metrics = Metrics::new()?;
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("--listen {listen}: cannot listen"))?;
@@ -231,7 +231,13 @@ pub async fn serve(cfg: HwemuConfig, shutdown: impl std::future::Future<Output =
     let server =
         neuropil_cluster::server::introspection(builder, &[<HardwareServiceServer<Svc> as NamedService>::NAME])
             .await?
-            .add_service(HardwareServiceServer::new(Svc { metrics }).max_decoding_message_size(4 * MAX_TEXT_BYTES))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                HardwareServiceServer::new(Svc { metrics }).max_decoding_message_size(4 * MAX_TEXT_BYTES),
+                {
+                    let auth = neuropil_cluster::auth::BearerAuth::new(token);
+                    move |req| auth.check(req)
+                },
+            ))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)));
     tokio::select! {
         r = server => r.context("gRPC server"),
