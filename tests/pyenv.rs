@@ -58,8 +58,19 @@ pub fn has_stubs(package: &Path) {
     }
 }
 
+/// The pin of a package in scripts/deps/python-client.txt (`PyNN==0.13.0`).
+pub fn pin(package: &str) -> String {
+    let list = std::fs::read_to_string(root().join("scripts/deps/python-client.txt")).unwrap();
+    list.lines()
+        .find(|l| l.split("==").next() == Some(package))
+        .unwrap_or_else(|| panic!("scripts/deps/python-client.txt pins no {package}"))
+        .trim()
+        .to_string()
+}
+
 /// `pip install ./python` into `<tmp>/site` over the pinned dependencies of
-/// target/venv-client (no download); the PYTHONPATH that holds it.
+/// target/venv-client, with PyNN beside it (pyNN.neuropil lives in PyNN's package,
+/// so both must be in one directory); the PYTHONPATH that holds them.
 pub fn install_package(python: &Path, tmp: &Path) -> PathBuf {
     let source = package_source(tmp);
     let site = tmp.join("site");
@@ -68,6 +79,7 @@ pub fn install_package(python: &Path, tmp: &Path) -> PathBuf {
         .arg("--target")
         .arg(&site)
         .arg(&source)
+        .arg(pin("PyNN"))
         .output()
         .unwrap();
     assert!(
@@ -77,6 +89,7 @@ pub fn install_package(python: &Path, tmp: &Path) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     has_stubs(&site.join("neuropil"));
+    assert!(site.join("pyNN/neuropil/__init__.py").is_file(), "the package installed no pyNN/neuropil");
     site
 }
 

@@ -127,3 +127,78 @@ fn in_a_fresh_virtualenv_neuropil_run_gives_the_embedded_results_and_the_same_er
     let out = python_script(&python, &site, &tmp.0, &["python/examples/microcircuit.py"], Duration::from_secs(300));
     assert!(out.contains(&format!("spike hash {}", reference["spike_hash"].as_str().unwrap())), "{out}");
 }
+
+/// Each line of python/tests/pynn_scenarios.txt: (scenario, outcome).
+fn listed_outcomes() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(root().join("python/tests/pynn_scenarios.txt")).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next().unwrap().to_string(), w.next().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn pynn_neuropil_runs_the_pynn_scenarios_it_supports_and_names_what_it_does_not() {
+    let tmp = TempDir::new("pynn-scenarios");
+    let python = venv_python();
+    let site = install_package(&python, &tmp.0);
+    // PyNN's source distribution (the wheel has no tests), as the PyPI index serves it.
+    let sdist = tmp.0.join("sdist");
+    let out = Command::new(&python)
+        .args(["-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps", "--no-binary", ":all:"])
+        .arg("-d")
+        .arg(&sdist)
+        .arg(pin("PyNN"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pip download PyNN's sdist: {}", String::from_utf8_lossy(&out.stderr));
+    let tarball = std::fs::read_dir(&sdist)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"));
+    let tarball = tarball.expect("no .tar.gz downloaded");
+    let out = python_script(
+        &python,
+        &site,
+        &tmp.0,
+        &["python/tests/pynn_scenarios.py", tarball.to_str().unwrap()],
+        Duration::from_secs(400),
+    );
+    let got = report(&out);
+    let got = got.as_object().unwrap();
+    let kind = |o: &str| match o.split(':').next().unwrap() {
+        "skipped by the scenario" => "skipped".to_string(),
+        k => k.to_string(),
+    };
+    let mut differ = Vec::new();
+    for (scenario, want) in listed_outcomes() {
+        match got.get(&scenario).and_then(|v| v.as_str()) {
+            Some(o) if kind(o) == want => {}
+            Some(o) => differ.push(format!("{scenario}: listed {want}, got {o}")),
+            None => differ.push(format!("{scenario}: listed {want}, not run")),
+        }
+    }
+    let listed: Vec<String> = listed_outcomes().into_iter().map(|(s, _)| s).collect();
+    for (scenario, o) in got {
+        if !listed.contains(scenario) {
+            differ.push(format!("{scenario}: not listed in python/tests/pynn_scenarios.txt, got {o}"));
+        }
+    }
+    assert!(differ.is_empty(), "PyNN scenarios differ from python/tests/pynn_scenarios.txt:\n{}", differ.join("\n"));
+    let passed = got.values().filter(|v| v.as_str() == Some("pass")).count();
+    assert!(passed >= 14, "only {passed} scenarios pass");
+}
+
+#[test]
+fn pynn_neuropil_follows_the_analytic_lif_and_poisson_statistics() {
+    let tmp = TempDir::new("pynn-analytic");
+    let python = venv_python();
+    let site = install_package(&python, &tmp.0);
+    let got = report(&python_script(&python, &site, &tmp.0, &["python/tests/check_pynn.py"], Duration::from_secs(120)));
+    // (the script asserts the closed forms; its report says what it saw)
+    let (isi, analytic) = (got["isi_ms"].as_f64().unwrap(), got["analytic_isi_ms"].as_f64().unwrap());
+    assert!((isi - analytic).abs() <= 0.1 + 1e-9, "ISI {isi} ms, the LIF formula {analytic} ms");
+}

@@ -1,0 +1,51 @@
+"""setup, run, reset, end and the state queries."""
+
+from pyNN import common
+from pyNN.common.control import DEFAULT_MIN_DELAY, DEFAULT_TIMESTEP
+from pyNN.recording import get_io
+
+from . import simulator
+
+
+def setup(timestep=DEFAULT_TIMESTEP, min_delay=DEFAULT_MIN_DELAY, **extra_params):
+    """Start a new network.
+
+    neuropil's options: ``cluster="host:port"`` (run on a neuropil cluster; ``token=``
+    its API token; default: embedded through the neuropil binary), ``binary=`` (the
+    binary; default $NEUROPIL_BIN or PATH), ``threads=``, ``rng_seed=`` (the seed of
+    every random draw neuropil makes: connections, initial values, Poisson trains;
+    default 1), ``progress=True`` (a progress bar per run).
+    """
+    if extra_params.get("spike_precision", "on_grid") != "on_grid":
+        raise NotImplementedError(
+            "pyNN.neuropil: spikes are on the time grid (spike_precision='on_grid'); precise spike times "
+            "are not supported"
+        )
+    max_delay = extra_params.get("max_delay", common.control.DEFAULT_MAX_DELAY)
+    common.setup(timestep, min_delay, **extra_params)
+    simulator.state.clear()
+    simulator.state.dt = timestep
+    # 'auto': the smallest delay of the network, known once it runs (dt until then)
+    simulator.state.auto_min_delay = min_delay in (None, "auto")
+    simulator.state.min_delay = timestep if simulator.state.auto_min_delay else min_delay
+    simulator.state.max_delay = max_delay
+    known = {"cluster", "token", "binary", "threads", "rng_seed", "progress"}
+    simulator.state.options = {k: v for k, v in extra_params.items() if k in known}
+    return rank()
+
+
+def end(compatible_output=True):
+    for population, variables, filename in simulator.state.write_on_end:
+        io = get_io(filename)
+        population.write_data(io, variables)
+    simulator.state.write_on_end = []
+
+
+run, run_until = common.build_run(simulator)
+run_for = run
+reset = common.build_reset(simulator)
+initialize = common.initialize
+
+get_current_time, get_time_step, get_min_delay, get_max_delay, num_processes, rank = common.build_state_queries(
+    simulator
+)

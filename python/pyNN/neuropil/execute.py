@@ -1,0 +1,295 @@
+"""From the PyNN objects of a script to one neuropil experiment, run embedded
+(``neuropil.run``, through the binary) or on a cluster
+(``setup(cluster="host:port")``), and its results read back."""
+
+import collections
+import math
+
+import numpy as np
+from pyNN import connectors
+from pyNN.parameters import LazyArray, Sequence
+from pyNN.random import RandomDistribution
+
+import neuropil
+
+from .projections import RULES, base
+
+
+class NotSupported(NotImplementedError):
+    pass
+
+
+def execute(state):
+    spec = experiment(state)
+    if getattr(state, "auto_min_delay", False) and spec["projections"]:
+        lows = [d.get("value", d.get("low", d.get("min", state.dt))) for d in
+                (p["syn"]["delay_ms"] for p in spec["projections"])]
+        state.min_delay = max(state.dt, min(lows))
+    names = unique_labels(state.populations)
+    opts = state.options
+    if opts.get("cluster"):
+        client = neuropil.Client(opts["cluster"], token=opts.get("token"))
+        results = client.submit(spec).wait(progress=opts.get("progress", False)).results()
+    else:
+        results = neuropil.run(
+            spec,
+            threads=opts.get("threads"),
+            progress=opts.get("progress", False),
+            binary_path=opts.get("binary"),
+        )
+    return Results(results, names)
+
+
+def experiment(state):
+    """The experiment (a dict of experiment.proto's schema) of the network built so far."""
+    if state.t <= 0:
+        raise ValueError("pyNN.neuropil: run() needs a positive time")
+    dt = state.dt
+    names = unique_labels(state.populations)
+    pops, stimuli, recorders = [], [], []
+    for pop in state.populations:
+        name = names[id(pop)]
+        ct = pop.celltype
+        entry = {"name": name, "size": int(pop.size), "model": ct.neuropil_name}
+        if ct.neuropil_name != "parrot_neuron":
+            entry["params"] = {k: number(v, f"{name}: parameter {k}") for k, v in pop._parameters.items()}
+            entry["params"].update(getattr(ct, "extra_parameters", {}))
+            initial = {}
+            for var, value in pop.initial_values.items():
+                if var not in ct.variable_map:
+                    raise NotSupported(f"pyNN.neuropil: {name}: neuropil's {ct.neuropil_name} has no {var}")
+                native = ct.variable_map[var]
+                scale = ct.scale_factors.get(var, 1.0)
+                initial[native] = distribution(value, f"{name}: initial value of {var}", 1.0 / scale)
+            entry["initial"] = initial
+        else:
+            stimuli.extend(source_stimuli(pop, name, dt, state.t))
+        pops.append(entry)
+        recorded = {v.name: sorted(pop.id_to_index(i) for i in ids) for v, ids in pop.recorder.recorded.items() if ids}
+        if "spikes" in recorded:
+            recorders.append(("spikes", name, None, None))
+        others = [v for v in recorded if v != "spikes"]
+        if others:
+            neurons = sorted(set().union(*(recorded[v] for v in others)))
+            variables = [ct.variable_map.get(v, v) for v in others]
+            recorders.append(("multimeter", name, neurons, variables, pop.recorder.sampling_interval))
+    for source in state.current_sources:
+        p = source.native()
+        for pop in source.targets:
+            s = {"kind": "dc_generator", "target": names[id(pop)], "amplitude_pa": p["amplitude_pa"]}
+            if p["start"] > 0:
+                s["start_ms"] = p["start"]
+            if p["stop"] < state.t:
+                s["stop_ms"] = p["stop"]
+            stimuli.append(s)
+    spike_pops = [r[1] for r in recorders if r[0] == "spikes"]
+    rec_specs = []
+    if spike_pops:
+        rec_specs.append({"kind": "spike_recorder", "populations": spike_pops})
+    for r in recorders:
+        if r[0] == "multimeter":
+            rec_specs.append({"kind": "multimeter", "population": r[1], "neurons": [int(i) for i in r[2]],
+                              "variables": r[3], "interval_ms": float(r[4])})
+    if not rec_specs:
+        # (neuropil records every population's spikes when no recorder is given;
+        # a recorder of none keeps the run light and the outputs empty)
+        rec_specs.append({"kind": "spike_recorder", "populations": [names[id(state.populations[0])]]})
+    return {
+        "name": "pynn",
+        "run": {"duration_ms": float(state.t), "dt_ms": float(dt), "seed": int(state.options.get("rng_seed", 1)),
+                "transient_ms": 0.0},
+        "populations": pops,
+        "stimuli": stimuli,
+        "projections": [projection(prj, names, state) for prj in state.projections],
+        "recorders": rec_specs,
+    }
+
+
+def unique_labels(populations):
+    out, seen = {}, collections.Counter()
+    for p in populations:
+        label = p.label or "population"
+        seen[label] += 1
+        out[id(p)] = label if seen[label] == 1 else f"{label}_{seen[label]}"
+    return out
+
+
+def number(value, what):
+    if isinstance(value, LazyArray):
+        if value.shape is None and not value.operations:
+            value = value.base_value
+        elif value.shape is None:
+            raise NotSupported(f"pyNN.neuropil: {what}: computed synapse parameters are not supported")
+        else:
+            value = value.evaluate(simplify=True)
+    v = np.asarray(value)
+    if v.dtype == object:
+        raise NotSupported(f"pyNN.neuropil: {what} is not a number")
+    if v.size > 1 and not np.all(v == v.flat[0]):
+        raise NotSupported(
+            f"pyNN.neuropil: {what} differs between neurons; a neuropil population shares its parameters "
+            "(give one value, or split the population)"
+        )
+    x = float(v.flat[0]) if v.size else float(v)
+    if not math.isfinite(x):
+        raise ValueError(f"pyNN.neuropil: {what} is {x}")
+    return x
+
+
+def distribution(value, what, scale=1.0, negate=False):
+    """A neuropil Distribution from a number, a LazyArray or a RandomDistribution."""
+    sign = -1.0 if negate else 1.0
+    rd = value
+    if isinstance(value, LazyArray):
+        if value.operations:
+            return {"dist": "constant", "value": sign * scale * number(value, what)}
+        rd = value.base_value
+    if isinstance(rd, RandomDistribution):
+        p = rd.parameters
+        k = sign * scale
+        if rd.name == "uniform":
+            lo, hi = sorted((k * p["low"], k * p["high"]))
+            return {"dist": "uniform", "low": lo, "high": hi}
+        if rd.name in ("normal", "normal_clipped", "normal_clipped_to_boundary"):
+            d = {"dist": "normal", "mean": k * p["mu"], "std": abs(k) * p["sigma"]}
+            if rd.name != "normal":
+                lo, hi = sorted((k * p["low"], k * p["high"]))
+                d.update({"min": lo, "max": hi, "bound": "redraw" if rd.name == "normal_clipped" else "clip"})
+            return d
+        if rd.name == "lognormal" and not negate:
+            return {"dist": "lognormal", "mu": p["mu"] + math.log(scale), "sigma": p["sigma"]}
+        raise NotSupported(f"pyNN.neuropil: {what}: the distribution {rd.name!r} is not one neuropil draws "
+                           "(uniform, normal, normal_clipped, normal_clipped_to_boundary, lognormal)")
+    return {"dist": "constant", "value": sign * scale * number(value, what)}
+
+
+def source_stimuli(pop, name, dt, t_stop):
+    """The generators that make a population of parrots a spike source."""
+    ct = type(pop.celltype).__name__
+    if ct == "SpikeSourcePoisson":
+        rate = number(pop._parameters["rate"], f"{name}: rate")
+        start = number(pop._parameters["start"], f"{name}: start")
+        stop = number(pop._parameters["stop"], f"{name}: start+duration")
+        s = {"kind": "poisson_generator", "target": name, "rate_hz": rate, "indegree": 1.0, "weight": 1.0,
+             "delay_ms": dt}
+        if start > 0:
+            s["start_ms"] = start
+        if stop < t_stop:
+            s["stop_ms"] = stop
+        return [s]
+    if ct == "SpikeSourceArray":
+        times = pop._parameters["spike_times"]
+        seqs = [times] if isinstance(times, Sequence) else list(np.asarray(times, dtype=object).flat)
+        if len(seqs) == 1 and pop.size > 1:
+            seqs = seqs * pop.size
+        groups = collections.defaultdict(list)
+        for i, seq in enumerate(seqs):
+            value = seq.value if isinstance(seq, Sequence) else np.asarray(seq)
+            # On the time grid (rounded up, as NEST's spike_generator with PyNN does);
+            # a parrot repeats its input one delay (dt) later: each spike goes in a dt early.
+            grid = np.ceil(np.round(np.asarray(value, dtype=float).ravel() / dt, 6)) * dt
+            shifted = tuple(round(float(x) - dt, 10) for x in grid)
+            if any(x < 0 for x in shifted):
+                raise NotSupported(f"pyNN.neuropil: {name}: spike times before {dt} ms (one time step) "
+                                   "cannot be produced")
+            if shifted:
+                groups[shifted].append(i)
+        return [{"kind": "spike_generator", "target": name, "spike_times_ms": list(k), "weight": 1.0,
+                 "delay_ms": dt, "neurons": v} for k, v in groups.items()]
+    raise NotSupported(f"pyNN.neuropil: {ct} is not a spike source neuropil has")
+
+
+def projection(prj, names, state):
+    c = prj._connector
+    pre, post = base(prj.pre), base(prj.post)
+    where = f"projection {prj.label or (pre.label + ' -> ' + post.label)}"
+    conn = {"rule": RULES[type(c)], "allow_autapses": bool(getattr(c, "allow_self_connections", True))}
+    if isinstance(c, connectors.FixedProbabilityConnector):
+        conn["p"] = float(c.p_connect)
+    elif isinstance(c, (connectors.FixedNumberPreConnector, connectors.FixedNumberPostConnector)):
+        if not isinstance(c.n, (int, np.integer)):
+            raise NotSupported(f"pyNN.neuropil: {where}: n must be a number of connections")
+        conn["indegree" if isinstance(c, connectors.FixedNumberPreConnector) else "outdegree"] = int(c.n)
+        conn["allow_multapses"] = bool(c.with_replacement)
+    elif isinstance(c, connectors.FixedTotalNumberConnector):
+        conn["n"] = int(c.n)
+        conn["allow_multapses"] = bool(c.with_replacement)
+    if conn["rule"] in ("all_to_all", "one_to_one", "pairwise_bernoulli"):
+        conn["allow_multapses"] = True
+    syn = prj.synapse_type
+    params = syn.native_parameters
+    target_ct = post.celltype
+    inhibitory = prj.receptor_type == "inhibitory"
+    scale = getattr(target_ct, "weight_scale", 1.0)
+    if target_ct.neuropil_name == "parrot_neuron":
+        raise NotSupported(f"pyNN.neuropil: {where}: a spike source cannot receive connections")
+    delay = params["delay"]
+    if isinstance(delay, LazyArray) and delay.base_value is None:
+        delay = min_delay(state)
+    out = {
+        "source": names[id(pre)],
+        "target": names[id(post)],
+        "conn": conn,
+        "syn": {
+            "model": syn.neuropil_name,
+            "weight": distribution(params["weight"], f"{where}: weight", scale, negate=inhibitory),
+            "delay_ms": distribution(delay, f"{where}: delay"),
+            "receptor": "inhibitory" if inhibitory else "excitatory",
+        },
+    }
+    skip = ("weight", "delay", "dendritic_delay_fraction", "w_min")
+    extra = {k: number(v, f"{where}: {k}") for k, v in params.items() if k not in skip}
+    if hasattr(syn, "neuropil_extra"):
+        extra.update(syn.neuropil_extra())
+    if "Wmax" in extra:
+        extra["Wmax"] *= scale
+    if extra:
+        out["syn"]["params"] = extra
+    return out
+
+
+def min_delay(state):
+    return state.dt if state.min_delay in (None, "auto") else float(state.min_delay)
+
+
+class Results:
+    """A run's spikes and samples by population label and index."""
+
+    def __init__(self, results, names):
+        self.results = results
+        self.names = names
+        self.offsets = {}
+        at = 0
+        for p in results.summary["populations"]:
+            self.offsets[p["name"]] = at
+            at += p["size"]
+        self._spikes = {}
+        self._state = None
+
+    def spikes_of(self, pop):
+        label = self.names[id(pop)]
+        if label not in self._spikes:
+            df = self.results.spikes if "spikes.parquet" in self.results.files else None
+            out = {}
+            if df is not None:
+                sel = df[df["population"] == label]
+                local = sel["neuron_id"].to_numpy() - self.offsets[label]
+                t = sel["time_ms"].to_numpy()
+                order = np.lexsort((t, local))
+                local, t = local[order], t[order]
+                for i in np.unique(local):
+                    out[int(i)] = t[local == i]
+            self._spikes[label] = out
+        return self._spikes[label]
+
+    def samples_of(self, pop, variable, index):
+        label = self.names[id(pop)]
+        if self._state is None:
+            self._state = self.results.state if "state.parquet" in self.results.files else None
+        df = self._state
+        if df is None:
+            return np.zeros((0, len(index)))
+        sel = df[(df["population"] == label) & (df["variable"] == variable)]
+        sel = sel.assign(local=sel["neuron_id"] - self.offsets[label])
+        table = sel.pivot_table(index="time_ms", columns="local", values="value")
+        return table.reindex(columns=index).to_numpy()

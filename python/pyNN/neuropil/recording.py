@@ -1,0 +1,71 @@
+"""Recording: what a script records becomes neuropil recorders; after a run the
+recorders read spikes.parquet and state.parquet back."""
+
+import numpy as np
+from pyNN import recording
+
+from . import simulator
+
+
+class Recorder(recording.Recorder):
+    _simulator = simulator
+
+    def _record(self, variable, new_ids, sampling_interval=None):
+        if sampling_interval is not None:
+            self.sampling_interval = sampling_interval
+
+    def _results(self):
+        r = self._simulator.state.results
+        if r is None:
+            raise RuntimeError("pyNN.neuropil: no results: call run() first")
+        return r
+
+    def _get_spiketimes(self, ids, clear=False):
+        r = self._results()
+        pop = self.population
+        times = r.spikes_of(pop)
+        start = float(self._recording_start_time.magnitude)
+        out = {}
+        for id in ids:
+            t = times.get(pop.id_to_index(id), np.array([], dtype=float))
+            out[int(id)] = t[t >= start]
+        return out
+
+    def _get_all_signals(self, variable, ids, clear=False):
+        r = self._results()
+        pop = self.population
+        native = pop.celltype.variable_map.get(variable.name, variable.name)
+        scale = pop.celltype.scale_factors.get(variable.name, 1.0)
+        index = [pop.id_to_index(id) for id in ids]
+        samples = r.samples_of(pop, native, index)  # (n_samples, n_ids), from t = interval
+        initial = np.array([_initial(pop, variable.name, i) for i in index], dtype=float) / scale
+        values = np.vstack([initial[np.newaxis, :], samples]) if samples.size else initial[np.newaxis, :]
+        return values * scale, None
+
+    def _local_count(self, variable, filter_ids=None):
+        if variable.name != "spikes":
+            raise ValueError("pyNN.neuropil: count() counts spikes")
+        times = self._results().spikes_of(self.population)
+        pop = self.population
+        return {int(id): len(times.get(pop.id_to_index(id), ())) for id in self.filter_recorded(variable, filter_ids)}
+
+    def _clear_simulator(self):
+        pass
+
+    def _reset(self):
+        pass
+
+
+def _initial(pop, variable, index):
+    # t = 0 is not sampled by neuropil (samples follow each step, as NEST's); the
+    # initial value stands there when it is one number, NaN when neuropil drew it.
+    from pyNN.random import RandomDistribution
+
+    value = pop.initial_values.get(variable)
+    if value is None or isinstance(getattr(value, "base_value", None), RandomDistribution):
+        return np.nan
+    try:
+        v = value[index]
+    except Exception:
+        return np.nan
+    return float(v)

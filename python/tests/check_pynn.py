@@ -1,0 +1,59 @@
+"""pyNN.neuropil against analytic solutions (not against neuropil's own code):
+PyNN's units must arrive translated (nA -> pA, nF -> pF), the membrane must follow
+the leaky integrator's closed form, the interspike interval the LIF's formula,
+and Neo must get what PyNN promises (one SpikeTrain per recorded cell, an
+AnalogSignal from t = 0 in mV).
+
+    python check_pynn.py        (neuropil binary: $NEUROPIL_BIN)
+"""
+
+import json
+import math
+
+import numpy as np
+import quantities as pq
+
+import pyNN.neuropil as sim
+
+sim.setup(timestep=0.1)
+cell = dict(cm=0.25, tau_m=10.0, v_rest=-65.0, v_reset=-65.0, v_thresh=-50.0, tau_refrac=2.0, i_offset=1.0)
+p = sim.Population(2, sim.IF_curr_exp(**cell), label="lif")
+p.initialize(v=-65.0)
+p.record(["spikes", "v"])
+sim.run(100.0)
+block = p.get_data()
+seg = block.segments[0]
+
+# Below threshold, V(t) = E_L + R I (1 - exp(-t / tau_m)), R = tau_m / cm.
+R_I = cell["tau_m"] / cell["cm"] * cell["i_offset"]  # MOhm * nA = mV
+v = seg.filter(name="v")[0]
+assert v.units == pq.mV and float(v.t_start) == 0.0 and float(v.sampling_period.rescale(pq.ms)) == 0.1, v
+t = v.times.rescale(pq.ms).magnitude
+first = float(seg.spiketrains[0][0])
+before = t < first - 0.05
+expected = cell["v_rest"] + R_I * (1.0 - np.exp(-t[before] / cell["tau_m"]))
+err = np.max(np.abs(v.magnitude[before, 0] - expected))
+assert err < 1e-9, f"membrane off the closed form by {err} mV"
+
+# The time to threshold from reset, and the ISI with the refractory period.
+to_threshold = cell["tau_m"] * math.log(R_I / (R_I - (cell["v_thresh"] - cell["v_rest"])))
+isi = np.diff(seg.spiketrains[0].magnitude)
+assert len(seg.spiketrains) == 2 and all(len(s) == len(seg.spiketrains[0]) for s in seg.spiketrains)
+assert abs(first - to_threshold) <= 0.1 + 1e-9, (first, to_threshold)
+assert np.all(np.abs(isi - (cell["tau_refrac"] + to_threshold)) <= 0.1 + 1e-9), (isi, to_threshold)
+sim.end()
+
+# A Poisson source population: the mean rate of many independent trains.
+sim.setup(timestep=0.1, rng_seed=7)
+src = sim.Population(400, sim.SpikeSourcePoisson(rate=20.0), label="src")
+src.record("spikes")
+sim.run(1000.0)
+counts = np.array([len(s) for s in src.get_data().segments[0].spiketrains])
+# 400 trains of 1 s at 20 Hz: the mean count has standard error sqrt(20 / 400).
+assert abs(counts.mean() - 20.0) < 4 * math.sqrt(20.0 / 400), counts.mean()
+# Poisson counts: variance equals the mean (Fano factor 1), within its spread.
+assert abs(counts.var() / counts.mean() - 1.0) < 0.25, counts.var() / counts.mean()
+sim.end()
+
+print(json.dumps({"first_spike_ms": first, "isi_ms": float(isi.mean()), "analytic_isi_ms": cell["tau_refrac"] + to_threshold,
+                  "poisson_mean": float(counts.mean())}))
