@@ -202,3 +202,59 @@ fn pynn_neuropil_follows_the_analytic_lif_and_poisson_statistics() {
     let (isi, analytic) = (got["isi_ms"].as_f64().unwrap(), got["analytic_isi_ms"].as_f64().unwrap());
     assert!((isi - analytic).abs() <= 0.1 + 1e-9, "ISI {isi} ms, the LIF formula {analytic} ms");
 }
+
+/// Mean and sample standard deviation.
+fn mean_sd(x: &[f64]) -> (f64, f64) {
+    let m = x.iter().sum::<f64>() / x.len() as f64;
+    let v = x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (x.len() as f64 - 1.0).max(1.0);
+    (m, v.sqrt())
+}
+
+#[test]
+fn a_pynn_brunel_script_gives_pynn_nests_rates_within_the_seed_spread() {
+    // tests/data/pynn-brunel-nest.json: bench/pynn/compare.py's NEST side (pyNN.nest,
+    // NEST 3.10 from PyPI) of bench/pynn/brunel.py, seeds 1-3, two regimes.
+    let tmp = TempDir::new("pynn-brunel");
+    let python = venv_python();
+    let site = install_package(&python, &tmp.0);
+    let nest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("tests/data/pynn-brunel-nest.json")).unwrap())
+            .unwrap();
+    let (order, j) = (nest["order"].as_u64().unwrap().to_string(), nest["J"].as_f64().unwrap().to_string());
+    for (regime, runs) in nest["regimes"].as_object().unwrap() {
+        let (g, eta) = regime.split_once(':').unwrap();
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for run in runs.as_array().unwrap() {
+            let seed = run["seed"].as_u64().unwrap().to_string();
+            let args = [
+                "bench/pynn/brunel.py",
+                "--sim",
+                "neuropil",
+                "--seed",
+                &seed,
+                "--order",
+                &order,
+                "--g",
+                g,
+                "--eta",
+                eta,
+                "--J",
+                &j,
+            ];
+            let got = report(&python_script(&python, &site, &tmp.0, &args, Duration::from_secs(120)));
+            ours.push(got["rate_E"].as_f64().unwrap());
+            theirs.push(run["rate_E"].as_f64().unwrap());
+        }
+        // Welch's difference of means against its standard error: different seeds
+        // are different networks, so the two simulators agree when their means
+        // differ by no more than three standard errors of the difference.
+        let ((mo, so), (mt, st)) = (mean_sd(&ours), mean_sd(&theirs));
+        let se = (so * so / ours.len() as f64 + st * st / theirs.len() as f64).sqrt();
+        assert!(
+            (mo - mt).abs() <= 3.0 * se,
+            "g:eta {regime}: pyNN.neuropil {mo:.2} Hz ({ours:?}), pyNN.nest {mt:.2} Hz ({theirs:?}), 3 SE = {:.2}",
+            3.0 * se
+        );
+    }
+}

@@ -46,9 +46,12 @@ def experiment(state):
         raise ValueError("pyNN.neuropil: run() needs a positive time")
     dt = state.dt
     names = unique_labels(state.populations)
+    direct = direct_sources(state)
     pops, stimuli, recorders = [], [], []
     for pop in state.populations:
         name = names[id(pop)]
+        if id(pop) in direct:
+            continue
         ct = pop.celltype
         entry = {"name": name, "size": int(pop.size), "model": ct.neuropil_name}
         if ct.neuropil_name != "parrot_neuron":
@@ -82,6 +85,11 @@ def experiment(state):
             if p["stop"] < state.t:
                 s["stop_ms"] = p["stop"]
             stimuli.append(s)
+    direct_prj = set()
+    for prj in state.projections:
+        if id(base(prj.pre)) in direct:
+            direct_prj.add(id(prj))
+            stimuli.append(direct_stimulus(prj, names, state))
     spike_pops = [r[1] for r in recorders if r[0] == "spikes"]
     rec_specs = []
     if spike_pops:
@@ -100,9 +108,46 @@ def experiment(state):
                 "transient_ms": 0.0},
         "populations": pops,
         "stimuli": stimuli,
-        "projections": [projection(prj, names, state) for prj in state.projections],
+        "projections": [projection(prj, names, state) for prj in state.projections if id(prj) not in direct_prj],
         "recorders": rec_specs,
     }
+
+
+def direct_sources(state):
+    """SpikeSourcePoisson populations that feed exactly one projection, one to one,
+    and are not recorded: each target neuron gets its own train, which is what a
+    poisson_generator stimulus gives it directly (no parrots, and a step may
+    carry several of the train's spikes, as it does in NEST)."""
+    out = set()
+    for pop in state.populations:
+        if type(pop.celltype).__name__ != "SpikeSourcePoisson":
+            continue
+        if any(ids for ids in pop.recorder.recorded.values()):
+            continue
+        uses = [p for p in state.projections if base(p.pre) is pop]
+        if len(uses) == 1 and isinstance(uses[0]._connector, connectors.OneToOneConnector) \
+                and uses[0].post.size == pop.size and base(uses[0].post).size == pop.size:
+            out.add(id(pop))
+    return out
+
+
+def direct_stimulus(prj, names, state):
+    pop = base(prj.pre)
+    syn = projection(prj, names, state)["syn"]
+    weight, delay = syn["weight"], syn["delay_ms"]
+    if weight["dist"] != "constant" or delay["dist"] != "constant" or syn["model"] != "static_synapse":
+        raise NotSupported(f"pyNN.neuropil: {pop.label}: Poisson input through a plastic synapse or with "
+                           "random weights or delays is not supported")
+    s = {"kind": "poisson_generator", "target": names[id(base(prj.post))],
+         "rate_hz": number(pop._parameters["rate"], f"{pop.label}: rate"), "indegree": 1.0,
+         "weight": weight["value"], "delay_ms": delay["value"]}
+    start = number(pop._parameters["start"], f"{pop.label}: start")
+    stop = number(pop._parameters["stop"], f"{pop.label}: start+duration")
+    if start > 0:
+        s["start_ms"] = start
+    if stop < state.t:
+        s["stop_ms"] = stop
+    return s
 
 
 def unique_labels(populations):
@@ -168,6 +213,14 @@ def source_stimuli(pop, name, dt, t_stop):
     ct = type(pop.celltype).__name__
     if ct == "SpikeSourcePoisson":
         rate = number(pop._parameters["rate"], f"{name}: rate")
+        if rate * dt / 1000.0 > 0.05:
+            # A parrot emits one spike per step: a train with several spikes in one
+            # step would lose some (a fraction of about rate * dt / 2).
+            raise NotSupported(
+                f"pyNN.neuropil: {name}: a recorded or shared SpikeSourcePoisson of {rate} Hz would lose "
+                f"spikes (neuropil's parrots emit one per {dt} ms step; at most {50.0 / dt:.0f} Hz); connect "
+                "it one to one to a single population and do not record it, and it becomes direct input"
+            )
         start = number(pop._parameters["start"], f"{name}: start")
         stop = number(pop._parameters["stop"], f"{name}: start+duration")
         s = {"kind": "poisson_generator", "target": name, "rate_hz": rate, "indegree": 1.0, "weight": 1.0,
@@ -221,6 +274,11 @@ def projection(prj, names, state):
     target_ct = post.celltype
     inhibitory = prj.receptor_type == "inhibitory"
     scale = getattr(target_ct, "weight_scale", 1.0)
+    # PyNN's convention: inhibitory weights are negative for current-based cells and
+    # positive (conductances) for conductance-based ones; neuropil, as NEST, takes
+    # inhibition as a negative weight for both.
+    conductance = bool(getattr(target_ct, "conductance_based", False))
+    check_sign(params["weight"], inhibitory, conductance, where)
     if target_ct.neuropil_name == "parrot_neuron":
         raise NotSupported(f"pyNN.neuropil: {where}: a spike source cannot receive connections")
     delay = params["delay"]
@@ -232,7 +290,7 @@ def projection(prj, names, state):
         "conn": conn,
         "syn": {
             "model": syn.neuropil_name,
-            "weight": distribution(params["weight"], f"{where}: weight", scale, negate=inhibitory),
+            "weight": distribution(params["weight"], f"{where}: weight", scale, negate=inhibitory and conductance),
             "delay_ms": distribution(delay, f"{where}: delay"),
             "receptor": "inhibitory" if inhibitory else "excitatory",
         },
@@ -246,6 +304,22 @@ def projection(prj, names, state):
     if extra:
         out["syn"]["params"] = extra
     return out
+
+
+def check_sign(weight, inhibitory, conductance, where):
+    from pyNN import errors
+
+    d = distribution(weight, f"{where}: weight")
+    lo = d.get("value", d.get("low", d.get("min", -math.inf if d["dist"] == "normal" else 0.0)))
+    hi = d.get("value", d.get("high", d.get("max", math.inf)))
+    if d["dist"] == "lognormal":
+        lo, hi = 0.0, math.inf
+    if conductance and lo < 0:
+        raise errors.ConnectionError(f"{where}: weights must be positive for conductance-based synapses")
+    if not conductance and inhibitory and hi > 0:
+        raise errors.ConnectionError(f"{where}: weights must be negative for current-based, inhibitory synapses")
+    if not conductance and not inhibitory and lo < 0:
+        raise errors.ConnectionError(f"{where}: weights must be positive for current-based, excitatory synapses")
 
 
 def min_delay(state):
