@@ -92,6 +92,16 @@ async fn the_python_client_submits_watches_and_fetches_a_cluster_run() {
         assert_eq!(std::fs::read(cli_out.join(n)).unwrap(), std::fs::read(data.join(id).join(n)).unwrap(), "{n}");
     }
 
+    // A PyNN script on the cluster: the embedded run's spikes and V_m.
+    let got = report(&python_script(
+        &python,
+        &site,
+        &tmp.0,
+        &["python/tests/check_pynn_cluster.py", address, token],
+        Duration::from_secs(300),
+    ));
+    assert!(got["spikes"].as_u64().unwrap() > 100, "{got}");
+
     // The 10-line example, as a user runs it.
     let out = python_script(
         &python,
