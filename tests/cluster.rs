@@ -107,6 +107,13 @@ async fn microcircuit_on_1_and_3_nodes_matches_the_embedded_run_and_metrics_move
     // lists' (tests/data/metrics-*.txt): a renamed or new series fails here and
     // must be renamed in the list (and in dashboards) on purpose.
     let control_text = http_get(&control.metrics, "/metrics").unwrap();
+    // The dashboard's Hz: each population's neurons after scaling, as the run's
+    // summary counts them.
+    for p in summary["populations"].as_array().unwrap() {
+        let label = format!("population=\"{}\"", p["name"].as_str().unwrap());
+        let n = metric_with(&control_text, "neuropil_experiment_population_neurons", &label);
+        assert_eq!(n, p["size"].as_f64(), "neuropil_experiment_population_neurons{{{label}}}");
+    }
     for (service, text) in [("node", &exposition), ("control", &control_text)] {
         promtool_check(text);
         golden_names(service, text);

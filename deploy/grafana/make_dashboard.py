@@ -61,9 +61,11 @@ def main():
             ("max(neuropil_experiment_real_time_factor)", "experiment"),
             (f"neuropil_real_time_factor{{{NODE}}}", "{{node}}"),
         ], 12, 1, description="Below 1: faster than real time. Alert NeuropilRealTimeFactorDegraded compares it with its last hour."),
-        panel(4, "Spikes per second, by population", [
-            ("max by (population) (rate(neuropil_experiment_spikes[1m]))", "{{population}}"),
-        ], 0, 9, unit="short", stack=True, description="Divide by a population's size (neuropil status ID) for its rate in Hz."),
+        panel(4, "Firing rate per neuron (Hz), by population", [
+            ("max by (population) (rate(neuropil_experiment_spikes[1m]))"
+             " / max by (population) (neuropil_experiment_population_neurons)", "{{population}}"),
+        ], 0, 9, unit="hertz", description="Spikes per second of each population over its neurons (after scaling): "
+                                            "the mean rate of one of its neurons."),
         panel(5, "Experiments by state", [
             ("max by (state) (neuropil_experiments)", "{{state}}"),
         ], 12, 9),

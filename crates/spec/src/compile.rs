@@ -133,7 +133,7 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
                 format!("\"{}\" is used by an earlier population; names must be unique", p.name),
             );
         }
-        let size = (p.size as f64 * n_scale).round_ties_even();
+        let size = scaled_size(p.size, n_scale);
         if p.size == 0 || size < 1.0 {
             errs.add(
                 format!("{path}.size"),
@@ -637,4 +637,18 @@ fn compile_layout(exp: &Experiment, errs: &mut Errors) -> Option<Vec<u32>> {
 fn dedup_errors(errs: &mut Errors) {
     let mut seen = std::collections::HashSet::new();
     errs.0.retain(|e| seen.insert(e.to_string()));
+}
+
+/// The neurons of a population of `size` at `scaling.neurons` = `n_scale`, as
+/// `compile` builds it (rounded half to even; below 1 the spec is refused).
+pub fn scaled_size(size: u64, n_scale: f64) -> f64 {
+    (size as f64 * n_scale).round_ties_even()
+}
+
+/// The neurons of each population of `exp` after its scaling (a scale that does
+/// not validate counts as 1), in declaration order.
+pub fn population_sizes(exp: &Experiment) -> Vec<u64> {
+    let n = exp.scaling.neurons;
+    let n_scale = if n.is_finite() && n > 0.0 { n } else { 1.0 };
+    exp.populations.iter().map(|p| scaled_size(p.size, n_scale).max(0.0) as u64).collect()
 }

@@ -9,7 +9,7 @@ pub mod load;
 pub mod schema;
 pub mod synapse;
 
-pub use compile::{compile, Compiled, Limits};
+pub use compile::{compile, population_sizes, Compiled, Limits};
 pub use error::{FieldError, SpecError};
 pub use load::{load, parse, Format};
 pub use schema::Experiment;

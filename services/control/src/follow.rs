@@ -86,7 +86,11 @@ pub(crate) async fn follow(
             neuropil_cluster::format_of(&a.format).map_err(anyhow::Error::msg)?,
             &a.set,
         )?;
-        (exp.populations.iter().map(|p| p.name.clone()).collect(), exp.run.dt_ms)
+        let names: Vec<String> = exp.populations.iter().map(|p| p.name.clone()).collect();
+        for (name, n) in names.iter().zip(neuropil_spec::population_sizes(&exp)) {
+            control.metrics.population_neurons.with_label_values(&[name.as_str()]).set(n as i64);
+        }
+        (names, exp.run.dt_ms)
     };
     let n = a.members.len();
     let mut ended = vec![false; n];

@@ -29,6 +29,8 @@ pub struct ControlMetrics {
     pub rtf: prometheus::Gauge,
     /// Spikes of the running experiment, by population.
     pub spikes: IntGaugeVec,
+    /// Neurons per population of the running experiment.
+    pub population_neurons: IntGaugeVec,
     /// Time from submission to the end of a run.
     pub run_duration: HistogramVec,
 }
@@ -62,6 +64,13 @@ impl ControlMetrics {
                 Opts::new("experiment_spikes", "Spikes of the running experiment so far, by population"),
                 &["population"],
             )?,
+            population_neurons: IntGaugeVec::new(
+                Opts::new(
+                    "experiment_population_neurons",
+                    "Neurons of each population of the running experiment (after scaling): divides experiment_spikes' rate into Hz",
+                ),
+                &["population"],
+            )?,
             recoveries: IntCounterVec::new(
                 Opts::new("recoveries_total", "Runs rolled back to a checkpoint and placed again, by cause"),
                 &["cause"],
@@ -86,6 +95,7 @@ impl ControlMetrics {
         r.register(Box::new(m.bio_time.clone()))?;
         r.register(Box::new(m.rtf.clone()))?;
         r.register(Box::new(m.spikes.clone()))?;
+        r.register(Box::new(m.population_neurons.clone()))?;
         r.register(Box::new(m.run_duration.clone()))?;
         r.register(Box::new(m.recoveries.clone()))?;
         r.register(Box::new(m.checkpoint_bytes.clone()))?;
