@@ -3,6 +3,7 @@
 (``setup(cluster="host:port")``), and its results read back."""
 
 import collections
+import copy
 import math
 
 import numpy as np
@@ -161,12 +162,10 @@ def unique_labels(populations):
 
 def number(value, what):
     if isinstance(value, LazyArray):
-        if value.shape is None and not value.operations:
-            value = value.base_value
-        elif value.shape is None:
-            raise NotSupported(f"pyNN.neuropil: {what}: computed synapse parameters are not supported")
-        else:
-            value = value.evaluate(simplify=True)
+        if value.shape is None:  # a synapse's parameter: one value for the projection
+            value = copy.copy(value)
+            value.shape = (1,)
+        value = value.evaluate(simplify=True)
     v = np.asarray(value)
     if v.dtype == object:
         raise NotSupported(f"pyNN.neuropil: {what} is not a number")

@@ -270,28 +270,26 @@ class SpikePairRule(synapses.SpikePairRule):
     possible_models = {"stdp_synapse"}
 
 
-class AdditiveWeightDependence(synapses.AdditiveWeightDependence):
-    __doc__ = synapses.AdditiveWeightDependence.__doc__
+class _StdpWeights:
+    """What both weight dependences of stdp_synapse share: Wmax, and no minimum."""
+
     translations = build_translations(("w_max", "Wmax"), ("w_min", "w_min"))
     possible_models = {"stdp_synapse"}
+
+    def __init__(self, w_min=0.0, w_max=1.0):
+        if w_min != 0:
+            raise NotImplementedError("pyNN.neuropil: stdp_synapse's minimum weight is 0 (w_min=0), as NEST's")
+        super().__init__(w_min, w_max)
+
+
+class AdditiveWeightDependence(_StdpWeights, synapses.AdditiveWeightDependence):
+    __doc__ = synapses.AdditiveWeightDependence.__doc__
     extra_parameters = {"mu_plus": 0.0, "mu_minus": 0.0}
 
-    def __init__(self, w_min=0.0, w_max=1.0):
-        if w_min != 0:
-            raise NotImplementedError("pyNN.neuropil: stdp_synapse's minimum weight is 0 (w_min=0), as NEST's")
-        super().__init__(w_min, w_max)
 
-
-class MultiplicativeWeightDependence(synapses.MultiplicativeWeightDependence):
+class MultiplicativeWeightDependence(_StdpWeights, synapses.MultiplicativeWeightDependence):
     __doc__ = synapses.MultiplicativeWeightDependence.__doc__
-    translations = build_translations(("w_max", "Wmax"), ("w_min", "w_min"))
-    possible_models = {"stdp_synapse"}
     extra_parameters = {"mu_plus": 1.0, "mu_minus": 1.0}
-
-    def __init__(self, w_min=0.0, w_max=1.0):
-        if w_min != 0:
-            raise NotImplementedError("pyNN.neuropil: stdp_synapse's minimum weight is 0 (w_min=0), as NEST's")
-        super().__init__(w_min, w_max)
 
 
 def _not_available(name, why):
