@@ -1,7 +1,9 @@
 """A client of a neuropil cluster's ExperimentService (the control replicas)."""
 
+import os
 import pathlib
 import tempfile
+import time
 
 import grpc
 import pandas as pd
@@ -182,11 +184,17 @@ class Client:
     def wait(self, id, progress=True):
         """Watch to the end; the final :class:`Info`. Raises :class:`RunFailed`
         when the run failed or was cancelled."""
-        last = None
-        for last in self.watch(id, progress=progress):
-            pass
-        if last is None or not last.done:
-            last = self.status(id)
+        while True:
+            last = None
+            for last in self.watch(id, progress=progress):
+                pass
+            if last is None or not last.done:
+                last = self.status(id)
+            if last.done:
+                break
+            # The stream ended with the run still going (a replica restarted, a
+            # proxy closed it): watch again.
+            time.sleep(0.5)
         if last.state != "succeeded":
             raise RunFailed(last)
         return last
@@ -222,7 +230,9 @@ class Client:
                     if handle:
                         handle.close()
                     name, size = chunk.file, chunk.size
-                    if "/" in name or name in ("", ".", ".."):
+                    if pathlib.PurePath(name).name != name or name in ("", ".", "..") or any(
+                        sep and sep in name for sep in (os.sep, os.altsep, "/", "\\")
+                    ):
                         raise NeuropilError("INTERNAL", f"file: the service sent a file named {name!r}")
                     path = directory / name
                     handle = open(path, "wb")

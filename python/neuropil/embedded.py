@@ -52,13 +52,18 @@ def run(spec, overrides=None, *, out=None, threads=None, shards=None, format=Non
         other = []
         with bar(progress, path.stem) as b:
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            for line in proc.stderr:
-                m = _PROGRESS.match(line)
-                if m:
-                    b.show(float(m[1]), float(m[2]), float(m[3]), int(m[4]))
-                else:
-                    other.append(line.rstrip("\n"))
-            code = proc.wait()
+            try:
+                for line in proc.stderr:
+                    m = _PROGRESS.match(line)
+                    if m:
+                        b.show(float(m[1]), float(m[2]), float(m[3]), int(m[4]))
+                    else:
+                        other.append(line.rstrip("\n"))
+                code = proc.wait()
+            finally:
+                if proc.poll() is None:  # interrupted (Ctrl-C, a notebook's stop): the run stops too
+                    proc.kill()
+                    proc.wait()
     if code != 0:
         message = "\n".join(l for l in other if l.strip()) or f"neuropil run exited with {code}"
         first = next((l for l in other if l.startswith("error: ")), message)

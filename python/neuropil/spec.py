@@ -16,7 +16,10 @@ def document(spec, format=None):
     (TOML unless ``format`` says otherwise).
     """
     if isinstance(spec, dict):
-        return json.dumps(spec), "json"
+        try:
+            return json.dumps(spec, allow_nan=False), "json"
+        except ValueError as e:
+            raise ValueError(f"spec: {e}: JSON has no infinity or NaN; leave the field out instead") from None
     if isinstance(spec, (str, os.PathLike)):
         path = pathlib.Path(spec)
         looks_like_path = isinstance(spec, os.PathLike) or ("\n" not in spec and len(spec) < 4096)

@@ -55,5 +55,44 @@ assert abs(counts.mean() - 20.0) < 4 * math.sqrt(20.0 / 400), counts.mean()
 assert abs(counts.var() / counts.mean() - 1.0) < 0.25, counts.var() / counts.mean()
 sim.end()
 
+# Scripts that once broke the translation (review of the first version):
+sim.setup(timestep=0.1)
+noise = sim.Population(20, sim.SpikeSourcePoisson(rate=5000.0), label="a")  # declared first, direct, unrecorded
+cells = sim.Population(20, sim.IF_curr_exp(), label="a")                     # labels a, a, a_2
+other = sim.Population(20, sim.IF_curr_exp(), label="a_2")
+sim.Projection(noise, cells, sim.OneToOneConnector(), sim.StaticSynapse(weight=0.05))
+w = sim.RandomDistribution("normal_clipped", mu=0.05, sigma=0.01, low=0.0, high=np.inf)  # an infinite bound
+sim.Projection(cells, other, sim.FixedProbabilityConnector(0.2), sim.StaticSynapse(weight=w, delay=1.0))
+sim.Projection(other, cells, sim.AllToAllConnector(),
+               sim.TsodyksMarkramSynapse(U=0.5, tau_rec=100.0, weight=-0.05, delay=1.0), receptor_type="inhibitory")
+sim.run(50.0)
+other.record("v")
+sim.run(50.0)
+v_first = other.get_data("v", clear=True).segments[0].filter(name="v")[0]
+sim.run(50.0)
+v_second = other.get_data("v").segments[0].filter(name="v")[0]
+# neuropil reruns from 0, so the trace covers the whole run (t = 0 ... 100 ms);
+# after get_data(clear=True) the next segment starts where that one ended, with
+# the sample at 100 ms in both.
+assert float(v_first.t_start) == 0.0 and v_first.shape == (1001, 20), (v_first.t_start, v_first.shape)
+assert abs(float(v_second.t_start) - 100.0) < 1e-9 and v_second.shape == (501, 20), (v_second.t_start, v_second.shape)
+assert np.array_equal(v_first.magnitude[-1], v_second.magnitude[0])
+sim.end()
+
+# Tsodyks-Markram's first spike uses U of the resources (no phantom spike at t = 0):
+# the membrane after it is that of a static synapse of weight U w, until the second.
+sim.setup(timestep=0.1)
+spikes = sim.Population(1, sim.SpikeSourceArray(spike_times=[20.0, 60.0]), label="in")
+tm = sim.Population(1, sim.IF_curr_exp(), label="tm")
+static = sim.Population(1, sim.IF_curr_exp(), label="static")
+sim.Projection(spikes, tm, sim.OneToOneConnector(), sim.TsodyksMarkramSynapse(U=0.5, tau_rec=100.0, weight=2.0, delay=1.0))
+sim.Projection(spikes, static, sim.OneToOneConnector(), sim.StaticSynapse(weight=1.0, delay=1.0))
+for p in (tm, static):
+    p.record("v")
+sim.run(55.0)
+v_tm, v_static = (p.get_data().segments[0].filter(name="v")[0].magnitude[:, 0] for p in (tm, static))
+assert np.max(np.abs(v_tm - v_static)) < 1e-9 and np.ptp(v_static) > 1.0, np.max(np.abs(v_tm - v_static))
+sim.end()
+
 print(json.dumps({"first_spike_ms": first, "isi_ms": float(isi.mean()), "analytic_isi_ms": cell["tau_refrac"] + to_threshold,
                   "poisson_mean": float(counts.mean())}))

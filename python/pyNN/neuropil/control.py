@@ -1,5 +1,8 @@
 """setup, run, reset, end and the state queries."""
 
+import shutil
+import tempfile
+
 from pyNN import common
 from pyNN.common.control import DEFAULT_MIN_DELAY, DEFAULT_TIMESTEP
 from pyNN.recording import get_io
@@ -31,7 +34,16 @@ def setup(timestep=DEFAULT_TIMESTEP, min_delay=DEFAULT_MIN_DELAY, **extra_params
     simulator.state.max_delay = max_delay
     known = {"cluster", "token", "binary", "threads", "rng_seed", "progress"}
     simulator.state.options = {k: v for k, v in extra_params.items() if k in known}
+    _remove_results()
+    simulator.state.out_dir = tempfile.mkdtemp(prefix="pynn-neuropil-")
     return rank()
+
+
+def _remove_results():
+    out = getattr(simulator.state, "out_dir", None)
+    if out:
+        shutil.rmtree(out, ignore_errors=True)
+        simulator.state.out_dir = None
 
 
 def end(compatible_output=True):
@@ -39,6 +51,11 @@ def end(compatible_output=True):
         io = get_io(filename)
         population.write_data(io, variables)
     simulator.state.write_on_end = []
+    # The recorders read the last run's files when asked: load them before the
+    # files go, so get_data() still answers after end().
+    if simulator.state.results is not None:
+        simulator.state.results.load()
+    _remove_results()
 
 
 run, run_until = common.build_run(simulator)

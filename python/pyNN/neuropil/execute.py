@@ -5,6 +5,7 @@
 import collections
 import copy
 import math
+import shutil
 
 import numpy as np
 from pyNN import connectors
@@ -28,12 +29,17 @@ def execute(state):
         state.min_delay = max(state.dt, min(lows))
     names = unique_labels(state.populations)
     opts = state.options
+    # One result directory per session (setup() makes it, end() removes it): each
+    # run replaces the last one's files.
+    out = state.out_dir
+    shutil.rmtree(out, ignore_errors=True)
     if opts.get("cluster"):
-        client = neuropil.Client(opts["cluster"], token=opts.get("token"))
-        results = client.submit(spec).wait(progress=opts.get("progress", False)).results()
+        with neuropil.Client(opts["cluster"], token=opts.get("token")) as client:
+            results = client.submit(spec).wait(progress=opts.get("progress", False)).results(out)
     else:
         results = neuropil.run(
             spec,
+            out=out,
             threads=opts.get("threads"),
             progress=opts.get("progress", False),
             binary_path=opts.get("binary"),
@@ -102,7 +108,7 @@ def experiment(state):
     if not rec_specs:
         # (neuropil records every population's spikes when no recorder is given;
         # a recorder of none keeps the run light and the outputs empty)
-        rec_specs.append({"kind": "spike_recorder", "populations": [names[id(state.populations[0])]]})
+        rec_specs.append({"kind": "spike_recorder", "populations": [pops[0]["name"]]})
     return {
         "name": "pynn",
         "run": {"duration_ms": float(state.t), "dt_ms": float(dt), "seed": int(state.options.get("rng_seed", 1)),
@@ -152,17 +158,24 @@ def direct_stimulus(prj, names, state):
 
 
 def unique_labels(populations):
-    out, seen = {}, collections.Counter()
+    out, used = {}, set()
     for p in populations:
-        label = p.label or "population"
-        seen[label] += 1
-        out[id(p)] = label if seen[label] == 1 else f"{label}_{seen[label]}"
+        label = base_label = p.label or "population"
+        k = 1
+        while label in used:
+            k += 1
+            label = f"{base_label}_{k}"
+        used.add(label)
+        out[id(p)] = label
     return out
 
 
 def number(value, what):
     if isinstance(value, LazyArray):
         if value.shape is None:  # a synapse's parameter: one value for the projection
+            if isinstance(value.base_value, RandomDistribution) or callable(value.base_value):
+                raise NotSupported(f"pyNN.neuropil: {what} must be one number for the projection "
+                                   "(random or computed synapse parameters are not supported)")
             value = copy.copy(value)
             value.shape = (1,)
         value = value.evaluate(simplify=True)
@@ -198,7 +211,9 @@ def distribution(value, what, scale=1.0, negate=False):
             d = {"dist": "normal", "mean": k * p["mu"], "std": abs(k) * p["sigma"]}
             if rd.name != "normal":
                 lo, hi = sorted((k * p["low"], k * p["high"]))
-                d.update({"min": lo, "max": hi, "bound": "redraw" if rd.name == "normal_clipped" else "clip"})
+                d["bound"] = "redraw" if rd.name == "normal_clipped" else "clip"
+                # (an infinite bound is no bound: JSON has no infinity)
+                d.update({key: b for key, b in (("min", lo), ("max", hi)) if math.isfinite(b)})
             return d
         if rd.name == "lognormal" and not negate:
             return {"dist": "lognormal", "mu": p["mu"] + math.log(scale), "sigma": p["sigma"]}
@@ -207,12 +222,18 @@ def distribution(value, what, scale=1.0, negate=False):
     return {"dist": "constant", "value": sign * scale * number(value, what)}
 
 
+def state_projections(pop):
+    return pop._simulator.state.projections
+
+
 def source_stimuli(pop, name, dt, t_stop):
     """The generators that make a population of parrots a spike source."""
     ct = type(pop.celltype).__name__
     if ct == "SpikeSourcePoisson":
         rate = number(pop._parameters["rate"], f"{name}: rate")
-        if rate * dt / 1000.0 > 0.05:
+        used = any(ids for ids in pop.recorder.recorded.values()) or any(
+            base(p.pre) is pop for p in state_projections(pop))
+        if used and rate * dt / 1000.0 > 0.05:
             # A parrot emits one spike per step: a train with several spikes in one
             # step would lose some (a fraction of about rate * dt / 2).
             raise NotSupported(
@@ -241,9 +262,9 @@ def source_stimuli(pop, name, dt, t_stop):
             # a parrot repeats its input one delay (dt) later: each spike goes in a dt early.
             grid = np.ceil(np.round(np.asarray(value, dtype=float).ravel() / dt, 6)) * dt
             shifted = tuple(round(float(x) - dt, 10) for x in grid)
-            if any(x < 0 for x in shifted):
-                raise NotSupported(f"pyNN.neuropil: {name}: spike times before {dt} ms (one time step) "
-                                   "cannot be produced")
+            if any(x < dt - 1e-9 for x in shifted):
+                raise NotSupported(f"pyNN.neuropil: {name}: spike times at or before {dt} ms (the first time "
+                                   "step) cannot be produced: the parrot that emits them needs one step to hear them")
             if shifted:
                 groups[shifted].append(i)
         return [{"kind": "spike_generator", "target": name, "spike_times_ms": list(k), "weight": 1.0,
@@ -280,6 +301,12 @@ def projection(prj, names, state):
     check_sign(params["weight"], inhibitory, conductance, where)
     if target_ct.neuropil_name == "parrot_neuron":
         raise NotSupported(f"pyNN.neuropil: {where}: a spike source cannot receive connections")
+    receptor = "inhibitory" if inhibitory else "excitatory"
+    if syn.neuropil_name == "stdp_synapse" and inhibitory:
+        raise NotSupported(f"pyNN.neuropil: {where}: inhibitory STDP is not supported (stdp_synapse's weights "
+                           "are in [0, Wmax])")
+    if syn.neuropil_name != "static_synapse":
+        receptor = "auto"  # (plastic synapses take the channel from the weight's sign)
     delay = params["delay"]
     if isinstance(delay, LazyArray) and delay.base_value is None:
         delay = min_delay(state)
@@ -291,7 +318,7 @@ def projection(prj, names, state):
             "model": syn.neuropil_name,
             "weight": distribution(params["weight"], f"{where}: weight", scale, negate=inhibitory and conductance),
             "delay_ms": distribution(delay, f"{where}: delay"),
-            "receptor": "inhibitory" if inhibitory else "excitatory",
+            "receptor": receptor,
         },
     }
     skip = ("weight", "delay", "dendritic_delay_fraction", "w_min")
@@ -331,6 +358,7 @@ class Results:
     def __init__(self, results, names):
         self.results = results
         self.names = names
+        self.files = results.files  # (listed now: end() removes the directory)
         self.offsets = {}
         at = 0
         for p in results.summary["populations"]:
@@ -339,10 +367,16 @@ class Results:
         self._spikes = {}
         self._state = None
 
+    def load(self):
+        """Read the run's tables into memory (its files may go after this)."""
+        for name in ("spikes", "state"):
+            if f"{name}.parquet" in self.files:
+                getattr(self.results, name)
+
     def spikes_of(self, pop):
         label = self.names[id(pop)]
         if label not in self._spikes:
-            df = self.results.spikes if "spikes.parquet" in self.results.files else None
+            df = self.results.spikes if "spikes.parquet" in self.files else None
             out = {}
             if df is not None:
                 sel = df[df["population"] == label]
@@ -358,11 +392,11 @@ class Results:
     def samples_of(self, pop, variable, index):
         label = self.names[id(pop)]
         if self._state is None:
-            self._state = self.results.state if "state.parquet" in self.results.files else None
+            self._state = self.results.state if "state.parquet" in self.files else None
         df = self._state
         if df is None:
-            return np.zeros((0, len(index)))
+            return np.zeros((0,)), np.zeros((0, len(index)))
         sel = df[(df["population"] == label) & (df["variable"] == variable)]
         sel = sel.assign(local=sel["neuron_id"] - self.offsets[label])
         table = sel.pivot_table(index="time_ms", columns="local", values="value")
-        return table.reindex(columns=index).to_numpy()
+        return table.index.to_numpy(), table.reindex(columns=index).to_numpy()

@@ -3,6 +3,7 @@ whose connectivity neuropil draws itself, from the run's seed (PyNN's "native
 RNG" semantics: the same statistics as the connector, not the same draws as
 PyNN's Python connectors)."""
 
+import numpy as np
 from pyNN import common, connectors
 from pyNN.space import Space
 
@@ -30,7 +31,8 @@ class Projection(common.Projection):
             )
         for end, pop in (("presynaptic", presynaptic_population), ("postsynaptic", postsynaptic_population)):
             if isinstance(pop, common.Assembly) or (
-                isinstance(pop, common.PopulationView) and pop.size != pop.grandparent.size
+                isinstance(pop, common.PopulationView)
+                and not np.array_equal(pop.grandparent.id_to_index(pop.all_cells), np.arange(pop.grandparent.size))
             ):
                 raise NotImplementedError(
                     f"pyNN.neuropil: the {end} side of a projection must be a whole Population "

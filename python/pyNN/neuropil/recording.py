@@ -37,17 +37,20 @@ class Recorder(recording.Recorder):
         native = pop.celltype.variable_map.get(variable.name, variable.name)
         scale = pop.celltype.scale_factors.get(variable.name, 1.0)
         index = [pop.id_to_index(id) for id in ids]
-        samples = r.samples_of(pop, native, index)  # (n_samples, n_ids), from t = interval
-        initial = np.array([_initial(pop, variable.name, i) for i in index], dtype=float) / scale
-        values = np.vstack([initial[np.newaxis, :], samples]) if samples.size else initial[np.newaxis, :]
-        return values * scale, None
+        times, samples = r.samples_of(pop, native, index)  # samples follow each step: from t = interval
+        start = float(self._recording_start_time.magnitude)
+        keep = times >= start - 1e-9
+        samples = samples[keep] * scale
+        if start > 0:
+            return samples, None
+        initial = np.array([_initial(pop, variable.name, i) for i in index], dtype=float)
+        return (np.vstack([initial[np.newaxis, :], samples]) if samples.size else initial[np.newaxis, :]), None
 
     def _local_count(self, variable, filter_ids=None):
         if variable.name != "spikes":
             raise ValueError("pyNN.neuropil: count() counts spikes")
-        times = self._results().spikes_of(self.population)
-        pop = self.population
-        return {int(id): len(times.get(pop.id_to_index(id), ())) for id in self.filter_recorded(variable, filter_ids)}
+        spikes = self._get_spiketimes(self.filter_recorded(variable, filter_ids))
+        return {id: len(t) for id, t in spikes.items()}
 
     def _clear_simulator(self):
         pass

@@ -5,7 +5,9 @@ neuropil runs a whole experiment at once. ``run(t)`` therefore runs the network
 from 0 to the current time ``t`` (embedded through the binary, or on a cluster);
 a second ``run`` runs it again from 0 to the new time — same seed, same network,
 so the first part's spikes are the same — and the recorders read the new
-results. ``reset()`` starts a new segment from t = 0 as PyNN defines it.
+results. ``reset()`` starts a new segment from t = 0 as PyNN defines it — with the same seed, so a trial after reset() is
+the same trial again, spike for spike (NEST's Poisson generators would go on
+drawing); for another trial, setup() again with another ``rng_seed``.
 """
 
 from pyNN import common

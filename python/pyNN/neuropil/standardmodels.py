@@ -164,6 +164,12 @@ class TsodyksMarkramSynapse(synapses.TsodyksMarkramSynapse):
     )
     neuropil_name = "tsodyks2_synapse"
 
+    def neuropil_extra(self):
+        # Before the first spike: no utilisation, all resources (PyNN's model, and
+        # NEST's tsodyks_synapse that PyNN's NEST backend uses); tsodyks2's own
+        # defaults (u = 0.5) would act as a spike at t = 0.
+        return {"u": 0.0, "x": 1.0}
+
     def _get_minimum_delay(self):
         return state.dt if state.min_delay in (None, "auto") else state.min_delay
 

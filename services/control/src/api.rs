@@ -260,7 +260,8 @@ impl Control {
                     )));
                 }
             }
-            req.files
+            let mut seen = std::collections::BTreeSet::new();
+            req.files.into_iter().filter(|f| seen.insert(f.clone())).collect() // each file once
         };
         Ok(names.into_iter().map(|n| (n.clone(), dir.join(n))).collect())
     }
