@@ -36,6 +36,7 @@ from .control import (  # noqa: F401
     get_max_delay,
     get_min_delay,
     get_time_step,
+    hardware_report,
     initialize,
     num_processes,
     rank,

@@ -17,7 +17,11 @@ def setup(timestep=DEFAULT_TIMESTEP, min_delay=DEFAULT_MIN_DELAY, **extra_params
     its API token; default: embedded through the neuropil binary), ``binary=`` (the
     binary; default $NEUROPIL_BIN or PATH), ``threads=``, ``rng_seed=`` (the seed of
     every random draw neuropil makes: connections, initial values, Poisson trains;
-    default 1), ``progress=True`` (a progress bar per run).
+    default 1), ``progress=True`` (a progress bar per run), ``hardware="loihi"`` (run
+    with a neuromorphic chip's fabric in the loop, as PyCARL does: a preset of
+    ``neuropil hwemu presets``, or a dict ``{"preset": ..., "mapping": ...,
+    "neurons_per_core": ...}``; spikes then travel over the emulated fabric and the
+    run's summary holds the hardware report, ``sim.hardware_report()``).
     """
     if extra_params.get("spike_precision", "on_grid") != "on_grid":
         raise NotImplementedError(
@@ -32,7 +36,7 @@ def setup(timestep=DEFAULT_TIMESTEP, min_delay=DEFAULT_MIN_DELAY, **extra_params
     simulator.state.auto_min_delay = min_delay in (None, "auto")
     simulator.state.min_delay = timestep if simulator.state.auto_min_delay else min_delay
     simulator.state.max_delay = max_delay
-    known = {"cluster", "token", "binary", "threads", "rng_seed", "progress"}
+    known = {"cluster", "token", "binary", "threads", "rng_seed", "progress", "hardware"}
     simulator.state.options = {k: v for k, v in extra_params.items() if k in known}
     _remove_results()
     simulator.state.out_dir = tempfile.mkdtemp(prefix="pynn-neuropil-")
@@ -66,3 +70,12 @@ initialize = common.initialize
 get_current_time, get_time_step, get_min_delay, get_max_delay, num_processes, rank = common.build_state_queries(
     simulator
 )
+
+
+def hardware_report():
+    """The last run's hardware report (latency, loss, link utilisation, energy of
+    the emulated fabric), or None without ``setup(hardware=...)``."""
+    r = simulator.state.results
+    if r is None:
+        raise RuntimeError("pyNN.neuropil: no results: call run() first")
+    return r.results.summary.get("hardware")

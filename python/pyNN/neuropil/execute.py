@@ -109,7 +109,7 @@ def experiment(state):
         # (neuropil records every population's spikes when no recorder is given;
         # a recorder of none keeps the run light and the outputs empty)
         rec_specs.append({"kind": "spike_recorder", "populations": [pops[0]["name"]]})
-    return {
+    out = {
         "name": "pynn",
         "run": {"duration_ms": float(state.t), "dt_ms": float(dt), "seed": int(state.options.get("rng_seed", 1)),
                 "transient_ms": 0.0},
@@ -118,6 +118,10 @@ def experiment(state):
         "projections": [projection(prj, names, state) for prj in state.projections if id(prj) not in direct_prj],
         "recorders": rec_specs,
     }
+    hw = state.options.get("hardware")
+    if hw:
+        out["hardware"] = {"preset": hw} if isinstance(hw, str) else dict(hw)
+    return out
 
 
 def direct_sources(state):
