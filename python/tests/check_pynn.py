@@ -94,6 +94,35 @@ v_tm, v_static = (p.get_data().segments[0].filter(name="v")[0].magnitude[:, 0] f
 assert np.max(np.abs(v_tm - v_static)) < 1e-9 and np.ptp(v_static) > 1.0, np.max(np.abs(v_tm - v_static))
 sim.end()
 
+# An Assembly splits into its populations: Projection(src, E + I, ...) is the two
+# projections src -> E and src -> I, spike for spike.
+def assembly_net(split):
+    sim.setup(timestep=0.1, rng_seed=5)
+    src = sim.Population(50, sim.SpikeSourcePoisson(rate=20.0), label="src")
+    E = sim.Population(80, sim.IF_curr_exp(i_offset=0.8), label="E")
+    I = sim.Population(20, sim.IF_curr_exp(i_offset=0.8), label="I")
+    syn = sim.StaticSynapse(weight=0.3, delay=1.0)
+    if split:
+        for post in (E, I):
+            sim.Projection(src, post, sim.FixedProbabilityConnector(0.2), syn)
+        prj = sim.Projection(E, I, sim.FixedNumberPreConnector(8), syn)
+    else:
+        # (PyNN picks an Assembly's default receptor from a set: name it)
+        sim.Projection(src, E + I, sim.FixedProbabilityConnector(0.2), syn, receptor_type="excitatory")
+        prj = sim.Projection(E, I, sim.FixedNumberPreConnector(8), syn)
+    for p in (E, I):
+        p.record("spikes")
+    sim.run(200.0)
+    out = [[st.magnitude.tolist() for st in p.get_data().segments[0].spiketrains] for p in (E, I)]
+    n = len(prj)
+    sim.end()
+    return out, n
+
+
+(whole, n_whole), (parts, n_parts) = assembly_net(False), assembly_net(True)
+assert whole == parts and n_whole == n_parts == 8 * 20, "an Assembly's projection is not its populations' projections"
+assert sum(len(t) for pop in whole for t in pop) > 50
+
 # A chip fabric in the loop (as PyCARL co-simulates CARLsim with hardware): the
 # network's spikes cross Loihi's emulated mesh; the report comes back.
 reports = {}

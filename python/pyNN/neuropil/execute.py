@@ -94,7 +94,7 @@ def experiment(state):
             stimuli.append(s)
     direct_prj = set()
     for prj in state.projections:
-        if id(base(prj.pre)) in direct:
+        if id(prj._pairs[0][0]) in direct:
             direct_prj.add(id(prj))
             stimuli.append(direct_stimulus(prj, names, state))
     spike_pops = [r[1] for r in recorders if r[0] == "spikes"]
@@ -115,7 +115,8 @@ def experiment(state):
                 "transient_ms": 0.0},
         "populations": pops,
         "stimuli": stimuli,
-        "projections": [projection(prj, names, state) for prj in state.projections if id(prj) not in direct_prj],
+        "projections": [spec for prj in state.projections if id(prj) not in direct_prj
+                        for spec in projection(prj, names, state)],
         "recorders": rec_specs,
     }
     hw = state.options.get("hardware")
@@ -135,21 +136,21 @@ def direct_sources(state):
             continue
         if any(ids for ids in pop.recorder.recorded.values()):
             continue
-        uses = [p for p in state.projections if base(p.pre) is pop]
+        uses = [p for p in state.projections if any(a is pop for a, _ in p._pairs)]
         if len(uses) == 1 and isinstance(uses[0]._connector, connectors.OneToOneConnector) \
-                and uses[0].post.size == pop.size and base(uses[0].post).size == pop.size:
+                and len(uses[0]._pairs) == 1 and uses[0]._pairs[0][1].size == pop.size:
             out.add(id(pop))
     return out
 
 
 def direct_stimulus(prj, names, state):
-    pop = base(prj.pre)
-    syn = projection(prj, names, state)["syn"]
+    pop, target = prj._pairs[0]
+    syn = projection(prj, names, state)[0]["syn"]
     weight, delay = syn["weight"], syn["delay_ms"]
     if weight["dist"] != "constant" or delay["dist"] != "constant" or syn["model"] != "static_synapse":
         raise NotSupported(f"pyNN.neuropil: {pop.label}: Poisson input through a plastic synapse or with "
                            "random weights or delays is not supported")
-    s = {"kind": "poisson_generator", "target": names[id(base(prj.post))],
+    s = {"kind": "poisson_generator", "target": names[id(target)],
          "rate_hz": number(pop._parameters["rate"], f"{pop.label}: rate"), "indegree": 1.0,
          "weight": weight["value"], "delay_ms": delay["value"]}
     start = number(pop._parameters["start"], f"{pop.label}: start")
@@ -236,7 +237,7 @@ def source_stimuli(pop, name, dt, t_stop):
     if ct == "SpikeSourcePoisson":
         rate = number(pop._parameters["rate"], f"{name}: rate")
         used = any(ids for ids in pop.recorder.recorded.values()) or any(
-            base(p.pre) is pop for p in state_projections(pop))
+            a is pop for p in state_projections(pop) for a, _ in p._pairs)
         if used and rate * dt / 1000.0 > 0.05:
             # A parrot emits one spike per step: a train with several spikes in one
             # step would lose some (a fraction of about rate * dt / 2).
@@ -277,8 +278,12 @@ def source_stimuli(pop, name, dt, t_stop):
 
 
 def projection(prj, names, state):
+    """The neuropil projections of `prj`: one per (source, target) population pair."""
+    return [pair_projection(prj, pre, post, names, state) for pre, post in prj._pairs]
+
+
+def pair_projection(prj, pre, post, names, state):
     c = prj._connector
-    pre, post = base(prj.pre), base(prj.post)
     where = f"projection {prj.label or (pre.label + ' -> ' + post.label)}"
     conn = {"rule": RULES[type(c)], "allow_autapses": bool(getattr(c, "allow_self_connections", True))}
     if isinstance(c, connectors.FixedProbabilityConnector):

@@ -29,15 +29,7 @@ class Projection(common.Projection):
                 f"pyNN.neuropil: {type(connector).__name__} is not supported; neuropil draws connections with "
                 f"{', '.join(c.__name__ for c in RULES)}"
             )
-        for end, pop in (("presynaptic", presynaptic_population), ("postsynaptic", postsynaptic_population)):
-            if isinstance(pop, common.Assembly) or (
-                isinstance(pop, common.PopulationView)
-                and not np.array_equal(pop.grandparent.id_to_index(pop.all_cells), np.arange(pop.grandparent.size))
-            ):
-                raise NotImplementedError(
-                    f"pyNN.neuropil: the {end} side of a projection must be a whole Population "
-                    f"(neuropil connects populations); {pop.label} is a {type(pop).__name__} of {pop.size} cells"
-                )
+        self._pairs = pairs(self)
         simulator.state.projections.append(self)
 
     def __len__(self):
@@ -67,6 +59,47 @@ class Projection(common.Projection):
         self._get_attributes_as_list(names)
 
 
+def members(pop, end):
+    """The whole Populations a side of a projection consists of."""
+    if isinstance(pop, common.Assembly):
+        out = []
+        for p in pop.populations:
+            out.extend(members(p, end))
+        return out
+    if isinstance(pop, common.PopulationView):
+        parent = pop.grandparent
+        if not np.array_equal(parent.id_to_index(pop.all_cells), np.arange(parent.size)):
+            raise NotImplementedError(
+                f"pyNN.neuropil: the {end} side of a projection must be whole Populations (or an Assembly of "
+                f"them: neuropil connects populations); {pop.label} is a PopulationView of {pop.size} of "
+                f"{parent.label}'s {parent.size} cells"
+            )
+        return [parent]
+    return [pop]
+
+
+def pairs(prj):
+    """The (source population, target population) projections neuropil makes for
+    `prj`: an Assembly on either side splits into its populations where the rule
+    allows it exactly (pairs drawn independently; a target's draw when the source
+    side is one population; a source's when the target side is)."""
+    c = prj._connector
+    pre, post = members(prj.pre, "presynaptic"), members(prj.post, "postsynaptic")
+    if len(pre) > 1 or len(post) > 1:
+        splits = (isinstance(c, (connectors.AllToAllConnector, connectors.FixedProbabilityConnector))
+                  or (isinstance(c, connectors.FixedNumberPreConnector) and len(pre) == 1)
+                  or (isinstance(c, connectors.FixedNumberPostConnector) and len(post) == 1))
+        if not splits:
+            raise NotImplementedError(
+                f"pyNN.neuropil: a {type(c).__name__} over an Assembly of several populations does not split "
+                "into per-population rules (AllToAll and FixedProbability do; FixedNumberPre with one source "
+                "population; FixedNumberPost with one target population)"
+            )
+    if len({id(p) for p in pre}) < len(pre) or len({id(p) for p in post}) < len(post):
+        raise NotImplementedError("pyNN.neuropil: a population appears twice on one side of a projection")
+    return [(a, b) for a in pre for b in post]
+
+
 RULES = {
     connectors.AllToAllConnector: "all_to_all",
     connectors.OneToOneConnector: "one_to_one",
@@ -82,9 +115,18 @@ def base(pop):
 
 
 def expected_size(prj):
-    c = prj._connector
-    pre, post = prj.pre.size, prj.post.size
-    same = base(prj.pre) is base(prj.post)
+    total = 0
+    for pre_pop, post_pop in prj._pairs:
+        n = pair_size(prj._connector, pre_pop, post_pop)
+        if n is None:
+            return None
+        total += n
+    return total
+
+
+def pair_size(c, pre_pop, post_pop):
+    pre, post = pre_pop.size, post_pop.size
+    same = pre_pop is post_pop
     autapses = getattr(c, "allow_self_connections", True)
     if isinstance(c, connectors.AllToAllConnector):
         return pre * post - (min(pre, post) if same and not autapses else 0)

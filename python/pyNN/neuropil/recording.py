@@ -28,7 +28,7 @@ class Recorder(recording.Recorder):
         out = {}
         for id in ids:
             t = times.get(pop.id_to_index(id), np.array([], dtype=float))
-            out[int(id)] = t[t >= start]
+            out[int(id)] = t[(t >= start) & (t <= self._simulator.state.t + 1e-9)]
         return out
 
     def _get_all_signals(self, variable, ids, clear=False):
@@ -39,7 +39,8 @@ class Recorder(recording.Recorder):
         index = [pop.id_to_index(id) for id in ids]
         times, samples = r.samples_of(pop, native, index)  # samples follow each step: from t = interval
         start = float(self._recording_start_time.magnitude)
-        keep = times >= start - 1e-9
+        # (neuropil runs whole epochs of the smallest delay: samples past t are dropped)
+        keep = (times >= start - 1e-9) & (times <= self._simulator.state.t + 1e-9)
         samples = samples[keep] * scale
         if start > 0:
             return samples, None
