@@ -115,8 +115,8 @@ pub fn compile(exp: &Experiment, limits: &Limits) -> Result<Compiled, SpecError>
             errs.add(format!("scaling.{name}"), format!("must be a positive factor, got {v}"));
         }
     }
-    let k_scale = if sc.synapses.is_finite() && sc.synapses > 0.0 { sc.synapses } else { 1.0 };
-    let n_scale = if sc.neurons.is_finite() && sc.neurons > 0.0 { sc.neurons } else { 1.0 };
+    let k_scale = scale_factor(sc.synapses);
+    let n_scale = scale_factor(sc.neurons);
     let w_scale = 1.0 / k_scale.sqrt();
 
     // Populations.
@@ -639,6 +639,16 @@ fn dedup_errors(errs: &mut Errors) {
     errs.0.retain(|e| seen.insert(e.to_string()));
 }
 
+/// A `scaling` factor: a value that does not validate counts as 1 (its
+/// error is reported on its own).
+fn scale_factor(n: f64) -> f64 {
+    if n.is_finite() && n > 0.0 {
+        n
+    } else {
+        1.0
+    }
+}
+
 /// The neurons of a population of `size` at `scaling.neurons` = `n_scale`, as
 /// `compile` builds it (rounded half to even; below 1 the spec is refused).
 pub fn scaled_size(size: u64, n_scale: f64) -> f64 {
@@ -648,7 +658,6 @@ pub fn scaled_size(size: u64, n_scale: f64) -> f64 {
 /// The neurons of each population of `exp` after its scaling (a scale that does
 /// not validate counts as 1), in declaration order.
 pub fn population_sizes(exp: &Experiment) -> Vec<u64> {
-    let n = exp.scaling.neurons;
-    let n_scale = if n.is_finite() && n > 0.0 { n } else { 1.0 };
+    let n_scale = scale_factor(exp.scaling.neurons);
     exp.populations.iter().map(|p| scaled_size(p.size, n_scale).max(0.0) as u64).collect()
 }

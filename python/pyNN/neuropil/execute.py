@@ -14,7 +14,7 @@ from pyNN.random import RandomDistribution
 
 import neuropil
 
-from .projections import RULES, base
+from .projections import RULES
 
 
 class NotSupported(NotImplementedError):
@@ -73,7 +73,7 @@ def experiment(state):
                 initial[native] = distribution(value, f"{name}: initial value of {var}", 1.0 / scale)
             entry["initial"] = initial
         else:
-            stimuli.extend(source_stimuli(pop, name, dt, state.t))
+            stimuli.extend(source_stimuli(state, pop, name))
         pops.append(entry)
         recorded = {v.name: sorted(pop.id_to_index(i) for i in ids) for v, ids in pop.recorder.recorded.items() if ids}
         if "spikes" in recorded:
@@ -136,7 +136,7 @@ def direct_sources(state):
             continue
         if any(ids for ids in pop.recorder.recorded.values()):
             continue
-        uses = [p for p in state.projections if any(a is pop for a, _ in p._pairs)]
+        uses = projections_from(state, pop)
         if len(uses) == 1 and isinstance(uses[0]._connector, connectors.OneToOneConnector) \
                 and len(uses[0]._pairs) == 1 and uses[0]._pairs[0][1].size == pop.size:
             out.add(id(pop))
@@ -150,16 +150,26 @@ def direct_stimulus(prj, names, state):
     if weight["dist"] != "constant" or delay["dist"] != "constant" or syn["model"] != "static_synapse":
         raise NotSupported(f"pyNN.neuropil: {pop.label}: Poisson input through a plastic synapse or with "
                            "random weights or delays is not supported")
-    s = {"kind": "poisson_generator", "target": names[id(target)],
-         "rate_hz": number(pop._parameters["rate"], f"{pop.label}: rate"), "indegree": 1.0,
-         "weight": weight["value"], "delay_ms": delay["value"]}
-    start = number(pop._parameters["start"], f"{pop.label}: start")
-    stop = number(pop._parameters["stop"], f"{pop.label}: start+duration")
+    rate = number(pop._parameters["rate"], f"{pop.label}: rate")
+    return poisson_stimulus(pop, pop.label, names[id(target)], rate, weight["value"], delay["value"], state.t)
+
+
+def poisson_stimulus(pop, name, target, rate, weight, delay, t_stop):
+    """A poisson_generator of `pop`'s rate, start and duration into `target`."""
+    s = {"kind": "poisson_generator", "target": target, "rate_hz": rate, "indegree": 1.0, "weight": weight,
+         "delay_ms": delay}
+    start = number(pop._parameters["start"], f"{name}: start")
+    stop = number(pop._parameters["stop"], f"{name}: start+duration")
     if start > 0:
         s["start_ms"] = start
-    if stop < state.t:
+    if stop < t_stop:
         s["stop_ms"] = stop
     return s
+
+
+def projections_from(state, pop):
+    """The projections with `pop` among their sources."""
+    return [p for p in state.projections if any(a is pop for a, _ in p._pairs)]
 
 
 def unique_labels(populations):
@@ -227,17 +237,13 @@ def distribution(value, what, scale=1.0, negate=False):
     return {"dist": "constant", "value": sign * scale * number(value, what)}
 
 
-def state_projections(pop):
-    return pop._simulator.state.projections
-
-
-def source_stimuli(pop, name, dt, t_stop):
+def source_stimuli(state, pop, name):
     """The generators that make a population of parrots a spike source."""
+    dt = state.dt
     ct = type(pop.celltype).__name__
     if ct == "SpikeSourcePoisson":
         rate = number(pop._parameters["rate"], f"{name}: rate")
-        used = any(ids for ids in pop.recorder.recorded.values()) or any(
-            a is pop for p in state_projections(pop) for a, _ in p._pairs)
+        used = any(ids for ids in pop.recorder.recorded.values()) or projections_from(state, pop)
         if used and rate * dt / 1000.0 > 0.05:
             # A parrot emits one spike per step: a train with several spikes in one
             # step would lose some (a fraction of about rate * dt / 2).
@@ -246,15 +252,7 @@ def source_stimuli(pop, name, dt, t_stop):
                 f"spikes (neuropil's parrots emit one per {dt} ms step; at most {50.0 / dt:.0f} Hz); connect "
                 "it one to one to a single population and do not record it, and it becomes direct input"
             )
-        start = number(pop._parameters["start"], f"{name}: start")
-        stop = number(pop._parameters["stop"], f"{name}: start+duration")
-        s = {"kind": "poisson_generator", "target": name, "rate_hz": rate, "indegree": 1.0, "weight": 1.0,
-             "delay_ms": dt}
-        if start > 0:
-            s["start_ms"] = start
-        if stop < t_stop:
-            s["stop_ms"] = stop
-        return [s]
+        return [poisson_stimulus(pop, name, name, rate, 1.0, dt, state.t)]
     if ct == "SpikeSourceArray":
         times = pop._parameters["spike_times"]
         seqs = [times] if isinstance(times, Sequence) else list(np.asarray(times, dtype=object).flat)
@@ -318,7 +316,7 @@ def pair_projection(prj, pre, post, names, state):
         receptor = "auto"  # (plastic synapses take the channel from the weight's sign)
     delay = params["delay"]
     if isinstance(delay, LazyArray) and delay.base_value is None:
-        delay = min_delay(state)
+        delay = state.default_delay()
     out = {
         "source": names[id(pre)],
         "target": names[id(post)],
@@ -355,10 +353,6 @@ def check_sign(weight, inhibitory, conductance, where):
         raise errors.ConnectionError(f"{where}: weights must be negative for current-based, inhibitory synapses")
     if not conductance and not inhibitory and lo < 0:
         raise errors.ConnectionError(f"{where}: weights must be positive for current-based, excitatory synapses")
-
-
-def min_delay(state):
-    return state.dt if state.min_delay in (None, "auto") else float(state.min_delay)
 
 
 class Results:

@@ -110,10 +110,6 @@ RULES = {
 }
 
 
-def base(pop):
-    return pop.grandparent if isinstance(pop, common.PopulationView) else pop
-
-
 def expected_size(prj):
     total = 0
     for pre_pop, post_pop in prj._pairs:

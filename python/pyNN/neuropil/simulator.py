@@ -30,6 +30,10 @@ class State(common.control.BaseState):
         self.clear()
         self.dt = 0.1
 
+    def default_delay(self):
+        """The delay of a synapse given none: min_delay, or dt while it is 'auto'."""
+        return self.dt if self.min_delay in (None, "auto") else float(self.min_delay)
+
     def run(self, simtime):
         self.t += simtime
         self.running = True

@@ -150,7 +150,7 @@ class StaticSynapse(synapses.StaticSynapse):
     neuropil_name = "static_synapse"
 
     def _get_minimum_delay(self):
-        return state.dt if state.min_delay in (None, "auto") else state.min_delay
+        return state.default_delay()
 
 
 class TsodyksMarkramSynapse(synapses.TsodyksMarkramSynapse):
@@ -171,7 +171,7 @@ class TsodyksMarkramSynapse(synapses.TsodyksMarkramSynapse):
         return {"u": 0.0, "x": 1.0}
 
     def _get_minimum_delay(self):
-        return state.dt if state.min_delay in (None, "auto") else state.min_delay
+        return state.default_delay()
 
 
 class DCSource(electrodes.DCSource):
@@ -248,7 +248,7 @@ class STDPMechanism(synapses.STDPMechanism):
                          weight, delay)
 
     def _get_minimum_delay(self):
-        return state.dt if state.min_delay in (None, "auto") else state.min_delay
+        return state.default_delay()
 
     def neuropil_extra(self):
         out = {}

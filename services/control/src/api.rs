@@ -248,7 +248,7 @@ impl Control {
             .collect();
         present.sort();
         let names = if req.files.is_empty() {
-            present.clone()
+            present
         } else {
             for f in &req.files {
                 if !present.contains(f) {
