@@ -13,9 +13,9 @@
 //! drops go back to the kernel as `SpikeDelay`s; the kernel applies them on top of
 //! the synaptic delays. Deterministic: the same spikes give the same delays.
 
-use crate::fabric::{CoreRouters, Fabric, Packet};
+use crate::fabric::{CoreRouters, Interconnect, Packet};
 use crate::mapping::{Connectome, Mapping};
-use crate::preset::{Preset, Timing};
+use crate::preset::{Preset, PresetError, Timing};
 use neuropil_sim::embedded::SpikeFabric;
 use neuropil_sim::network::SpikeDelay;
 use neuropil_sim::Spike;
@@ -39,7 +39,7 @@ pub struct CoSimStats {
 
 /// The fabric as the kernel's [`SpikeFabric`].
 pub struct CoSim {
-    fabric: Fabric,
+    fabric: Interconnect,
     timing: Timing,
     step_ns: f64,
     barrier_ns: f64,
@@ -57,12 +57,14 @@ pub struct CoSim {
 
 impl CoSim {
     /// The fabric of `preset` under `mapping` of `net`, for a simulation step of `dt_ms`.
-    pub fn new(net: &Connectome, preset: &Preset, mapping: &Mapping, dt_ms: f64) -> CoSim {
+    pub fn new(net: &Connectome, preset: &Preset, mapping: &Mapping, dt_ms: f64) -> Result<CoSim, PresetError> {
         let dest =
             mapping.destination_cores(net).into_iter().map(|d| d.into_iter().map(|(c, _)| c).collect()).collect();
-        CoSim {
-            fabric: Fabric::new(preset.topology(), preset.link_model()),
-            timing: preset.file.timing,
+        let fabric = preset.interconnect()?;
+        let packet_ns = fabric.packet_time_ns();
+        Ok(CoSim {
+            fabric,
+            timing: preset.timing(),
             step_ns: preset.value("time_step_us") * 1e3,
             barrier_ns: preset.value("barrier_ns"),
             dt_ns: dt_ms * 1e6,
@@ -74,18 +76,18 @@ impl CoSim {
                 CoreRouters::new(
                     topo.chips() as usize,
                     preset.intra_chip_latency_ns(),
-                    preset.link_model().serialisation_ns(),
+                    packet_ns,
                 )
             }),
             dest,
             stats: CoSimStats::default(),
-        }
+        })
     }
 
     /// The fabric's dynamic state (link occupancy and counts), for a checkpoint:
     /// everything else follows from preset, mapping and network.
     pub fn save_state(&self) -> Vec<u8> {
-        postcard::to_allocvec(&(self.fabric.save_links(), self.stats, &self.core_routers)).unwrap_or_default()
+        postcard::to_allocvec(&(self.fabric.save(), self.stats, &self.core_routers)).unwrap_or_default()
     }
 
     /// Continue from [`CoSim::save_state`] of the same preset, mapping and network.
@@ -95,7 +97,7 @@ impl CoSim {
         if core_routers.is_some() != self.core_routers.is_some() {
             return Err("fabric state: saved for a different kind of fabric".into());
         }
-        self.fabric.restore_links(&links)?;
+        self.fabric.restore(&links)?;
         self.stats = stats;
         self.core_routers = core_routers;
         Ok(())

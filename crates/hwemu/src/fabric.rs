@@ -10,6 +10,7 @@
 //! routing, else dropped. A packet is delivered when its tail has arrived:
 //! zero-load latency = hops × hop_latency + serialisation.
 
+use crate::router::RouterNet;
 use crate::topology::{Chip, Dir, Kind, Topology};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -17,8 +18,11 @@ use std::collections::{BinaryHeap, VecDeque};
 /// Timing of the links and routers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LinkModel {
-    /// Head latency per hop (router pipeline and wire), ns.
+    /// Head latency per hop (router pipeline and wire), ns: east–west (and the
+    /// triangular torus's diagonals).
     pub hop_latency_ns: f64,
+    /// The same for north–south hops.
+    pub hop_latency_y_ns: f64,
     /// Bits per spike packet.
     pub packet_bits: f64,
     /// Link bandwidth, bits per ns (Gbit/s).
@@ -33,6 +37,19 @@ impl LinkModel {
     /// Time one packet occupies a link, ns.
     pub fn serialisation_ns(&self) -> f64 {
         self.packet_bits / self.bandwidth_bits_per_ns
+    }
+
+    /// Head latency of a hop in direction `d`, ns.
+    pub fn hop_ns(&self, d: Dir) -> f64 {
+        match d {
+            Dir::North | Dir::South => self.hop_latency_y_ns,
+            _ => self.hop_latency_ns,
+        }
+    }
+
+    /// Zero-load latency along `route`: its hops' latencies plus serialisation, ns.
+    pub fn zero_load_ns(&self, route: &[Dir]) -> f64 {
+        route.iter().map(|&d| self.hop_ns(d)).sum::<f64>() + self.serialisation_ns()
     }
 }
 
@@ -150,6 +167,65 @@ impl CoreRouters {
     }
 }
 
+/// The interconnect of a preset: the fast model or the wormhole routers.
+#[derive(Debug, Clone)]
+pub enum Interconnect {
+    /// Virtual cut-through with per-link packet buffers (this module).
+    Fast(Fabric),
+    /// Virtual-channel wormhole routers with credits ([`crate::router`]).
+    Wormhole(Box<RouterNet>),
+}
+
+impl Interconnect {
+    /// Send a batch (injected no earlier than the previous batch's).
+    pub fn send(&mut self, packets: &[Packet]) -> Outcome {
+        match self {
+            Interconnect::Fast(f) => f.send(packets),
+            Interconnect::Wormhole(r) => r.send(packets),
+        }
+    }
+
+    /// Zero-load latency of one packet along `route`, ns.
+    pub fn zero_load_ns(&self, route: &[Dir]) -> f64 {
+        match self {
+            Interconnect::Fast(f) => f.model.zero_load_ns(route),
+            Interconnect::Wormhole(r) => r.model().zero_load_cycles(route) as f64 * r.model().cycle_ns,
+        }
+    }
+
+    /// Time one packet occupies a link, ns (link capacity is its inverse).
+    pub fn packet_time_ns(&self) -> f64 {
+        match self {
+            Interconnect::Fast(f) => f.model.serialisation_ns(),
+            Interconnect::Wormhole(r) => r.model().packet_flits as f64 * r.model().cycle_ns,
+        }
+    }
+
+    /// `fast` or `wormhole`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Interconnect::Fast(_) => "fast",
+            Interconnect::Wormhole(_) => "wormhole",
+        }
+    }
+
+    /// Its dynamic state, for checkpoints.
+    pub fn save(&self) -> Vec<u8> {
+        match self {
+            Interconnect::Fast(f) => f.save_links(),
+            Interconnect::Wormhole(r) => r.save(),
+        }
+    }
+
+    /// Restore [`Interconnect::save`] of the same fabric.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match self {
+            Interconnect::Fast(f) => f.restore_links(bytes),
+            Interconnect::Wormhole(r) => r.restore(bytes),
+        }
+    }
+}
+
 /// Send `packets` through an idle fabric.
 pub fn simulate(topo: &Topology, model: &LinkModel, packets: &[Packet]) -> Outcome {
     Fabric::new(*topo, *model).send(packets)
@@ -197,7 +273,8 @@ impl Fabric {
 fn send(topo: &Topology, model: &LinkModel, links: &mut Links, packets: &[Packet]) -> Outcome {
     let n_links = topo.link_ids();
     let mut out = Outcome { link_busy_ns: vec![0.0; n_links], link_packets: vec![0; n_links], ..Default::default() };
-    let (hop, ser) = (ps(model.hop_latency_ns), ps(model.serialisation_ns()));
+    let ser = ps(model.serialisation_ns());
+    let hop = |d: Dir| ps(model.hop_ns(d));
     let buffer = model.buffer_packets as usize;
     let emergency = model.emergency_routing && topo.kind == Kind::TriangularTorus;
     let mut queue: BinaryHeap<Reverse<Event>> = packets
@@ -234,7 +311,7 @@ fn send(topo: &Topology, model: &LinkModel, links: &mut Links, packets: &[Packet
             if links.waiting(link, ev.t_ps) < buffer {
                 let start = links.reserve(link, ev.t_ps, ser, &mut out);
                 let (packet, hops) = (ev.packet, ev.hops + 1);
-                queue.push(Reverse(Event { t_ps: start + hop, packet, chip: next_chip, hops, forced: None, dests }));
+                queue.push(Reverse(Event { t_ps: start + hop(dir), packet, chip: next_chip, hops, forced: None, dests }));
                 continue;
             }
             // Blocked.
@@ -245,7 +322,7 @@ fn send(topo: &Topology, model: &LinkModel, links: &mut Links, packets: &[Packet
                     out.emergency_reroutes += 1;
                     let start = links.reserve(detour, ev.t_ps, ser, &mut out);
                     let (packet, hops) = (ev.packet, ev.hops + 1);
-                    queue.push(Reverse(Event { t_ps: start + hop, packet, chip: via, hops, forced: Some(b), dests }));
+                    queue.push(Reverse(Event { t_ps: start + hop(a), packet, chip: via, hops, forced: Some(b), dests }));
                     continue;
                 }
             }
@@ -310,6 +387,7 @@ mod tests {
     fn model() -> LinkModel {
         LinkModel {
             hop_latency_ns: 4.1,
+            hop_latency_y_ns: 4.1,
             packet_bits: 32.0,
             bandwidth_bits_per_ns: 8.0,
             buffer_packets: 16,
@@ -331,6 +409,7 @@ mod tests {
                     let hops = topo.hops(src, dst);
                     assert_eq!(d.hops as usize, hops);
                     let expected = hops as f64 * m.hop_latency_ns + m.serialisation_ns();
+                    assert_eq!(ps(m.zero_load_ns(&topo.route(src, dst))), ps(expected));
                     assert_eq!(ps(d.t_ns - 10.0), ps(expected), "{kind:?} {src}->{dst}");
                 }
             }

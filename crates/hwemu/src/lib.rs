@@ -9,11 +9,15 @@
 //! - [`topology`]: chip grids (mesh, torus, SpiNNaker's triangular torus) and their
 //!   dimension-ordered routes;
 //! - [`fabric`]: packets through routers and links: per-hop latency,
-//!   serialisation, finite buffers, drops, emergency routing, multicast.
+//!   serialisation, finite buffers, drops, emergency routing, multicast (the fast
+//!   model);
+//! - [`router`]: virtual-channel wormhole routers with credits, cycle by cycle.
 
 pub mod cosim;
 pub mod fabric;
 pub mod mapping;
 pub mod preset;
 pub mod report;
+pub mod router;
 pub mod topology;
+pub mod traffic;

@@ -148,6 +148,9 @@ pub enum MappingError {
         /// The first broken limit.
         violation: Violation,
     },
+    /// The preset lacks what mapping needs.
+    #[error("{0}")]
+    Preset(#[from] crate::preset::PresetError),
 }
 
 /// Neurons placed on cores.
@@ -211,10 +214,11 @@ pub fn map(
     enforce: bool,
     activity: Option<&[u64]>,
 ) -> Result<Mapping, MappingError> {
+    preset.require(crate::preset::Use::Mapping)?;
     let topo = preset.topology();
     let cap = neurons_per_core.unwrap_or(preset.value("neurons_per_core") as u32).max(1);
     let n = net.neurons();
-    let cpr = preset.file.topology.cores_per_router;
+    let cpr = preset.cores_per_router();
     let available = topo.chips() as u64 * cpr as u64;
     let name = preset.file.name.clone();
     let mut core_of = vec![0u32; n as usize];

@@ -6,7 +6,8 @@
 //! party; **S** a simulator's default (a modelling choice, not silicon); **U**
 //! unverified (an assumption of ours where nothing is published).
 
-use crate::fabric::LinkModel;
+use crate::fabric::{Fabric, Interconnect, LinkModel};
+use crate::router::{RouterModel, RouterNet};
 use crate::topology::{Kind, Topology};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -76,6 +77,50 @@ pub enum Timing {
     Asynchronous,
 }
 
+/// Which interconnect model a preset's fabric runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterKind {
+    /// [`crate::fabric`]: virtual cut-through, a per-hop latency, packet buffers
+    /// per link, drops and emergency routing; multicast replicated in the routers.
+    /// Right for packet-switched fabrics with one-packet spikes (SpiNNaker) and
+    /// for light loads, where only hop counts and serialisation matter.
+    #[default]
+    Fast,
+    /// [`crate::router`]: input-queued virtual-channel routers, wormhole switching,
+    /// credit-based backpressure, cycle by cycle. Right near saturation, with
+    /// multi-flit packets, and wherever congestion must spread upstream.
+    Wormhole,
+}
+
+impl RouterKind {
+    /// Parse `fast` or `wormhole`.
+    pub fn from_name(name: &str) -> Option<RouterKind> {
+        match name {
+            "fast" => Some(RouterKind::Fast),
+            "wormhole" => Some(RouterKind::Wormhole),
+            _ => None,
+        }
+    }
+}
+
+/// What a parameter is for, and so which presets must state it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// Every fabric.
+    Fabric,
+    /// The fast model (`router = "fast"`).
+    Fast,
+    /// The wormhole router model (`router = "wormhole"`).
+    Wormhole,
+    /// Mapping a network onto cores (reports, co-simulation).
+    Mapping,
+    /// Energy in reports.
+    Energy,
+    /// Where it applies (a default or a condition, see its description).
+    Optional,
+}
+
 /// The fabric's shape, as written in a preset.
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -86,8 +131,10 @@ pub struct TopologySpec {
     pub width: u32,
     /// Routers along y.
     pub height: u32,
-    /// Neuron cores behind each router.
-    pub cores_per_router: u32,
+    /// Neuron cores behind each router (needed to map a network; a preset for
+    /// traffic sweeps may leave it out).
+    #[serde(default)]
+    pub cores_per_router: Option<u32>,
     /// Where the shape comes from.
     pub source: String,
     /// Its confidence mark.
@@ -104,8 +151,12 @@ pub struct PresetFile {
     pub description: String,
     /// Fabric shape.
     pub topology: TopologySpec,
-    /// Time step or asynchronous.
-    pub timing: Timing,
+    /// Time step or asynchronous (needed to map a network).
+    #[serde(default)]
+    pub timing: Option<Timing>,
+    /// The interconnect model: `fast` (default) or `wormhole`.
+    #[serde(default)]
+    pub router: RouterKind,
     /// Reroute blocked packets around the triangle (SpiNNaker).
     #[serde(default)]
     pub emergency_routing: bool,
@@ -113,29 +164,46 @@ pub struct PresetFile {
     pub params: BTreeMap<String, Param>,
 }
 
-/// Every parameter a preset may have: (name, unit, required, what).
-pub const PARAMS: &[(&str, &str, bool, &str)] = &[
-    ("hop_latency_ns", "ns", true, "head latency per router hop (pipeline and wire)"),
-    ("intra_chip_latency_ns", "ns", false, "hierarchical chips: the core-level router between two cores of a chip"),
-    ("packet_bits", "bit", true, "bits per spike packet"),
-    ("link_bandwidth_gbps", "bit/ns", true, "bandwidth of one link"),
-    ("buffer_packets", "packets", true, "packets that may wait for one output link"),
-    ("neurons_per_core", "neurons", true, "neurons (compartments) one core updates"),
-    ("fanin_per_core", "synapse rows", true, "distinct presynaptic sources a core accepts"),
+/// Every parameter a preset may have: (name, unit, use, what). Parameters in
+/// cycles, flits or VCs are whole numbers.
+pub const PARAMS: &[(&str, &str, Use, &str)] = &[
+    ("packet_bits", "bit", Use::Fabric, "bits per spike packet (header included)"),
+    ("hop_latency_ns", "ns", Use::Fast, "head latency per router hop (pipeline and wire), east-west"),
+    ("hop_latency_y_ns", "ns", Use::Optional, "the same north-south (default: hop_latency_ns)"),
+    ("link_bandwidth_gbps", "bit/ns", Use::Fast, "bandwidth of one link"),
+    ("buffer_packets", "packets", Use::Fast, "packets that may wait for one output link"),
+    (
+        "cycle_ns",
+        "ns",
+        Use::Wormhole,
+        "one router cycle: the clock period of a clocked router; on an asynchronous fabric one flit time on a link",
+    ),
+    ("flit_bits", "bit", Use::Wormhole, "bits per flit (one flit per link per cycle)"),
+    ("router_stages", "cycles", Use::Wormhole, "router pipeline: from a flit's arrival to its earliest departure"),
+    ("link_cycles_x", "cycles", Use::Wormhole, "an east-west link"),
+    ("link_cycles_y", "cycles", Use::Wormhole, "a north-south link"),
+    ("local_link_cycles", "cycles", Use::Wormhole, "the injection and the ejection channel, each"),
+    ("credit_cycles", "cycles", Use::Wormhole, "a credit's way back upstream"),
+    ("vcs", "VCs", Use::Wormhole, "virtual channels per input port (a torus needs 2 or more)"),
+    ("vc_buffer_flits", "flits", Use::Wormhole, "flit buffer per virtual channel"),
+    ("intra_chip_latency_ns", "ns", Use::Optional, "hierarchical chips: the core-level router between two cores of a chip"),
+    ("neurons_per_core", "neurons", Use::Mapping, "neurons (compartments) one core updates"),
+    ("fanin_per_core", "synapse rows", Use::Mapping, "distinct presynaptic sources a core accepts"),
     (
         "fanin_per_neuron",
         "sources",
-        false,
+        Use::Optional,
         "distinct presynaptic neurons of one neuron (CAM- or crossbar-limited chips)",
     ),
-    ("fanout_per_neuron", "destinations", true, "destination cores one neuron's spikes may reach"),
-    ("routing_entries", "entries", true, "routing-table entries per router"),
-    ("energy_synop_pj", "pJ", true, "energy per synaptic event"),
-    ("energy_hop_pj", "pJ", true, "energy per packet per link crossed"),
-    ("energy_update_pj", "pJ", true, "energy per neuron update"),
-    ("static_power_w", "W", true, "static power of the whole fabric modelled"),
-    ("time_step_us", "µs", false, "length of a time step (time_step chips)"),
-    ("barrier_ns", "ns", false, "cost of the end-of-step barrier (time_step chips)"),
+    ("fanout_per_neuron", "destinations", Use::Mapping, "destination cores one neuron's spikes may reach"),
+    ("routing_entries", "entries", Use::Mapping, "routing-table entries per router"),
+    ("energy_synop_pj", "pJ", Use::Energy, "energy per synaptic event"),
+    ("energy_hop_pj", "pJ", Use::Energy, "energy per packet per link crossed, east-west"),
+    ("energy_hop_y_pj", "pJ", Use::Optional, "the same north-south (default: energy_hop_pj)"),
+    ("energy_update_pj", "pJ", Use::Energy, "energy per neuron update"),
+    ("static_power_w", "W", Use::Energy, "static power of the whole fabric modelled"),
+    ("time_step_us", "µs", Use::Optional, "length of a time step (time_step chips)"),
+    ("barrier_ns", "ns", Use::Optional, "cost of the end-of-step barrier (time_step chips)"),
 ];
 
 /// A validated preset.
@@ -164,23 +232,15 @@ impl Preset {
                 return Err(invalid(format!("params.{name}.source"), "empty; say where the value comes from"));
             }
         }
-        for (name, _, required, _) in PARAMS {
-            if *required && !file.params.contains_key(*name) {
-                return Err(invalid(
-                    format!("params.{name}"),
-                    "missing (every preset states it, with conf = \"U\" if unknown)",
-                ));
-            }
-        }
-        for (name, min) in
-            [("link_bandwidth_gbps", 1e-9), ("packet_bits", 1.0), ("buffer_packets", 1.0), ("neurons_per_core", 1.0)]
-        {
-            if file.params[name].value < min {
-                return Err(invalid(format!("params.{name}.value"), format!("must be at least {min}")));
+        for (name, unit, _, _) in PARAMS {
+            if let Some(p) = file.params.get(*name) {
+                if matches!(*unit, "cycles" | "flits" | "VCs") && p.value.fract() != 0.0 {
+                    return Err(invalid(format!("params.{name}.value"), format!("{} is not a whole number", p.value)));
+                }
             }
         }
         let t = &file.topology;
-        if t.width == 0 || t.height == 0 || t.cores_per_router == 0 {
+        if t.width == 0 || t.height == 0 || t.cores_per_router == Some(0) {
             return Err(invalid("topology", "width, height and cores_per_router must be at least 1"));
         }
         if t.width as u64 * t.height as u64 > 1 << 20 {
@@ -192,13 +252,107 @@ impl Preset {
                 "missing: a hierarchical chip needs its core-level router latency",
             ));
         }
-        if file.timing == Timing::TimeStep && !file.params.contains_key("time_step_us") {
+        if file.timing == Some(Timing::TimeStep) && !file.params.contains_key("time_step_us") {
             return Err(invalid("params.time_step_us", "missing: a time_step chip needs its step length"));
         }
         if file.emergency_routing && t.kind != Kind::TriangularTorus {
             return Err(invalid("emergency_routing", "only a triangular_torus has the links to route around a block"));
         }
-        Ok(Preset { file })
+        let preset = Preset { file };
+        preset.require(Use::Fabric)?;
+        let router = preset.file.router;
+        preset.require(if router == RouterKind::Fast { Use::Fast } else { Use::Wormhole })?;
+        preset.interconnect()?;
+        Ok(preset)
+    }
+
+    /// Fail, naming the first one, unless every parameter of `what` is stated
+    /// (and, for mapping, the topology's cores per router and the timing).
+    pub fn require(&self, what: Use) -> Result<(), PresetError> {
+        let purpose = match what {
+            Use::Fabric => "every preset",
+            Use::Fast => "router = \"fast\"",
+            Use::Wormhole => "router = \"wormhole\"",
+            Use::Mapping => "mapping a network onto the chip",
+            Use::Energy => "the energy of a report",
+            Use::Optional => return Ok(()),
+        };
+        if what == Use::Mapping {
+            if self.file.topology.cores_per_router.is_none() {
+                return Err(invalid("topology.cores_per_router", format!("missing: {purpose} needs it")));
+            }
+            if self.file.timing.is_none() {
+                return Err(invalid("timing", format!("missing (time_step or asynchronous): {purpose} needs it")));
+            }
+        }
+        for (name, _, u, _) in PARAMS {
+            if *u == what && !self.file.params.contains_key(*name) {
+                return Err(invalid(
+                    format!("params.{name}"),
+                    format!("missing: {purpose} needs it (state it with conf = \"U\" if unknown)"),
+                ));
+            }
+        }
+        for (name, min) in [
+            ("link_bandwidth_gbps", 1e-9),
+            ("packet_bits", 1.0),
+            ("buffer_packets", 1.0),
+            ("neurons_per_core", 1.0),
+            ("flit_bits", 1.0),
+            ("cycle_ns", 1e-6),
+        ] {
+            if PARAMS.iter().any(|p| p.0 == name && p.2 == what) && self.file.params[name].value < min {
+                return Err(invalid(format!("params.{name}.value"), format!("must be at least {min}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The same chip on the other interconnect model (`--router`); fails, naming
+    /// the parameter, where the preset lacks one that model needs.
+    pub fn with_router(&self, router: RouterKind) -> Result<Preset, PresetError> {
+        let mut p = self.clone();
+        p.file.router = router;
+        p.require(if router == RouterKind::Fast { Use::Fast } else { Use::Wormhole })?;
+        p.interconnect()?;
+        Ok(p)
+    }
+
+    /// Time step or asynchronous (asynchronous where a sweep preset leaves it out).
+    pub fn timing(&self) -> Timing {
+        self.file.timing.unwrap_or(Timing::Asynchronous)
+    }
+
+    /// Cores behind each router (1 where a sweep preset leaves it out).
+    pub fn cores_per_router(&self) -> u32 {
+        self.file.topology.cores_per_router.unwrap_or(1)
+    }
+
+    /// The wormhole router parameters (cycles).
+    pub fn router_model(&self) -> Result<RouterModel, PresetError> {
+        self.require(Use::Wormhole)?;
+        let whole = |name: &str| self.value(name) as u32;
+        Ok(RouterModel {
+            cycle_ns: self.value("cycle_ns"),
+            packet_flits: (self.value("packet_bits") / self.value("flit_bits")).ceil() as u32,
+            router_stages: whole("router_stages"),
+            link_cycles_x: whole("link_cycles_x"),
+            link_cycles_y: whole("link_cycles_y"),
+            local_link_cycles: whole("local_link_cycles"),
+            credit_cycles: whole("credit_cycles"),
+            vcs: whole("vcs"),
+            vc_buffer_flits: whole("vc_buffer_flits"),
+        })
+    }
+
+    /// An idle interconnect of the preset's model.
+    pub fn interconnect(&self) -> Result<Interconnect, PresetError> {
+        Ok(match self.file.router {
+            RouterKind::Fast => Interconnect::Fast(Fabric::new(self.topology(), self.link_model())),
+            RouterKind::Wormhole => Interconnect::Wormhole(Box::new(
+                RouterNet::new(self.topology(), self.router_model()?).map_err(|e| invalid("router", e))?,
+            )),
+        })
     }
 
     /// Read a preset file.
@@ -248,6 +402,7 @@ impl Preset {
     pub fn link_model(&self) -> LinkModel {
         LinkModel {
             hop_latency_ns: self.value("hop_latency_ns"),
+            hop_latency_y_ns: self.file.params.get("hop_latency_y_ns").map_or(self.value("hop_latency_ns"), |p| p.value),
             packet_bits: self.value("packet_bits"),
             bandwidth_bits_per_ns: self.value("link_bandwidth_gbps"),
             buffer_packets: self.value("buffer_packets") as u32,
@@ -257,7 +412,7 @@ impl Preset {
 
     /// Cores in the fabric.
     pub fn cores(&self) -> u64 {
-        self.topology().chips() as u64 * self.file.topology.cores_per_router as u64
+        self.topology().chips() as u64 * self.cores_per_router() as u64
     }
 }
 

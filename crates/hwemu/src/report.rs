@@ -7,9 +7,9 @@
 //! into the fabric at t ms of wall-clock time, as a multicast packet from its
 //! core's router to the routers of every core holding one of its targets.
 
-use crate::fabric::{simulate, CoreRouters, Packet};
+use crate::fabric::{CoreRouters, Packet};
 use crate::mapping::{Connectome, Mapping};
-use crate::preset::{Preset, Timing};
+use crate::preset::{Preset, PresetError, Timing, Use};
 use serde::Serialize;
 
 /// Summary statistics of a distribution.
@@ -66,6 +66,8 @@ pub struct Report {
     pub preset: String,
     /// Mapping strategy.
     pub mapping: &'static str,
+    /// Interconnect model: fast or wormhole.
+    pub router: &'static str,
     /// Cores used / in the fabric.
     pub cores_used: u32,
     /// Cores in the fabric.
@@ -118,9 +120,11 @@ pub fn evaluate(
     mapping: &Mapping,
     spikes: &[(u32, f64)],
     duration_ms: f64,
-) -> (Report, RouterLoad) {
+) -> Result<(Report, RouterLoad), PresetError> {
+    preset.require(Use::Energy)?;
     let topo = preset.topology();
-    let model = preset.link_model();
+    let mut fabric = preset.interconnect()?;
+    let packet_ns = fabric.packet_time_ns();
     let n = net.neurons() as usize;
     let dest = mapping.destination_cores(net);
     let packets: Vec<Packet> = spikes
@@ -133,7 +137,7 @@ pub fn evaluate(
             Packet { src: mapping.router_of(s), dests: routers, t_ns: t_ms * 1e6 }
         })
         .collect();
-    let out = simulate(&topo, &model, &packets);
+    let out = fabric.send(&packets);
 
     let cores = mapping.cores_used as usize;
     let mut received: Vec<Vec<(f64, f64)>> = vec![Vec::new(); cores]; // (t_recv, t_gen) per core
@@ -144,7 +148,7 @@ pub fn evaluate(
     // Hierarchical chips: deliveries to another core pass the chip's core-level
     // router, in time order (they queue there).
     let mut core_routers = (preset.file.topology.kind == crate::topology::Kind::Hierarchical)
-        .then(|| CoreRouters::new(topo.chips() as usize, preset.intra_chip_latency_ns(), model.serialisation_ns()));
+        .then(|| CoreRouters::new(topo.chips() as usize, preset.intra_chip_latency_ns(), packet_ns));
     let mut arrivals: Vec<(f64, usize, u32, u32)> = Vec::new();
     for (i, d) in out.deliveries.iter().enumerate() {
         let s = spikes[d.packet].0;
@@ -165,7 +169,7 @@ pub fn evaluate(
             received[c as usize].push((t_recv, t_gen));
             latencies.push(t_recv - t_gen);
             synaptic_events += k as u64;
-            if preset.file.timing == Timing::TimeStep && step_ns > 0.0 {
+            if preset.timing() == Timing::TimeStep && step_ns > 0.0 {
                 let deadline = ((t_gen / step_ns).floor() + 1.0) * step_ns - barrier_ns;
                 if t_recv > deadline {
                     late += 1;
@@ -208,14 +212,14 @@ pub fn evaluate(
         load[r] = load[r].max(busy / duration_ns);
     }
     let pj = 1e-12;
-    let updates = if preset.file.timing == Timing::TimeStep && step_ns > 0.0 {
+    let updates = if preset.timing() == Timing::TimeStep && step_ns > 0.0 {
         n as f64 * (duration_ns / step_ns).ceil()
     } else {
         0.0
     };
     let mut energy = Energy {
         synaptic_j: synaptic_events as f64 * preset.value("energy_synop_pj") * pj,
-        hops_j: out.traversals as f64 * preset.value("energy_hop_pj") * pj,
+        hops_j: hop_energy_pj(preset, &out.link_packets) * pj,
         updates_j: updates * preset.value("energy_update_pj") * pj,
         static_j: preset.value("static_power_w") * duration_ms * 1e-3,
         total_j: 0.0,
@@ -224,6 +228,7 @@ pub fn evaluate(
     let report = Report {
         preset: preset.file.name.clone(),
         mapping: mapping.strategy.name(),
+        router: fabric.name(),
         cores_used: mapping.cores_used,
         cores_available: preset.cores(),
         violations: mapping.violations.iter().map(|v| v.to_string()).collect(),
@@ -244,7 +249,22 @@ pub fn evaluate(
         energy,
         duration_ms,
     };
-    (report, load)
+    Ok((report, load))
+}
+
+/// Energy of the link crossings, pJ: packets per link × the hop energy of its
+/// direction (north–south from `energy_hop_y_pj` where the preset has it).
+fn hop_energy_pj(preset: &Preset, link_packets: &[u64]) -> f64 {
+    let x = preset.value("energy_hop_pj");
+    let y = preset.file.params.get("energy_hop_y_pj").map_or(x, |p| p.value);
+    link_packets
+        .iter()
+        .enumerate()
+        .map(|(link, &n)| {
+            let dir = crate::topology::Dir::ALL[link % 6];
+            n as f64 * if matches!(dir, crate::topology::Dir::North | crate::topology::Dir::South) { y } else { x }
+        })
+        .sum()
 }
 
 #[cfg(test)]
@@ -265,11 +285,11 @@ mod tests {
         assert!(m.router_of(0) == m.router_of(1) && m.router_of(1) == m.router_of(2));
         let ser = dynapse.value("packet_bits") / dynapse.value("link_bandwidth_gbps");
         let zero_load = ser + dynapse.value("intra_chip_latency_ns");
-        let (r, _) = evaluate(&net, &dynapse, &m, &[(0, 1.0)], 10.0);
+        let (r, _) = evaluate(&net, &dynapse, &m, &[(0, 1.0)], 10.0).unwrap();
         assert_eq!(r.receptions, 2);
         assert!((r.latency_ns.min - zero_load).abs() < 1e-3, "{:?}", r.latency_ns);
         assert!((r.latency_ns.max - (zero_load + ser)).abs() < 1e-3, "{:?}", r.latency_ns);
-        let (r, _) = evaluate(&net, &dynapse, &m, &[(0, 1.0), (0, 2.0)], 10.0);
+        let (r, _) = evaluate(&net, &dynapse, &m, &[(0, 1.0), (0, 2.0)], 10.0).unwrap();
         assert!((r.latency_ns.max - (zero_load + ser)).abs() < 1e-3, "{:?}", r.latency_ns);
         let mut routers = CoreRouters::new(2, 10.0, 4.0);
         assert_eq!(routers.pass(0, 100.0), 110.0);
@@ -285,24 +305,35 @@ mod tests {
         let preset = Preset::builtin("loihi").unwrap();
         let m = map(&net, &preset, Strategy::RoundRobin, Some(1), true, None).unwrap();
         let spikes: Vec<(u32, f64)> = (0..10).map(|k| ((k % 2) as u32, k as f64)).collect();
-        let (r, load) = evaluate(&net, &preset, &m, &spikes, 10.0);
+        let (r, load) = evaluate(&net, &preset, &m, &spikes, 10.0).unwrap();
         assert_eq!((r.expected_receptions, r.receptions, r.disorder, r.late), (10, 10, 0, 0));
         assert_eq!(r.loss, 0.0);
-        // Both cores sit behind router 0 (4 cores per tile): zero hops.
-        let ser = preset.value("packet_bits") / preset.value("link_bandwidth_gbps");
-        // Times are kept to the picosecond.
-        assert!((r.latency_ns.max - ser).abs() < 1e-3 && (r.latency_ns.min - ser).abs() < 1e-3, "{:?}", r.latency_ns);
-        assert!(r.isi_distortion_max_abs_ns < 2e-3);
+        // Both cores sit behind router 0 (4 cores per tile): zero hops. Loihi's
+        // routers: injection, the router's stages and ejection (7 cycles), after
+        // waiting for the next cycle (the model's quantum) to begin.
+        assert_eq!(r.router, "wormhole");
+        let rm = preset.router_model().unwrap();
+        let zero = rm.zero_load_cycles(&[]) as f64 * rm.cycle_ns;
+        assert_eq!(rm.zero_load_cycles(&[]), 7);
+        let l = r.latency_ns;
+        assert!(l.min >= zero - 1e-9 && l.max < zero + rm.cycle_ns, "{l:?} vs {zero} + up to {}", rm.cycle_ns);
+        assert!(r.isi_distortion_max_abs_ns < rm.cycle_ns);
         assert_eq!(load.len(), 32);
         let e = r.energy;
-        assert!((e.synaptic_j - 10.0 * 23.6e-12).abs() < 1e-18);
+        assert!((e.synaptic_j - 10.0 * 35.5e-12).abs() < 1e-18);
+        // The fast model: serialisation only, kept to the picosecond.
+        let fast = preset.with_router(crate::preset::RouterKind::Fast).unwrap();
+        let (r, _) = evaluate(&net, &fast, &m, &spikes, 10.0).unwrap();
+        let ser = preset.value("packet_bits") / preset.value("link_bandwidth_gbps");
+        assert!((r.latency_ns.max - ser).abs() < 1e-3 && (r.latency_ns.min - ser).abs() < 1e-3, "{:?}", r.latency_ns);
+        assert!(r.isi_distortion_max_abs_ns < 2e-3);
         // DYNAP-SE is hierarchical: a spike for another core of the same chip
         // crosses the core-level router as well.
         let dynapse = Preset::builtin("dynapse").unwrap();
         let m = map(&net, &dynapse, Strategy::RoundRobin, Some(1), false, None).unwrap();
         assert_ne!(m.core_of[0], m.core_of[1]);
         assert_eq!(m.router_of(0), m.router_of(1));
-        let (r, _) = evaluate(&net, &dynapse, &m, &spikes, 10.0);
+        let (r, _) = evaluate(&net, &dynapse, &m, &spikes, 10.0).unwrap();
         let ser = dynapse.value("packet_bits") / dynapse.value("link_bandwidth_gbps");
         let expected = ser + dynapse.value("intra_chip_latency_ns");
         assert!(

@@ -47,6 +47,11 @@ impl Dir {
         self as usize
     }
 
+    /// The direction back.
+    pub fn opposite(self) -> Dir {
+        Dir::ALL[(self.index() + 3) % 6]
+    }
+
     /// The two directions that together make the same step as this one (the other
     /// two sides of a triangle): SpiNNaker's emergency route.
     pub fn emergency(self) -> (Dir, Dir) {

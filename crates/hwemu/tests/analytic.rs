@@ -26,6 +26,7 @@ fn model() -> LinkModel {
     // Loihi-like hop (4.1 ns), 32-bit spikes on an 8 bit/ns link: 4 ns per packet.
     LinkModel {
         hop_latency_ns: 4.1,
+        hop_latency_y_ns: 4.1,
         packet_bits: 32.0,
         bandwidth_bits_per_ns: 8.0,
         buffer_packets: u32::MAX,
