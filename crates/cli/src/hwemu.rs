@@ -3,11 +3,11 @@
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Subcommand};
-use neuropil_hwemu::fabric::{latency_and_throughput, simulate, uniform_traffic};
 use neuropil_hwemu::mapping::{map, Strategy};
-use neuropil_hwemu::preset::{Preset, BUILTIN, PARAMS};
+use neuropil_hwemu::preset::{Preset, RouterKind, BUILTIN, PARAMS};
 use neuropil_hwemu::report::evaluate;
-use neuropil_hwemu::topology::{Kind, Topology};
+use neuropil_hwemu::topology::Kind;
+use neuropil_hwemu::traffic::{generate, max_channel_load, measure, zero_load_ns, Pattern};
 use neuropil_output::chart::{heatmap, line_chart, Series};
 use neuropil_runtime::cosim::{load_preset, software_run};
 use neuropil_runtime::run::{self, RunRequest};
@@ -22,7 +22,7 @@ pub enum HwCommand {
         /// Preset name or file.
         preset: Option<String>,
     },
-    /// Latency against offered load under uniform random traffic on a k×k mesh (with a preset's links).
+    /// Latency and accepted throughput against offered load on a k×k mesh or torus under a traffic pattern.
     Sweep(SweepArgs),
     /// Run an experiment (software only), map it onto presets and report what the fabric does to its spikes.
     Report(ReportArgs),
@@ -54,15 +54,61 @@ impl HwCommand {
 /// Options of `hwemu sweep`.
 #[derive(Args)]
 pub struct SweepArgs {
-    /// Mesh side.
-    #[arg(long, default_value_t = 8)]
-    k: u32,
-    /// Preset whose link timing to use.
+    /// Preset whose routers and links to use (name or file; a sweep needs no neuron or energy values).
     #[arg(long, default_value = "loihi")]
     preset: String,
-    /// PNG to write (and a CSV beside it).
-    #[arg(long, default_value = "docs/img/hw_saturation.png")]
-    out: PathBuf,
+    /// Interconnect model: wormhole (routers with VCs and credits) or fast (default: the preset's).
+    #[arg(long)]
+    router: Option<String>,
+    /// Grid: mesh or torus.
+    #[arg(long, default_value = "mesh")]
+    topology: String,
+    /// Grid side (k×k).
+    #[arg(long, default_value_t = 8)]
+    k: u32,
+    /// Traffic: uniform, transpose, bit_complement, hotspot[:CHIP[:FRACTION]], or experiment (with --experiment).
+    #[arg(long, default_value = "uniform")]
+    traffic: String,
+    /// Experiment whose mapped network's traffic to use (--traffic experiment; its neurons on the preset's grid).
+    #[arg(long)]
+    experiment: Option<PathBuf>,
+    /// Override a field of the experiment, as for run.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    /// Mapping of the experiment's neurons.
+    #[arg(long, default_value = "population_contiguous")]
+    mapping: String,
+    /// Offered loads, as fractions of the ideal throughput (the busiest channel's bound for this traffic).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.85,0.9,0.95,1.0,1.1,1.2"
+    )]
+    loads: Vec<f64>,
+    /// Warm-up before measuring: a time with a unit (ns, us, cycles), default 2000 packet times.
+    #[arg(long)]
+    warmup: Option<String>,
+    /// Measurement window (packets created in it are measured), default 10000 packet times.
+    #[arg(long)]
+    measure: Option<String>,
+    /// Injection lasts this long (at least warm-up + window, the default); then the network drains.
+    #[arg(long)]
+    duration: Option<String>,
+    /// Seed of the traffic.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Flits per packet (wormhole; sets packet_bits = N × flit_bits).
+    #[arg(long)]
+    packet_flits: Option<u32>,
+    /// Override a preset parameter, NAME=VALUE (e.g. vcs=16, vc_buffer_flits=8); repeatable.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Injection process: bernoulli (one trial per cycle, or per packet time on the fast model) or poisson.
+    #[arg(long, default_value = "bernoulli")]
+    injection: String,
+    /// PNG to write, with .csv and .json beside it (default: out/hwemu/sweep-<preset>-<router>-<grid>-<traffic>.png).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Options of `hwemu cosim`.
@@ -132,11 +178,30 @@ pub fn run(cmd: &HwCommand) -> Result<()> {
             let p = load_preset(name)?;
             println!("{}: {}\n", p.file.name, p.file.description);
             let t = &p.file.topology;
+            let cores = t.cores_per_router.map_or("(no)".to_string(), |c| c.to_string());
             println!(
-                "topology  {:?} {}x{}, {} cores per router [{:?}] {}",
-                t.kind, t.width, t.height, t.cores_per_router, t.conf, t.source
+                "topology  {:?} {}x{}, {cores} cores per router [{:?}] {}",
+                t.kind, t.width, t.height, t.conf, t.source
             );
-            println!("timing    {:?}\n", p.file.timing);
+            println!("timing    {}", p.file.timing.map_or("(not stated: sweeps only)".into(), |t| format!("{t:?}")));
+            println!("router    {:?}", p.file.router);
+            if let Ok(m) = p.router_model() {
+                let ns = |c: u32| c as f64 * m.cycle_ns;
+                println!(
+                    "          hop {} + {} = {} cycles east-west ({:.2} ns), {} + {} = {} north-south ({:.2} ns); \
+                     a packet is {} flit(s)",
+                    m.router_stages,
+                    m.link_cycles_x,
+                    m.router_stages + m.link_cycles_x,
+                    ns(m.router_stages + m.link_cycles_x),
+                    m.router_stages,
+                    m.link_cycles_y,
+                    m.router_stages + m.link_cycles_y,
+                    ns(m.router_stages + m.link_cycles_y),
+                    m.packet_flits
+                );
+            }
+            println!();
             for (param, unit, _, _) in PARAMS {
                 if let Some(v) = p.file.params.get(*param) {
                     println!("{param:<22} {:>14} {unit:<12} [{:?}] {}", v.value, v.conf, v.source);
@@ -158,67 +223,271 @@ pub fn run(cmd: &HwCommand) -> Result<()> {
     }
 }
 
+/// A time with a unit (`500ns`, `2us`, `2000cycles`; no unit: ns), ns.
+fn parse_time(flag: &str, text: &str, cycle_ns: Option<f64>) -> Result<f64> {
+    let t = text.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num
+        .trim()
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+        .with_context(|| format!("{flag} {text}: expected a time such as 500ns, 2us or 2000cycles"))?;
+    Ok(match unit.trim() {
+        "" | "ns" => v,
+        "us" => v * 1e3,
+        "ms" => v * 1e6,
+        "cycles" | "cycle" => match cycle_ns {
+            Some(c) => v * c,
+            None => bail!("{flag} {text}: cycles apply to router = wormhole; give ns or us for the fast model"),
+        },
+        u => bail!("{flag} {text}: unknown unit {u:?}; use ns, us, ms or cycles"),
+    })
+}
+
 fn sweep(a: &SweepArgs) -> Result<()> {
     if a.k == 0 || a.k > 64 {
-        bail!("--k {}: choose a mesh side in 1..=64", a.k);
+        bail!("--k {}: choose a grid side in 1..=64", a.k);
     }
-    let preset = load_preset(&a.preset)?;
-    let mut model = preset.link_model();
-    model.buffer_packets = u32::MAX; // queues grow instead of dropping: latency shows saturation
-    let topo = Topology { kind: Kind::Mesh, width: a.k, height: a.k };
-    let ser = model.serialisation_ns();
-    let bound = 4.0 * topo.bisection_links() as f64 / (topo.chips() as f64 * ser);
-    let mean_hops = 2.0 * ((a.k * a.k) as f64 - 1.0) / (3.0 * a.k as f64);
-    let zero_load = mean_hops * model.hop_latency_ns + ser;
-    let duration = 4000.0 * ser;
+    let kind = match a.topology.as_str() {
+        "mesh" => Kind::Mesh,
+        "torus" => Kind::Torus,
+        t => bail!("--topology {t}: use mesh or torus"),
+    };
+    let mut preset = load_preset(&a.preset)?;
+    if let Some(r) = &a.router {
+        let kind = RouterKind::from_name(r).with_context(|| format!("--router {r}: use wormhole or fast"))?;
+        preset = preset.with_router(kind).with_context(|| format!("--router {r}"))?;
+    }
+    let mut overrides = Vec::new();
+    for p in &a.params {
+        let (name, value) = p
+            .split_once('=')
+            .and_then(|(n, v)| Some((n.trim().to_string(), v.trim().parse::<f64>().ok()?)))
+            .with_context(|| format!("--param {p}: expected NAME=VALUE with a number, e.g. vcs=16"))?;
+        overrides.push((name, value));
+    }
+    if let Some(f) = a.packet_flits {
+        if preset.file.router != RouterKind::Wormhole {
+            bail!("--packet-flits: flits belong to router = wormhole (this sweep uses the fast model; set --param packet_bits=...)");
+        }
+        if f == 0 || f > 1024 {
+            bail!("--packet-flits {f}: choose 1..=1024");
+        }
+        overrides.push(("packet_bits".into(), f as f64 * preset.value("flit_bits")));
+    }
+    preset.file.topology.kind = kind;
+    preset.file.topology.width = a.k;
+    preset.file.topology.height = a.k;
+    preset.file.topology.source = format!("--topology {} --k {} (sweep)", a.topology, a.k);
+    preset.file.emergency_routing = false;
+    let preset = preset.with_params(&overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let topo = preset.topology();
+    let fabric = preset.interconnect()?;
+    let wormhole = preset.file.router == RouterKind::Wormhole;
+    let cycle_ns = wormhole.then(|| preset.value("cycle_ns"));
+    let packet_ns = fabric.packet_time_ns();
+
+    let pattern = if a.traffic == "experiment" {
+        let exp = a.experiment.as_ref().context("--traffic experiment needs --experiment FILE")?;
+        let strategy = Strategy::from_name(&a.mapping).with_context(|| {
+            format!("--mapping {}: unknown; use round_robin, population_contiguous or locality_aware", a.mapping)
+        })?;
+        let prepared = run::prepare(&RunRequest { experiment: exp.clone(), set: a.set.clone(), ..Default::default() })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let sw = software_run(&prepared.compiled.network, prepared.shards, prepared.threads, &prepared.compiled);
+        let mapping = map(&sw.connectome, &preset, strategy, None, false, Some(&sw.activity))?;
+        println!(
+            "traffic of {} ({} spikes in {} ms) mapped {} onto {} cores",
+            exp.display(),
+            sw.spikes.len(),
+            sw.duration_ms,
+            strategy.name(),
+            mapping.cores_used
+        );
+        Pattern::of_mapped_network(&topo, &sw.connectome, &mapping, &sw.activity)
+    } else {
+        if a.experiment.is_some() {
+            bail!("--experiment: give it with --traffic experiment");
+        }
+        Pattern::parse(&a.traffic, &topo).map_err(|e| anyhow::anyhow!(e))?
+    };
+    let senders = pattern.senders(&topo);
+    if senders == 0 {
+        bail!("--traffic {}: no router sends anything", a.traffic);
+    }
+    // Ideal throughput: the busiest channel carries one packet per packet time.
+    let load = max_channel_load(&topo, &pattern, wormhole);
+    let bound = 1.0 / (load * packet_ns);
+    let zero = zero_load_ns(&fabric, &topo, &pattern);
+    let warmup = a.warmup.as_deref().map_or(Ok(2000.0 * packet_ns), |t| parse_time("--warmup", t, cycle_ns))?;
+    let window = a.measure.as_deref().map_or(Ok(10000.0 * packet_ns), |t| parse_time("--measure", t, cycle_ns))?;
+    let duration = a.duration.as_deref().map_or(Ok(warmup + window), |t| parse_time("--duration", t, cycle_ns))?;
+    if window <= 0.0 {
+        bail!("--measure: the window must be longer than 0");
+    }
+    if duration < warmup + window {
+        bail!("--duration: {duration} ns is shorter than warm-up + window ({} ns)", warmup + window);
+    }
+    if let Some(bad) = a.loads.iter().find(|l| !(l.is_finite() && **l > 0.0 && **l <= 4.0)) {
+        bail!("--loads: {bad} is not a fraction of the ideal throughput in (0, 4]");
+    }
+    let slot = match a.injection.as_str() {
+        "bernoulli" => cycle_ns.unwrap_or(packet_ns),
+        "poisson" => 0.0,
+        i => bail!("--injection {i}: use bernoulli or poisson"),
+    };
+    let worst = a.loads.iter().copied().fold(0.0, f64::max) * bound * duration * senders as f64;
+    if worst > 5e7 {
+        bail!("{worst:.2e} packets at the highest load: shorten --duration or the window (at most 5e7)");
+    }
+    let traffic_name = pattern.name().replace(':', "_");
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from("out/hwemu").join(format!(
+            "sweep-{}-{}-{}{}-{traffic_name}.png",
+            preset.file.name,
+            fabric.name(),
+            a.topology,
+            a.k
+        ))
+    });
+    match &fabric {
+        neuropil_hwemu::fabric::Interconnect::Wormhole(r) => {
+            let m = r.model();
+            println!(
+                "{k}x{k} {}, dimension order, {} routers (wormhole): {} VCs x {} flits, {} flit(s) per packet, \
+                 {} router stages, links {}/{} cycles (x/y), injection {}, ejection {}, credit {}{}; cycle {} ns",
+                a.topology,
+                preset.file.name,
+                m.vcs,
+                m.vc_buffer_flits,
+                m.packet_flits,
+                m.router_stages,
+                m.link_cycles_x,
+                m.link_cycles_y,
+                m.injection_cycles,
+                m.ejection_cycles,
+                m.credit_cycles,
+                if m.wait_for_tail_credit { ", VCs freed on the tail's last credit" } else { "" },
+                m.cycle_ns,
+                k = a.k
+            );
+        }
+        neuropil_hwemu::fabric::Interconnect::Fast(_) => {
+            let m = preset.link_model();
+            println!(
+                "{k}x{k} {}, dimension order, {} links (fast model): hop {}/{} ns (x/y), {} bit packets at {} bit/ns, \
+                 {} packet buffers",
+                a.topology,
+                preset.file.name,
+                m.hop_latency_ns,
+                m.hop_latency_y_ns,
+                m.packet_bits,
+                m.bandwidth_bits_per_ns,
+                m.buffer_packets,
+                k = a.k
+            );
+        }
+    }
+    let per_cycle = |per_ns: f64| cycle_ns.map(|c| per_ns * c * (packet_ns / c));
     println!(
-        "{}x{} mesh, XY routing, {} links: hop {} ns, {} bit packets at {} bit/ns (serialisation {:.3} ns)",
-        a.k, a.k, preset.file.name, model.hop_latency_ns, model.packet_bits, model.bandwidth_bits_per_ns, ser
+        "traffic {}: ideal throughput {:.5} packets/ns per sender{} (busiest channel load {:.4}); \
+         zero-load latency {:.3} ns{}",
+        pattern.name(),
+        bound,
+        per_cycle(bound).map_or(String::new(), |f| format!(" = {f:.4} flits/cycle")),
+        load,
+        zero,
+        cycle_ns.map_or(String::new(), |c| format!(" = {:.2} cycles", zero / c)),
     );
     println!(
-        "bisection bound {:.5} packets/ns per chip; zero-load latency {:.2} ns (mean hops {:.3})",
-        bound, zero_load, mean_hops
+        "warm-up {warmup:.1} ns, window {window:.1} ns, injection for {duration:.1} ns ({}), seed {}",
+        a.injection, a.seed
     );
-    println!("{:>8} {:>14} {:>14} {:>12}", "load", "offered/chip", "accepted/chip", "latency_ns");
-    let mut csv = String::from("load_fraction,offered_per_chip_per_ns,accepted_per_chip_per_ns,mean_latency_ns\n");
-    let (mut lat_pts, mut thr_pts) = (Vec::new(), Vec::new());
-    for i in 1..=16 {
-        let frac = i as f64 * 0.1;
-        let packets = uniform_traffic(&topo, frac * bound, duration, 7);
-        let out = simulate(&topo, &model, &packets);
-        let (lat, thr) = latency_and_throughput(&topo, &packets, &out, 0.2 * duration, 0.8 * duration);
-        println!("{frac:>8.1} {:>14.5} {:>14.5} {:>12.2}", frac * bound, thr, lat);
-        csv.push_str(&format!("{frac},{},{thr},{lat}\n", frac * bound));
-        lat_pts.push((frac, lat));
-        thr_pts.push((frac, thr / bound));
+    println!(
+        "{:>6} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9}",
+        "load", "offered/ns", "accepted/ns", "latency_ns", "p99_ns", "measured", "dropped"
+    );
+    let mut csv = String::from(
+        "load_fraction,offered_per_sender_per_ns,accepted_per_sender_per_ns,mean_latency_ns,p99_latency_ns,measured,dropped,packets\n",
+    );
+    let (mut lat_pts, mut thr_pts, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+    for &frac in &a.loads {
+        let rate = frac * bound;
+        let p = if slot > 0.0 { rate * slot } else { rate };
+        let packets = generate(&topo, &pattern, p, slot, duration, a.seed);
+        let mut f = preset.interconnect()?;
+        let pt = measure(&mut f, &packets, senders, rate, warmup, window).point;
+        // One line per load as it finishes: the sweep's progress.
+        println!(
+            "{frac:>6.2} {:>12.5} {:>12.5} {:>12.2} {:>12.2} {:>9} {:>9}",
+            rate, pt.accepted_per_ns, pt.latency_ns, pt.latency_p99_ns, pt.measured, pt.dropped
+        );
+        csv.push_str(&format!(
+            "{frac},{rate},{},{},{},{},{},{}\n",
+            pt.accepted_per_ns, pt.latency_ns, pt.latency_p99_ns, pt.measured, pt.dropped, pt.packets
+        ));
+        lat_pts.push((frac, pt.latency_ns));
+        thr_pts.push((frac, pt.accepted_per_ns / bound));
+        rows.push(serde_json::json!({"load_fraction": frac, "point": pt}));
     }
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    let saturation = thr_pts.iter().map(|p| p.1).fold(0.0, f64::max);
+    println!(
+        "highest accepted throughput: {:.3} of the ideal ({:.5} packets/ns per sender{})",
+        saturation,
+        saturation * bound,
+        per_cycle(saturation * bound).map_or(String::new(), |f| format!(", {f:.4} flits/cycle"))
+    );
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(a.out.with_extension("csv"), csv)?;
+    std::fs::write(out.with_extension("csv"), csv)?;
+    let json = serde_json::json!({
+        "preset": preset.file.name, "router": fabric.name(), "topology": a.topology, "k": a.k,
+        "traffic": pattern.name(), "ideal_per_sender_per_ns": bound, "busiest_channel_load": load,
+        "zero_load_ns": zero, "cycle_ns": cycle_ns, "packet_time_ns": packet_ns, "warmup_ns": warmup,
+        "window_ns": window, "duration_ns": duration, "seed": a.seed, "injection": a.injection,
+        "highest_accepted_fraction": saturation, "points": rows,
+    });
+    std::fs::write(out.with_extension("json"), serde_json::to_string_pretty(&json)? + "\n")?;
+    let title = format!(
+        "{k}x{k} {}, {} traffic, {} ({}): mean latency vs offered load",
+        a.topology,
+        pattern.name(),
+        preset.file.name,
+        fabric.name(),
+        k = a.k
+    );
     line_chart(
-        &format!("{k}x{k} mesh, uniform traffic, {} links: mean latency vs offered load", preset.file.name, k = a.k),
-        "offered load / bisection bound",
+        &title,
+        "offered load / ideal throughput",
         "mean latency (ns, log scale)",
         &[Series { name: "mean latency".into(), points: lat_pts }],
-        &[(1.0, "bisection bound".into())],
+        &[(1.0, "ideal throughput".into())],
         true,
-        &a.out,
+        &out,
     )?;
-    let thr_png = a.out.with_file_name(format!(
+    let thr_png = out.with_file_name(format!(
         "{}_throughput.png",
-        a.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
     ));
     line_chart(
-        "accepted throughput / bisection bound",
-        "offered load / bisection bound",
-        "accepted / bound",
+        "accepted throughput / ideal",
+        "offered load / ideal throughput",
+        "accepted / ideal",
         &[Series { name: "accepted".into(), points: thr_pts }],
-        &[(1.0, "bisection bound".into())],
+        &[(1.0, "ideal throughput".into())],
         false,
         &thr_png,
     )?;
-    println!("wrote {}, {} and {}", a.out.display(), thr_png.display(), a.out.with_extension("csv").display());
+    println!(
+        "wrote {}, {}, {} and {}",
+        out.display(),
+        thr_png.display(),
+        out.with_extension("csv").display(),
+        out.with_extension("json").display()
+    );
     Ok(())
 }
 
@@ -299,7 +568,7 @@ fn report(a: &ReportArgs) -> Result<()> {
                     continue;
                 }
             };
-            let (r, load) = evaluate(connectome, preset, &mapping, spikes, duration_ms);
+            let (r, load) = evaluate(connectome, preset, &mapping, spikes, duration_ms)?;
             println!(
                 "{:<11} {:<22} {:>5} {:>8.2} {:>9.1} {:>9.1} {:>9.1} {:>8.5} {:>9} {:>7} {:>9.5} {:>10.3e}  {}",
                 r.preset,
@@ -401,7 +670,7 @@ fn cosim(a: &CosimArgs) -> Result<()> {
     for s in &mut state.shards {
         s.set_cores(&mapping.core_of);
     }
-    let mut fabric = neuropil_hwemu::cosim::CoSim::new(&sw.connectome, &preset, &mapping, net.dt_ms);
+    let mut fabric = neuropil_hwemu::cosim::CoSim::new(&sw.connectome, &preset, &mapping, net.dt_ms)?;
     let (hardware, _) = embedded::run_part(&net, state, cfg, None, Some(&mut fabric), &|_| {}, &cancel)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 

@@ -73,11 +73,7 @@ impl CoSim {
             src_core: mapping.core_of.clone(),
             core_routers: (preset.file.topology.kind == crate::topology::Kind::Hierarchical).then(|| {
                 let topo = preset.topology();
-                CoreRouters::new(
-                    topo.chips() as usize,
-                    preset.intra_chip_latency_ns(),
-                    packet_ns,
-                )
+                CoreRouters::new(topo.chips() as usize, preset.intra_chip_latency_ns(), packet_ns)
             }),
             dest,
             stats: CoSimStats::default(),

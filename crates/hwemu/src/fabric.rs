@@ -311,7 +311,14 @@ fn send(topo: &Topology, model: &LinkModel, links: &mut Links, packets: &[Packet
             if links.waiting(link, ev.t_ps) < buffer {
                 let start = links.reserve(link, ev.t_ps, ser, &mut out);
                 let (packet, hops) = (ev.packet, ev.hops + 1);
-                queue.push(Reverse(Event { t_ps: start + hop(dir), packet, chip: next_chip, hops, forced: None, dests }));
+                queue.push(Reverse(Event {
+                    t_ps: start + hop(dir),
+                    packet,
+                    chip: next_chip,
+                    hops,
+                    forced: None,
+                    dests,
+                }));
                 continue;
             }
             // Blocked.
@@ -322,7 +329,14 @@ fn send(topo: &Topology, model: &LinkModel, links: &mut Links, packets: &[Packet
                     out.emergency_reroutes += 1;
                     let start = links.reserve(detour, ev.t_ps, ser, &mut out);
                     let (packet, hops) = (ev.packet, ev.hops + 1);
-                    queue.push(Reverse(Event { t_ps: start + hop(a), packet, chip: via, hops, forced: Some(b), dests }));
+                    queue.push(Reverse(Event {
+                        t_ps: start + hop(a),
+                        packet,
+                        chip: via,
+                        hops,
+                        forced: Some(b),
+                        dests,
+                    }));
                     continue;
                 }
             }
@@ -330,54 +344,6 @@ fn send(topo: &Topology, model: &LinkModel, links: &mut Links, packets: &[Packet
         }
     }
     out
-}
-
-/// Uniform random traffic: every chip injects packets as a Poisson process of
-/// `rate_per_ns` for `duration_ns`, each to one chip drawn uniformly (itself
-/// included). Deterministic for a seed.
-pub fn uniform_traffic(topo: &Topology, rate_per_ns: f64, duration_ns: f64, seed: u64) -> Vec<Packet> {
-    let n = topo.chips();
-    let mut packets = Vec::new();
-    for src in 0..n {
-        // One stream per source: traffic does not depend on the chip count's order.
-        let mut rng = neuropil_sim::rng::Stream::new(seed, &[0x7261_6666, src as u64]);
-        let mut t = 0.0f64;
-        loop {
-            t += -rng.uniform_open0().ln() / rate_per_ns;
-            if t >= duration_ns {
-                break;
-            }
-            // Injection times on a 1 ps grid, as the simulation keeps them.
-            let t_ns = (t * 1000.0).round() / 1000.0;
-            packets.push(Packet { src, dests: vec![rng.below(n as u64) as Chip], t_ns });
-        }
-    }
-    packets
-}
-
-/// Mean latency of the deliveries of packets injected in `[from_ns, to_ns)`, and
-/// the accepted throughput: deliveries that arrive in that window, per chip per ns.
-pub fn latency_and_throughput(
-    topo: &Topology,
-    packets: &[Packet],
-    out: &Outcome,
-    from_ns: f64,
-    to_ns: f64,
-) -> (f64, f64) {
-    let mut sum = 0.0;
-    let (mut n, mut arrived) = (0usize, 0usize);
-    for d in &out.deliveries {
-        let t0 = packets[d.packet].t_ns;
-        if t0 >= from_ns && t0 < to_ns {
-            sum += d.t_ns - t0;
-            n += 1;
-        }
-        if d.t_ns >= from_ns && d.t_ns < to_ns {
-            arrived += 1;
-        }
-    }
-    let throughput = arrived as f64 / topo.chips() as f64 / (to_ns - from_ns);
-    (if n > 0 { sum / n as f64 } else { f64::NAN }, throughput)
 }
 
 #[cfg(test)]

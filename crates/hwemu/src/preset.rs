@@ -182,11 +182,23 @@ pub const PARAMS: &[(&str, &str, Use, &str)] = &[
     ("router_stages", "cycles", Use::Wormhole, "router pipeline: from a flit's arrival to its earliest departure"),
     ("link_cycles_x", "cycles", Use::Wormhole, "an east-west link"),
     ("link_cycles_y", "cycles", Use::Wormhole, "a north-south link"),
-    ("local_link_cycles", "cycles", Use::Wormhole, "the injection and the ejection channel, each"),
+    ("injection_cycles", "cycles", Use::Wormhole, "the injection channel, source node to router"),
+    ("ejection_cycles", "cycles", Use::Wormhole, "the router's local output to the destination node"),
     ("credit_cycles", "cycles", Use::Wormhole, "a credit's way back upstream"),
     ("vcs", "VCs", Use::Wormhole, "virtual channels per input port (a torus needs 2 or more)"),
     ("vc_buffer_flits", "flits", Use::Wormhole, "flit buffer per virtual channel"),
-    ("intra_chip_latency_ns", "ns", Use::Optional, "hierarchical chips: the core-level router between two cores of a chip"),
+    (
+        "wait_for_tail_credit",
+        "flag",
+        Use::Optional,
+        "1: a VC is reallocated only when its last credit is back (BookSim's option); default 0",
+    ),
+    (
+        "intra_chip_latency_ns",
+        "ns",
+        Use::Optional,
+        "hierarchical chips: the core-level router between two cores of a chip",
+    ),
     ("neurons_per_core", "neurons", Use::Mapping, "neurons (compartments) one core updates"),
     ("fanin_per_core", "synapse rows", Use::Mapping, "distinct presynaptic sources a core accepts"),
     (
@@ -217,6 +229,27 @@ impl Preset {
     /// Parse and validate preset TOML; `origin` names it in errors.
     pub fn parse(text: &str) -> Result<Preset, PresetError> {
         let file: PresetFile = toml::from_str(text).map_err(|e| PresetError::Syntax(e.to_string()))?;
+        Preset::validate(file)
+    }
+
+    /// The same preset with parameters overridden (`--param NAME=VALUE`; marked U,
+    /// their source the override), validated again.
+    pub fn with_params(&self, overrides: &[(String, f64)]) -> Result<Preset, PresetError> {
+        let mut file = self.file.clone();
+        for (name, value) in overrides {
+            file.params.insert(
+                name.clone(),
+                Param {
+                    value: *value,
+                    conf: Conf::U,
+                    source: format!("--param {name}={value} (overrides the preset)"),
+                },
+            );
+        }
+        Preset::validate(file)
+    }
+
+    fn validate(file: PresetFile) -> Result<Preset, PresetError> {
         let known: Vec<&str> = PARAMS.iter().map(|p| p.0).collect();
         for (name, p) in &file.params {
             if !known.contains(&name.as_str()) {
@@ -234,6 +267,9 @@ impl Preset {
         }
         for (name, unit, _, _) in PARAMS {
             if let Some(p) = file.params.get(*name) {
+                if *unit == "flag" && p.value != 0.0 && p.value != 1.0 {
+                    return Err(invalid(format!("params.{name}.value"), format!("{} is neither 0 nor 1", p.value)));
+                }
                 if matches!(*unit, "cycles" | "flits" | "VCs") && p.value.fract() != 0.0 {
                     return Err(invalid(format!("params.{name}.value"), format!("{} is not a whole number", p.value)));
                 }
@@ -338,10 +374,12 @@ impl Preset {
             router_stages: whole("router_stages"),
             link_cycles_x: whole("link_cycles_x"),
             link_cycles_y: whole("link_cycles_y"),
-            local_link_cycles: whole("local_link_cycles"),
+            injection_cycles: whole("injection_cycles"),
+            ejection_cycles: whole("ejection_cycles"),
             credit_cycles: whole("credit_cycles"),
             vcs: whole("vcs"),
             vc_buffer_flits: whole("vc_buffer_flits"),
+            wait_for_tail_credit: self.value("wait_for_tail_credit") != 0.0,
         })
     }
 
@@ -402,7 +440,11 @@ impl Preset {
     pub fn link_model(&self) -> LinkModel {
         LinkModel {
             hop_latency_ns: self.value("hop_latency_ns"),
-            hop_latency_y_ns: self.file.params.get("hop_latency_y_ns").map_or(self.value("hop_latency_ns"), |p| p.value),
+            hop_latency_y_ns: self
+                .file
+                .params
+                .get("hop_latency_y_ns")
+                .map_or(self.value("hop_latency_ns"), |p| p.value),
             packet_bits: self.value("packet_bits"),
             bandwidth_bits_per_ns: self.value("link_bandwidth_gbps"),
             buffer_packets: self.value("buffer_packets") as u32,

@@ -14,7 +14,7 @@
 //!    waited there counts in the latency, as in BookSim). It allocates a virtual
 //!    channel (VC) of its router's local input port and sends one flit per cycle
 //!    while it holds a credit for that VC; each crosses the injection channel in
-//!    `local_link_cycles`.
+//!    `injection_cycles`.
 //! 2. **Router** (`router_stages` cycles, P): a flit that enters an input VC in
 //!    cycle `a` may leave through the crossbar in cycle `a + P` at the earliest —
 //!    route computation, VC allocation and switch allocation, switch traversal.
@@ -27,9 +27,10 @@
 //! 3. **Link** (`link_cycles_x` east–west, `link_cycles_y` north–south). When a
 //!    flit leaves an input VC a credit returns upstream, arriving
 //!    `credit_cycles` later. A VC is free for another packet once its tail flit
-//!    has left (BookSim's default, `wait_for_tail_credit = 0`): an input VC may
-//!    hold the tail of one packet and the head of the next.
-//! 4. **Ejection** (`local_link_cycles`): the destination router's local output
+//!    has left (BookSim's default, `wait_for_tail_credit = 0`: an input VC may
+//!    hold the tail of one packet and the head of the next), or, with
+//!    `wait_for_tail_credit`, once its last credit is back as well.
+//! 4. **Ejection** (`ejection_cycles`): the destination router's local output
 //!    port, into a node that always accepts. The packet is delivered when its
 //!    tail reaches the node.
 //!
@@ -38,7 +39,7 @@
 //! cycle) is therefore, for a route of `H` hops,
 //!
 //! ```text
-//! T0 = 2·local_link + (H + 1)·router_stages + Σ link(hop) + (F − 1)   cycles
+//! T0 = injection + (H + 1)·router_stages + Σ link(hop) + ejection + (F − 1)   cycles
 //! ```
 //!
 //! ([`RouterModel::zero_load_cycles`]; a test checks it for every pair).
@@ -50,8 +51,9 @@
 //! one after the other (as Loihi's cores send a spike message per destination
 //! core); the fast model ([`crate::fabric`]) replicates inside the routers.
 //!
-//! Deadlock freedom: dimension-order routing on a mesh; on a torus the VCs are
-//! split into two classes and a packet moves to the upper class after crossing
+//! Deadlock freedom: dimension-order routing on a mesh; on a torus (where a
+//! target half way round a ring is reached either way, taken by the packet's
+//! index bits, balanced as BookSim's coin flip) the VCs are split into two classes and a packet moves to the upper class after crossing
 //! the wrap-around link of a dimension (the dateline), back to the lower class
 //! when it turns. SpiNNaker's triangular torus is not a wormhole network (its
 //! routers drop and re-route single packets): the fast model covers it.
@@ -80,14 +82,20 @@ pub struct RouterModel {
     pub link_cycles_x: u32,
     /// Cycles to cross a north–south link.
     pub link_cycles_y: u32,
-    /// Cycles to cross the injection and the ejection channel.
-    pub local_link_cycles: u32,
+    /// Cycles to cross the injection channel (source node to router).
+    pub injection_cycles: u32,
+    /// Cycles from the router's local output to the destination node.
+    pub ejection_cycles: u32,
     /// Cycles for a credit to reach the upstream router.
     pub credit_cycles: u32,
     /// Virtual channels per input port.
     pub vcs: u32,
     /// Flit buffer of each virtual channel.
     pub vc_buffer_flits: u32,
+    /// A VC is reallocated only once the tail has left and every credit is back
+    /// (the downstream buffer is empty; BookSim's `wait_for_tail_credit = 1`),
+    /// rather than as soon as the tail has left.
+    pub wait_for_tail_credit: bool,
 }
 
 impl RouterModel {
@@ -101,7 +109,8 @@ impl RouterModel {
             ("router_stages", self.router_stages, 1),
             ("link_cycles_x", self.link_cycles_x, 1),
             ("link_cycles_y", self.link_cycles_y, 1),
-            ("local_link_cycles", self.local_link_cycles, 1),
+            ("injection_cycles", self.injection_cycles, 1),
+            ("ejection_cycles", self.ejection_cycles, 1),
             ("credit_cycles", self.credit_cycles, 1),
             ("vcs", self.vcs, 1),
             ("vc_buffer_flits", self.vc_buffer_flits, 1),
@@ -115,7 +124,8 @@ impl RouterModel {
             ("router_stages", self.router_stages),
             ("link_cycles_x", self.link_cycles_x),
             ("link_cycles_y", self.link_cycles_y),
-            ("local_link_cycles", self.local_link_cycles),
+            ("injection_cycles", self.injection_cycles),
+            ("ejection_cycles", self.ejection_cycles),
             ("credit_cycles", self.credit_cycles),
             ("vcs", self.vcs),
             ("vc_buffer_flits", self.vc_buffer_flits),
@@ -148,7 +158,8 @@ impl RouterModel {
     /// to its tail at the destination node), cycles.
     pub fn zero_load_cycles(&self, route: &[Dir]) -> u64 {
         let links: u64 = route.iter().map(|&d| self.link_cycles(d) as u64).sum();
-        2 * self.local_link_cycles as u64
+        self.injection_cycles as u64
+            + self.ejection_cycles as u64
             + (route.len() as u64 + 1) * self.router_stages as u64
             + links
             + (self.packet_flits as u64 - 1)
@@ -217,6 +228,9 @@ pub struct RouterNet {
     credits: Vec<u32>,
     /// Whether an output VC is allocated to a packet.
     allocated: Vec<bool>,
+    /// With `wait_for_tail_credit`: the output VC's tail has left, it is freed
+    /// when its last credit is back.
+    tail_sent: Vec<bool>,
     /// Source nodes: credits and allocation of their router's local input VCs.
     src_credits: Vec<u32>,
     src_allocated: Vec<bool>,
@@ -256,10 +270,16 @@ impl RouterNet {
         let next = (0..n as u32)
             .flat_map(|c| Dir::ALL.iter().map(move |&d| topo.neighbour(c, d).unwrap_or(u32::MAX)))
             .collect();
-        let max_delay = [model.link_cycles_x, model.link_cycles_y, model.local_link_cycles, model.credit_cycles]
-            .into_iter()
-            .max()
-            .unwrap_or(1) as usize;
+        let max_delay = [
+            model.link_cycles_x,
+            model.link_cycles_y,
+            model.injection_cycles,
+            model.ejection_cycles,
+            model.credit_cycles,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(1) as usize;
         Ok(RouterNet {
             topo,
             model,
@@ -268,6 +288,7 @@ impl RouterNet {
             inputs: vec![InVc::default(); n * PORTS * v],
             credits: vec![model.vc_buffer_flits; n * PORTS * v],
             allocated: vec![false; n * PORTS * v],
+            tail_sent: vec![false; n * PORTS * v],
             src_credits: vec![model.vc_buffer_flits; n * v],
             src_allocated: vec![false; n * v],
             src_queue: vec![VecDeque::new(); n],
@@ -309,11 +330,19 @@ impl RouterNet {
         self.pending += 1;
     }
 
+    /// Which way a packet goes round a torus ring where both ways are as short
+    /// (per dimension; BookSim flips a coin, we take the packet's index bits).
+    fn negative_ties(batch: u32) -> [bool; 2] {
+        [batch & 1 == 1, batch & 2 == 2]
+    }
+
     /// The direction a packet at `at` takes towards `dst` (`None`: it is there).
-    fn next_dir(&self, at: Chip, dst: Chip) -> Option<Dir> {
+    fn next_dir(&self, at: Chip, dst: Chip, batch: u32) -> Option<Dir> {
         if at == dst {
             return None;
         }
+        let ties = self.topo.ties(at, dst);
+        let negative = Self::negative_ties(batch);
         let (w, h) = (self.topo.width as i64, self.topo.height as i64);
         let (ax, ay) = self.topo.xy(at);
         let (tx, ty) = self.topo.xy(dst);
@@ -325,8 +354,9 @@ impl RouterNet {
                 d - n
             }
         };
+        let flip = |d: i64, n: i64, k: usize| if ties[k] && negative[k] { d - n } else { d };
         let (dx, dy) = match self.topo.kind {
-            Kind::Torus => (ring(ax, tx, w), ring(ay, ty, h)),
+            Kind::Torus => (flip(ring(ax, tx, w), w, 0), flip(ring(ay, ty, h), h, 1)),
             _ => (tx - ax, ty - ay),
         };
         Some(if dx > 0 {
@@ -437,7 +467,14 @@ impl RouterNet {
                             active.push(router as u32);
                         }
                     }
-                    Due::Credit { vc, source: false } => self.credits[vc as usize] += 1,
+                    Due::Credit { vc, source: false } => {
+                        let vc = vc as usize;
+                        self.credits[vc] += 1;
+                        if self.tail_sent[vc] && self.credits[vc] == self.model.vc_buffer_flits {
+                            self.tail_sent[vc] = false;
+                            self.allocated[vc] = false;
+                        }
+                    }
                     Due::Credit { vc, source: true } => self.src_credits[vc as usize] += 1,
                     Due::Delivered { packet } => {
                         let p = self.live[packet as usize];
@@ -531,7 +568,7 @@ impl RouterNet {
             }
             if ivc.out.is_none() && f.head {
                 let mut p = self.live[f.packet as usize];
-                let out = match self.next_dir(r as Chip, p.dst) {
+                let out = match self.next_dir(r as Chip, p.dst, p.batch) {
                     None => Some((LOCAL as u8, 0)),
                     Some(d) => {
                         let (lo, hi) = self.vc_range(r as Chip, d, &mut p);
@@ -596,12 +633,16 @@ impl RouterNet {
                 }
                 if o == LOCAL {
                     if f.tail {
-                        self.schedule(self.model.local_link_cycles, Due::Delivered { packet: f.packet });
+                        self.schedule(self.model.ejection_cycles, Due::Delivered { packet: f.packet });
                     }
                 } else {
                     self.credits[oidx] -= 1;
                     if f.tail {
-                        self.allocated[oidx] = false;
+                        if self.model.wait_for_tail_credit {
+                            self.tail_sent[oidx] = true;
+                        } else {
+                            self.allocated[oidx] = false;
+                        }
                     }
                     let d = Dir::ALL[o];
                     let link = self.topo.link(r as Chip, d);
@@ -646,7 +687,7 @@ impl RouterNet {
         } else {
             self.src_current[r] = Some((id, vc, sent + 1));
         }
-        let l = self.model.local_link_cycles;
+        let l = self.model.injection_cycles;
         let ready = self.cycle + l as u64 + self.model.router_stages as u64;
         let ivc = ((r * PORTS + LOCAL) * v + vc as usize) as u32;
         self.schedule(l, Due::Flit { vc: ivc, flit: Flit { packet: id, head, tail, ready } });
@@ -665,10 +706,12 @@ mod tests {
             router_stages: 3,
             link_cycles_x: 2,
             link_cycles_y: 4,
-            local_link_cycles: 1,
+            injection_cycles: 1,
+            ejection_cycles: 2,
             credit_cycles: 1,
             vcs,
             vc_buffer_flits: buffer,
+            wait_for_tail_credit: false,
         }
     }
 

@@ -156,6 +156,25 @@ impl Topology {
 
     /// The route from `src` to `dst` as the directions taken, in order.
     pub fn route(&self, src: Chip, dst: Chip) -> Vec<Dir> {
+        self.route_ties(src, dst, [false, false])
+    }
+
+    /// On a torus, whether the way along x and along y is a tie (the target half
+    /// way round the ring): either direction is as short.
+    pub fn ties(&self, src: Chip, dst: Chip) -> [bool; 2] {
+        if self.kind != Kind::Torus {
+            return [false, false];
+        }
+        let (sx, sy) = self.xy(src);
+        let (tx, ty) = self.xy(dst);
+        let tie = |from: i64, to: i64, n: i64| n > 1 && (to - from).rem_euclid(n) * 2 == n;
+        [tie(sx, tx, self.width as i64), tie(sy, ty, self.height as i64)]
+    }
+
+    /// [`Topology::route`], taking the negative way where `negative[dim]` and that
+    /// dimension is a tie (torus; BookSim balances ties so).
+    pub fn route_ties(&self, src: Chip, dst: Chip, negative: [bool; 2]) -> Vec<Dir> {
+        let ties = self.ties(src, dst);
         let (sx, sy) = self.xy(src);
         let (tx, ty) = self.xy(dst);
         let (w, h) = (self.width as i64, self.height as i64);
@@ -166,7 +185,8 @@ impl Topology {
                 let (dx, dy) = if self.kind != Kind::Torus {
                     (tx - sx, ty - sy)
                 } else {
-                    (Self::ring_offset(sx, tx, w), Self::ring_offset(sy, ty, h))
+                    let flip = |d: i64, n: i64, k: usize| if ties[k] && negative[k] { d - n } else { d };
+                    (flip(Self::ring_offset(sx, tx, w), w, 0), flip(Self::ring_offset(sy, ty, h), h, 1))
                 };
                 push(if dx >= 0 { Dir::East } else { Dir::West }, dx);
                 push(if dy >= 0 { Dir::North } else { Dir::South }, dy);

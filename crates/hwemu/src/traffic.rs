@@ -5,6 +5,7 @@
 //! drain), for either interconnect model.
 
 use crate::fabric::{Interconnect, Packet};
+use crate::mapping::{Connectome, Mapping};
 use crate::topology::{Chip, Topology};
 use neuropil_sim::rng::Stream;
 
@@ -25,8 +26,10 @@ pub enum Pattern {
         /// Share of the traffic it gets, 0..=1.
         fraction: f64,
     },
-    /// Fixed (source, destination) pairs with weights: the traffic of a mapped
-    /// network (a source's spikes go to the routers of its targets' cores).
+    /// Rates between routers: the traffic of a mapped network (a spike goes to
+    /// the routers of its targets' cores). Per source, (destination, packets per
+    /// unit of offered load); the sum over each source is its rate relative to
+    /// the mean sender (mean 1).
     Matrix(Vec<Vec<(Chip, f64)>>),
 }
 
@@ -55,12 +58,13 @@ impl Pattern {
                     })?,
                     None => centre,
                 };
-                let fraction = match parts.next() {
-                    Some(f) => f.parse::<f64>().ok().filter(|f| (0.0..=1.0).contains(f)).ok_or_else(|| {
-                        format!("--traffic {text}: the hotspot fraction must be a number in 0..=1")
-                    })?,
-                    None => 0.2,
-                };
+                let fraction =
+                    match parts.next() {
+                        Some(f) => f.parse::<f64>().ok().filter(|f| (0.0..=1.0).contains(f)).ok_or_else(|| {
+                            format!("--traffic {text}: the hotspot fraction must be a number in 0..=1")
+                        })?,
+                        None => 0.2,
+                    };
                 Pattern::Hotspot { chip, fraction }
             }
             other => {
@@ -74,6 +78,29 @@ impl Pattern {
             return Err(format!("--traffic {text}: too many ':' parts"));
         }
         Ok(p)
+    }
+
+    /// The traffic of `net` mapped by `mapping`: each neuron's spikes
+    /// (`activity`: spikes per neuron) from its router to the routers of its
+    /// targets' cores, one packet per destination router.
+    pub fn of_mapped_network(topo: &Topology, net: &Connectome, mapping: &Mapping, activity: &[u64]) -> Pattern {
+        let mut m: Vec<std::collections::BTreeMap<Chip, f64>> = vec![Default::default(); topo.chips() as usize];
+        for (n, cores) in mapping.destination_cores(net).into_iter().enumerate() {
+            let a = activity.get(n).copied().unwrap_or(0) as f64;
+            if a == 0.0 {
+                continue;
+            }
+            let mut routers: Vec<Chip> = cores.iter().map(|&(c, _)| mapping.router_of_core[c as usize]).collect();
+            routers.sort_unstable();
+            routers.dedup();
+            for r in routers {
+                *m[mapping.router_of(n as u32) as usize].entry(r).or_default() += a;
+            }
+        }
+        let senders = m.iter().filter(|d| !d.is_empty()).count().max(1) as f64;
+        let total: f64 = m.iter().flat_map(|d| d.values()).sum();
+        let scale = if total > 0.0 { senders / total } else { 0.0 };
+        Pattern::Matrix(m.into_iter().map(|d| d.into_iter().map(|(c, w)| (c, w * scale)).collect()).collect())
     }
 
     /// Its name, as parsed.
@@ -125,27 +152,37 @@ impl Pattern {
 /// and ejection channel) when every sender injects one packet per unit time,
 /// under the fabric's dimension-order routes: the ideal throughput per sender is
 /// its inverse (in packets per link packet-time). Uniform traffic on a k×k mesh:
-/// k/4 (the bisection bound 4/k).
-pub fn max_channel_load(topo: &Topology, pattern: &Pattern) -> f64 {
+/// k/4 (the bisection bound 4/k). With `balanced_ties` a torus target half way
+/// round a ring is reached either way with equal probability (the wormhole
+/// model, as BookSim), else the positive way (the fast model).
+pub fn max_channel_load(topo: &Topology, pattern: &Pattern, balanced_ties: bool) -> f64 {
     let n = topo.chips() as usize;
     let mut link = vec![0.0f64; topo.link_ids()];
     let mut eject = vec![0.0f64; n];
-    let mut any = false;
+    let mut inject = 0.0f64;
     for src in 0..topo.chips() {
         if !pattern.sends(src) {
             continue;
         }
-        any = true;
-        for (dst, p) in pattern.destinations(topo, src) {
+        let dests = pattern.destinations(topo, src);
+        inject = inject.max(dests.iter().map(|d| d.1).sum());
+        for (dst, p) in dests {
             eject[dst as usize] += p;
-            let mut at = src;
-            for d in topo.route(src, dst) {
-                link[topo.link(at, d)] += p;
-                at = topo.neighbour(at, d).unwrap_or(at);
+            let ties = if balanced_ties { topo.ties(src, dst) } else { [false, false] };
+            let choices: Vec<bool> = if ties[0] { vec![false, true] } else { vec![false] };
+            let choices_y: Vec<bool> = if ties[1] { vec![false, true] } else { vec![false] };
+            let share = p / (choices.len() * choices_y.len()) as f64;
+            for &nx in &choices {
+                for &ny in &choices_y {
+                    let mut at = src;
+                    for d in topo.route_ties(src, dst, [nx, ny]) {
+                        link[topo.link(at, d)] += share;
+                        at = topo.neighbour(at, d).unwrap_or(at);
+                    }
+                }
             }
         }
     }
-    let inject = if any { 1.0 } else { 0.0 };
     link.iter().chain(eject.iter()).copied().fold(inject, f64::max)
 }
 
@@ -169,6 +206,9 @@ pub fn generate(topo: &Topology, pattern: &Pattern, p: f64, slot_ns: f64, durati
             acc += w;
             cdf.push((acc, d));
         }
+        // A mapped network's sources send at their own rates (capped at one
+        // packet per slot).
+        let p = if let Pattern::Matrix(_) = pattern { (p * acc).min(1.0) } else { p };
         let mut rng = Stream::new(seed, &[0x7261_6666, src as u64]);
         let mut t = 0.0f64;
         loop {
@@ -210,6 +250,15 @@ pub struct Point {
     pub packets: u64,
 }
 
+/// A measured point and what the fabric did.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// The point.
+    pub point: Point,
+    /// Every delivery and drop.
+    pub outcome: crate::fabric::Outcome,
+}
+
 /// Run `packets` through a fresh `fabric` and measure the packets created in
 /// `[warmup_ns, warmup_ns + measure_ns)`; `senders` normalises the throughput.
 pub fn measure(
@@ -219,7 +268,7 @@ pub fn measure(
     offered_per_ns: f64,
     warmup_ns: f64,
     measure_ns: f64,
-) -> Point {
+) -> Measured {
     let out = fabric.send(packets);
     let (from, to) = (warmup_ns, warmup_ns + measure_ns);
     let mut lat: Vec<f64> = Vec::new();
@@ -236,7 +285,7 @@ pub fn measure(
     lat.sort_by(f64::total_cmp);
     let mean = if lat.is_empty() { f64::NAN } else { lat.iter().sum::<f64>() / lat.len() as f64 };
     let p99 = if lat.is_empty() { f64::NAN } else { lat[((lat.len() - 1) as f64 * 0.99).round() as usize] };
-    Point {
+    let point = Point {
         offered_per_ns,
         accepted_per_ns: arrived as f64 / senders.max(1) as f64 / measure_ns,
         latency_ns: mean,
@@ -244,7 +293,8 @@ pub fn measure(
         measured: lat.len() as u64,
         dropped: out.dropped.len() as u64,
         packets: packets.len() as u64,
-    }
+    };
+    Measured { point, outcome: out }
 }
 
 /// Mean zero-load latency of `pattern` on the fabric, ns (exact: every pair,
@@ -277,21 +327,24 @@ mod tests {
         for k in [4u32, 8] {
             let mesh = Topology { kind: Kind::Mesh, width: k, height: k };
             // Uniform on a k×k mesh: k/4 on the centre links (bisection 4/k).
-            assert!((max_channel_load(&mesh, &Pattern::Uniform) - k as f64 / 4.0).abs() < 1e-12);
+            assert!((max_channel_load(&mesh, &Pattern::Uniform, false) - k as f64 / 4.0).abs() < 1e-12);
             // Uniform on a k×k torus (k even), half-way ties going the positive way:
             // a positive link carries Σ_{d=1}^{k/2} d / k = (k + 2)/8 — unless the
             // injection and ejection channels (1 each) are busier (k = 4).
             let torus = Topology { kind: Kind::Torus, ..mesh };
             let expected = ((k as f64 + 2.0) / 8.0).max(1.0);
-            assert!((max_channel_load(&torus, &Pattern::Uniform) - expected).abs() < 1e-9);
+            assert!((max_channel_load(&torus, &Pattern::Uniform, false) - expected).abs() < 1e-9);
+            // Ties split evenly between both ways: k/8 (bound 8/k).
+            let expected = (k as f64 / 8.0).max(1.0);
+            assert!((max_channel_load(&torus, &Pattern::Uniform, true) - expected).abs() < 1e-9);
             // Bit-complement on a mesh: every source in a row crosses the middle
             // column, the k/2 of one half over one link each way: k/2.
-            assert!((max_channel_load(&mesh, &Pattern::BitComplement) - k as f64 / 2.0).abs() < 1e-12);
+            assert!((max_channel_load(&mesh, &Pattern::BitComplement, false) - k as f64 / 2.0).abs() < 1e-12);
         }
         // Hotspot: its ejection channel takes fraction × n + (1 − fraction).
         let t = Topology { kind: Kind::Mesh, width: 8, height: 8 };
         let h = Pattern::Hotspot { chip: 27, fraction: 0.2 };
-        assert!(max_channel_load(&t, &h) >= 0.2 * 64.0 + 0.8 - 1e-9);
+        assert!(max_channel_load(&t, &h, false) >= 0.2 * 64.0 + 0.8 - 1e-9);
     }
 
     #[test]
@@ -310,6 +363,9 @@ mod tests {
         // Bernoulli at p = 0.5 per 1 ns slot: ~50 per source in 100 ns.
         let per_source = packets.len() as f64 / 16.0;
         assert!((per_source - 50.0).abs() < 10.0, "{per_source}");
-        assert_eq!(generate(&t, &Pattern::Uniform, 0.3, 0.0, 50.0, 9), generate(&t, &Pattern::Uniform, 0.3, 0.0, 50.0, 9));
+        assert_eq!(
+            generate(&t, &Pattern::Uniform, 0.3, 0.0, 50.0, 9),
+            generate(&t, &Pattern::Uniform, 0.3, 0.0, 50.0, 9)
+        );
     }
 }

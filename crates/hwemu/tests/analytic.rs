@@ -2,8 +2,16 @@
 //! tests), the mean hop count of uniform traffic on a k×k mesh under XY routing,
 //! and saturation at the bisection bound.
 
-use neuropil_hwemu::fabric::{latency_and_throughput, simulate, uniform_traffic, LinkModel};
+use neuropil_hwemu::fabric::{simulate, Fabric, Interconnect, LinkModel, Packet};
 use neuropil_hwemu::topology::{Kind, Topology};
+use neuropil_hwemu::traffic::{generate, measure, Pattern};
+
+/// Mean latency and accepted throughput per chip of the packets of a window.
+fn run_fast(t: &Topology, m: &LinkModel, packets: &[Packet], from: f64, to: f64) -> (f64, f64) {
+    let mut f = Interconnect::Fast(Fabric::new(*t, *m));
+    let p = measure(&mut f, packets, t.chips(), 0.0, from, to - from).point;
+    (p.latency_ns, p.accepted_per_ns)
+}
 
 fn mesh(k: u32) -> Topology {
     Topology { kind: Kind::Mesh, width: k, height: k }
@@ -37,7 +45,7 @@ fn model() -> LinkModel {
 #[test]
 fn simulated_uniform_traffic_has_the_analytic_mean_hop_count() {
     let t = mesh(8);
-    let packets = uniform_traffic(&t, 0.01, 20_000.0, 3);
+    let packets = generate(&t, &Pattern::Uniform, 0.01, 0.0, 20_000.0, 3);
     let out = simulate(&t, &model(), &packets);
     let mean = out.deliveries.iter().map(|d| d.hops as f64).sum::<f64>() / out.deliveries.len() as f64;
     let formula = 2.0 * (64.0 - 1.0) / 24.0;
@@ -45,7 +53,7 @@ fn simulated_uniform_traffic_has_the_analytic_mean_hop_count() {
     assert!((mean - formula).abs() < 0.1, "{mean} vs {formula}");
     // At light load latency is the zero-load latency plus a little queueing.
     let zero_load = formula * 4.1 + 4.0;
-    let (lat, _) = latency_and_throughput(&t, &packets, &out, 2_000.0, 18_000.0);
+    let (lat, _) = run_fast(&t, &model(), &packets, 2_000.0, 18_000.0);
     assert!(lat >= zero_load - 0.5 && lat < zero_load * 1.2, "{lat} vs zero-load {zero_load}");
 }
 
@@ -59,9 +67,8 @@ fn throughput_saturates_at_the_bisection_bound() {
     let bound = 4.0 * t.bisection_links() as f64 / (t.chips() as f64 * m.serialisation_ns());
     assert!((bound - 4.0 / (k as f64 * 4.0)).abs() < 1e-12);
     let run = |frac: f64| {
-        let packets = uniform_traffic(&t, frac * bound, 10_000.0, 11);
-        let out = simulate(&t, &m, &packets);
-        latency_and_throughput(&t, &packets, &out, 2_000.0, 8_000.0)
+        let packets = generate(&t, &Pattern::Uniform, frac * bound, 0.0, 10_000.0, 11);
+        run_fast(&t, &m, &packets, 2_000.0, 8_000.0)
     };
     let (lat_half, thr_half) = run(0.5);
     let (lat_over, thr_over) = run(1.3);

@@ -74,7 +74,9 @@ pub fn fabric_for(
         "preset": preset.file.name, "mapping": strategy.name(), "cores_used": mapping.cores_used,
         "violations": mapping.violations.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
     });
-    Ok((neuropil_hwemu::cosim::CoSim::new(&connectome, &preset, &mapping, net.dt_ms), about))
+    let fabric = neuropil_hwemu::cosim::CoSim::new(&connectome, &preset, &mapping, net.dt_ms)
+        .map_err(|e| anyhow::anyhow!("hardware.preset: {e}"))?;
+    Ok((fabric, about))
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@ use anyhow::{Context as _, Result};
 pub use config::HwemuConfig;
 pub use error::HwemuError;
 use metrics::Metrics;
-use neuropil_hwemu::fabric::{latency_and_throughput, simulate, uniform_traffic};
 use neuropil_hwemu::mapping::{map, Strategy};
 use neuropil_hwemu::preset::{Preset, BUILTIN};
 use neuropil_hwemu::report::evaluate;
+use neuropil_hwemu::traffic::{generate, max_channel_load, measure, Pattern};
 use neuropil_proto::v1::hardware_service_server::{HardwareService, HardwareServiceServer};
 use neuropil_proto::v1::{
     EvaluateMappingRequest, HardwareReport, HardwareReportRequest, ListPresetsRequest, ListPresetsResponse,
@@ -29,6 +29,15 @@ const MAX_NEURONS: u64 = 100_000;
 const MAX_SYNAPSES: f64 = 2e7;
 /// Largest traffic run: packets offered (rate × duration × routers).
 const MAX_PACKETS: f64 = 2e6;
+
+/// A refused mapping: the chip's limits (FAILED_PRECONDITION), or a preset that
+/// lacks what mapping needs (INVALID_ARGUMENT).
+fn mapping_error(e: neuropil_hwemu::mapping::MappingError) -> HwemuError {
+    match e {
+        neuropil_hwemu::mapping::MappingError::Preset(p) => HwemuError::InvalidArgument(format!("preset: {p}")),
+        other => HwemuError::Unmappable(other.to_string()),
+    }
+}
 
 fn preset_of(p: Option<&PresetRef>) -> Result<Preset, HwemuError> {
     let p =
@@ -134,7 +143,7 @@ impl HardwareService for Svc {
                 neuropil_hwemu::mapping::Connectome::from_shards(&c.network, &state.shards)
             };
             let npc = (req.neurons_per_core > 0).then_some(req.neurons_per_core);
-            let m = map(&sw, &preset, strategy, npc, false, None).map_err(|e| HwemuError::Unmappable(e.to_string()))?;
+            let m = map(&sw, &preset, strategy, npc, false, None).map_err(mapping_error)?;
             Ok(MappingSummary {
                 cores_used: m.cores_used,
                 cores_available: preset.cores(),
@@ -165,23 +174,28 @@ impl HardwareService for Svc {
                     "rate × duration × routers = {offered:.3e} packets; at most {MAX_PACKETS:.0e} per request"
                 )));
             }
-            let model = preset.link_model();
-            let packets = uniform_traffic(&topo, rate, duration, req.seed);
-            let out = simulate(&topo, &model, &packets);
-            let (lat, thr) = latency_and_throughput(&topo, &packets, &out, 0.2 * duration, 0.8 * duration);
+            let mut fabric = preset.interconnect().map_err(|e| HwemuError::InvalidArgument(format!("preset: {e}")))?;
+            let packet_ns = fabric.packet_time_ns();
+            let packets = generate(&topo, &Pattern::Uniform, rate, 0.0, duration, req.seed);
+            let (from, window) = (0.2 * duration, 0.6 * duration);
+            let point = measure(&mut fabric, &packets, topo.chips(), rate, from, window);
+            let out = point.outcome;
             let util = out.link_busy_ns.iter().copied().fold(0.0, f64::max) / duration;
             metrics.packets.inc_by(packets.len() as u64);
             metrics.dropped.inc_by(out.dropped.len() as u64);
             metrics.utilisation.set(util);
             let hops: u64 = out.deliveries.iter().map(|d| d.hops as u64).sum();
+            let lat = point.point.latency_ns;
             Ok(TrafficReport {
                 packets: packets.len() as u64,
                 delivered: out.deliveries.len() as u64,
                 dropped: out.dropped.len() as u64,
                 mean_latency_ns: if lat.is_finite() { lat } else { 0.0 },
-                accepted_per_chip_per_ns: thr,
-                bisection_bound_per_chip_per_ns: 4.0 * topo.bisection_links() as f64
-                    / (topo.chips() as f64 * model.serialisation_ns()),
+                accepted_per_chip_per_ns: point.point.accepted_per_ns,
+                // The ideal throughput of uniform traffic under the routing: on a
+                // mesh, the bisection bound.
+                bisection_bound_per_chip_per_ns: 1.0
+                    / (max_channel_load(&topo, &Pattern::Uniform, fabric.name() == "wormhole") * packet_ns),
                 mean_hops: if out.deliveries.is_empty() { 0.0 } else { hops as f64 / out.deliveries.len() as f64 },
                 link_utilisation_max: util,
                 emergency_reroutes: out.emergency_reroutes,
@@ -200,9 +214,9 @@ impl HardwareService for Svc {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
             let sw = neuropil_runtime::cosim::software_run(&c.network, threads, threads, &c);
             let npc = (req.neurons_per_core > 0).then_some(req.neurons_per_core);
-            let m = map(&sw.connectome, &preset, strategy, npc, false, Some(&sw.activity))
-                .map_err(|e| HwemuError::Unmappable(e.to_string()))?;
-            let (r, _) = evaluate(&sw.connectome, &preset, &m, &sw.spikes, sw.duration_ms);
+            let m = map(&sw.connectome, &preset, strategy, npc, false, Some(&sw.activity)).map_err(mapping_error)?;
+            let (r, _) = evaluate(&sw.connectome, &preset, &m, &sw.spikes, sw.duration_ms)
+                .map_err(|e| HwemuError::InvalidArgument(format!("preset: {e}")))?;
             metrics.packets.inc_by(r.spikes);
             metrics.dropped.inc_by(r.expected_receptions - r.receptions);
             metrics.energy.set(r.energy.total_j);
