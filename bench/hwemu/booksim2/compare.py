@@ -63,7 +63,7 @@ for name, (opts, overrides, ideal, flits) in RUNS.items():
                         "--warmup", "3000cycles", "--measure", "10000cycles", "--seed", "1",
                         "--loads", ",".join(str(r / ideal) for r in rates), "--out", str(out)],
                        check=True, stdout=subprocess.DEVNULL)
-        ours = json.loads(out.with_suffix(".json").read_text())["points"]
+        ours = json.loads(out.with_suffix(".json").read_text())["runs"][0]["points"]
     print(f"\n{name}  (BookSim: {overrides or 'meshconfig as is'})")
     print(f"{'rate':>6} {'ours_lat':>9} {'booksim_lat':>11} {'ratio':>6} {'ours_acc':>9} {'booksim_acc':>11} {'ratio':>6}")
     rows = []

@@ -66,7 +66,8 @@ pub struct SweepArgs {
     /// Grid side (k×k).
     #[arg(long, default_value_t = 8)]
     k: u32,
-    /// Traffic: uniform, transpose, bit_complement, hotspot[:CHIP[:FRACTION]], or experiment (with --experiment).
+    /// Traffic: uniform, transpose, bit_complement, hotspot[:CHIP[:FRACTION]] (comma-separated: one curve each),
+    /// or experiment (with --experiment).
     #[arg(long, default_value = "uniform")]
     traffic: String,
     /// Experiment whose mapped network's traffic to use (--traffic experiment; its neurons on the preset's grid).
@@ -289,7 +290,7 @@ fn sweep(a: &SweepArgs) -> Result<()> {
     let cycle_ns = wormhole.then(|| preset.value("cycle_ns"));
     let packet_ns = fabric.packet_time_ns();
 
-    let pattern = if a.traffic == "experiment" {
+    let patterns: Vec<Pattern> = if a.traffic == "experiment" {
         let exp = a.experiment.as_ref().context("--traffic experiment needs --experiment FILE")?;
         let strategy = Strategy::from_name(&a.mapping).with_context(|| {
             format!("--mapping {}: unknown; use round_robin, population_contiguous or locality_aware", a.mapping)
@@ -306,21 +307,16 @@ fn sweep(a: &SweepArgs) -> Result<()> {
             strategy.name(),
             mapping.cores_used
         );
-        Pattern::of_mapped_network(&topo, &sw.connectome, &mapping, &sw.activity)
+        vec![Pattern::of_mapped_network(&topo, &sw.connectome, &mapping, &sw.activity)]
     } else {
         if a.experiment.is_some() {
             bail!("--experiment: give it with --traffic experiment");
         }
-        Pattern::parse(&a.traffic, &topo).map_err(|e| anyhow::anyhow!(e))?
+        a.traffic
+            .split(',')
+            .map(|t| Pattern::parse(t.trim(), &topo).map_err(|e| anyhow::anyhow!(e)))
+            .collect::<Result<_>>()?
     };
-    let senders = pattern.senders(&topo);
-    if senders == 0 {
-        bail!("--traffic {}: no router sends anything", a.traffic);
-    }
-    // Ideal throughput: the busiest channel carries one packet per packet time.
-    let load = max_channel_load(&topo, &pattern, wormhole);
-    let bound = 1.0 / (load * packet_ns);
-    let zero = zero_load_ns(&fabric, &topo, &pattern);
     let warmup = a.warmup.as_deref().map_or(Ok(2000.0 * packet_ns), |t| parse_time("--warmup", t, cycle_ns))?;
     let window = a.measure.as_deref().map_or(Ok(10000.0 * packet_ns), |t| parse_time("--measure", t, cycle_ns))?;
     let duration = a.duration.as_deref().map_or(Ok(warmup + window), |t| parse_time("--duration", t, cycle_ns))?;
@@ -338,11 +334,7 @@ fn sweep(a: &SweepArgs) -> Result<()> {
         "poisson" => 0.0,
         i => bail!("--injection {i}: use bernoulli or poisson"),
     };
-    let worst = a.loads.iter().copied().fold(0.0, f64::max) * bound * duration * senders as f64;
-    if worst > 5e7 {
-        bail!("{worst:.2e} packets at the highest load: shorten --duration or the window (at most 5e7)");
-    }
-    let traffic_name = pattern.name().replace(':', "_");
+    let traffic_name = if patterns.len() == 1 { patterns[0].name().replace(':', "_") } else { "patterns".into() };
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from("out/hwemu").join(format!(
             "sweep-{}-{}-{}{}-{traffic_name}.png",
@@ -390,80 +382,107 @@ fn sweep(a: &SweepArgs) -> Result<()> {
             );
         }
     }
-    let per_cycle = |per_ns: f64| cycle_ns.map(|c| per_ns * c * (packet_ns / c));
-    println!(
-        "traffic {}: ideal throughput {:.5} packets/ns per sender{} (busiest channel load {:.4}); \
-         zero-load latency {:.3} ns{}",
-        pattern.name(),
-        bound,
-        per_cycle(bound).map_or(String::new(), |f| format!(" = {f:.4} flits/cycle")),
-        load,
-        zero,
-        cycle_ns.map_or(String::new(), |c| format!(" = {:.2} cycles", zero / c)),
-    );
     println!(
         "warm-up {warmup:.1} ns, window {window:.1} ns, injection for {duration:.1} ns ({}), seed {}",
         a.injection, a.seed
     );
-    println!(
-        "{:>6} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9}",
-        "load", "offered/ns", "accepted/ns", "latency_ns", "p99_ns", "measured", "dropped"
-    );
+    // Flits per cycle from packets per ns (wormhole).
+    let per_cycle = |per_ns: f64| cycle_ns.map(|_| per_ns * packet_ns);
     let mut csv = String::from(
-        "load_fraction,offered_per_sender_per_ns,accepted_per_sender_per_ns,mean_latency_ns,p99_latency_ns,measured,dropped,packets\n",
+        "traffic,load_fraction,offered_per_sender_per_ns,accepted_per_sender_per_ns,mean_latency_ns,p99_latency_ns,measured,dropped,packets\n",
     );
-    let (mut lat_pts, mut thr_pts, mut rows) = (Vec::new(), Vec::new(), Vec::new());
-    for &frac in &a.loads {
-        let rate = frac * bound;
-        let p = if slot > 0.0 { rate * slot } else { rate };
-        let packets = generate(&topo, &pattern, p, slot, duration, a.seed);
-        let mut f = preset.interconnect()?;
-        let pt = measure(&mut f, &packets, senders, rate, warmup, window).point;
-        // One line per load as it finishes: the sweep's progress.
+    let (mut lat_series, mut thr_series, mut runs) = (Vec::new(), Vec::new(), Vec::new());
+    for pattern in &patterns {
+        let senders = pattern.senders(&topo);
+        if senders == 0 {
+            bail!("--traffic {}: no router sends anything", pattern.name());
+        }
+        // Ideal throughput: the busiest channel carries one packet per packet time.
+        let load = max_channel_load(&topo, pattern, wormhole);
+        let bound = 1.0 / (load * packet_ns);
+        let zero = zero_load_ns(&fabric, &topo, pattern);
+        let worst = a.loads.iter().copied().fold(0.0, f64::max) * bound * duration * senders as f64;
+        if worst > 5e7 {
+            bail!("{worst:.2e} packets at the highest load: shorten --duration or the window (at most 5e7)");
+        }
         println!(
-            "{frac:>6.2} {:>12.5} {:>12.5} {:>12.2} {:>12.2} {:>9} {:>9}",
-            rate, pt.accepted_per_ns, pt.latency_ns, pt.latency_p99_ns, pt.measured, pt.dropped
+            "\ntraffic {}: ideal throughput {:.5} packets/ns per sender{} (busiest channel load {:.4}); \
+             zero-load latency {:.3} ns{}",
+            pattern.name(),
+            bound,
+            per_cycle(bound).map_or(String::new(), |f| format!(" = {f:.4} flits/cycle")),
+            load,
+            zero,
+            cycle_ns.map_or(String::new(), |c| format!(" = {:.2} cycles", zero / c)),
         );
-        csv.push_str(&format!(
-            "{frac},{rate},{},{},{},{},{},{}\n",
-            pt.accepted_per_ns, pt.latency_ns, pt.latency_p99_ns, pt.measured, pt.dropped, pt.packets
-        ));
-        lat_pts.push((frac, pt.latency_ns));
-        thr_pts.push((frac, pt.accepted_per_ns / bound));
-        rows.push(serde_json::json!({"load_fraction": frac, "point": pt}));
+        println!(
+            "{:>6} {:>12} {:>12} {:>12} {:>12} {:>9} {:>9}",
+            "load", "offered/ns", "accepted/ns", "latency_ns", "p99_ns", "measured", "dropped"
+        );
+        let (mut lat_pts, mut thr_pts, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+        for &frac in &a.loads {
+            let rate = frac * bound;
+            let p = if slot > 0.0 { rate * slot } else { rate };
+            let packets = generate(&topo, pattern, p, slot, duration, a.seed);
+            let mut f = preset.interconnect()?;
+            let pt = measure(&mut f, &packets, senders, rate, warmup, window).point;
+            // One line per load as it finishes: the sweep's progress.
+            println!(
+                "{frac:>6.2} {:>12.5} {:>12.5} {:>12.2} {:>12.2} {:>9} {:>9}",
+                rate, pt.accepted_per_ns, pt.latency_ns, pt.latency_p99_ns, pt.measured, pt.dropped
+            );
+            csv.push_str(&format!(
+                "{},{frac},{rate},{},{},{},{},{},{}\n",
+                pattern.name(),
+                pt.accepted_per_ns,
+                pt.latency_ns,
+                pt.latency_p99_ns,
+                pt.measured,
+                pt.dropped,
+                pt.packets
+            ));
+            lat_pts.push((frac, pt.latency_ns));
+            thr_pts.push((frac, pt.accepted_per_ns / bound));
+            rows.push(serde_json::json!({"load_fraction": frac, "point": pt}));
+        }
+        let saturation = thr_pts.iter().map(|p| p.1).fold(0.0, f64::max);
+        println!(
+            "highest accepted throughput: {:.3} of the ideal ({:.5} packets/ns per sender{})",
+            saturation,
+            saturation * bound,
+            per_cycle(saturation * bound).map_or(String::new(), |f| format!(", {f:.4} flits/cycle"))
+        );
+        let label = format!("{} (zero-load {:.1} ns)", pattern.name(), zero);
+        lat_series.push(Series { name: label.clone(), points: lat_pts });
+        thr_series.push(Series { name: label, points: thr_pts });
+        runs.push(serde_json::json!({
+            "traffic": pattern.name(), "senders": senders, "ideal_per_sender_per_ns": bound,
+            "busiest_channel_load": load, "zero_load_ns": zero, "highest_accepted_fraction": saturation,
+            "points": rows,
+        }));
     }
-    let saturation = thr_pts.iter().map(|p| p.1).fold(0.0, f64::max);
-    println!(
-        "highest accepted throughput: {:.3} of the ideal ({:.5} packets/ns per sender{})",
-        saturation,
-        saturation * bound,
-        per_cycle(saturation * bound).map_or(String::new(), |f| format!(", {f:.4} flits/cycle"))
-    );
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     std::fs::write(out.with_extension("csv"), csv)?;
     let json = serde_json::json!({
         "preset": preset.file.name, "router": fabric.name(), "topology": a.topology, "k": a.k,
-        "traffic": pattern.name(), "ideal_per_sender_per_ns": bound, "busiest_channel_load": load,
-        "zero_load_ns": zero, "cycle_ns": cycle_ns, "packet_time_ns": packet_ns, "warmup_ns": warmup,
-        "window_ns": window, "duration_ns": duration, "seed": a.seed, "injection": a.injection,
-        "highest_accepted_fraction": saturation, "points": rows,
+        "cycle_ns": cycle_ns, "packet_time_ns": packet_ns, "warmup_ns": warmup, "window_ns": window,
+        "duration_ns": duration, "seed": a.seed, "injection": a.injection, "runs": runs,
     });
     std::fs::write(out.with_extension("json"), serde_json::to_string_pretty(&json)? + "\n")?;
     let title = format!(
-        "{k}x{k} {}, {} traffic, {} ({}): mean latency vs offered load",
+        "{k}x{k} {}, {} ({}): mean latency vs offered load",
         a.topology,
-        pattern.name(),
         preset.file.name,
         fabric.name(),
         k = a.k
     );
     line_chart(
         &title,
-        "offered load / ideal throughput",
+        "offered load / ideal throughput of the traffic",
         "mean latency (ns, log scale)",
-        &[Series { name: "mean latency".into(), points: lat_pts }],
+        &lat_series,
         &[(1.0, "ideal throughput".into())],
         true,
         &out,
@@ -473,10 +492,10 @@ fn sweep(a: &SweepArgs) -> Result<()> {
         out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
     ));
     line_chart(
-        "accepted throughput / ideal",
-        "offered load / ideal throughput",
+        &format!("{k}x{k} {}, {}: accepted throughput / ideal", a.topology, preset.file.name, k = a.k),
+        "offered load / ideal throughput of the traffic",
         "accepted / ideal",
-        &[Series { name: "accepted".into(), points: thr_pts }],
+        &thr_series,
         &[(1.0, "ideal throughput".into())],
         false,
         &thr_png,

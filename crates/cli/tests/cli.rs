@@ -643,6 +643,88 @@ fn hwemu_errors_name_the_preset_mapping_or_limit() {
     assert!(stderr(&o).contains("--k 0"), "{}", stderr(&o));
 }
 
+/// `hwemu sweep` as a chip architect runs it: a preset file with no neuron or
+/// energy values (BookSim's router), two traffic patterns in one chart, its own
+/// windows, seed and packet size; the files it writes, by default under out/ of
+/// the working directory (not into the checkout's docs); and the errors that
+/// name the option.
+#[test]
+fn hwemu_sweep_takes_a_sweep_preset_patterns_windows_and_writes_its_curves() {
+    let dir = scratch("hwemu-sweep");
+    let preset = root().join("bench/hwemu/booksim2/meshconfig.toml");
+    let o = bin()
+        .current_dir(&dir)
+        .args(["hwemu", "sweep", "--preset"])
+        .arg(&preset)
+        .args(["--k", "4", "--traffic", "uniform,bit_complement", "--loads", "0.1,0.5,1.5"])
+        .args(["--warmup", "500cycles", "--measure", "2000cycles", "--seed", "3", "--packet-flits", "2"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", stderr(&o));
+    // 4x4 mesh, uniform: 2 packets of 2 flits... the ideal is 4/k = 1 flit per
+    // cycle (0.5 packets); zero-load 4 H + 6 + 1 with 2.5 mean hops = 17 cycles.
+    assert!(
+        stdout.contains("traffic uniform: ideal throughput 0.50000 packets/ns per sender = 1.0000 flits/cycle"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("zero-load latency 17.000 ns = 17.00 cycles"), "{stdout}");
+    assert!(stdout.contains("traffic bit_complement"), "{stdout}");
+    let stem = dir.join("out/hwemu/sweep-booksim2-meshconfig-wormhole-mesh4-patterns");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(stem.with_extension("json")).unwrap()).unwrap();
+    assert_eq!((json["seed"].as_u64(), json["window_ns"].as_f64()), (Some(3), Some(2000.0)));
+    let runs = json["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let points = runs[0]["points"].as_array().unwrap();
+    let lat = |i: usize| points[i]["point"]["latency_ns"].as_f64().unwrap();
+    // Light load sits near zero-load; past the ideal the latency has grown many-fold.
+    assert!(lat(0) >= 17.0 && lat(0) < 19.0, "{}", lat(0));
+    assert!(lat(2) > 5.0 * lat(0), "{} vs {}", lat(2), lat(0));
+    let csv = std::fs::read_to_string(stem.with_extension("csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * 3, "{csv}");
+    for png in [
+        stem.with_extension("png"),
+        dir.join("out/hwemu/sweep-booksim2-meshconfig-wormhole-mesh4-patterns_throughput.png"),
+    ] {
+        assert!(std::fs::metadata(&png).map(|m| m.len() > 1000).unwrap_or(false), "{}", png.display());
+    }
+    // Errors name the option and what would be right.
+    for (args, says) in [
+        (vec!["--traffic", "tornado"], "--traffic tornado: unknown"),
+        (vec!["--warmup", "10parsecs"], "unknown unit \"parsecs\""),
+        (vec!["--topology", "torus", "--param", "vcs=1"], "vcs: 1 on a torus"),
+        (vec!["--router", "fast"], "params.hop_latency_ns: missing: router = \"fast\" needs it"),
+        (vec!["--loads", "0"], "--loads: 0 is not a fraction"),
+        (vec!["--param", "vcs=2.5"], "params.vcs.value: 2.5 is not a whole number"),
+        (vec!["--traffic", "experiment"], "--traffic experiment needs --experiment FILE"),
+    ] {
+        let o = bin()
+            .current_dir(&dir)
+            .args(["hwemu", "sweep", "--k", "4", "--preset"])
+            .arg(&preset)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+    // The preset serves sweeps only: mapping a network onto it names what is missing.
+    let file = dir.join("tiny.toml");
+    std::fs::write(&file, VALID).unwrap();
+    let o = bin().current_dir(&dir).args(["hwemu", "cosim"]).arg(&file).arg("--preset").arg(&preset).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("topology.cores_per_router: missing: mapping a network onto the chip needs it"), "{e}");
+    assert_eq!(e.matches("missing").count(), 1, "said once: {e}");
+    // And `presets` shows a wormhole preset's hop costs in cycles.
+    let o = bin().args(["hwemu", "presets", "loihi"]).output().unwrap();
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(shown.contains("router    Wormhole"), "{shown}");
+    assert!(shown.contains("5 + 9 = 14 cycles east-west (4.07 ns), 5 + 17 = 22 north-south (6.40 ns)"), "{shown}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// An asynchronous preset with a given hop latency, bandwidth and buffer.
 fn async_preset(hop_ns: f64, gbps: f64, buffer: u32) -> String {
     let base = std::fs::read_to_string(root().join("crates/hwemu/presets/dynapse.toml")).unwrap();

@@ -149,7 +149,7 @@ pub enum MappingError {
         violation: Violation,
     },
     /// The preset lacks what mapping needs.
-    #[error("{0}")]
+    #[error(transparent)]
     Preset(#[from] crate::preset::PresetError),
 }
 
