@@ -789,10 +789,9 @@ fn cosim_feeds_fabric_delays_back_deterministically() {
     let slow_w = dir.join("slow-wormhole.toml");
     std::fs::write(
         &slow_w,
-        loihi.replace("timing = \"time_step\"", "timing = \"asynchronous\"").replace(
-            "cycle_ns = { value = 0.2907,",
-            "cycle_ns = { value = 20000.0,",
-        ),
+        loihi
+            .replace("timing = \"time_step\"", "timing = \"asynchronous\"")
+            .replace("cycle_ns = { value = 0.2907,", "cycle_ns = { value = 20000.0,"),
     )
     .unwrap();
     let one = cosim(&dir, &slow_w, "1", "round_robin");

@@ -192,7 +192,7 @@ pub fn max_channel_load(topo: &Topology, pattern: &Pattern, balanced_ties: bool)
 /// stream per source: deterministic for a seed.
 pub fn generate(topo: &Topology, pattern: &Pattern, p: f64, slot_ns: f64, duration_ns: f64, seed: u64) -> Vec<Packet> {
     let mut packets = Vec::new();
-    if !(p > 0.0) {
+    if p.is_nan() || p <= 0.0 {
         return packets;
     }
     for src in 0..topo.chips() {
