@@ -402,8 +402,8 @@ fn sweep(a: &SweepArgs) -> Result<()> {
         let bound = 1.0 / (load * packet_ns);
         let zero = zero_load_ns(&fabric, &topo, pattern);
         let worst = a.loads.iter().copied().fold(0.0, f64::max) * bound * duration * senders as f64;
-        if worst > 5e7 {
-            bail!("{worst:.2e} packets at the highest load: shorten --duration or the window (at most 5e7)");
+        if worst > 2e7 {
+            bail!("{worst:.2e} packets at the highest load: shorten --duration or the window (at most 2e7)");
         }
         println!(
             "\ntraffic {}: ideal throughput {:.5} packets/ns per sender{} (busiest channel load {:.4}); \

@@ -134,6 +134,15 @@ impl RouterModel {
                 return Err(format!("{name}: {v}; at most 1024 in this model"));
             }
         }
+        let vc_count = topo.chips() as u64 * PORTS as u64 * self.vcs as u64;
+        if vc_count > 1 << 24 {
+            return Err(format!(
+                "vcs: {} VCs on each of 7 ports of {} routers is {vc_count} buffers, more than this model keeps \
+                 (2^24); model fewer routers or VCs",
+                self.vcs,
+                topo.chips()
+            ));
+        }
         match topo.kind {
             Kind::TriangularTorus => Err("router = \"wormhole\" does not model a triangular_torus (SpiNNaker's routers \
                  forward single packets and drop or re-route blocked ones): use router = \"fast\""
