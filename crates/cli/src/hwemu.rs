@@ -205,6 +205,10 @@ pub fn run(cmd: &HwCommand) -> Result<()> {
             println!();
             for (param, unit, _, _) in PARAMS {
                 if let Some(v) = p.file.params.get(*param) {
+                    let unit = match v.cycles {
+                        Some(c) => format!("{unit} ({c} cycles)"),
+                        None => unit.to_string(),
+                    };
                     println!("{param:<22} {:>14} {unit:<12} [{:?}] {}", v.value, v.conf, v.source);
                 }
             }

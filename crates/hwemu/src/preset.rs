@@ -59,11 +59,20 @@ pub enum Conf {
 #[serde(deny_unknown_fields)]
 pub struct Param {
     /// The value, in the unit the parameter's name gives.
+    #[serde(default = "no_value")]
     pub value: f64,
+    /// A time in ns given in router cycles instead (a clocked chip: `value` =
+    /// `cycles` × `cycle_ns`, filled in when the preset is read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycles: Option<f64>,
     /// How sure we are.
     pub conf: Conf,
     /// Where it comes from.
     pub source: String,
+}
+
+fn no_value() -> f64 {
+    f64::NAN
 }
 
 /// How time advances on the chip.
@@ -241,6 +250,7 @@ impl Preset {
                 name.clone(),
                 Param {
                     value: *value,
+                    cycles: None,
                     conf: Conf::U,
                     source: format!("--param {name}={value} (overrides the preset)"),
                 },
@@ -249,8 +259,40 @@ impl Preset {
         Preset::validate(file)
     }
 
-    fn validate(file: PresetFile) -> Result<Preset, PresetError> {
+    fn validate(mut file: PresetFile) -> Result<Preset, PresetError> {
         let known: Vec<&str> = PARAMS.iter().map(|p| p.0).collect();
+        // Times given in cycles of a clocked chip.
+        let cycle_ns = file.params.get("cycle_ns").map(|p| p.value);
+        for (name, p) in file.params.iter_mut() {
+            match (p.cycles, p.value.is_nan()) {
+                (Some(_), false) => {
+                    return Err(invalid(format!("params.{name}"), "give value or cycles, not both"));
+                }
+                (None, true) => {
+                    return Err(invalid(
+                        format!("params.{name}.value"),
+                        "missing (or cycles = N for a time in ns on a clocked chip)",
+                    ));
+                }
+                (Some(c), true) => {
+                    let unit = PARAMS.iter().find(|q| q.0 == name).map_or("", |q| q.1);
+                    if unit != "ns" || name == "cycle_ns" {
+                        return Err(invalid(format!("params.{name}.cycles"), "cycles stand only for times in ns"));
+                    }
+                    let Some(cycle) = cycle_ns.filter(|c| c.is_finite() && *c > 0.0) else {
+                        return Err(invalid(
+                            "params.cycle_ns",
+                            format!("missing: params.{name} is given in cycles; state the clock period"),
+                        ));
+                    };
+                    if !c.is_finite() || c < 0.0 {
+                        return Err(invalid(format!("params.{name}.cycles"), format!("{c} is not a count >= 0")));
+                    }
+                    p.value = c * cycle;
+                }
+                (None, false) => {}
+            }
+        }
         for (name, p) in &file.params {
             if !known.contains(&name.as_str()) {
                 return Err(invalid(
@@ -488,6 +530,21 @@ mod tests {
         assert!(e.to_string().starts_with("params.hop_latncy_ns: unknown parameter"), "{e}");
         let e = Preset::parse(&good.replace("conf = \"T\"", "conf = \"X\"")).unwrap_err();
         assert!(e.to_string().contains("conf"), "{e}");
+        // A clocked chip's times in cycles: the value follows from the clock.
+        let spinn = Preset::builtin("spinnaker1").unwrap();
+        assert_eq!(spinn.file.params["hop_latency_ns"].cycles, Some(5.0));
+        assert_eq!(spinn.value("hop_latency_ns"), 25.0);
+        let unclocked: Vec<&str> = BUILTIN[0].1.lines().filter(|l| !l.starts_with("cycle_ns")).collect();
+        let e = Preset::parse(&unclocked.join("\n")).unwrap_err();
+        assert!(e.to_string().starts_with("params.cycle_ns: missing: params.hop_latency_ns is given in cycles"), "{e}");
+        let e =
+            Preset::parse(&good.replace("barrier_ns = { value = 299.0,", "barrier_ns = { value = 1.0, cycles = 3.0,"))
+                .unwrap_err();
+        assert!(e.to_string().starts_with("params.barrier_ns: give value or cycles"), "{e}");
+        let e = Preset::parse(&good.replace("vcs = { value = 2.0,", "vcs = { cycles = 2.0,")).unwrap_err();
+        assert!(e.to_string().starts_with("params.vcs.cycles: cycles stand only for times in ns"), "{e}");
+        let e = Preset::parse(&good.replace("vcs = { value = 2.0,", "vcs = {")).unwrap_err();
+        assert!(e.to_string().starts_with("params.vcs.value: missing"), "{e}");
         let e = Preset::builtin("loihi3").unwrap_err();
         assert!(e.to_string().contains("spinnaker1, spinnaker2, loihi, truenorth, dynapse"), "{e}");
     }
