@@ -92,7 +92,7 @@ pub struct SweepArgs {
     /// Measurement window (packets created in it are measured), default 10000 packet times.
     #[arg(long)]
     measure: Option<String>,
-    /// Injection lasts this long (at least warm-up + window, the default); then the network drains.
+    /// Injection lasts this long (at least warm-up + window; default warm-up + 1.2 windows); then the network drains.
     #[arg(long)]
     duration: Option<String>,
     /// Seed of the traffic.
@@ -323,7 +323,10 @@ fn sweep(a: &SweepArgs) -> Result<()> {
     };
     let warmup = a.warmup.as_deref().map_or(Ok(2000.0 * packet_ns), |t| parse_time("--warmup", t, cycle_ns))?;
     let window = a.measure.as_deref().map_or(Ok(10000.0 * packet_ns), |t| parse_time("--measure", t, cycle_ns))?;
-    let duration = a.duration.as_deref().map_or(Ok(warmup + window), |t| parse_time("--duration", t, cycle_ns))?;
+    // Injection goes on a fifth of a window past it, so the last measured packets
+    // meet the same load as the first (as BookSim keeps injecting while it drains).
+    let duration =
+        a.duration.as_deref().map_or(Ok(warmup + 1.2 * window), |t| parse_time("--duration", t, cycle_ns))?;
     if window <= 0.0 {
         bail!("--measure: the window must be longer than 0");
     }

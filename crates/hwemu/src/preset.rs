@@ -41,6 +41,14 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> PresetError 
     PresetError::Invalid { field: field.into(), message: message.into() }
 }
 
+/// A router model's refusal (`vcs: 1 on a torus; ...`) with the parameter's path.
+fn router_error(message: String) -> PresetError {
+    match message.split_once(": ") {
+        Some((name, rest)) if PARAMS.iter().any(|p| p.0 == name) => invalid(format!("params.{name}.value"), rest),
+        _ => invalid("router", message),
+    }
+}
+
 /// A confidence mark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub enum Conf {
@@ -238,6 +246,11 @@ impl Preset {
     /// Parse and validate preset TOML; `origin` names it in errors.
     pub fn parse(text: &str) -> Result<Preset, PresetError> {
         let file: PresetFile = toml::from_str(text).map_err(|e| PresetError::Syntax(e.to_string()))?;
+        for (name, p) in &file.params {
+            if p.cycles.is_some() && !p.value.is_nan() {
+                return Err(invalid(format!("params.{name}"), "give value or cycles, not both"));
+            }
+        }
         Preset::validate(file)
     }
 
@@ -265,16 +278,15 @@ impl Preset {
         let cycle_ns = file.params.get("cycle_ns").map(|p| p.value);
         for (name, p) in file.params.iter_mut() {
             match (p.cycles, p.value.is_nan()) {
-                (Some(_), false) => {
-                    return Err(invalid(format!("params.{name}"), "give value or cycles, not both"));
-                }
                 (None, true) => {
                     return Err(invalid(
                         format!("params.{name}.value"),
                         "missing (or cycles = N for a time in ns on a clocked chip)",
                     ));
                 }
-                (Some(c), true) => {
+                (Some(c), _) => {
+                    // Cycles are what was given: the value follows the clock (again
+                    // after an override of cycle_ns).
                     let unit = PARAMS.iter().find(|q| q.0 == name).map_or("", |q| q.1);
                     if unit != "ns" || name == "cycle_ns" {
                         return Err(invalid(format!("params.{name}.cycles"), "cycles stand only for times in ns"));
@@ -315,6 +327,9 @@ impl Preset {
                 if matches!(*unit, "cycles" | "flits" | "VCs") && p.value.fract() != 0.0 {
                     return Err(invalid(format!("params.{name}.value"), format!("{} is not a whole number", p.value)));
                 }
+                if matches!(*unit, "cycles" | "flits" | "VCs") && p.value > 1024.0 {
+                    return Err(invalid(format!("params.{name}.value"), format!("{}; at most 1024", p.value)));
+                }
             }
         }
         let t = &file.topology;
@@ -340,7 +355,7 @@ impl Preset {
         preset.require(Use::Fabric)?;
         let router = preset.file.router;
         preset.require(if router == RouterKind::Fast { Use::Fast } else { Use::Wormhole })?;
-        preset.interconnect()?;
+        preset.check_router()?;
         Ok(preset)
     }
 
@@ -392,7 +407,7 @@ impl Preset {
         let mut p = self.clone();
         p.file.router = router;
         p.require(if router == RouterKind::Fast { Use::Fast } else { Use::Wormhole })?;
-        p.interconnect()?;
+        p.check_router()?;
         Ok(p)
     }
 
@@ -425,12 +440,20 @@ impl Preset {
         })
     }
 
+    /// Whether the wormhole model can run this fabric (without building it).
+    fn check_router(&self) -> Result<(), PresetError> {
+        if self.file.router == RouterKind::Wormhole {
+            self.router_model()?.check(&self.topology()).map_err(router_error)?;
+        }
+        Ok(())
+    }
+
     /// An idle interconnect of the preset's model.
     pub fn interconnect(&self) -> Result<Interconnect, PresetError> {
         Ok(match self.file.router {
             RouterKind::Fast => Interconnect::Fast(Fabric::new(self.topology(), self.link_model())),
             RouterKind::Wormhole => Interconnect::Wormhole(Box::new(
-                RouterNet::new(self.topology(), self.router_model()?).map_err(|e| invalid("router", e))?,
+                RouterNet::new(self.topology(), self.router_model()?).map_err(router_error)?,
             )),
         })
     }
@@ -534,6 +557,9 @@ mod tests {
         let spinn = Preset::builtin("spinnaker1").unwrap();
         assert_eq!(spinn.file.params["hop_latency_ns"].cycles, Some(5.0));
         assert_eq!(spinn.value("hop_latency_ns"), 25.0);
+        assert_eq!(spinn.with_params(&[]).unwrap().value("hop_latency_ns"), 25.0);
+        let slower = spinn.with_params(&[("cycle_ns".into(), 10.0)]).unwrap();
+        assert_eq!(slower.value("hop_latency_ns"), 50.0, "times in cycles follow the clock");
         let unclocked: Vec<&str> = BUILTIN[0].1.lines().filter(|l| !l.starts_with("cycle_ns")).collect();
         let e = Preset::parse(&unclocked.join("\n")).unwrap_err();
         assert!(e.to_string().starts_with("params.cycle_ns: missing: params.hop_latency_ns is given in cycles"), "{e}");

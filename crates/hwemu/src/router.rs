@@ -35,8 +35,8 @@
 //!    tail reaches the node.
 //!
 //! Zero-load latency (an idle network, buffers of at least
-//! `link + router_stages + credit_cycles` flits so a packet streams one flit per
-//! cycle) is therefore, for a route of `H` hops,
+//! `max(link, injection) + router_stages + credit_cycles` flits so a packet
+//! streams one flit per cycle) is therefore, for a route of `H` hops,
 //!
 //! ```text
 //! T0 = injection + (H + 1)·router_stages + Σ link(hop) + ejection + (F − 1)   cycles
@@ -135,10 +135,10 @@ impl RouterModel {
             }
         }
         let vc_count = topo.chips() as u64 * PORTS as u64 * self.vcs as u64;
-        if vc_count > 1 << 24 {
+        if vc_count > 1 << 22 {
             return Err(format!(
                 "vcs: {} VCs on each of 7 ports of {} routers is {vc_count} buffers, more than this model keeps \
-                 (2^24); model fewer routers or VCs",
+                 (2^22, about 200 MB); model fewer routers or VCs",
                 self.vcs,
                 topo.chips()
             ));
@@ -191,6 +191,8 @@ struct Flit {
 struct Live {
     /// Index of the batch packet it is a copy of.
     batch: u32,
+    /// Index of this copy in its batch.
+    copy: u32,
     dst: Chip,
     created: u64,
     hops: u32,
@@ -243,6 +245,10 @@ pub struct RouterNet {
     /// Source nodes: credits and allocation of their router's local input VCs.
     src_credits: Vec<u32>,
     src_allocated: Vec<bool>,
+    /// With `wait_for_tail_credit`: the source's VC is freed on its last credit.
+    src_tail_sent: Vec<bool>,
+    /// Round-robin pointer over the local VCs, per source.
+    src_rr: Vec<u32>,
     /// Source queues (live packet indices) and the packet being injected
     /// (packet, vc, flits sent).
     src_queue: Vec<VecDeque<u32>>,
@@ -261,6 +267,10 @@ pub struct RouterNet {
     /// Packets whose injection time had passed when their batch came (the previous
     /// batch was still draining): injected late.
     pub late_injections: u64,
+    /// Batches the network could not deliver (a deadlock, which the routing
+    /// here excludes): their undelivered copies were counted as dropped and the
+    /// network emptied.
+    pub deadlocks: u64,
 }
 
 /// Counters of one batch (link statistics).
@@ -300,6 +310,8 @@ impl RouterNet {
             tail_sent: vec![false; n * PORTS * v],
             src_credits: vec![model.vc_buffer_flits; n * v],
             src_allocated: vec![false; n * v],
+            src_tail_sent: vec![false; n * v],
+            src_rr: vec![0; n],
             src_queue: vec![VecDeque::new(); n],
             src_current: vec![None; n],
             va_rr: vec![0; n],
@@ -310,6 +322,7 @@ impl RouterNet {
             live: Vec::new(),
             free: Vec::new(),
             late_injections: 0,
+            deadlocks: 0,
         })
     }
 
@@ -328,6 +341,28 @@ impl RouterNet {
         let net: RouterNet = postcard::from_bytes(bytes).map_err(|e| format!("router state: {e}"))?;
         if net.topo != self.topo || net.model != self.model {
             return Err("router state: saved for a different fabric".into());
+        }
+        let sizes = |n: &RouterNet| {
+            [
+                n.next.len(),
+                n.inputs.len(),
+                n.credits.len(),
+                n.allocated.len(),
+                n.tail_sent.len(),
+                n.src_credits.len(),
+                n.src_allocated.len(),
+                n.src_tail_sent.len(),
+                n.src_rr.len(),
+                n.src_queue.len(),
+                n.src_current.len(),
+                n.va_rr.len(),
+                n.sa_rr.len(),
+                n.buffered.len(),
+                n.ring.len(),
+            ]
+        };
+        if sizes(&net) != sizes(self) || net.live.len() < net.free.len() {
+            return Err("router state: damaged (its tables do not fit the fabric)".into());
         }
         *self = net;
         Ok(())
@@ -418,9 +453,9 @@ impl RouterNet {
         let cyc = self.model.cycle_ns;
         let mut copies: Vec<(u64, u32, Chip, Chip)> = Vec::new();
         for (i, p) in packets.iter().enumerate() {
-            // The first clock edge at or after the injection time (1 fs of slack
-            // for times that are whole cycles up to rounding).
-            let c = ((p.t_ns / cyc) - 1e-6).ceil().max(0.0) as u64;
+            // The first clock edge at or after the injection time. Times are kept
+            // on a 1 ps grid, so a time within 0.6 ps after an edge is that edge.
+            let c = ((p.t_ns - 6e-4) / cyc).ceil().max(0.0) as u64;
             let c = if c < self.cycle {
                 self.late_injections += 1;
                 self.cycle
@@ -435,13 +470,15 @@ impl RouterNet {
         let mut out = Outcome::default();
         let mut next_copy = 0usize;
         let mut remaining = copies.len();
+        let mut delivered = vec![false; copies.len()];
         let mut active: Vec<u32> = Vec::new();
         let mut is_active = vec![false; self.topo.chips() as usize];
         while remaining > 0 || self.pending > 0 {
             // Packets created by now join their source queues.
             while next_copy < copies.len() && copies[next_copy].0 <= self.cycle {
                 let (c, batch, src, dst) = copies[next_copy];
-                let live = Live { batch, dst, created: c, hops: 0, dim: 0, wrapped: false };
+                let copy = next_copy as u32;
+                let live = Live { batch, copy, dst, created: c, hops: 0, dim: 0, wrapped: false };
                 let id = match self.free.pop() {
                     Some(id) => {
                         self.live[id as usize] = live;
@@ -484,7 +521,14 @@ impl RouterNet {
                             self.allocated[vc] = false;
                         }
                     }
-                    Due::Credit { vc, source: true } => self.src_credits[vc as usize] += 1,
+                    Due::Credit { vc, source: true } => {
+                        let vc = vc as usize;
+                        self.src_credits[vc] += 1;
+                        if self.src_tail_sent[vc] && self.src_credits[vc] == self.model.vc_buffer_flits {
+                            self.src_tail_sent[vc] = false;
+                            self.src_allocated[vc] = false;
+                        }
+                    }
                     Due::Delivered { packet } => {
                         let p = self.live[packet as usize];
                         out.deliveries.push(Delivery {
@@ -494,6 +538,7 @@ impl RouterNet {
                             hops: p.hops,
                         });
                         self.free.push(packet);
+                        delivered[p.copy as usize] = true;
                         remaining -= 1;
                     }
                 }
@@ -538,6 +583,16 @@ impl RouterNet {
                     // No event, no ready flit, no packet to come, yet packets in the
                     // network: a deadlock (the routing functions here have none).
                     debug_assert!(false, "router model deadlocked with {remaining} packets");
+                    for (k, &(_, batch, _, dst)) in copies.iter().enumerate() {
+                        if !delivered[k] {
+                            out.dropped.push((batch as usize, dst));
+                        }
+                    }
+                    let (cycle, late, deadlocks) = (self.cycle, self.late_injections, self.deadlocks + 1);
+                    if let Ok(fresh) = RouterNet::new(self.topo, self.model) {
+                        *self = fresh;
+                    }
+                    (self.cycle, self.late_injections, self.deadlocks) = (cycle, late, deadlocks);
                     break;
                 }
                 next = earliest.max(self.cycle + 1);
@@ -677,7 +732,15 @@ impl RouterNet {
         let v = self.model.vcs as usize;
         if self.src_current[r].is_none() {
             let Some(&id) = self.src_queue[r].front() else { return false };
-            let Some(vc) = (0..v).find(|&k| !self.src_allocated[r * v + k]) else { return false };
+            // The next free local VC with room, round-robin (as BookSim's sources).
+            let start = self.src_rr[r] as usize;
+            let Some(vc) = (0..v)
+                .map(|k| (start + k) % v)
+                .find(|&k| !self.src_allocated[r * v + k] && self.src_credits[r * v + k] > 0)
+            else {
+                return false;
+            };
+            self.src_rr[r] = ((vc + 1) % v) as u32;
             self.src_queue[r].pop_front();
             self.src_allocated[r * v + vc] = true;
             self.src_current[r] = Some((id, vc as u32, 0));
@@ -691,7 +754,11 @@ impl RouterNet {
         let f = self.model.packet_flits;
         let (head, tail) = (sent == 0, sent + 1 == f);
         if tail {
-            self.src_allocated[sv] = false;
+            if self.model.wait_for_tail_credit {
+                self.src_tail_sent[sv] = true;
+            } else {
+                self.src_allocated[sv] = false;
+            }
             self.src_current[r] = None;
         } else {
             self.src_current[r] = Some((id, vc, sent + 1));
@@ -732,13 +799,20 @@ mod tests {
                 let m = model(flits, 2, 16);
                 for src in 0..topo.chips() {
                     for dst in 0..topo.chips() {
+                        // Four packets far apart, each alone in the network: packet
+                        // indices 0-3 take every way round a torus's half-way ties.
                         let mut net = RouterNet::new(topo, m).unwrap();
-                        let out = net.send(&[Packet { src, dests: vec![dst], t_ns: 7.0 }]);
-                        assert_eq!(out.deliveries.len(), 1);
-                        let route = topo.route(src, dst);
-                        let expected = m.zero_load_cycles(&route) as f64;
-                        assert_eq!(out.deliveries[0].t_ns - 7.0, expected, "{kind:?} {flits} flits {src}->{dst}");
-                        assert_eq!(out.deliveries[0].hops as usize, route.len());
+                        let packets: Vec<Packet> =
+                            (0..4).map(|k| Packet { src, dests: vec![dst], t_ns: 7.0 + 1000.0 * k as f64 }).collect();
+                        let out = net.send(&packets);
+                        assert_eq!(out.deliveries.len(), 4);
+                        for d in &out.deliveries {
+                            let route = topo.route(src, dst);
+                            let expected = m.zero_load_cycles(&route) as f64;
+                            let t0 = packets[d.packet].t_ns;
+                            assert_eq!(d.t_ns - t0, expected, "{kind:?} {flits} flits {src}->{dst} #{}", d.packet);
+                            assert_eq!(d.hops as usize, route.len());
+                        }
                     }
                 }
             }
@@ -769,11 +843,17 @@ mod tests {
         assert_eq!(out.deliveries.len(), 3);
         assert_eq!(out.traversals, 3 + 4 + 6);
         let saved = net.save();
-        let later = [Packet { src: 5, dests: vec![10], t_ns: 100.0 }];
+        // A packet stamped before the network's clock (which the first batch moved
+        // on) goes in late: only a restored clock says when.
+        let later = [Packet { src: 5, dests: vec![10], t_ns: 2.0 }];
         let a = net.send(&later);
+        assert_eq!(net.late_injections, 1);
         let mut other = RouterNet::new(topo, model(1, 2, 4)).unwrap();
         other.restore(&saved).unwrap();
         assert_eq!(other.send(&later).deliveries, a.deliveries);
+        let fresh = RouterNet::new(topo, model(1, 2, 4)).unwrap().send(&later);
+        assert_ne!(fresh.deliveries, a.deliveries, "the restore changed nothing");
+        assert!(other.restore(&saved[..saved.len() / 2]).is_err());
         let mut wrong = RouterNet::new(topo, model(1, 4, 4)).unwrap();
         assert!(wrong.restore(&saved).is_err());
     }

