@@ -12,12 +12,92 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
+/// A fresh scratch directory for one test, removed when the test ends (also when
+/// it fails).
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("neuropil-cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
+}
+
+/// A child process killed and reaped when dropped: a failing test leaves none behind.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The lines of a child's stream, read on a thread, so that a test waits for them
+/// with a deadline instead of hanging on a silent child.
+fn lines_of(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Run `cmd` to its end, killed (and the test failed) if it takes longer than `secs`.
+fn output_within(cmd: &mut Command, secs: u64) -> Output {
+    use std::io::Read;
+    let mut child =
+        Reaped(cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap());
+    let read = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = read(child.0.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let err = read(child.0.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{cmd:?} still running after {secs} s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() }
 }
 
 fn stderr(o: &Output) -> String {
@@ -502,29 +582,39 @@ fn checkpoint_and_resume_continue_the_same_run() {
 /// checkpoint, and the resumed run has the spikes of a run that never stopped.
 #[test]
 fn ctrl_c_keeps_the_run_and_resume_finishes_it() {
-    use std::io::{BufRead, BufReader};
     let dir = scratch("sigint");
     let brunel = root().join("examples/brunel.toml");
     let small = ["--set", "populations.E.size=2000", "--set", "populations.I.size=500", "--set", "run.transient_ms=0"];
     let cut = dir.join("cut");
-    let mut child = bin()
-        .args(["run", "--threads", "2", "--shards", "2", "--set", "run.duration_ms=100000"])
-        .args(small)
-        .arg("--out")
-        .arg(&cut)
-        .arg(&brunel)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait for the first progress line (10 %), then interrupt.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let first = lines.next().expect("a progress line").unwrap();
+    let mut child = Reaped(
+        bin()
+            .args(["run", "--threads", "2", "--shards", "2", "--set", "run.duration_ms=100000"])
+            .args(small)
+            .arg("--out")
+            .arg(&cut)
+            .arg(&brunel)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Wait for the first progress line (10 %), then interrupt; each wait has a
+    // deadline (a silent or unstoppable child fails the test, and is killed).
+    let lines = lines_of(child.0.stderr.take().unwrap());
+    let wait = std::time::Duration::from_secs(300);
+    let first = lines.recv_timeout(wait).expect("a progress line within 300 s");
     assert!(first.contains('%'), "{first}");
-    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let kill = Command::new("kill").args(["-INT", &child.0.id().to_string()]).status().unwrap();
     assert!(kill.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().unwrap();
+    let mut rest = Vec::new();
+    loop {
+        match lines.recv_timeout(wait) {
+            Ok(l) => rest.push(l),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(e) => panic!("the interrupted run neither wrote nor ended within 300 s ({e}): {rest:?}"),
+        }
+    }
+    let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("--resume")), "{rest:?}");
     let summary: serde_json::Value =
@@ -618,7 +708,8 @@ fn hwemu_errors_name_the_preset_mapping_or_limit() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--mapping diagonal: unknown"), "{}", stderr(&o));
-    let bad = scratch("hwemu-bad-preset").with_extension("toml");
+    let bad_dir = scratch("hwemu-bad-preset");
+    let bad = bad_dir.join("bad.toml");
     std::fs::write(&bad, "name = \"x\"\n").unwrap();
     let o = bin().args(["hwemu", "presets"]).arg(&bad).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
@@ -693,7 +784,7 @@ fn hwemu_sweep_takes_a_sweep_preset_patterns_windows_and_writes_its_curves() {
     for (args, says) in [
         (vec!["--traffic", "tornado"], "--traffic tornado: unknown"),
         (vec!["--warmup", "10parsecs"], "unknown unit \"parsecs\""),
-        (vec!["--topology", "torus", "--param", "vcs=1"], "vcs: 1 on a torus"),
+        (vec!["--topology", "torus", "--param", "vcs=1"], "params.vcs.value: 1 on a torus"),
         (vec!["--router", "fast"], "params.hop_latency_ns: missing: router = \"fast\" needs it"),
         (vec!["--loads", "0"], "--loads: 0 is not a fraction"),
         (vec!["--param", "vcs=2.5"], "params.vcs.value: 2.5 is not a whole number"),
@@ -983,14 +1074,14 @@ fn a_node_refuses_an_exchange_socket_path_it_cannot_use() {
     let file = dir.join("not-a-socket");
     std::fs::write(&file, "data").unwrap();
     let node = |path: &std::path::Path| {
-        bin()
-            .args(["node", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--exchange-listen", "127.0.0.1:0"])
+        let mut c = bin();
+        c.args(["node", "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--exchange-listen", "127.0.0.1:0"])
             .args(["--etcd", "http://127.0.0.1:1", "--exchange-socket"])
-            .arg(path)
-            .output()
-            .unwrap()
+            .arg(path);
+        c
     };
-    let o = node(&file);
+    // A node that wrongly starts serving would never end: 60 s and it fails.
+    let o = output_within(&mut node(&file), 60);
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("--exchange-socket") && e.contains("not a socket"), "{e}");
@@ -998,7 +1089,7 @@ fn a_node_refuses_an_exchange_socket_path_it_cannot_use() {
     // A socket somebody listens on is not taken over.
     let taken = dir.join("taken.sock");
     let _listener = std::os::unix::net::UnixListener::bind(&taken).unwrap();
-    let e = stderr(&node(&taken));
+    let e = stderr(&output_within(&mut node(&taken), 60));
     assert!(e.contains("another process listens there"), "{e}");
 }
 
