@@ -135,3 +135,60 @@ fn metric_names_are_found_in_promql() {
     assert!(is_exported("neuropil_exchange_wait_seconds_bucket", &exported));
     assert!(!is_exported("neuropil_exchange_wait", &exported));
 }
+
+/// The `NEUROPIL_*` names a manifest's containers get: their `env:` entries and,
+/// with `envFrom` the ConfigMap `neuropil`, that map's keys (k8s/config.yaml).
+fn manifest_env(manifest: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(root().join(manifest)).unwrap();
+    let names = |t: &str, prefix: &str| -> Vec<String> {
+        t.lines()
+            .filter_map(|l| l.trim().strip_prefix(prefix))
+            .map(|rest| rest.split([':', '"', ' ']).next().unwrap_or("").to_string())
+            .filter(|n| n.starts_with("NEUROPIL_"))
+            .collect()
+    };
+    let mut env = names(&text, "- name: ");
+    if text.contains("configMapRef:") {
+        let config = std::fs::read_to_string(root().join("k8s/config.yaml")).unwrap();
+        env.extend(names(&config, ""));
+    }
+    env
+}
+
+/// Kubernetes passes settings as environment variables, which nothing reports
+/// when a name is wrong: every `NEUROPIL_*` a manifest sets must be one the
+/// command it runs reads (its `--help` lists the variable), and the kustomization
+/// must apply every manifest in k8s/.
+#[test]
+fn the_manifests_set_only_variables_their_commands_read_and_kustomize_applies_them_all() {
+    for (manifest, args) in [
+        ("k8s/control.yaml", vec!["control"]),
+        ("k8s/node.yaml", vec!["node"]),
+        ("k8s/hwemu.yaml", vec!["hwemu", "serve"]),
+    ] {
+        let out = Command::new(BIN).args(&args).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{args:?} --help");
+        let help = String::from_utf8_lossy(&out.stdout);
+        let env = manifest_env(manifest);
+        assert!(!env.is_empty(), "{manifest}: no NEUROPIL_* variables found (the parser is wrong)");
+        for name in env {
+            assert!(
+                help.contains(&format!("env: {name}=")),
+                "{manifest} sets {name}, which `neuropil {}` does not read:\n{help}",
+                args.join(" ")
+            );
+        }
+    }
+    let kustomization = std::fs::read_to_string(root().join("k8s/kustomization.yaml")).unwrap();
+    let listed: Vec<&str> =
+        kustomization.lines().filter_map(|l| l.trim().strip_prefix("- ")).map(|l| l.trim()).collect();
+    let mut manifests: Vec<String> = std::fs::read_dir(root().join("k8s"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .collect();
+    manifests.sort();
+    let mut sorted: Vec<String> = listed.iter().map(|s| s.to_string()).collect();
+    sorted.sort();
+    assert_eq!(sorted, manifests, "k8s/kustomization.yaml's resources vs the manifests in k8s/");
+}

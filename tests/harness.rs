@@ -91,9 +91,17 @@ pub fn start_etcd() -> Etcd {
 /// An etcd listening on `host` (a bridge address that nodes in network namespaces reach).
 pub fn start_etcd_on(host: &str) -> Etcd {
     let dir = TempDir::new("etcd");
-    let ports = (free_port(), free_port());
-    let proc = spawn_etcd(&dir.0, host, ports);
-    Etcd { proc, endpoint: format!("http://{host}:{}", ports.0), ports, host: host.into(), _dir: dir }
+    // free_port() releases its port before etcd binds it, and a test running
+    // beside this one may take it meanwhile: then etcd exits, and new ports are
+    // tried.
+    for _ in 0..5 {
+        let ports = (free_port(), free_port());
+        if let Some(proc) = spawn_etcd(&dir.0, host, ports) {
+            return Etcd { proc, endpoint: format!("http://{host}:{}", ports.0), ports, host: host.into(), _dir: dir };
+        }
+        let _ = std::fs::remove_dir_all(dir.0.join("data"));
+    }
+    panic!("etcd did not start on five pairs of free ports");
 }
 
 impl Etcd {
@@ -103,11 +111,13 @@ impl Etcd {
     pub fn outage(&mut self, outage: Duration) {
         self.proc.kill();
         std::thread::sleep(outage);
-        self.proc = spawn_etcd(&self._dir.0, &self.host, self.ports);
+        self.proc = spawn_etcd(&self._dir.0, &self.host, self.ports)
+            .unwrap_or_else(|| panic!("etcd could not listen again on {:?} (taken meanwhile?)", self.ports));
     }
 }
 
-fn spawn_etcd(dir: &Path, host: &str, (client, peer): (u16, u16)) -> Proc {
+/// etcd on these ports, once healthy; `None` if it exits first (a port was taken).
+fn spawn_etcd(dir: &Path, host: &str, (client, peer): (u16, u16)) -> Option<Proc> {
     let endpoint = format!("http://{host}:{client}");
     let child = Command::new("etcd")
         .args(["--name", "e2e", "--data-dir"])
@@ -120,20 +130,24 @@ fn spawn_etcd(dir: &Path, host: &str, (client, peer): (u16, u16)) -> Proc {
         .stderr(Stdio::null())
         .spawn()
         .expect("etcd not found: install Debian's etcd-server (the tests start a real etcd)");
-    let proc =
+    let mut proc =
         Proc { name: "etcd".into(), child, grpc: endpoint.clone(), metrics: String::new(), exchange: String::new() };
-    // Ready when its health endpoint answers.
+    // Ready when its health endpoint answers while it runs (a health answer from
+    // whoever took the port does not count).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
+        if proc.child.try_wait().ok().flatten().is_some() {
+            return None;
+        }
         if let Ok(body) = http_get(&format!("{host}:{client}"), "/health") {
-            if body.contains("true") {
+            if body.contains("true") && proc.child.try_wait().ok().flatten().is_none() {
                 break;
             }
         }
         assert!(Instant::now() < deadline, "etcd did not become healthy within 20 s");
         std::thread::sleep(Duration::from_millis(100));
     }
-    proc
+    Some(proc)
 }
 
 /// Start `neuropil <args>` and wait for its "grpc=... metrics=..." line.

@@ -3,18 +3,25 @@
 //! synapse, synaptic events per second, rates); `--memory` and `--exchange`
 //! measure the machine.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args;
 use neuropil_runtime::run::{self, RunRequest};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// The benchmark's model in the checkout.
+const MICROCIRCUIT: &str = "examples/microcircuit.toml";
+/// The same file, built in.
+const BUILT_IN_MICROCIRCUIT: &str = include_str!("../../../examples/microcircuit.toml");
 
 /// Options of `neuropil bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Experiment to measure.
-    #[arg(long, default_value = "examples/microcircuit.toml")]
-    experiment: PathBuf,
+    /// Experiment to measure (default: examples/microcircuit.toml of the working
+    /// directory, else the copy built into the binary, so an installed neuropil
+    /// benchmarks anywhere).
+    #[arg(long)]
+    experiment: Option<PathBuf>,
     /// Scale of neurons and synapses (sets scaling.neurons and scaling.synapses).
     #[arg(long, default_value_t = 0.1)]
     scale: f64,
@@ -88,8 +95,21 @@ pub fn run(a: &BenchArgs) -> Result<ExitCode> {
         set.push(format!("run.duration_ms={d}"));
     }
     set.extend(a.set.iter().cloned());
-    let req = RunRequest { experiment: a.experiment.clone(), set, threads: Some(a.threads), shards: None };
-    let prepared = match run::prepare(&req) {
+    let experiment = match &a.experiment {
+        Some(p) => p.clone(),
+        None if Path::new(MICROCIRCUIT).exists() => PathBuf::from(MICROCIRCUIT),
+        None => {
+            let p = std::env::temp_dir().join(format!("neuropil-bench-microcircuit-{}.toml", std::process::id()));
+            std::fs::write(&p, BUILT_IN_MICROCIRCUIT).with_context(|| format!("writing {}", p.display()))?;
+            p
+        }
+    };
+    let req = RunRequest { experiment: experiment.clone(), set, threads: Some(a.threads), shards: None };
+    let prepared = run::prepare(&req);
+    if a.experiment.is_none() && experiment.starts_with(std::env::temp_dir()) {
+        let _ = std::fs::remove_file(&experiment);
+    }
+    let prepared = match prepared {
         Ok(p) => p,
         Err(e) => {
             for line in e.to_string().lines() {

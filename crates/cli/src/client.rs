@@ -19,6 +19,8 @@ pub struct Target {
     pub token: Option<String>,
     /// CA for `https` control addresses.
     pub tls: neuropil_cluster::tls::Tls,
+    /// How long to keep trying a control that refuses connections.
+    pub connect_timeout: std::time::Duration,
 }
 
 type Client = ExperimentServiceClient<tonic::service::interceptor::InterceptedService<Channel, AddToken>>;
@@ -36,13 +38,30 @@ impl tonic::service::Interceptor for AddToken {
 }
 
 async fn connect(t: &Target) -> Result<Client> {
-    let channel = t
-        .tls
-        .endpoint(&t.control)
-        .with_context(|| format!("--control {}", t.control))?
-        .connect()
-        .await
-        .with_context(|| format!("--control {}: cannot connect", t.control))?;
+    let endpoint = t.tls.endpoint(&t.control).with_context(|| format!("--control {}", t.control))?;
+    // A control just started (the README's cluster, a pod restarting) may not
+    // listen yet: try again for a while, saying so.
+    let start = std::time::Instant::now();
+    let mut said = false;
+    let channel = loop {
+        match endpoint.connect().await {
+            Ok(c) => break c,
+            Err(e) if start.elapsed() < t.connect_timeout => {
+                if !said && start.elapsed() > std::time::Duration::from_secs(1) {
+                    eprintln!("waiting for the control at {} ({e})", t.control);
+                    said = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "--control {}: cannot connect (tried for {:.0} s; --connect-timeout-s)",
+                    t.control,
+                    t.connect_timeout.as_secs_f64()
+                )))
+            }
+        }
+    };
     let token = match &t.token {
         Some(tok) => Some(format!("Bearer {tok}").parse().context("--token-file: the token is not printable ASCII")?),
         None => None,

@@ -180,6 +180,9 @@ struct TargetArgs {
     /// CA certificate (PEM) that signed the control's certificate (for https:// addresses).
     #[arg(long, env = "NEUROPIL_TLS_CA")]
     tls_ca: Option<PathBuf>,
+    /// Wait this long for a control that is not listening yet (just started, restarting).
+    #[arg(long, default_value_t = 15.0, value_name = "SECONDS")]
+    connect_timeout_s: f64,
 }
 
 /// Options shared by node and control.
@@ -460,7 +463,16 @@ where
             return ExitCode::from(2);
         }
     };
-    let t = client::Target { control: target.control.clone(), token, tls };
+    if !(target.connect_timeout_s.is_finite() && (0.0..=3600.0).contains(&target.connect_timeout_s)) {
+        eprintln!("error: --connect-timeout-s {}: give seconds in 0..=3600", target.connect_timeout_s);
+        return ExitCode::from(2);
+    }
+    let t = client::Target {
+        control: target.control.clone(),
+        token,
+        tls,
+        connect_timeout: std::time::Duration::from_secs_f64(target.connect_timeout_s),
+    };
     match runtime().map_err(anyhow::Error::from).and_then(|rt| rt.block_on(f(t))) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

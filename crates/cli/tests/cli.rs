@@ -1093,6 +1093,26 @@ fn a_node_refuses_an_exchange_socket_path_it_cannot_use() {
     assert!(e.contains("another process listens there"), "{e}");
 }
 
+/// `neuropil bench` as an installed binary runs it: outside the checkout (the
+/// model built in), at a small scale; the summary names the figures.
+#[test]
+fn plain_bench_runs_anywhere_and_reports_the_figures() {
+    let dir = scratch("bench");
+    let o = output_within(
+        bin().current_dir(&dir).args(["bench", "--scale", "0.02", "--duration-ms", "150", "--json"]),
+        300,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["experiment"], "microcircuit", "{s}");
+    // 2 % of the microcircuit's 77,169 neurons, 150 ms (100 of them the transient).
+    let neurons = s["neurons"].as_u64().unwrap();
+    assert!((1500..1600).contains(&neurons), "{neurons} neurons");
+    assert_eq!(s["duration_ms"].as_f64(), Some(150.0));
+    assert!(s["timings"]["rtf"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(std::fs::read_dir(&*dir).unwrap().count(), 0, "bench wrote into the working directory");
+}
+
 #[test]
 fn bench_exchange_measures_every_layer() {
     let o = bin().args(["bench", "--exchange", "--epochs", "200"]).output().unwrap();
@@ -1103,6 +1123,10 @@ fn bench_exchange_measures_every_layer() {
         .filter_map(|l| l.strip_suffix(" µs per epoch"))
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
         .collect();
+    // Every layer ran and reported a time; which is faster is the benchmark's
+    // finding (docs/benchmarks.md), not something to assert here: timings differ
+    // between our VMs and under a parallel test load, and a timed assertion would
+    // fail on a slow machine, not on a defect.
     assert_eq!(rows.len(), 5, "{out}");
     assert!(rows.iter().all(|&t| t > 0.0 && t.is_finite()), "{out}");
     assert!(out.contains("gRPC exchange (node transport), Unix socket"), "{out}");
