@@ -405,7 +405,7 @@ fn sweep(a: &SweepArgs) -> Result<()> {
             bail!("--traffic {}: no router sends anything", pattern.name());
         }
         // Ideal throughput: the busiest channel carries one packet per packet time.
-        let load = max_channel_load(&topo, pattern, wormhole);
+        let load = max_channel_load(&topo, pattern, fabric.splits_ties());
         let bound = 1.0 / (load * packet_ns);
         let zero = zero_load_ns(&fabric, &topo, pattern);
         let worst = a.loads.iter().copied().fold(0.0, f64::max) * bound * duration * senders as f64;

@@ -41,9 +41,10 @@ impl LinkModel {
 
     /// Head latency of a hop in direction `d`, ns.
     pub fn hop_ns(&self, d: Dir) -> f64 {
-        match d {
-            Dir::North | Dir::South => self.hop_latency_y_ns,
-            _ => self.hop_latency_ns,
+        if d.is_vertical() {
+            self.hop_latency_y_ns
+        } else {
+            self.hop_latency_ns
         }
     }
 
@@ -199,6 +200,13 @@ impl Interconnect {
             Interconnect::Fast(f) => f.model.serialisation_ns(),
             Interconnect::Wormhole(r) => r.model().packet_flits as f64 * r.model().cycle_ns,
         }
+    }
+
+    /// Whether a torus target half way round a ring is reached either way (the
+    /// wormhole routers split ties by packet; the fast model goes the positive way):
+    /// what [`crate::traffic::max_channel_load`] must assume.
+    pub fn splits_ties(&self) -> bool {
+        matches!(self, Interconnect::Wormhole(_))
     }
 
     /// `fast` or `wormhole`.

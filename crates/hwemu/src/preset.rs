@@ -404,11 +404,9 @@ impl Preset {
     /// The same chip on the other interconnect model (`--router`); fails, naming
     /// the parameter, where the preset lacks one that model needs.
     pub fn with_router(&self, router: RouterKind) -> Result<Preset, PresetError> {
-        let mut p = self.clone();
-        p.file.router = router;
-        p.require(if router == RouterKind::Fast { Use::Fast } else { Use::Wormhole })?;
-        p.check_router()?;
-        Ok(p)
+        let mut file = self.file.clone();
+        file.router = router;
+        Preset::validate(file)
     }
 
     /// Time step or asynchronous (asynchronous where a sweep preset leaves it out).

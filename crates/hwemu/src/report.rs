@@ -260,10 +260,7 @@ fn hop_energy_pj(preset: &Preset, link_packets: &[u64]) -> f64 {
     link_packets
         .iter()
         .enumerate()
-        .map(|(link, &n)| {
-            let dir = crate::topology::Dir::ALL[link % 6];
-            n as f64 * if matches!(dir, crate::topology::Dir::North | crate::topology::Dir::South) { y } else { x }
-        })
+        .map(|(link, &n)| n as f64 * if crate::topology::Dir::ALL[link % 6].is_vertical() { y } else { x })
         .sum()
 }
 

@@ -157,9 +157,10 @@ impl RouterModel {
 
     /// Cycles to cross the link leaving in direction `d`.
     pub fn link_cycles(&self, d: Dir) -> u32 {
-        match d {
-            Dir::North | Dir::South => self.link_cycles_y,
-            _ => self.link_cycles_x,
+        if d.is_vertical() {
+            self.link_cycles_y
+        } else {
+            self.link_cycles_x
         }
     }
 
@@ -235,18 +236,10 @@ pub struct RouterNet {
     /// Input VCs, `(router * PORTS + port) * vcs + vc`; a flit travelling in
     /// direction d enters input port d of the next router.
     inputs: Vec<InVc>,
-    /// Credits of each output VC (same indexing; the local port's are unused).
-    credits: Vec<u32>,
-    /// Whether an output VC is allocated to a packet.
-    allocated: Vec<bool>,
-    /// With `wait_for_tail_credit`: the output VC's tail has left, it is freed
-    /// when its last credit is back.
-    tail_sent: Vec<bool>,
-    /// Source nodes: credits and allocation of their router's local input VCs.
-    src_credits: Vec<u32>,
-    src_allocated: Vec<bool>,
-    /// With `wait_for_tail_credit`: the source's VC is freed on its last credit.
-    src_tail_sent: Vec<bool>,
+    /// Output VCs (same indexing; the local port's are unused).
+    out_vcs: VcTable,
+    /// Source nodes' view of their router's local input VCs, `router * vcs + vc`.
+    src_vcs: VcTable,
     /// Round-robin pointer over the local VCs, per source.
     src_rr: Vec<u32>,
     /// Source queues (live packet indices) and the packet being injected
@@ -261,6 +254,9 @@ pub struct RouterNet {
     /// Events by cycle, a ring of `ring.len()` cycles.
     ring: Vec<Vec<Due>>,
     pending: usize,
+    /// Switch requests of one router in one cycle (scratch, kept for its capacity).
+    #[serde(skip)]
+    requests: Vec<(u8, u32)>,
     /// Live packets; free slots.
     live: Vec<Live>,
     free: Vec<u32>,
@@ -271,6 +267,56 @@ pub struct RouterNet {
     /// here excludes): their undelivered copies were counted as dropped and the
     /// network emptied.
     pub deadlocks: u64,
+}
+
+/// A sender's view of the VCs it sends into (a router's output port, a source
+/// node's injection channel): credits, and which are allocated to a packet.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct VcTable {
+    credits: Vec<u32>,
+    allocated: Vec<bool>,
+    /// With `wait_for_tail_credit`: the tail has left, the VC is freed when its
+    /// last credit is back.
+    tail_sent: Vec<bool>,
+    /// Credits of an empty VC (its buffer's flits).
+    full: u32,
+}
+
+impl VcTable {
+    fn new(n: usize, full: u32) -> VcTable {
+        VcTable { credits: vec![full; n], allocated: vec![false; n], tail_sent: vec![false; n], full }
+    }
+
+    fn len(&self) -> usize {
+        self.credits.len()
+    }
+
+    /// Free, and with room for a flit.
+    fn is_open(&self, vc: usize) -> bool {
+        !self.allocated[vc] && self.credits[vc] > 0
+    }
+
+    /// A credit back; a VC whose tail has left is free once all of them are.
+    fn credit(&mut self, vc: usize) {
+        self.credits[vc] += 1;
+        if self.tail_sent[vc] && self.credits[vc] == self.full {
+            self.tail_sent[vc] = false;
+            self.allocated[vc] = false;
+        }
+    }
+
+    /// A flit sent into `vc`; after the tail the VC is free now or, with
+    /// `wait_for_tail_credit`, on its last credit.
+    fn send(&mut self, vc: usize, tail: bool, wait_for_tail_credit: bool) {
+        self.credits[vc] -= 1;
+        if tail {
+            if wait_for_tail_credit {
+                self.tail_sent[vc] = true;
+            } else {
+                self.allocated[vc] = false;
+            }
+        }
+    }
 }
 
 /// Counters of one batch (link statistics).
@@ -305,12 +351,8 @@ impl RouterNet {
             cycle: 0,
             next,
             inputs: vec![InVc::default(); n * PORTS * v],
-            credits: vec![model.vc_buffer_flits; n * PORTS * v],
-            allocated: vec![false; n * PORTS * v],
-            tail_sent: vec![false; n * PORTS * v],
-            src_credits: vec![model.vc_buffer_flits; n * v],
-            src_allocated: vec![false; n * v],
-            src_tail_sent: vec![false; n * v],
+            out_vcs: VcTable::new(n * PORTS * v, model.vc_buffer_flits),
+            src_vcs: VcTable::new(n * v, model.vc_buffer_flits),
             src_rr: vec![0; n],
             src_queue: vec![VecDeque::new(); n],
             src_current: vec![None; n],
@@ -319,6 +361,7 @@ impl RouterNet {
             buffered: vec![0; n],
             ring: vec![Vec::new(); max_delay + 1],
             pending: 0,
+            requests: Vec::new(),
             live: Vec::new(),
             free: Vec::new(),
             late_injections: 0,
@@ -346,12 +389,12 @@ impl RouterNet {
             [
                 n.next.len(),
                 n.inputs.len(),
-                n.credits.len(),
-                n.allocated.len(),
-                n.tail_sent.len(),
-                n.src_credits.len(),
-                n.src_allocated.len(),
-                n.src_tail_sent.len(),
+                n.out_vcs.len(),
+                n.out_vcs.allocated.len(),
+                n.out_vcs.tail_sent.len(),
+                n.src_vcs.len(),
+                n.src_vcs.allocated.len(),
+                n.src_vcs.tail_sent.len(),
                 n.src_rr.len(),
                 n.src_queue.len(),
                 n.src_current.len(),
@@ -385,24 +428,7 @@ impl RouterNet {
         if at == dst {
             return None;
         }
-        let ties = self.topo.ties(at, dst);
-        let negative = Self::negative_ties(batch);
-        let (w, h) = (self.topo.width as i64, self.topo.height as i64);
-        let (ax, ay) = self.topo.xy(at);
-        let (tx, ty) = self.topo.xy(dst);
-        let ring = |from: i64, to: i64, n: i64| {
-            let d = (to - from).rem_euclid(n);
-            if d * 2 <= n {
-                d
-            } else {
-                d - n
-            }
-        };
-        let flip = |d: i64, n: i64, k: usize| if ties[k] && negative[k] { d - n } else { d };
-        let (dx, dy) = match self.topo.kind {
-            Kind::Torus => (flip(ring(ax, tx, w), w, 0), flip(ring(ay, ty, h), h, 1)),
-            _ => (tx - ax, ty - ay),
-        };
+        let (dx, dy) = self.topo.offsets(at, dst, Self::negative_ties(batch));
         Some(if dx > 0 {
             Dir::East
         } else if dx < 0 {
@@ -421,7 +447,7 @@ impl RouterNet {
         if self.topo.kind != Kind::Torus {
             return (0, v);
         }
-        let dim = matches!(d, Dir::North | Dir::South) as u8;
+        let dim = d.is_vertical() as u8;
         if dim != p.dim {
             p.dim = dim;
             p.wrapped = false;
@@ -513,22 +539,8 @@ impl RouterNet {
                             active.push(router as u32);
                         }
                     }
-                    Due::Credit { vc, source: false } => {
-                        let vc = vc as usize;
-                        self.credits[vc] += 1;
-                        if self.tail_sent[vc] && self.credits[vc] == self.model.vc_buffer_flits {
-                            self.tail_sent[vc] = false;
-                            self.allocated[vc] = false;
-                        }
-                    }
-                    Due::Credit { vc, source: true } => {
-                        let vc = vc as usize;
-                        self.src_credits[vc] += 1;
-                        if self.src_tail_sent[vc] && self.src_credits[vc] == self.model.vc_buffer_flits {
-                            self.src_tail_sent[vc] = false;
-                            self.src_allocated[vc] = false;
-                        }
-                    }
+                    Due::Credit { vc, source: false } => self.out_vcs.credit(vc as usize),
+                    Due::Credit { vc, source: true } => self.src_vcs.credit(vc as usize),
                     Due::Delivered { packet } => {
                         let p = self.live[packet as usize];
                         out.deliveries.push(Delivery {
@@ -621,7 +633,9 @@ impl RouterNet {
         // become switch requests.
         let n_in = PORTS * v;
         let start = self.va_rr[r] as usize % n_in;
-        let mut requests: Vec<(u8, u32)> = Vec::new();
+        // (A buffer kept between calls: this runs for every busy router every cycle.)
+        let mut requests = std::mem::take(&mut self.requests);
+        requests.clear();
         for k in 0..n_in {
             let i = (start + k) % n_in;
             let ivc = &self.inputs[base + i];
@@ -637,8 +651,8 @@ impl RouterNet {
                     Some(d) => {
                         let (lo, hi) = self.vc_range(r as Chip, d, &mut p);
                         let ob = base + d.index() * v;
-                        (lo..hi).find(|&ov| !self.allocated[ob + ov as usize]).map(|ov| {
-                            self.allocated[ob + ov as usize] = true;
+                        (lo..hi).find(|&ov| !self.out_vcs.allocated[ob + ov as usize]).map(|ov| {
+                            self.out_vcs.allocated[ob + ov as usize] = true;
                             (d.index() as u8, ov)
                         })
                     }
@@ -650,7 +664,7 @@ impl RouterNet {
                 }
             }
             if let Some((o, ov)) = self.inputs[base + i].out {
-                if o as usize == LOCAL || self.credits[base + o as usize * v + ov as usize] > 0 {
+                if o as usize == LOCAL || self.out_vcs.credits[base + o as usize * v + ov as usize] > 0 {
                     requests.push((o, i as u32));
                 }
             }
@@ -675,55 +689,47 @@ impl RouterNet {
             let f = *self.inputs[base + i].buf.front().expect("a request has a flit");
             let (_, ov) = self.inputs[base + i].out.expect("a request has an output");
             let oidx = base + o * v + ov as usize;
-            {
-                // Granted: the flit leaves.
-                input_used[in_port] = true;
-                self.sa_rr[r * PORTS + o] = (i + 1) as u32;
-                moved = true;
-                self.inputs[base + i].buf.pop_front();
-                self.buffered[r] -= 1;
+            // Granted: the flit leaves.
+            input_used[in_port] = true;
+            self.sa_rr[r * PORTS + o] = (i + 1) as u32;
+            moved = true;
+            self.inputs[base + i].buf.pop_front();
+            self.buffered[r] -= 1;
+            if f.tail {
+                self.inputs[base + i].out = None;
+            }
+            // A credit for the slot it freed goes upstream.
+            let credit = self.model.credit_cycles;
+            if in_port == LOCAL {
+                self.schedule(credit, Due::Credit { vc: (r * v + i % v) as u32, source: true });
+            } else {
+                let from = Dir::ALL[in_port].opposite();
+                let up = self.next[r * 6 + from.index()] as usize;
+                let uvc = (up * PORTS + in_port) * v + i % v;
+                self.schedule(credit, Due::Credit { vc: uvc as u32, source: false });
+            }
+            if o == LOCAL {
                 if f.tail {
-                    self.inputs[base + i].out = None;
+                    self.schedule(self.model.ejection_cycles, Due::Delivered { packet: f.packet });
                 }
-                // A credit for the slot it freed goes upstream.
-                let credit = self.model.credit_cycles;
-                if in_port == LOCAL {
-                    self.schedule(credit, Due::Credit { vc: (r * v + i % v) as u32, source: true });
-                } else {
-                    let from = Dir::ALL[in_port].opposite();
-                    let up = self.next[r * 6 + from.index()] as usize;
-                    let uvc = (up * PORTS + in_port) * v + i % v;
-                    self.schedule(credit, Due::Credit { vc: uvc as u32, source: false });
+            } else {
+                self.out_vcs.send(oidx, f.tail, self.model.wait_for_tail_credit);
+                let d = Dir::ALL[o];
+                let link = self.topo.link(r as Chip, d);
+                counts.link_flits[link] += 1;
+                if f.head {
+                    counts.link_packets[link] += 1;
+                    counts.traversals += 1;
+                    self.live[f.packet as usize].hops += 1;
                 }
-                if o == LOCAL {
-                    if f.tail {
-                        self.schedule(self.model.ejection_cycles, Due::Delivered { packet: f.packet });
-                    }
-                } else {
-                    self.credits[oidx] -= 1;
-                    if f.tail {
-                        if self.model.wait_for_tail_credit {
-                            self.tail_sent[oidx] = true;
-                        } else {
-                            self.allocated[oidx] = false;
-                        }
-                    }
-                    let d = Dir::ALL[o];
-                    let link = self.topo.link(r as Chip, d);
-                    counts.link_flits[link] += 1;
-                    if f.head {
-                        counts.link_packets[link] += 1;
-                        counts.traversals += 1;
-                        self.live[f.packet as usize].hops += 1;
-                    }
-                    let to = self.next[r * 6 + o] as usize;
-                    let lc = self.model.link_cycles(d);
-                    let ready = now + lc as u64 + self.model.router_stages as u64;
-                    let vc = ((to * PORTS + o) * v + ov as usize) as u32;
-                    self.schedule(lc, Due::Flit { vc, flit: Flit { ready, ..f } });
-                }
+                let to = self.next[r * 6 + o] as usize;
+                let lc = self.model.link_cycles(d);
+                let ready = now + lc as u64 + self.model.router_stages as u64;
+                let vc = ((to * PORTS + o) * v + ov as usize) as u32;
+                self.schedule(lc, Due::Flit { vc, flit: Flit { ready, ..f } });
             }
         }
+        self.requests = requests;
         (moved, next_ready)
     }
 
@@ -734,31 +740,23 @@ impl RouterNet {
             let Some(&id) = self.src_queue[r].front() else { return false };
             // The next free local VC with room, round-robin (as BookSim's sources).
             let start = self.src_rr[r] as usize;
-            let Some(vc) = (0..v)
-                .map(|k| (start + k) % v)
-                .find(|&k| !self.src_allocated[r * v + k] && self.src_credits[r * v + k] > 0)
-            else {
+            let Some(vc) = (0..v).map(|k| (start + k) % v).find(|&k| self.src_vcs.is_open(r * v + k)) else {
                 return false;
             };
             self.src_rr[r] = ((vc + 1) % v) as u32;
             self.src_queue[r].pop_front();
-            self.src_allocated[r * v + vc] = true;
+            self.src_vcs.allocated[r * v + vc] = true;
             self.src_current[r] = Some((id, vc as u32, 0));
         }
         let Some((id, vc, sent)) = self.src_current[r] else { return false };
         let sv = r * v + vc as usize;
-        if self.src_credits[sv] == 0 {
+        if self.src_vcs.credits[sv] == 0 {
             return false;
         }
-        self.src_credits[sv] -= 1;
         let f = self.model.packet_flits;
         let (head, tail) = (sent == 0, sent + 1 == f);
+        self.src_vcs.send(sv, tail, self.model.wait_for_tail_credit);
         if tail {
-            if self.model.wait_for_tail_credit {
-                self.src_tail_sent[sv] = true;
-            } else {
-                self.src_allocated[sv] = false;
-            }
             self.src_current[r] = None;
         } else {
             self.src_current[r] = Some((id, vc, sent + 1));

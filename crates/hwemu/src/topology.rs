@@ -47,6 +47,11 @@ impl Dir {
         self as usize
     }
 
+    /// North or south (the y dimension).
+    pub fn is_vertical(self) -> bool {
+        matches!(self, Dir::North | Dir::South)
+    }
+
     /// The direction back.
     pub fn opposite(self) -> Dir {
         Dir::ALL[(self.index() + 3) % 6]
@@ -143,6 +148,21 @@ impl Topology {
             .collect()
     }
 
+    /// The signed x and y steps of the dimension-ordered route from `src` to `dst`
+    /// on a mesh, torus or hierarchical grid (the shorter way round a torus's
+    /// rings; half-way ties the negative way where `negative[dim]`).
+    pub fn offsets(&self, src: Chip, dst: Chip, negative: [bool; 2]) -> (i64, i64) {
+        let (sx, sy) = self.xy(src);
+        let (tx, ty) = self.xy(dst);
+        if self.kind != Kind::Torus {
+            return (tx - sx, ty - sy);
+        }
+        let ties = self.ties(src, dst);
+        let (w, h) = (self.width as i64, self.height as i64);
+        let flip = |d: i64, n: i64, k: usize| if ties[k] && negative[k] { d - n } else { d };
+        (flip(Self::ring_offset(sx, tx, w), w, 0), flip(Self::ring_offset(sy, ty, h), h, 1))
+    }
+
     /// Signed offset along one ring of `n` positions, the shorter way (ties go
     /// the positive way).
     fn ring_offset(from: i64, to: i64, n: i64) -> i64 {
@@ -174,7 +194,6 @@ impl Topology {
     /// [`Topology::route`], taking the negative way where `negative[dim]` and that
     /// dimension is a tie (torus; BookSim balances ties so).
     pub fn route_ties(&self, src: Chip, dst: Chip, negative: [bool; 2]) -> Vec<Dir> {
-        let ties = self.ties(src, dst);
         let (sx, sy) = self.xy(src);
         let (tx, ty) = self.xy(dst);
         let (w, h) = (self.width as i64, self.height as i64);
@@ -182,12 +201,7 @@ impl Topology {
         let mut push = |d: Dir, n: i64| out.extend(std::iter::repeat_n(d, n.unsigned_abs() as usize));
         match self.kind {
             Kind::Mesh | Kind::Torus | Kind::Hierarchical => {
-                let (dx, dy) = if self.kind != Kind::Torus {
-                    (tx - sx, ty - sy)
-                } else {
-                    let flip = |d: i64, n: i64, k: usize| if ties[k] && negative[k] { d - n } else { d };
-                    (flip(Self::ring_offset(sx, tx, w), w, 0), flip(Self::ring_offset(sy, ty, h), h, 1))
-                };
+                let (dx, dy) = self.offsets(src, dst, negative);
                 push(if dx >= 0 { Dir::East } else { Dir::West }, dx);
                 push(if dy >= 0 { Dir::North } else { Dir::South }, dy);
             }

@@ -169,11 +169,11 @@ pub fn max_channel_load(topo: &Topology, pattern: &Pattern, balanced_ties: bool)
         for (dst, p) in dests {
             eject[dst as usize] += p;
             let ties = if balanced_ties { topo.ties(src, dst) } else { [false, false] };
-            let choices: Vec<bool> = if ties[0] { vec![false, true] } else { vec![false] };
-            let choices_y: Vec<bool> = if ties[1] { vec![false, true] } else { vec![false] };
-            let share = p / (choices.len() * choices_y.len()) as f64;
-            for &nx in &choices {
-                for &ny in &choices_y {
+            let ways = |tie: bool| if tie { &[false, true][..] } else { &[false][..] };
+            let (xs, ys) = (ways(ties[0]), ways(ties[1]));
+            let share = p / (xs.len() * ys.len()) as f64;
+            for &nx in xs {
+                for &ny in ys {
                     let mut at = src;
                     for d in topo.route_ties(src, dst, [nx, ny]) {
                         link[topo.link(at, d)] += share;
@@ -228,7 +228,8 @@ pub fn generate(topo: &Topology, pattern: &Pattern, p: f64, slot_ns: f64, durati
                 break;
             }
             let u = rng.uniform() * acc;
-            let dst = cdf.iter().find(|&&(c, _)| u < c).or(cdf.last()).map_or(src, |&(_, d)| d);
+            let k = cdf.partition_point(|&(c, _)| c <= u).min(cdf.len().saturating_sub(1));
+            let dst = cdf.get(k).map_or(src, |&(_, d)| d);
             // Times on a 1 ps grid, as the fabric keeps them.
             packets.push(Packet { src, dests: vec![dst], t_ns: (t * 1000.0).round() / 1000.0 });
         }

@@ -332,6 +332,53 @@ pub(crate) fn propagator_alpha(tau_s: f64, tau_m: f64, c_m: f64, h: f64) -> f64 
     (-h / tau_m).exp() * (-(-c * h).exp_m1() - ech * c * h) / (c_m * c * c)
 }
 
+/// Single-neuron traces from NEST 3.10 (tests/data/nest-<model>.json, written by
+/// bench/nest/reference_traces.py: dt = 0.1 ms, spike times and V_m every 1 ms).
+#[cfg(test)]
+pub(crate) mod nest_reference {
+    use serde_json::Value;
+
+    /// The reference of `model`.
+    pub fn load(model: &str) -> Value {
+        let path = format!("{}/../../tests/data/nest-{model}.json", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+    }
+
+    /// Run `step` (one 0.1 ms step: whether the neuron spiked, and V_m after it)
+    /// for the reference's duration; the spike times must equal NEST's (to 1e-9
+    /// ms) and V_m every ms be within `vm_tol` mV of NEST's. The spike times.
+    pub fn assert_matches(nest: &Value, mut step: impl FnMut() -> (bool, f64), vm_tol: f64) -> Vec<f64> {
+        let steps = (nest["duration_ms"].as_f64().unwrap() / 0.1).round() as u32;
+        let (mut times, mut vm) = (Vec::new(), Vec::new());
+        for k in 1..=steps {
+            let (spiked, v) = step();
+            if spiked {
+                times.push(k as f64 * 0.1);
+            }
+            if k % 10 == 0 {
+                vm.push(v);
+            }
+        }
+        let theirs: Vec<f64> = nest["spikes_ms"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert_eq!(times.len(), theirs.len(), "{times:?} vs NEST {theirs:?}");
+        for (a, b) in times.iter().zip(&theirs) {
+            assert!((a - b).abs() < 1e-9, "spike at {a} vs NEST {b}");
+        }
+        let samples = nest["V_m"].as_array().unwrap();
+        assert!(samples.len() >= 999, "{} samples", samples.len());
+        let worst = samples
+            .iter()
+            .map(|s| {
+                // The sample at t ms is the state after the step ending at t.
+                let k = s[0].as_f64().unwrap().round() as usize - 1;
+                (s[1].as_f64().unwrap() - vm[k]).abs()
+            })
+            .fold(0.0, f64::max);
+        assert!(worst < vm_tol, "max |V_m - NEST| = {worst} mV");
+        times
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

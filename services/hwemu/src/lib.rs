@@ -195,7 +195,7 @@ impl HardwareService for Svc {
                 // The ideal throughput of uniform traffic under the routing: on a
                 // mesh, the bisection bound.
                 bisection_bound_per_chip_per_ns: 1.0
-                    / (max_channel_load(&topo, &Pattern::Uniform, fabric.name() == "wormhole") * packet_ns),
+                    / (max_channel_load(&topo, &Pattern::Uniform, fabric.splits_ties()) * packet_ns),
                 mean_hops: if out.deliveries.is_empty() { 0.0 } else { hops as f64 / out.deliveries.len() as f64 },
                 link_utilisation_max: util,
                 emergency_reroutes: out.emergency_reroutes,

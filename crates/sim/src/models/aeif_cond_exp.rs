@@ -278,51 +278,25 @@ mod tests {
     /// RKF45): the same spikes on the 0.1 ms grid, V_m within 1e-4 mV every ms.
     #[test]
     fn adapts_under_strong_drive_as_nest() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/nest-aeif_cond_exp.json");
-        let nest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let i_e = nest["params"]["I_e"].as_f64().unwrap();
-        let p = ModelKind::AeifCondExp.default_params();
+        let nest = crate::models::nest_reference::load("aeif_cond_exp");
+        let mut p = ModelKind::AeifCondExp.default_params();
         for (k, info) in PARAMS.iter().enumerate() {
             if let Some(v) = nest["defaults"][info.name].as_f64() {
                 assert_eq!(p[k], v, "default {}", info.name);
             }
         }
-        let mut g = {
-            let mut p = p.clone();
-            p[15] = i_e;
-            AeifCondExp::new(&p, 1, 0.1)
-        };
+        p[15] = nest["params"]["I_e"].as_f64().unwrap();
+        let mut g = AeifCondExp::new(&p, 1, 0.1);
         let mut syn = vec![0.0; 2];
-        let (mut times, mut vm) = (Vec::new(), Vec::new());
-        for step in 0..10_000u32 {
+        let step = || {
             let mut s = Vec::new();
             g.update(StepInput { syn: &mut syn, i_stim_pa: 0.0, current: &[] }, &mut s);
-            if !s.is_empty() {
-                times.push((step + 1) as f64 * 0.1);
-            }
-            if (step + 1) % 10 == 0 {
-                vm.push(g.state(0, 0));
-            }
-        }
-        let theirs: Vec<f64> = nest["spikes_ms"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-        assert_eq!(times.len(), theirs.len(), "{times:?} vs NEST {theirs:?}");
-        for (a, b) in times.iter().zip(&theirs) {
-            assert!((a - b).abs() < 1e-9, "spike at {a} vs NEST {b}");
-        }
+            (!s.is_empty(), g.state(0, 0))
+        };
+        // V_m: measured 1.0e-5 mV off (the two integrators' 1e-6 local tolerances
+        // accumulated over a second); the bound leaves a factor of ten.
+        let times = crate::models::nest_reference::assert_matches(&nest, step, 1e-4);
         let isi: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(isi[0] < isi[isi.len() - 1], "adaptation: {isi:?}");
-        let samples = nest["V_m"].as_array().unwrap();
-        let worst = samples
-            .iter()
-            .map(|s| {
-                // The sample at t ms is the state after the step ending at t.
-                let k = (s[0].as_f64().unwrap() / 1.0).round() as usize - 1;
-                (s[1].as_f64().unwrap() - vm[k]).abs()
-            })
-            .fold(0.0, f64::max);
-        assert!(samples.len() >= 999, "{} samples", samples.len());
-
-        // over a second; a tenth of that bound would already be within round-off of it.
-        assert!(worst < 1e-4, "max |V_m - NEST| = {worst} mV");
     }
 }

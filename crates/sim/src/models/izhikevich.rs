@@ -134,10 +134,7 @@ mod tests {
     /// time and V_m every millisecond to round-off.
     #[test]
     fn regular_spiking_matches_nest() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/nest-izhikevich.json");
-        let nest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let floats =
-            |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>();
+        let nest = crate::models::nest_reference::load("izhikevich");
         let mut p = ModelKind::Izhikevich.default_params();
         p[6] = nest["params"]["I_e"].as_f64().unwrap();
         for (k, name) in ["a", "b", "c", "d", "V_th"].iter().enumerate() {
@@ -149,32 +146,11 @@ mod tests {
             (nest["defaults"]["V_m"].as_f64().unwrap(), nest["defaults"]["U_m"].as_f64().unwrap())
         );
         let mut syn = vec![0.0; 2];
-        let (mut times, mut vm) = (Vec::new(), Vec::new());
-        for step in 0..10_000u32 {
+        let step = || {
             let mut s = Vec::new();
             g.update(StepInput { syn: &mut syn, i_stim_pa: 0.0, current: &[] }, &mut s);
-            if !s.is_empty() {
-                times.push((step + 1) as f64 * 0.1);
-            }
-            if (step + 1) % 10 == 0 {
-                vm.push(g.v[0]);
-            }
-        }
-        let theirs = floats(&nest["spikes_ms"]);
-        assert_eq!(times.len(), theirs.len(), "{times:?} vs NEST {theirs:?}");
-        for (a, b) in times.iter().zip(&theirs) {
-            assert!((a - b).abs() < 1e-9, "spike at {a} vs NEST {b}");
-        }
-        let samples = nest["V_m"].as_array().unwrap();
-        let worst = samples
-            .iter()
-            .map(|s| {
-                // The sample at t ms is the state after the step ending at t.
-                let k = (s[0].as_f64().unwrap() / 1.0).round() as usize - 1;
-                (s[1].as_f64().unwrap() - vm[k]).abs()
-            })
-            .fold(0.0, f64::max);
-        assert!(samples.len() >= 999, "{} samples", samples.len());
-        assert!(worst < 1e-9, "max |V_m - NEST| = {worst} mV");
+            (!s.is_empty(), g.v[0])
+        };
+        crate::models::nest_reference::assert_matches(&nest, step, 1e-9);
     }
 }
